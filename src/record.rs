@@ -1,0 +1,267 @@
+//! The mapping between an [`Event`] and a Kafka record: the CloudEvents Kafka
+//! protocol binding in binary mode.
+//!
+//! - record key: the partition key;
+//! - record value: the payload's bytes (a `json` payload as JSON text);
+//! - headers: `ce_specversion`, `ce_id`, `ce_type`, `ce_source`, `ce_time`
+//!   (RFC 3339), `content-type`, and one header per event attribute.
+//!
+//! A record that carries no `ce_*` headers (written by a plain Kafka client)
+//! still becomes an event: its id is `<topic>-<partition>-<offset>`, its time
+//! the record timestamp, and its payload `json` when the value is a JSON
+//! object, `text` when it is UTF-8 and `binary` otherwise.
+
+use prost_types::Timestamp;
+
+use crate::json::{json_to_struct, struct_to_json};
+use crate::v1::{event::Data, Event};
+
+/// Header names of the CloudEvents Kafka protocol binding.
+pub mod header {
+    /// CloudEvents spec version; always [`SPECVERSION_VALUE`].
+    pub const SPECVERSION: &str = "ce_specversion";
+    /// The CloudEvents spec version the gateway writes.
+    pub const SPECVERSION_VALUE: &str = "1.0";
+    /// Event id.
+    pub const ID: &str = "ce_id";
+    /// Event type.
+    pub const TYPE: &str = "ce_type";
+    /// Event source.
+    pub const SOURCE: &str = "ce_source";
+    /// Event time, RFC 3339.
+    pub const TIME: &str = "ce_time";
+    /// Media type of the value.
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// Prefix reserved for CloudEvents attributes.
+    pub const CE_PREFIX: &str = "ce_";
+}
+
+/// Default media type of a `json` payload.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// Default media type of a `text` payload.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+/// Default media type of a `binary` payload.
+pub const BINARY_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// A Kafka record to write, independent of any Kafka client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingRecord {
+    /// Record key; `None` for an empty partition key.
+    pub key: Option<Vec<u8>>,
+    /// Record value: the payload bytes.
+    pub value: Vec<u8>,
+    /// Record headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Record timestamp in milliseconds since the Unix epoch: the event time.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A Kafka record that was read, borrowed from the client that read it.
+#[derive(Debug, Clone)]
+pub struct IncomingRecord<'a> {
+    /// Topic it was read from.
+    pub topic: &'a str,
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Value; `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Record timestamp in milliseconds since the Unix epoch, when it has one.
+    pub timestamp_ms: Option<i64>,
+    /// Headers, in order; a header may have no value.
+    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+/// The payload bytes of an event and their default media type.
+pub fn encode_data(data: Option<&Data>) -> (Vec<u8>, &'static str) {
+    match data {
+        Some(Data::Json(object)) => (struct_to_json(object), JSON_CONTENT_TYPE),
+        Some(Data::Text(text)) => (text.as_bytes().to_vec(), TEXT_CONTENT_TYPE),
+        Some(Data::Binary(bytes)) => (bytes.clone(), BINARY_CONTENT_TYPE),
+        None => (Vec::new(), BINARY_CONTENT_TYPE),
+    }
+}
+
+/// Builds the record for an event. The caller has filled the event's id and
+/// time; an empty `key` writes a record without a key.
+pub fn event_to_record(key: &str, event: &Event) -> OutgoingRecord {
+    let (value, default_content_type) = encode_data(event.data.as_ref());
+    let content_type = if event.content_type.is_empty() {
+        default_content_type
+    } else {
+        event.content_type.as_str()
+    };
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        (header::SPECVERSION.into(), header::SPECVERSION_VALUE.into()),
+        (header::ID.into(), event.id.clone().into_bytes()),
+    ];
+    if !event.r#type.is_empty() {
+        headers.push((header::TYPE.into(), event.r#type.clone().into_bytes()));
+    }
+    if !event.source.is_empty() {
+        headers.push((header::SOURCE.into(), event.source.clone().into_bytes()));
+    }
+    if let Some(time) = &event.time {
+        headers.push((header::TIME.into(), time.to_string().into_bytes()));
+    }
+    headers.push((header::CONTENT_TYPE.into(), content_type.as_bytes().to_vec()));
+    let mut attributes: Vec<_> = event.attributes.iter().collect();
+    attributes.sort();
+    headers.extend(
+        attributes
+            .into_iter()
+            .map(|(name, value)| (name.clone(), value.clone().into_bytes())),
+    );
+    OutgoingRecord {
+        key: (!key.is_empty()).then(|| key.as_bytes().to_vec()),
+        value,
+        headers,
+        timestamp_ms: event.time.as_ref().map(timestamp_to_millis),
+    }
+}
+
+/// Rebuilds the event a record carries.
+pub fn record_to_event(record: &IncomingRecord<'_>) -> Event {
+    let mut event = Event::default();
+    let mut time = None;
+    for (name, value) in &record.headers {
+        let text = || String::from_utf8_lossy(value.unwrap_or_default()).into_owned();
+        match *name {
+            header::ID => event.id = text(),
+            header::TYPE => event.r#type = text(),
+            header::SOURCE => event.source = text(),
+            header::TIME => time = text().parse::<Timestamp>().ok(),
+            header::CONTENT_TYPE => event.content_type = text(),
+            header::SPECVERSION => {}
+            _ => {
+                event.attributes.insert((*name).to_owned(), text());
+            }
+        }
+    }
+    if event.id.is_empty() {
+        event.id = format!("{}-{}-{}", record.topic, record.partition, record.offset);
+    }
+    event.time = time.or_else(|| record.timestamp_ms.map(millis_to_timestamp));
+    event.data = record
+        .value
+        .map(|value| decode_data(value, &event.content_type));
+    event
+}
+
+/// Picks the payload kind for a record value: `json` for a JSON object (unless
+/// the content type says otherwise), `text` for UTF-8, `binary` for the rest
+/// or when the content type says it is binary.
+fn decode_data(value: &[u8], content_type: &str) -> Data {
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let may_be_json = media_type.is_empty() || media_type.ends_with("json");
+    let may_be_text = may_be_json || media_type.starts_with("text/");
+    if may_be_json {
+        if let Some(object) = json_to_struct(value) {
+            return Data::Json(object);
+        }
+    }
+    if may_be_text {
+        if let Ok(text) = std::str::from_utf8(value) {
+            return Data::Text(text.to_owned());
+        }
+    }
+    Data::Binary(value.to_vec())
+}
+
+/// Milliseconds since the Unix epoch of a timestamp.
+pub fn timestamp_to_millis(time: &Timestamp) -> i64 {
+    time.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(time.nanos) / 1_000_000)
+}
+
+/// The timestamp of a count of milliseconds since the Unix epoch.
+pub fn millis_to_timestamp(millis: i64) -> Timestamp {
+    Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn incoming<'a>(
+        value: Option<&'a [u8]>,
+        headers: &'a [(String, Vec<u8>)],
+    ) -> IncomingRecord<'a> {
+        IncomingRecord {
+            topic: "orders",
+            partition: 2,
+            offset: 41,
+            value,
+            timestamp_ms: Some(1_700_000_000_123),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), Some(v.as_slice())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_event_survives_the_round_trip_through_a_record() {
+        let event = Event {
+            id: "id-1".into(),
+            r#type: "user.registered".into(),
+            source: "/user-service".into(),
+            time: Some(millis_to_timestamp(1_700_000_000_500)),
+            attributes: HashMap::from([("tenant".into(), "acme".into())]),
+            data: json_to_struct(br#"{"user_id":1}"#).map(Data::Json),
+            content_type: String::new(),
+        };
+        let record = event_to_record("user-1", &event);
+        assert_eq!(record.key.as_deref(), Some(&b"user-1"[..]));
+        assert_eq!(record.value, br#"{"user_id":1}"#);
+        assert_eq!(record.timestamp_ms, Some(1_700_000_000_500));
+        let back = record_to_event(&incoming(Some(&record.value), &record.headers));
+        assert_eq!(
+            back,
+            Event {
+                content_type: JSON_CONTENT_TYPE.into(),
+                ..event
+            }
+        );
+    }
+
+    #[test]
+    fn a_plain_record_gets_an_id_a_time_and_a_payload_kind() {
+        let plain = record_to_event(&incoming(Some(br#"{"a":1}"#), &[]));
+        assert_eq!(plain.id, "orders-2-41");
+        assert_eq!(plain.time, Some(millis_to_timestamp(1_700_000_000_123)));
+        assert!(matches!(plain.data, Some(Data::Json(_))));
+        let text = record_to_event(&incoming(Some(b"[1, 2]"), &[]));
+        assert_eq!(text.data, Some(Data::Text("[1, 2]".into())));
+        let binary = record_to_event(&incoming(Some(&[0xff, 0x00]), &[]));
+        assert_eq!(binary.data, Some(Data::Binary(vec![0xff, 0x00])));
+        let tombstone = record_to_event(&incoming(None, &[]));
+        assert_eq!(tombstone.data, None);
+    }
+
+    #[test]
+    fn the_content_type_decides_between_json_text_and_binary() {
+        let headers = [(header::CONTENT_TYPE.to_owned(), b"text/plain".to_vec())];
+        let text = record_to_event(&incoming(Some(br#"{"a":1}"#), &headers));
+        assert_eq!(text.data, Some(Data::Text(r#"{"a":1}"#.into())));
+        let headers = [(header::CONTENT_TYPE.to_owned(), BINARY_CONTENT_TYPE.into())];
+        let binary = record_to_event(&incoming(Some(b"abc"), &headers));
+        assert_eq!(binary.data, Some(Data::Binary(b"abc".to_vec())));
+    }
+
+    #[test]
+    fn no_key_for_an_empty_partition_key() {
+        assert_eq!(event_to_record("", &Event::default()).key, None);
+    }
+}
