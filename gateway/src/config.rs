@@ -1,0 +1,187 @@
+//! Configuration: command-line flags, each with an environment variable
+//! fallback, validated once at start-up.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+
+/// Everything the gateway can be told at start-up.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "gRPC gateway in front of Apache Kafka: publish and subscribe to topics without a Kafka client",
+    after_help = "Logging follows RUST_LOG (default: info), e.g. RUST_LOG=gateway=debug,rdkafka=warn."
+)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long = "listen", env = "GATEWAY_ADDR", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// Kafka bootstrap servers, comma-separated host:port. When unset, the
+    /// gateway starts an embedded, in-memory Kafka: for development only,
+    /// nothing survives a restart.
+    #[arg(long = "brokers", env = "KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+
+    /// Extra librdkafka client property as KEY=VALUE, applied to every Kafka
+    /// client of the gateway (e.g. security.protocol=SASL_SSL,
+    /// sasl.mechanism=PLAIN, sasl.username=..., sasl.password=...). Repeat the
+    /// flag, or separate entries with ';' in the environment variable. The
+    /// producer's acks=all and enable.idempotence=true cannot be overridden.
+    #[arg(
+        long = "kafka-property",
+        env = "KAFKA_PROPERTIES",
+        value_delimiter = ';',
+        value_parser = parse_property
+    )]
+    pub kafka_properties: Vec<(String, String)>,
+
+    /// Largest event payload accepted by PublishEvent, in bytes; larger ones
+    /// get INVALID_ARGUMENT.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub max_payload_bytes: usize,
+
+    /// Create topics that do not exist when they are first published to or
+    /// subscribed to (through the Kafka admin API). Off: such calls get
+    /// NOT_FOUND. Always on for the embedded Kafka.
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = false)]
+    pub create_topics: bool,
+
+    /// Partition count of topics the gateway creates.
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 3)]
+    pub topic_partitions: i32,
+
+    /// Replication factor of topics the gateway creates; -1 takes the
+    /// broker's default.
+    #[arg(long, env = "TOPIC_REPLICATION", default_value_t = -1, allow_hyphen_values = true)]
+    pub topic_replication: i32,
+
+    /// Longest time Kafka gets to store a published event (librdkafka
+    /// message.timeout.ms). A client's shorter gRPC deadline wins.
+    #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Upper bound on any unary call, whatever deadline the client sent.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most calls handled at once across all connections; further calls get
+    /// RESOURCE_EXHAUSTED at once instead of queueing.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+
+    /// Deliveries a subscription buffers for a slow client before its Kafka
+    /// consumer is paused.
+    #[arg(long, env = "SUBSCRIPTION_BUFFER", default_value_t = 64)]
+    pub subscription_buffer: usize,
+
+    /// How often the gateway checks that Kafka answers (health checks follow).
+    #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+
+    /// Longest time shutdown waits for in-flight calls and for the producer
+    /// to flush.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// Parses one `KEY=VALUE` librdkafka property.
+fn parse_property(entry: &str) -> Result<(String, String), String> {
+    let (key, value) = entry
+        .split_once('=')
+        .ok_or_else(|| format!("{entry:?} is not KEY=VALUE"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("{entry:?} has an empty key"));
+    }
+    Ok((key.to_owned(), value.trim().to_owned()))
+}
+
+impl Config {
+    /// Checks the values that clap's types cannot, with a message that says
+    /// which flag to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_payload_bytes == 0 {
+            return Err("--max-payload-bytes must be at least 1".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("--max-concurrent-requests must be at least 1".into());
+        }
+        if self.subscription_buffer == 0 {
+            return Err("--subscription-buffer must be at least 1".into());
+        }
+        if self.topic_partitions < 1 {
+            return Err("--topic-partitions must be at least 1".into());
+        }
+        if self.topic_replication == 0 || self.topic_replication < -1 {
+            return Err("--topic-replication must be -1 (broker default) or at least 1".into());
+        }
+        for (name, duration) in [
+            ("--delivery-timeout", self.delivery_timeout),
+            ("--request-timeout", self.request_timeout),
+            ("--health-interval", self.health_interval),
+        ] {
+            if duration.is_zero() {
+                return Err(format!("{name} must be longer than zero"));
+            }
+        }
+        if matches!(&self.brokers, Some(b) if b.trim().is_empty()) {
+            return Err("KAFKA_BROKERS / --brokers is set but empty; unset it for the embedded Kafka".into());
+        }
+        Ok(())
+    }
+
+    /// The defaults, for a gateway that talks to `brokers` (tests and
+    /// embedding build their configuration from this).
+    pub fn for_brokers(brokers: Option<String>) -> Self {
+        let mut config = Config::parse_from(["gateway"]);
+        config.brokers = brokers;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_and_validate() {
+        let config = Config::try_parse_from([
+            "gateway",
+            "--brokers",
+            "k1:9092,k2:9092",
+            "--kafka-property",
+            "security.protocol=SASL_SSL",
+            "--kafka-property",
+            "sasl.password=a=b",
+            "--delivery-timeout",
+            "5s",
+            "--topic-replication",
+            "-1",
+        ])
+        .unwrap();
+        assert_eq!(config.brokers.as_deref(), Some("k1:9092,k2:9092"));
+        assert_eq!(
+            config.kafka_properties,
+            vec![
+                ("security.protocol".into(), "SASL_SSL".into()),
+                ("sasl.password".into(), "a=b".into())
+            ]
+        );
+        assert_eq!(config.delivery_timeout, Duration::from_secs(5));
+        assert_eq!(config.max_payload_bytes, 1024 * 1024);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_to_fix() {
+        assert!(Config::try_parse_from(["gateway", "--kafka-property", "novalue"]).is_err());
+        let mut config = Config::for_brokers(None);
+        config.max_payload_bytes = 0;
+        assert!(config.validate().unwrap_err().contains("--max-payload-bytes"));
+        let mut config = Config::for_brokers(Some(" ".into()));
+        config.max_payload_bytes = 10;
+        assert!(config.validate().unwrap_err().contains("KAFKA_BROKERS"));
+    }
+}

@@ -1,0 +1,130 @@
+//! The one producer every publish goes through: acks=all and idempotence, so
+//! that an OK means Kafka stored the event.
+
+use std::time::Duration;
+
+use eventgateway::record::OutgoingRecord;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::time::Instant;
+
+use super::client_config;
+use crate::error::Error;
+
+/// Where Kafka stored a published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Partition it went to.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+}
+
+/// The gateway's shared producer.
+#[derive(Clone)]
+pub struct Publisher {
+    /// librdkafka producer; cloning shares it.
+    producer: FutureProducer,
+}
+
+impl Publisher {
+    /// Creates the producer. `create_topics_on_metadata` lets metadata
+    /// requests create missing topics (the embedded cluster's behaviour).
+    pub fn new(
+        brokers: &str,
+        properties: &[(String, String)],
+        delivery_timeout: Duration,
+        create_topics_on_metadata: bool,
+    ) -> Result<Self, KafkaError> {
+        let config = client_config(
+            brokers,
+            &[
+                // Gateway traffic is many small events from many callers:
+                // a short linger batches them without adding noticeable latency.
+                ("linger.ms", "5"),
+                ("compression.type", "none"),
+            ],
+            properties,
+            &[
+                ("acks", "all".into()),
+                ("enable.idempotence", "true".into()),
+                ("message.timeout.ms", delivery_timeout.as_millis().to_string()),
+                (
+                    "allow.auto.create.topics",
+                    create_topics_on_metadata.to_string(),
+                ),
+            ],
+        );
+        Ok(Self {
+            producer: config.create()?,
+        })
+    }
+
+    /// The underlying producer, for metadata requests.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Sends one record and waits until Kafka stored it, or until `deadline`.
+    pub async fn send(
+        &self,
+        topic: &str,
+        record: &OutgoingRecord,
+        deadline: Option<Instant>,
+    ) -> Result<Stored, Error> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut future_record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(&record.value)
+            .headers(headers);
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key);
+        }
+        if let Some(timestamp) = record.timestamp_ms {
+            future_record = future_record.timestamp(timestamp);
+        }
+        let delivery = self
+            .producer
+            .send_result(future_record)
+            .map_err(|(error, _)| Error::from_kafka(&error, topic))?;
+        let outcome = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, delivery)
+                .await
+                .map_err(|_| Error::DeadlineExceeded)?,
+            None => delivery.await,
+        };
+        match outcome {
+            Ok(Ok(stored)) => Ok(Stored {
+                partition: stored.partition,
+                offset: stored.offset,
+            }),
+            Ok(Err((error, _))) => {
+                tracing::warn!(%error, topic, "Kafka did not store an event");
+                Err(Error::from_kafka(&error, topic))
+            }
+            // The producer was torn down before it answered.
+            Err(_) => Err(Error::ShuttingDown),
+        }
+    }
+
+    /// Waits until every queued event was answered by Kafka, at most `timeout`.
+    /// Blocking: call it off the async runtime.
+    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        self.producer
+            .flush(Timeout::After(timeout))
+            .map_err(|error| match error.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::OperationTimedOut) => Error::KafkaUnavailable(format!(
+                    "{} events still unconfirmed after {timeout:?}",
+                    self.producer.in_flight_count()
+                )),
+                _ => Error::from_kafka(&error, ""),
+            })
+    }
+}

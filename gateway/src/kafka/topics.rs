@@ -1,0 +1,201 @@
+//! Which topics exist: checked through Kafka metadata before the first
+//! publish to a topic and on every subscribe, and created when the gateway is
+//! told to create missing topics.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, Producer};
+
+use super::{blocking, client_config, METADATA_TIMEOUT};
+use crate::error::Error;
+
+/// Times a topic that was just created is looked up again until its
+/// partitions have leaders.
+const SETTLE_ATTEMPTS: u32 = 50;
+/// Pause between those lookups.
+const SETTLE_PAUSE: Duration = Duration::from_millis(100);
+
+/// What happens to a topic that does not exist.
+pub enum Creation {
+    /// Nothing: calls get NOT_FOUND.
+    Refuse,
+    /// The broker creates it when metadata for it is requested (the
+    /// embedded cluster).
+    OnMetadata,
+    /// The gateway creates it through the admin API.
+    Admin {
+        /// Admin client of the cluster.
+        admin: AdminClient<DefaultClientContext>,
+        /// Partition count of new topics.
+        partitions: i32,
+        /// Replication factor of new topics; -1 for the broker default.
+        replication: i32,
+    },
+}
+
+impl Creation {
+    /// The admin-API creation for a real cluster.
+    pub fn admin(
+        brokers: &str,
+        properties: &[(String, String)],
+        partitions: i32,
+        replication: i32,
+    ) -> Result<Self, KafkaError> {
+        Ok(Creation::Admin {
+            admin: client_config(brokers, &[], properties, &[]).create()?,
+            partitions,
+            replication,
+        })
+    }
+}
+
+/// Topic existence checks, with a cache of topics known to exist.
+#[derive(Clone)]
+pub struct Topics {
+    /// Client whose metadata requests answer "does it exist".
+    producer: FutureProducer,
+    /// What to do about a missing topic.
+    creation: Arc<Creation>,
+    /// Topics seen to exist; a publish checks Kafka only the first time.
+    known: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Topics {
+    /// Checks topics through `producer`'s metadata requests.
+    pub fn new(producer: FutureProducer, creation: Creation) -> Self {
+        Self {
+            producer,
+            creation: Arc::new(creation),
+            known: Arc::default(),
+        }
+    }
+
+    /// Makes sure `topic` exists (creating it if allowed); cached.
+    pub async fn ensure(&self, topic: &str) -> Result<(), Error> {
+        if self.is_known(topic) {
+            return Ok(());
+        }
+        self.partitions(topic).await.map(drop)
+    }
+
+    /// Forgets that `topic` exists, after Kafka said it does not.
+    pub fn forget(&self, topic: &str) {
+        self.lock().remove(topic);
+    }
+
+    /// The partitions of `topic`, looked up now (creating it if allowed).
+    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>, Error> {
+        let partitions = match self.settled_lookup(topic).await? {
+            Some(partitions) => partitions,
+            None => match &*self.creation {
+                Creation::Refuse | Creation::OnMetadata => {
+                    return Err(Error::TopicNotFound(topic.to_owned()))
+                }
+                Creation::Admin {
+                    admin,
+                    partitions,
+                    replication,
+                } => {
+                    create(admin, topic, *partitions, *replication).await?;
+                    self.settled_lookup(topic)
+                        .await?
+                        .ok_or_else(|| Error::TopicNotFound(topic.to_owned()))?
+                }
+            },
+        };
+        self.lock().insert(topic.to_owned());
+        Ok(partitions)
+    }
+
+    fn is_known(&self, topic: &str) -> bool {
+        self.lock().contains(topic)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Looks the topic up, again while its partitions are still being
+    /// created. `None` when it does not exist.
+    async fn settled_lookup(&self, topic: &str) -> Result<Option<Vec<i32>>, Error> {
+        let mut attempt = 0;
+        loop {
+            let producer = self.producer.clone();
+            let name = topic.to_owned();
+            match blocking(move || lookup(&producer, &name)).await? {
+                Lookup::Settling if attempt < SETTLE_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(SETTLE_PAUSE).await;
+                }
+                Lookup::Settling => {
+                    return Err(Error::KafkaUnavailable(format!(
+                        "topic {topic:?} has partitions without a leader"
+                    )))
+                }
+                Lookup::Missing => return Ok(None),
+                Lookup::Found(partitions) => return Ok(Some(partitions)),
+            }
+        }
+    }
+}
+
+/// What one metadata request said about a topic.
+enum Lookup {
+    Missing,
+    Settling,
+    Found(Vec<i32>),
+}
+
+/// One metadata request for `topic`. Blocking.
+fn lookup(producer: &FutureProducer, topic: &str) -> Result<Lookup, Error> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|error| Error::from_kafka(&error, topic))?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(Lookup::Missing);
+    };
+    match found.error().map(RDKafkaErrorCode::from) {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            Ok(Lookup::Missing)
+        }
+        Some(RDKafkaErrorCode::LeaderNotAvailable) => Ok(Lookup::Settling),
+        Some(code) => Err(Error::from_kafka(&KafkaError::MetadataFetch(code), topic)),
+        None if found.partitions().is_empty() => Ok(Lookup::Settling),
+        None if found.partitions().iter().any(|p| p.leader() < 0) => Ok(Lookup::Settling),
+        None => Ok(Lookup::Found(
+            found.partitions().iter().map(|p| p.id()).collect(),
+        )),
+    }
+}
+
+/// Creates `topic` through the admin API; one that appeared meanwhile is fine.
+async fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<(), Error> {
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|error| Error::from_kafka(&error, topic))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                tracing::warn!(topic, %code, "could not create topic");
+                return Err(Error::from_kafka(&KafkaError::AdminOp(code), topic));
+            }
+        }
+    }
+    tracing::info!(topic, partitions, replication, "created topic");
+    Ok(())
+}

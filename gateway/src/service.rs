@@ -1,0 +1,272 @@
+//! The `eventgateway.v1.EventGateway` gRPC service: where a published event
+//! goes (validate, check the topic, produce) and where a subscription comes
+//! from (validate, create its consumer, stream).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use eventgateway::record::event_to_record;
+use eventgateway::v1::event_gateway_server::EventGateway;
+use eventgateway::v1::{
+    subscribe_response::Kind, AcknowledgeRequest, AcknowledgeResponse, PublishEventRequest,
+    PublishEventResponse, SubscribeRequest, SubscribeResponse, Subscribed,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::Stream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::kafka::producer::Publisher;
+use crate::kafka::subscription::{self, DeliveryStream, SubscriptionStats};
+use crate::kafka::{blocking, topics::Topics};
+use crate::shutdown::Shutdown;
+use crate::validate;
+
+/// Part of a client's deadline kept back so that the gateway answers
+/// DEADLINE_EXCEEDED itself, before the transport gives up on the call.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+
+/// Live subscriptions by id, with their flow-control counters.
+pub type Subscriptions = Arc<Mutex<HashMap<String, Arc<SubscriptionStats>>>>;
+
+/// The state every call shares.
+#[derive(Clone)]
+pub struct GatewayService {
+    /// The shared producer.
+    pub publisher: Publisher,
+    /// Topic existence checks.
+    pub topics: Topics,
+    /// Kafka bootstrap servers, for subscription consumers.
+    pub brokers: Arc<str>,
+    /// Operator's librdkafka properties, for subscription consumers.
+    pub properties: Arc<[(String, String)]>,
+    /// Largest payload accepted.
+    pub max_payload_bytes: usize,
+    /// Upper bound on a unary call.
+    pub request_timeout: Duration,
+    /// Deliveries buffered per subscription.
+    pub subscription_buffer: usize,
+    /// Whether Kafka answered the last health probe.
+    pub kafka_up: Arc<AtomicBool>,
+    /// Live subscriptions.
+    pub subscriptions: Subscriptions,
+    /// Ends streams when the gateway shuts down.
+    pub shutdown: Shutdown,
+}
+
+/// The stream type of Subscribe.
+pub type SubscribeStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventGateway for GatewayService {
+    async fn publish_event(
+        &self,
+        request: Request<PublishEventRequest>,
+    ) -> Result<Response<PublishEventResponse>, Status> {
+        let deadline = self.deadline(request.metadata());
+        let request = request.into_inner();
+        let span = tracing::info_span!("EventGateway.PublishEvent", topic = %request.topic);
+        let outcome = self.publish(request, deadline).instrument(span.clone()).await;
+        span.in_scope(|| match &outcome {
+            Ok(response) => tracing::debug!(
+                partition = response.partition,
+                offset = response.offset,
+                "event stored"
+            ),
+            Err(error) => tracing::info!(%error, code = ?error.code(), "publish refused"),
+        });
+        Ok(Response::new(outcome?))
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let stream = self.open_subscription(request).await.inspect_err(|error| {
+            tracing::info!(%error, code = ?error.code(), "subscribe refused");
+        })?;
+        Ok(Response::new(stream))
+    }
+
+    async fn acknowledge(
+        &self,
+        _request: Request<AcknowledgeRequest>,
+    ) -> Result<Response<AcknowledgeResponse>, Status> {
+        Err(Status::unimplemented(
+            "Acknowledge and ACK_MODE_MANUAL are not available in this version of the gateway",
+        ))
+    }
+}
+
+impl GatewayService {
+    /// When the call must be answered: the client's deadline (less a margin)
+    /// or the gateway's request timeout, whichever comes first.
+    fn deadline(&self, metadata: &MetadataMap) -> Instant {
+        let limit = grpc_timeout(metadata)
+            .map(|timeout| timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 10)))
+            .map_or(self.request_timeout, |t| t.min(self.request_timeout));
+        Instant::now() + limit
+    }
+
+    fn check_ready(&self) -> Result<(), Error> {
+        if self.shutdown.is_started() {
+            return Err(Error::ShuttingDown);
+        }
+        if !self.kafka_up.load(Ordering::SeqCst) {
+            return Err(Error::KafkaUnavailable(
+                "the gateway cannot reach Kafka right now".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        mut request: PublishEventRequest,
+        deadline: Instant,
+    ) -> Result<PublishEventResponse, Error> {
+        validate::publish_request(&request, self.max_payload_bytes)?;
+        self.check_ready()?;
+        let mut event = request.event.take().unwrap_or_default();
+        if event.id.is_empty() {
+            event.id = uuid::Uuid::now_v7().to_string();
+        }
+        let time = event
+            .time
+            .get_or_insert_with(|| prost_types::Timestamp::from(SystemTime::now()))
+            .clone();
+        tokio::time::timeout_at(deadline, self.topics.ensure(&request.topic))
+            .await
+            .map_err(|_| Error::DeadlineExceeded)??;
+        let record = event_to_record(&request.key, &event);
+        let stored = self
+            .publisher
+            .send(&request.topic, &record, Some(deadline))
+            .await
+            .inspect_err(|error| {
+                if matches!(error, Error::TopicNotFound(_)) {
+                    self.topics.forget(&request.topic);
+                }
+            })?;
+        Ok(PublishEventResponse {
+            event_id: event.id,
+            topic: request.topic,
+            partition: stored.partition,
+            offset: stored.offset,
+            timestamp: Some(time),
+        })
+    }
+
+    async fn open_subscription(&self, request: SubscribeRequest) -> Result<SubscribeStream, Error> {
+        let spec = validate::subscribe_request(&request)?;
+        self.check_ready()?;
+        let mut partitions = HashMap::new();
+        for topic in &spec.topics {
+            partitions.insert(topic.clone(), self.topics.partitions(topic).await?);
+        }
+        if let subscription::StartPosition::Offsets(offsets) = &spec.start {
+            for (topic, partition) in offsets.keys() {
+                if !partitions[topic].contains(partition) {
+                    return Err(Error::InvalidArgument(format!(
+                        "start_offsets names partition {partition} of topic {topic:?}, which has partitions {:?}",
+                        partitions[topic]
+                    )));
+                }
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let consumer = {
+            let (brokers, properties, spec, id) =
+                (self.brokers.clone(), self.properties.clone(), spec.clone(), id.clone());
+            blocking(move || subscription::open(&brokers, &properties, &spec, &partitions, &id))
+                .await?
+        };
+        let consumer = Arc::new(consumer);
+        let (tx, rx) = mpsc::channel(self.subscription_buffer);
+        let subscribed = SubscribeResponse {
+            kind: Some(Kind::Subscribed(Subscribed {
+                subscription_id: id.clone(),
+            })),
+        };
+        // The channel is new and has room.
+        let _ = tx.try_send(Ok(subscribed));
+        let stats = Arc::new(SubscriptionStats::default());
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), stats.clone());
+        let store_offsets = spec.group.is_some().then(|| Arc::downgrade(&consumer));
+        let span = tracing::info_span!(
+            "EventGateway.Subscribe",
+            subscription = %id,
+            topics = ?spec.topics,
+            group = spec.group.as_deref().unwrap_or("")
+        );
+        let subscriptions = self.subscriptions.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(
+            async move {
+                tracing::info!("subscription started");
+                subscription::run(consumer, tx, stats, shutdown).await;
+                subscriptions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                tracing::info!("subscription ended");
+            }
+            .instrument(span),
+        );
+        Ok(Box::pin(DeliveryStream::new(rx, store_offsets)))
+    }
+}
+
+/// The client's deadline from the `grpc-timeout` header, if it sent one.
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 {
+        return None;
+    }
+    let (amount, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = amount.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_headers_parse_in_every_unit() {
+        let mut metadata = MetadataMap::new();
+        for (value, expected) in [
+            ("2H", Duration::from_secs(7200)),
+            ("3M", Duration::from_secs(180)),
+            ("5S", Duration::from_secs(5)),
+            ("250m", Duration::from_millis(250)),
+            ("7u", Duration::from_micros(7)),
+            ("9n", Duration::from_nanos(9)),
+        ] {
+            metadata.insert("grpc-timeout", value.parse().unwrap());
+            assert_eq!(grpc_timeout(&metadata), Some(expected), "{value}");
+        }
+        metadata.insert("grpc-timeout", "10x".parse().unwrap());
+        assert_eq!(grpc_timeout(&metadata), None);
+    }
+}

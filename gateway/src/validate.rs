@@ -1,0 +1,256 @@
+//! Checks on what clients send, before anything reaches Kafka. Each failure
+//! is an [`Error::InvalidArgument`] whose message says what to change.
+
+use std::collections::HashMap;
+
+use eventgateway::record::{encode_data, header, timestamp_to_millis};
+use eventgateway::v1::{AckMode, Event, PublishEventRequest, StartFrom, SubscribeRequest};
+
+use crate::error::Error;
+use crate::kafka::subscription::{StartPosition, SubscriptionSpec};
+
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC_LEN: usize = 249;
+
+/// Checks that `topic` is a legal Kafka topic name.
+pub fn topic_name(topic: &str) -> Result<(), Error> {
+    if topic.is_empty() {
+        return Err(Error::InvalidArgument("topic is empty: name the Kafka topic".into()));
+    }
+    if topic == "." || topic == ".." {
+        return Err(Error::InvalidArgument(format!(
+            "topic {topic:?} is not a legal Kafka topic name"
+        )));
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "topic name is {} characters long; Kafka allows at most {MAX_TOPIC_LEN}",
+            topic.len()
+        )));
+    }
+    if let Some(bad) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "topic {topic:?} contains {bad:?}; Kafka topic names use only letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a publish request and returns its event.
+pub fn publish_request(
+    request: &PublishEventRequest,
+    max_payload_bytes: usize,
+) -> Result<&Event, Error> {
+    topic_name(&request.topic)?;
+    let event = request
+        .event
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("event is missing: set the event to publish".into()))?;
+    let payload_len = encode_data(event.data.as_ref()).0.len();
+    if payload_len > max_payload_bytes {
+        return Err(Error::InvalidArgument(format!(
+            "the payload is {payload_len} bytes; this gateway accepts at most {max_payload_bytes}"
+        )));
+    }
+    for name in event.attributes.keys() {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument("an attribute has an empty name".into()));
+        }
+        if name.starts_with(header::CE_PREFIX) || name.eq_ignore_ascii_case(header::CONTENT_TYPE) {
+            return Err(Error::InvalidArgument(format!(
+                "attribute {name:?} is reserved: names starting with \"ce_\" and \"content-type\" are set from the event's fields"
+            )));
+        }
+    }
+    if let Some(time) = &event.time {
+        if !(0..1_000_000_000).contains(&time.nanos) {
+            return Err(Error::InvalidArgument("event.time has nanos outside 0..1e9".into()));
+        }
+    }
+    Ok(event)
+}
+
+/// Checks a subscribe request and turns it into what the consumer needs.
+pub fn subscribe_request(request: &SubscribeRequest) -> Result<SubscriptionSpec, Error> {
+    if request.topics.is_empty() {
+        return Err(Error::InvalidArgument("topics is empty: name at least one topic".into()));
+    }
+    let mut topics: Vec<String> = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        topic_name(topic)?;
+        if !topics.contains(topic) {
+            topics.push(topic.clone());
+        }
+    }
+    if !request.group.is_empty() {
+        group_name(&request.group)?;
+    }
+    let ack_mode = AckMode::try_from(request.ack_mode).map_err(|_| {
+        Error::InvalidArgument(format!("ack_mode {} is not an AckMode", request.ack_mode))
+    })?;
+    if ack_mode == AckMode::Manual {
+        return Err(Error::Unimplemented(
+            "ACK_MODE_MANUAL is not available in this version of the gateway; use ACK_MODE_AUTO".into(),
+        ));
+    }
+    let start_from = StartFrom::try_from(request.start_from).map_err(|_| {
+        Error::InvalidArgument(format!("start_from {} is not a StartFrom", request.start_from))
+    })?;
+    if start_from != StartFrom::Timestamp && request.start_time.is_some() {
+        return Err(Error::InvalidArgument(
+            "start_time is set, but start_from is not START_FROM_TIMESTAMP".into(),
+        ));
+    }
+    if start_from != StartFrom::Offsets && !request.start_offsets.is_empty() {
+        return Err(Error::InvalidArgument(
+            "start_offsets is set, but start_from is not START_FROM_OFFSETS".into(),
+        ));
+    }
+    let start = match start_from {
+        StartFrom::Unspecified | StartFrom::Latest => StartPosition::Latest,
+        StartFrom::Earliest => StartPosition::Earliest,
+        StartFrom::Timestamp => {
+            let time = request.start_time.as_ref().ok_or_else(|| {
+                Error::InvalidArgument("START_FROM_TIMESTAMP needs start_time".into())
+            })?;
+            StartPosition::Timestamp(timestamp_to_millis(time).max(0))
+        }
+        StartFrom::Offsets => {
+            if request.start_offsets.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "START_FROM_OFFSETS needs start_offsets".into(),
+                ));
+            }
+            let mut offsets = HashMap::new();
+            for position in &request.start_offsets {
+                if !topics.contains(&position.topic) {
+                    return Err(Error::InvalidArgument(format!(
+                        "start_offsets names topic {:?}, which is not in topics",
+                        position.topic
+                    )));
+                }
+                if position.partition < 0 || position.offset < 0 {
+                    return Err(Error::InvalidArgument(format!(
+                        "start_offsets has a negative partition or offset for topic {:?}",
+                        position.topic
+                    )));
+                }
+                offsets.insert((position.topic.clone(), position.partition), position.offset);
+            }
+            StartPosition::Offsets(offsets)
+        }
+    };
+    Ok(SubscriptionSpec {
+        topics,
+        group: (!request.group.is_empty()).then(|| request.group.clone()),
+        start,
+    })
+}
+
+/// Checks a consumer group name.
+fn group_name(group: &str) -> Result<(), Error> {
+    if group.len() > MAX_TOPIC_LEN || group.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "group must be at most {MAX_TOPIC_LEN} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventgateway::v1::event::Data;
+    use tonic::Code;
+
+    fn code(result: Result<(), Error>) -> Option<Code> {
+        result.err().map(|e| e.code())
+    }
+
+    #[test]
+    fn legal_topic_names_pass_and_others_say_why() {
+        for ok in ["user-registered", "a.b_c-D9", &"x".repeat(249)] {
+            assert_eq!(code(topic_name(ok)), None, "{ok}");
+        }
+        for bad in ["", ".", "..", "has space", "slash/topic", "ümlaut", &"x".repeat(250)] {
+            assert_eq!(code(topic_name(bad)), Some(Code::InvalidArgument), "{bad}");
+        }
+    }
+
+    #[test]
+    fn publish_requests_need_an_event_under_the_limit_and_no_reserved_attributes() {
+        let mut request = PublishEventRequest {
+            topic: "t".into(),
+            key: String::new(),
+            event: None,
+        };
+        assert!(publish_request(&request, 4).unwrap_err().to_string().contains("event is missing"));
+        request.event = Some(Event {
+            data: Some(Data::Text("12345".into())),
+            ..Event::default()
+        });
+        assert!(publish_request(&request, 4).unwrap_err().to_string().contains("at most 4"));
+        assert!(publish_request(&request, 5).is_ok());
+        let event = request.event.as_mut().unwrap();
+        event.attributes.insert("ce_id".into(), "x".into());
+        assert!(publish_request(&request, 5).unwrap_err().to_string().contains("reserved"));
+    }
+
+    #[test]
+    fn subscribe_requests_need_topics_and_start_options_that_fit() {
+        use eventgateway::v1::PartitionOffset;
+        let ok = SubscribeRequest {
+            topics: vec!["a".into(), "a".into(), "b".into()],
+            ..SubscribeRequest::default()
+        };
+        let spec = subscribe_request(&ok).unwrap();
+        assert_eq!(spec.topics, vec!["a", "b"]);
+        assert_eq!(spec.start, StartPosition::Latest);
+        assert_eq!(spec.group, None);
+
+        let bad = [
+            SubscribeRequest::default(),
+            SubscribeRequest {
+                topics: vec!["bad topic".into()],
+                ..SubscribeRequest::default()
+            },
+            SubscribeRequest {
+                start_from: StartFrom::Timestamp as i32,
+                ..ok.clone()
+            },
+            SubscribeRequest {
+                start_from: StartFrom::Offsets as i32,
+                ..ok.clone()
+            },
+            SubscribeRequest {
+                start_from: StartFrom::Offsets as i32,
+                start_offsets: vec![PartitionOffset {
+                    topic: "other".into(),
+                    partition: 0,
+                    offset: 0,
+                }],
+                ..ok.clone()
+            },
+            SubscribeRequest {
+                start_offsets: vec![PartitionOffset::default()],
+                ..ok.clone()
+            },
+            SubscribeRequest {
+                start_from: 99,
+                ..ok.clone()
+            },
+        ];
+        for request in bad {
+            let error = subscribe_request(&request).unwrap_err();
+            assert_eq!(error.code(), Code::InvalidArgument, "{request:?}: {error}");
+        }
+        let manual = SubscribeRequest {
+            ack_mode: AckMode::Manual as i32,
+            ..ok
+        };
+        assert_eq!(subscribe_request(&manual).unwrap_err().code(), Code::Unimplemented);
+    }
+}
