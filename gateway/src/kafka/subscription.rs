@@ -312,11 +312,13 @@ fn delivery(message: &BorrowedMessage<'_>) -> SubscribeResponse {
 /// consumer (committing stored offsets and leaving the group).
 pub async fn run(
     consumer: Arc<SubscriptionConsumer>,
+    start: StartPosition,
     tx: mpsc::Sender<Result<SubscribeResponse, Status>>,
     stats: Arc<SubscriptionStats>,
     mut shutdown: Shutdown,
 ) {
     let mut held: VecDeque<SubscribeResponse> = VecDeque::new();
+    let mut time_gate = TimeGate::new(&start);
     loop {
         let paused = stats.is_paused();
         if !held.is_empty() && tx.capacity() == 0 && !paused {
@@ -343,7 +345,11 @@ pub async fn run(
             // While paused the consumer is still polled (rebalances, liveness),
             // but fetches nothing new.
             message = consumer.recv(), if held.is_empty() || stats.is_paused() => match message {
-                Ok(message) => held.push_back(delivery(&message)),
+                Ok(message) => {
+                    if time_gate.admits(&message) {
+                        held.push_back(delivery(&message));
+                    }
+                }
                 Err(error) => {
                     if let Some(status) = fatal(&error) {
                         let _ = tx.send(Err(status)).await;
@@ -357,6 +363,44 @@ pub async fn run(
     }
     // Closing blocks on the group coordinator: do it off the runtime.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+}
+
+/// For a timestamp replay: per partition, drops records until the first one
+/// at or after the start time. Kafka already positions there, so this only
+/// acts where a broker's timestamp lookup answers an earlier offset.
+struct TimeGate {
+    /// The start time in ms, while a replay from a timestamp is on.
+    from: Option<i64>,
+    /// Partitions that reached the start time.
+    open: HashSet<(String, i32)>,
+}
+
+impl TimeGate {
+    fn new(start: &StartPosition) -> Self {
+        let from = match start {
+            StartPosition::Timestamp(millis) => Some(*millis),
+            _ => None,
+        };
+        Self {
+            from,
+            open: HashSet::new(),
+        }
+    }
+
+    fn admits(&mut self, message: &BorrowedMessage<'_>) -> bool {
+        let Some(from) = self.from else { return true };
+        let key = (message.topic().to_owned(), message.partition());
+        if self.open.contains(&key) {
+            return true;
+        }
+        match message.timestamp().to_millis() {
+            Some(millis) if millis < from => false,
+            _ => {
+                self.open.insert(key);
+                true
+            }
+        }
+    }
 }
 
 /// The status that ends a stream for a consumer error, if it is fatal.

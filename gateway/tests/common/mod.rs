@@ -1,0 +1,287 @@
+//! Test harness: a real Kafka-protocol broker (tansu) on a free port, the
+//! gateway on port 0 in this process, clients, and helpers to poll with a
+//! bound instead of sleeping.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
+use eventgateway::v1::{
+    event::Data, subscribe_response::Kind, Delivery, Event, PublishEventRequest,
+    PublishEventResponse, SubscribeRequest, SubscribeResponse,
+};
+use gateway::{Config, RunningGateway};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use tonic::transport::Channel;
+use tonic::Streaming;
+
+/// Longest a test waits for a condition before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Where the tansu binary is: `TANSU_BIN`, the cache `.ci/run` fills, or PATH.
+fn tansu_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
+        return path.into();
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let cached = PathBuf::from(home).join(".cache/event-gateway/tansu/bin/tansu");
+        if cached.exists() {
+            return cached;
+        }
+    }
+    if let Ok(output) = Command::new("which").arg("tansu").output() {
+        if output.status.success() {
+            return PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        }
+    }
+    panic!(
+        "the tansu broker is missing: run `bash .ci/run` once (it installs tansu into \
+         ~/.cache/event-gateway), or set TANSU_BIN"
+    );
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Where a broker's log goes: a file named after its port in the temp dir.
+fn log_file(port: u16) -> Stdio {
+    let path = std::env::temp_dir().join(format!("event-gateway-tansu-{port}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
+/// A real Kafka-protocol broker process.
+pub struct Broker {
+    port: u16,
+    storage: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker with in-memory storage on a free port.
+    pub async fn start() -> Self {
+        Self::start_with_storage("memory://tansu/".into()).await
+    }
+
+    /// Starts a broker with the given storage engine URL.
+    pub async fn start_with_storage(storage: String) -> Self {
+        let mut broker = Broker {
+            port: free_port(),
+            storage,
+            child: None,
+        };
+        broker.restart().await;
+        broker
+    }
+
+    /// `host:port` to bootstrap from.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker (again) on the same port and waits until it accepts
+    /// connections.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--kafka-listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.storage])
+            .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(self.port))
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let addr: SocketAddr = self.brokers().parse().unwrap();
+        eventually("the broker accepts connections", || async {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })
+        .await;
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .create()
+            .expect("admin client");
+        let results = admin
+            .create_topics(
+                [&NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create_topics answers");
+        for result in results {
+            result.expect("topic created");
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A unique topic name for one test.
+pub fn topic(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The configuration tests start from: quick health probes.
+pub fn config(brokers: Option<String>) -> Config {
+    let mut config = Config::for_brokers(brokers);
+    config.health_interval = Duration::from_millis(200);
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+/// Starts the gateway on a free port and waits until it reports SERVING.
+pub async fn gateway(config: Config) -> RunningGateway {
+    if std::env::var_os("RUST_LOG").is_some() {
+        gateway::telemetry::init();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = gateway::start(config, listener).await.expect("gateway starts");
+    wait_serving(gateway.addr()).await;
+    gateway
+}
+
+/// A client of the gateway at `addr`.
+pub async fn client(addr: SocketAddr) -> EventGatewayClient<Channel> {
+    EventGatewayClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connects to the gateway")
+}
+
+/// Health status of `service` ("" for the server).
+pub async fn health(addr: SocketAddr, service: &str) -> Result<i32, tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+/// Waits until the gateway's health says SERVING.
+pub async fn wait_serving(addr: SocketAddr) {
+    eventually("the gateway reports SERVING", || async {
+        health(addr, "").await.ok() == Some(tonic_health::ServingStatus::Serving as i32)
+    })
+    .await;
+}
+
+/// Polls `condition` until it holds; fails the test after [`PATIENCE`].
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A JSON event with the given body.
+pub fn json_event(body: serde_json::Value) -> Event {
+    Event {
+        r#type: "test.event".into(),
+        source: "/tests".into(),
+        data: eventgateway::json::json_to_struct(body.to_string().as_bytes()).map(Data::Json),
+        ..Event::default()
+    }
+}
+
+/// Publishes a JSON event and returns the gateway's answer.
+pub async fn publish(
+    client: &mut EventGatewayClient<Channel>,
+    topic: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> PublishEventResponse {
+    client
+        .publish_event(PublishEventRequest {
+            topic: topic.into(),
+            key: key.into(),
+            event: Some(json_event(body)),
+        })
+        .await
+        .expect("publish succeeds")
+        .into_inner()
+}
+
+/// Opens a subscription and returns its id and stream.
+pub async fn subscribe(
+    client: &mut EventGatewayClient<Channel>,
+    request: SubscribeRequest,
+) -> (String, Streaming<SubscribeResponse>) {
+    let mut stream = client
+        .subscribe(request)
+        .await
+        .expect("subscribe succeeds")
+        .into_inner();
+    match stream.message().await.expect("first message").map(|m| m.kind) {
+        Some(Some(Kind::Subscribed(subscribed))) => (subscribed.subscription_id, stream),
+        other => panic!("expected Subscribed first, got {other:?}"),
+    }
+}
+
+/// The next delivery of a stream, within [`PATIENCE`].
+pub async fn next_delivery(stream: &mut Streaming<SubscribeResponse>) -> Delivery {
+    let message = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("a delivery arrives in time")
+        .expect("the stream is healthy")
+        .expect("the stream is open");
+    match message.kind {
+        Some(Kind::Delivery(delivery)) => delivery,
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
+
+/// The JSON body of a delivery.
+pub fn body(delivery: &Delivery) -> serde_json::Value {
+    match delivery.event.as_ref().and_then(|e| e.data.as_ref()) {
+        Some(Data::Json(object)) => {
+            serde_json::from_slice(&eventgateway::json::struct_to_json(object)).unwrap()
+        }
+        other => panic!("expected a JSON payload, got {other:?}"),
+    }
+}
