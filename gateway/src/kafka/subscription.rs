@@ -33,6 +33,11 @@ use crate::shutdown::Shutdown;
 
 /// How long a stream ending at shutdown waits to tell its client why.
 const SHUTDOWN_NOTICE: Duration = Duration::from_secs(2);
+/// How long a client may stay behind before its consumer is paused; a
+/// shorter stall is absorbed by the channel without refetching.
+const PAUSE_AFTER: Duration = Duration::from_millis(250);
+/// How often a waiting subscription looks at its consumer's queue again.
+const REPOLL: Duration = Duration::from_millis(100);
 
 /// Where a subscription starts reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -307,62 +312,114 @@ fn delivery(message: &BorrowedMessage<'_>) -> SubscribeResponse {
     }
 }
 
+/// The channel of one subscription.
+type Deliveries = mpsc::Sender<Result<SubscribeResponse, Status>>;
+
 /// Moves records from the consumer into `tx` until the client leaves, Kafka
 /// fails the subscription, or the gateway shuts down; then closes the
 /// consumer (committing stored offsets and leaving the group).
 pub async fn run(
     consumer: Arc<SubscriptionConsumer>,
     start: StartPosition,
-    tx: mpsc::Sender<Result<SubscribeResponse, Status>>,
+    tx: Deliveries,
     stats: Arc<SubscriptionStats>,
     mut shutdown: Shutdown,
 ) {
     let mut held: VecDeque<SubscribeResponse> = VecDeque::new();
     let mut time_gate = TimeGate::new(&start);
     loop {
-        let paused = stats.is_paused();
-        if !held.is_empty() && tx.capacity() == 0 && !paused {
-            set_paused(&consumer, &stats, true);
-        }
-        tokio::select! {
+        let permit = tokio::select! {
             biased;
             () = shutdown.started() => {
-                let notice = Status::unavailable("the gateway is shutting down; reconnect to resume");
-                let _ = tokio::time::timeout(SHUTDOWN_NOTICE, tx.send(Err(notice))).await;
+                notify_shutdown(&tx).await;
+                break;
+            }
+            permit = room(&consumer, &tx, &stats, &mut held, &mut time_gate) => match permit {
+                Some(permit) => permit,
+                None => break,
+            },
+        };
+        if let Some(next) = held.pop_front() {
+            permit.send(Ok(next));
+            stats.delivered.fetch_add(1, Ordering::SeqCst);
+            stats.held.store(held.len(), Ordering::SeqCst);
+            continue;
+        }
+        let message = tokio::select! {
+            biased;
+            () = shutdown.started() => {
+                drop(permit);
+                notify_shutdown(&tx).await;
                 break;
             }
             () = tx.closed() => break,
-            permit = tx.reserve(), if !held.is_empty() => {
-                let Ok(permit) = permit else { break };
-                if let Some(next) = held.pop_front() {
-                    permit.send(Ok(next));
+            message = consumer.recv() => message,
+            // Look at the consumer's queue again now and then, so that a
+            // missed wake-up (seen after a pause) never stalls the stream.
+            () = tokio::time::sleep(REPOLL) => continue,
+        };
+        match message {
+            Ok(message) => {
+                if time_gate.admits(&message) {
+                    permit.send(Ok(delivery(&message)));
                     stats.delivered.fetch_add(1, Ordering::SeqCst);
                 }
-                if stats.is_paused() && held.is_empty() {
-                    set_paused(&consumer, &stats, false);
-                }
             }
-            // While paused the consumer is still polled (rebalances, liveness),
-            // but fetches nothing new.
-            message = consumer.recv(), if held.is_empty() || stats.is_paused() => match message {
-                Ok(message) => {
-                    if time_gate.admits(&message) {
-                        held.push_back(delivery(&message));
-                    }
+            Err(error) => {
+                if let Some(status) = fatal(&error) {
+                    permit.send(Err(status));
+                    break;
                 }
-                Err(error) => {
-                    if let Some(status) = fatal(&error) {
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                    tracing::warn!(%error, "Kafka consumer error; the subscription continues");
-                }
-            },
+                tracing::warn!(%error, "Kafka consumer error; the subscription continues");
+            }
         }
-        stats.held.store(held.len(), Ordering::SeqCst);
     }
     // Closing blocks on the group coordinator: do it off the runtime.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+}
+
+/// Tells the client the stream ends because the gateway shuts down.
+async fn notify_shutdown(tx: &Deliveries) {
+    let notice = Status::unavailable("the gateway is shutting down; reconnect to resume");
+    let _ = tokio::time::timeout(SHUTDOWN_NOTICE, tx.send(Err(notice))).await;
+}
+
+/// Waits for room in the channel. A client that stays behind for
+/// [`PAUSE_AFTER`] gets its consumer paused until it catches up; the paused
+/// consumer is still served (rebalances, liveness) and what it yields is
+/// held. `None` once the client has gone.
+async fn room<'a>(
+    consumer: &SubscriptionConsumer,
+    tx: &'a Deliveries,
+    stats: &SubscriptionStats,
+    held: &mut VecDeque<SubscribeResponse>,
+    time_gate: &mut TimeGate,
+) -> Option<mpsc::Permit<'a, Result<SubscribeResponse, Status>>> {
+    match tx.try_reserve() {
+        Ok(permit) => return Some(permit),
+        Err(mpsc::error::TrySendError::Closed(())) => return None,
+        Err(mpsc::error::TrySendError::Full(())) => {}
+    }
+    if let Ok(permit) = tokio::time::timeout(PAUSE_AFTER, tx.reserve()).await {
+        return permit.ok();
+    }
+    set_paused(consumer, stats, true);
+    let permit = loop {
+        tokio::select! {
+            biased;
+            permit = tx.reserve() => break permit.ok(),
+            message = consumer.recv() => {
+                if let Ok(message) = message {
+                    if time_gate.admits(&message) {
+                        held.push_back(delivery(&message));
+                        stats.held.store(held.len(), Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    };
+    set_paused(consumer, stats, false);
+    permit
 }
 
 /// For a timestamp replay: per partition, drops records until the first one

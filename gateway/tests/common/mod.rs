@@ -68,6 +68,8 @@ pub struct Broker {
     port: u16,
     storage: String,
     child: Option<Child>,
+    /// The SQLite file of a durable broker, removed when it is dropped.
+    file: Option<PathBuf>,
 }
 
 impl Broker {
@@ -76,12 +78,21 @@ impl Broker {
         Self::start_with_storage("memory://tansu/".into()).await
     }
 
+    /// Starts a broker whose data survives a restart (SQLite in a temp file).
+    pub async fn start_durable() -> Self {
+        let file = std::env::temp_dir().join(format!("event-gateway-{}.db", uuid::Uuid::now_v7().simple()));
+        let mut broker = Self::start_with_storage(format!("sqlite:///{}", file.display())).await;
+        broker.file = Some(file);
+        broker
+    }
+
     /// Starts a broker with the given storage engine URL.
     pub async fn start_with_storage(storage: String) -> Self {
         let mut broker = Broker {
             port: free_port(),
             storage,
             child: None,
+            file: None,
         };
         broker.restart().await;
         broker
@@ -145,6 +156,11 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+        if let Some(file) = &self.file {
+            for suffix in ["", "-shm", "-wal"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
     }
 }
 

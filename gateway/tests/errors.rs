@@ -1,0 +1,194 @@
+//! Bad input and failure statuses: each case asserts its gRPC code, and the
+//! gateway keeps serving afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use eventgateway::v1::{
+    event::Data, AckMode, AcknowledgeRequest, Event, PartitionOffset, PublishEventRequest,
+    StartFrom, SubscribeRequest,
+};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use serde_json::json;
+use tonic::Code;
+
+fn publish_request(topic: &str, event: Option<Event>) -> PublishEventRequest {
+    PublishEventRequest {
+        topic: topic.into(),
+        key: String::new(),
+        event,
+    }
+}
+
+fn text(payload: &str) -> Option<Event> {
+    Some(Event {
+        data: Some(Data::Text(payload.into())),
+        ..Event::default()
+    })
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
+    let broker = Broker::start().await;
+    let topic = topic("errors");
+    broker.create_topic(&topic, 2).await;
+    let mut config = config(Some(broker.brokers()));
+    config.max_payload_bytes = 1024;
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+
+    let mut with_reserved = text("x").unwrap();
+    with_reserved.attributes.insert("ce_id".into(), "forged".into());
+    let publishes = [
+        (publish_request("", text("x")), Code::InvalidArgument, "topic is empty"),
+        (publish_request("no spaces", text("x")), Code::InvalidArgument, "letters, digits"),
+        (publish_request(&"t".repeat(250), text("x")), Code::InvalidArgument, "at most 249"),
+        (publish_request(&topic, None), Code::InvalidArgument, "event is missing"),
+        (publish_request(&topic, text(&"x".repeat(1025))), Code::InvalidArgument, "at most 1024"),
+        (publish_request(&topic, Some(with_reserved)), Code::InvalidArgument, "reserved"),
+        (publish_request("does-not-exist", text("x")), Code::NotFound, "--create-topics"),
+    ];
+    for (request, code, message) in publishes {
+        let status = client.publish_event(request.clone()).await.unwrap_err();
+        assert_eq!(status.code(), code, "{request:?}: {status:?}");
+        assert!(status.message().contains(message), "{:?} lacks {message:?}", status.message());
+    }
+
+    let subscribe = |topics: Vec<&str>| SubscribeRequest {
+        topics: topics.into_iter().map(String::from).collect(),
+        ..SubscribeRequest::default()
+    };
+    let subscribes = [
+        (subscribe(vec![]), Code::InvalidArgument),
+        (subscribe(vec!["bad/topic"]), Code::InvalidArgument),
+        (subscribe(vec!["does-not-exist"]), Code::NotFound),
+        (
+            SubscribeRequest {
+                start_from: StartFrom::Timestamp as i32,
+                ..subscribe(vec![&topic])
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            SubscribeRequest {
+                start_from: StartFrom::Offsets as i32,
+                start_offsets: vec![PartitionOffset {
+                    topic: topic.clone(),
+                    partition: 7,
+                    offset: 0,
+                }],
+                ..subscribe(vec![&topic])
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            SubscribeRequest {
+                ack_mode: AckMode::Manual as i32,
+                ..subscribe(vec![&topic])
+            },
+            Code::Unimplemented,
+        ),
+    ];
+    for (request, code) in subscribes {
+        let status = client.subscribe(request.clone()).await.unwrap_err();
+        assert_eq!(status.code(), code, "{request:?}: {status:?}");
+    }
+    let status = client
+        .acknowledge(AcknowledgeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+
+    // Nothing above disturbed the gateway.
+    let stored = publish(&mut client, &topic, "k", json!({"still": "serving"})).await;
+    assert!(stored.offset >= 0);
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_topics_are_created_when_the_gateway_is_told_to() {
+    let broker = Broker::start().await;
+    let mut config = config(Some(broker.brokers()));
+    config.create_topics = true;
+    config.topic_partitions = 2;
+    config.topic_replication = 1;
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let topic = topic("created");
+    let stored = publish(&mut client, &topic, "k", json!({"n": 1})).await;
+    assert_eq!(stored.topic, topic);
+    let (_, mut stream) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            topics: vec![topic.clone()],
+            start_from: StartFrom::Earliest as i32,
+            ..SubscribeRequest::default()
+        },
+    )
+    .await;
+    assert_eq!(body(&next_delivery(&mut stream).await), json!({"n": 1}));
+    gateway.shutdown().await.unwrap();
+}
+
+/// A Kafka that fails every produce request, through librdkafka's mock
+/// cluster (fault injection).
+fn failing_cluster(topic: &str) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(topic, 1, 1).expect("mock topic");
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500],
+    );
+    cluster
+}
+
+#[tokio::test]
+async fn a_publish_kafka_cannot_confirm_in_time_gets_deadline_exceeded() {
+    let topic = topic("deadline");
+    let cluster = failing_cluster(&topic);
+    let gateway = gateway(config(Some(cluster.bootstrap_servers()))).await;
+    let mut client = client(gateway.addr()).await;
+
+    let mut request = tonic::Request::new(publish_request(&topic, text("slow")));
+    request.set_timeout(Duration::from_millis(800));
+    let status = client.publish_event(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("same event id"), "{}", status.message());
+
+    cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let stored = publish(&mut client, &topic, "", json!({"after": "recovery"})).await;
+    assert!(stored.offset >= 0);
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_saturated_gateway_answers_resource_exhausted() {
+    let topic = topic("saturated");
+    let cluster = failing_cluster(&topic);
+    let mut config = config(Some(cluster.bootstrap_servers()));
+    config.max_concurrent_requests = 1;
+    let gateway = gateway(config).await;
+    let addr = gateway.addr();
+
+    // One publish holds the only slot while Kafka keeps failing it.
+    let mut slow_client = client(addr).await;
+    let slow = tokio::spawn(async move {
+        let mut request = tonic::Request::new(publish_request(&topic, text("slow")));
+        request.set_timeout(Duration::from_secs(10));
+        slow_client.publish_event(request).await
+    });
+    // Meanwhile other calls are shed at once instead of queueing.
+    eventually("a call is shed with RESOURCE_EXHAUSTED", || async move {
+        matches!(health(addr, "").await, Err(status) if status.code() == Code::ResourceExhausted)
+    })
+    .await;
+
+    cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let outcome = slow.await.unwrap();
+    assert!(outcome.is_ok(), "the held publish completes once Kafka recovers: {outcome:?}");
+    wait_serving(addr).await;
+    gateway.shutdown().await.unwrap();
+}

@@ -1,0 +1,75 @@
+//! Health follows Kafka: NOT_SERVING while the broker is down (and calls get
+//! UNAVAILABLE), SERVING again once it is back.
+
+mod common;
+
+use common::*;
+use eventgateway::v1::{event::Data, Event, PublishEventRequest, SubscribeRequest};
+use tonic::Code;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use tonic_health::ServingStatus;
+
+#[tokio::test]
+async fn health_goes_not_serving_while_the_broker_is_down_and_back_after() {
+    // Durable storage: the restarted broker remembers the producer's identity.
+    let mut broker = Broker::start_durable().await;
+    let gateway = gateway(config(Some(broker.brokers()))).await;
+    let addr = gateway.addr();
+    for service in ["", eventgateway::SERVICE_NAME] {
+        assert_eq!(health(addr, service).await.unwrap(), ServingStatus::Serving as i32);
+    }
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: eventgateway::SERVICE_NAME.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+
+    broker.kill();
+    eventually("health reports NOT_SERVING", || async {
+        health(addr, "").await.ok() == Some(ServingStatus::NotServing as i32)
+    })
+    .await;
+    assert_eq!(
+        health(addr, eventgateway::SERVICE_NAME).await.unwrap(),
+        ServingStatus::NotServing as i32
+    );
+    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::NotServing as i32);
+
+    let mut client = client(addr).await;
+    let status = client
+        .publish_event(PublishEventRequest {
+            topic: "any-topic".into(),
+            key: String::new(),
+            event: Some(Event {
+                data: Some(Data::Text("x".into())),
+                ..Event::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let status = client
+        .subscribe(SubscribeRequest {
+            topics: vec!["any-topic".into()],
+            ..SubscribeRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    broker.restart().await;
+    wait_serving(addr).await;
+    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    let topic = topic("after-restart");
+    broker.create_topic(&topic, 1).await;
+    publish(&mut client, &topic, "", serde_json::json!({"back": true})).await;
+    gateway.shutdown().await.unwrap();
+}
