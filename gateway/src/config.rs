@@ -33,7 +33,8 @@ pub struct Config {
         long = "kafka-property",
         env = "KAFKA_PROPERTIES",
         value_delimiter = ';',
-        value_parser = parse_property
+        value_parser = parse_property,
+        hide_env_values = true
     )]
     pub kafka_properties: Vec<(String, String)>,
 

@@ -23,13 +23,14 @@ use tonic::Streaming;
 /// Longest a test waits for a condition before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Where the tansu binary is: `TANSU_BIN`, the cache `.ci/run` fills, or PATH.
+/// Where the tansu binary is: `TANSU_BIN` (set by scripts/test.sh), the
+/// cache scripts/test.sh fills, or PATH.
 fn tansu_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("TANSU_BIN") {
         return path.into();
     }
     if let Some(home) = std::env::var_os("HOME") {
-        let cached = PathBuf::from(home).join(".cache/event-gateway/tansu/bin/tansu");
+        let cached = PathBuf::from(home).join(".cache/event-gateway/tansu-0.6.0/bin/tansu");
         if cached.exists() {
             return cached;
         }
@@ -40,9 +41,14 @@ fn tansu_bin() -> PathBuf {
         }
     }
     panic!(
-        "the tansu broker is missing: run `bash .ci/run` once (it installs tansu into \
-         ~/.cache/event-gateway), or set TANSU_BIN"
+        "the tansu broker is missing: run the tests with scripts/test.sh (it installs tansu \
+         into ~/.cache/event-gateway), or set TANSU_BIN"
     );
+}
+
+/// The grpcurl binary: `GRPCURL` (set by scripts/test.sh) or PATH.
+pub fn grpcurl() -> PathBuf {
+    std::env::var_os("GRPCURL").map_or_else(|| PathBuf::from("grpcurl"), PathBuf::from)
 }
 
 /// A free TCP port on loopback.

