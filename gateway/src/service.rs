@@ -72,6 +72,7 @@ impl EventGateway for GatewayService {
         let deadline = self.deadline(request.metadata());
         let request = request.into_inner();
         let span = tracing::info_span!("EventGateway.PublishEvent", topic = %request.topic);
+        span.in_scope(|| tracing::debug!("publish received"));
         let outcome = self.publish(request, deadline).instrument(span.clone()).await;
         span.in_scope(|| match &outcome {
             Ok(response) => tracing::debug!(

@@ -326,3 +326,52 @@ async fn the_embedded_kafka_works_without_any_broker_configured() {
     assert_eq!(delivery.event.unwrap().id, stored.event_id);
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_member_whose_client_goes_away_leaves_the_group_at_once() {
+    let broker = Broker::start().await;
+    let topic = topic("leave");
+    broker.create_topic(&topic, 2).await;
+    let mut config = config(Some(broker.brokers()));
+    // A member that vanished without leaving would hold its partitions for
+    // this long, far past the test's patience.
+    config
+        .kafka_properties
+        .push(("session.timeout.ms".into(), "120000".into()));
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let member = SubscribeRequest {
+        group: format!("group-{topic}"),
+        ..request(&topic, StartFrom::Earliest)
+    };
+    let (_, mut a) = subscribe(&mut client, member.clone()).await;
+    let (_, mut b) = subscribe(&mut client, member).await;
+    // Wait until both members hold a partition.
+    let mut n = 0;
+    let (mut got_a, mut got_b) = (false, false);
+    while !(got_a && got_b) {
+        assert!(n < 400, "the group never gave both members a partition");
+        publish(&mut client, &topic, &format!("k{n}"), json!({"n": n})).await;
+        n += 1;
+        tokio::select! {
+            _ = next_delivery(&mut a) => got_a = true,
+            _ = next_delivery(&mut b) => got_b = true,
+        }
+    }
+    drop(a);
+    // B alone now receives events of both partitions.
+    let mut partitions = HashSet::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while partitions.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the remaining member never got the other partition: the first did not leave"
+        );
+        publish(&mut client, &topic, &format!("k{n}"), json!({"n": n})).await;
+        n += 1;
+        if let Ok(delivery) = tokio::time::timeout(Duration::from_millis(300), next_delivery(&mut b)).await {
+            partitions.insert(delivery.partition);
+        }
+    }
+    gateway.shutdown().await.unwrap();
+}

@@ -1,0 +1,98 @@
+//! Graceful shutdown of the real binary on SIGTERM: the in-flight publish is
+//! answered, open streams end with UNAVAILABLE, the process exits 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use common::*;
+use eventgateway::v1::{StartFrom, SubscribeRequest};
+use serde_json::json;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
+    let broker = Broker::start().await;
+    let topic = topic("shutdown");
+    broker.create_topic(&topic, 1).await;
+    let port = free_port();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        .env("KAFKA_BROKERS", broker.brokers())
+        .env("HEALTH_INTERVAL", "200ms")
+        .env("RUST_LOG", "gateway=debug")
+        .env("NO_COLOR", "1")
+        // Hold each publish in the producer for a while, so that one is
+        // still in flight when SIGTERM arrives.
+        .args(["--kafka-property", "linger.ms=2000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the gateway binary starts");
+    let (log_tx, log) = mpsc::channel::<String>();
+    let stderr = gateway.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = log_tx.send(line);
+        }
+    });
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_serving(addr).await;
+    let mut client = client(addr).await;
+
+    let (_, mut stream) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            topics: vec![topic.clone()],
+            group: format!("group-{topic}"),
+            start_from: StartFrom::Earliest as i32,
+            ..SubscribeRequest::default()
+        },
+    )
+    .await;
+    let mut publisher = client.clone();
+    let publish_topic = topic.clone();
+    let in_flight = tokio::spawn(async move {
+        publisher
+            .publish_event(eventgateway::v1::PublishEventRequest {
+                topic: publish_topic,
+                key: "k".into(),
+                event: Some(json_event(json!({"during": "shutdown"}))),
+            })
+            .await
+    });
+    // Wait until the gateway has the publish, then send SIGTERM.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let line = log
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the gateway logs the publish it received");
+        if line.contains("publish received") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let stored = in_flight.await.unwrap().expect("the in-flight publish is answered OK");
+    assert_eq!(stored.into_inner().topic, topic);
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, stream.message()).await.expect("the stream ends") {
+            Ok(Some(_delivery)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+
+    let status = tokio::task::spawn_blocking(move || gateway.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "the gateway exits 0");
+    let logged: Vec<String> = log.try_iter().collect();
+    assert!(logged.iter().any(|l| l.contains("SIGTERM received")), "{logged:?}");
+    assert!(logged.iter().any(|l| l.contains("producer flushed")), "{logged:?}");
+}
