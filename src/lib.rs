@@ -19,7 +19,8 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of the API, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("eventgateway_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("eventgateway_descriptor");
 
 /// Fully qualified name of the gRPC service, as health checks and reflection
 /// name it.

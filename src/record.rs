@@ -105,7 +105,10 @@ pub fn event_to_record(key: &str, event: &Event) -> OutgoingRecord {
     if let Some(time) = &event.time {
         headers.push((header::TIME.into(), time.to_string().into_bytes()));
     }
-    headers.push((header::CONTENT_TYPE.into(), content_type.as_bytes().to_vec()));
+    headers.push((
+        header::CONTENT_TYPE.into(),
+        content_type.as_bytes().to_vec(),
+    ));
     let mut attributes: Vec<_> = event.attributes.iter().collect();
     attributes.sort();
     headers.extend(

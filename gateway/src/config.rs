@@ -128,7 +128,10 @@ impl Config {
             }
         }
         if matches!(&self.brokers, Some(b) if b.trim().is_empty()) {
-            return Err("KAFKA_BROKERS / --brokers is set but empty; unset it for the embedded Kafka".into());
+            return Err(
+                "KAFKA_BROKERS / --brokers is set but empty; unset it for the embedded Kafka"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -180,7 +183,10 @@ mod tests {
         assert!(Config::try_parse_from(["gateway", "--kafka-property", "novalue"]).is_err());
         let mut config = Config::for_brokers(None);
         config.max_payload_bytes = 0;
-        assert!(config.validate().unwrap_err().contains("--max-payload-bytes"));
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("--max-payload-bytes"));
         let mut config = Config::for_brokers(Some(" ".into()));
         config.max_payload_bytes = 10;
         assert!(config.validate().unwrap_err().contains("KAFKA_BROKERS"));

@@ -14,7 +14,9 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// The topic does not exist and the gateway does not create topics.
-    #[error("topic {0:?} does not exist: create it first, or start the gateway with --create-topics")]
+    #[error(
+        "topic {0:?} does not exist: create it first, or start the gateway with --create-topics"
+    )]
     TopicNotFound(String),
     /// Kafka cannot be reached (or did not answer in time).
     #[error("Kafka is unavailable ({0}); retry with backoff")]
@@ -117,8 +119,14 @@ mod tests {
             (RDKafkaErrorCode::MessageTimedOut, Code::Unavailable),
             (RDKafkaErrorCode::AllBrokersDown, Code::Unavailable),
             (RDKafkaErrorCode::QueueFull, Code::ResourceExhausted),
-            (RDKafkaErrorCode::TopicAuthorizationFailed, Code::PermissionDenied),
-            (RDKafkaErrorCode::SaslAuthenticationFailed, Code::Unauthenticated),
+            (
+                RDKafkaErrorCode::TopicAuthorizationFailed,
+                Code::PermissionDenied,
+            ),
+            (
+                RDKafkaErrorCode::SaslAuthenticationFailed,
+                Code::Unauthenticated,
+            ),
             (RDKafkaErrorCode::InvalidMessage, Code::Internal),
         ];
         for (code, expected) in cases {
@@ -130,6 +138,10 @@ mod tests {
     #[test]
     fn messages_say_what_to_do() {
         let status = Status::from(Error::TopicNotFound("orders".into()));
-        assert!(status.message().contains("--create-topics"), "{}", status.message());
+        assert!(
+            status.message().contains("--create-topics"),
+            "{}",
+            status.message()
+        );
     }
 }

@@ -1,17 +1,17 @@
 //! event-gateway: a gRPC gateway in front of Apache Kafka.
 //!
-//! - [`config`]: flags and environment variables.
-//! - [`server`]: assembles the Kafka clients and the gRPC server, runs it,
+//! - [`config`] - flags and environment variables.
+//! - [`server`] - assembles the Kafka clients and the gRPC server, runs it,
 //!   and shuts it down in order.
-//! - [`service`]: the `EventGateway` RPCs: where a published event goes and
+//! - [`service`] - the `EventGateway` RPCs: where a published event goes and
 //!   where a subscription comes from.
-//! - [`validate`]: checks on requests, before anything reaches Kafka.
-//! - [`kafka`]: the producer, topic checks, subscription consumers and the
+//! - [`validate`] - checks on requests, before anything reaches Kafka.
+//! - [`kafka`] - the producer, topic checks, subscription consumers and the
 //!   embedded development cluster.
-//! - [`health`]: gRPC health that follows Kafka.
-//! - [`error`]: the errors and their gRPC status codes.
-//! - [`shutdown`]: signals and the shutdown handle tasks watch.
-//! - [`telemetry`]: logging.
+//! - [`health`] - gRPC health that follows Kafka.
+//! - [`error`] - the errors and their gRPC status codes.
+//! - [`shutdown`] - signals and the shutdown handle tasks watch.
+//! - [`telemetry`] - logging.
 
 pub mod config;
 pub mod error;

@@ -22,10 +22,10 @@ use crate::config::Config;
 use crate::health;
 use crate::kafka::embedded::EmbeddedKafka;
 use crate::kafka::producer::Publisher;
+use crate::kafka::subscription::SubscriptionStats;
 use crate::kafka::topics::{Creation, Topics};
 use crate::kafka::{blocking, is_secret};
 use crate::service::{GatewayService, Subscriptions};
-use crate::kafka::subscription::SubscriptionStats;
 use crate::shutdown::{self, Trigger};
 
 /// Room in a request for the protobuf framing around the payload.
@@ -73,7 +73,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let shown: Vec<String> = config
         .kafka_properties
         .iter()
-        .map(|(k, v)| if is_secret(k) { format!("{k}=***") } else { format!("{k}={v}") })
+        .map(|(k, v)| {
+            if is_secret(k) {
+                format!("{k}=***")
+            } else {
+                format!("{k}={v}")
+            }
+        })
         .collect();
     tracing::info!(%brokers, properties = ?shown, "connecting to Kafka");
 
@@ -138,7 +144,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
 
     let layers = ServiceBuilder::new()
         .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests));
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests,
+        ));
     let router = Server::builder()
         .timeout(config.request_timeout)
         .layer(layers)
@@ -147,10 +155,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .add_service(reflection_v1alpha)
         .add_service(EventGatewayServer::new(service).max_decoding_message_size(max_message));
     let mut stop = shutdown.clone();
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move { stop.started().await },
-    ));
+    let server = tokio::spawn(
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stop.started().await
+        }),
+    );
     tracing::info!(%addr, "gateway listening");
     Ok(RunningGateway {
         addr,

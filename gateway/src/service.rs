@@ -73,7 +73,10 @@ impl EventGateway for GatewayService {
         let request = request.into_inner();
         let span = tracing::info_span!("EventGateway.PublishEvent", topic = %request.topic);
         span.in_scope(|| tracing::debug!("publish received"));
-        let outcome = self.publish(request, deadline).instrument(span.clone()).await;
+        let outcome = self
+            .publish(request, deadline)
+            .instrument(span.clone())
+            .await;
         span.in_scope(|| match &outcome {
             Ok(response) => tracing::debug!(
                 partition = response.partition,
@@ -141,10 +144,9 @@ impl GatewayService {
         if event.id.is_empty() {
             event.id = uuid::Uuid::now_v7().to_string();
         }
-        let time = event
+        let time = *event
             .time
-            .get_or_insert_with(|| prost_types::Timestamp::from(SystemTime::now()))
-            .clone();
+            .get_or_insert_with(|| prost_types::Timestamp::from(SystemTime::now()));
         tokio::time::timeout_at(deadline, self.topics.ensure(&request.topic))
             .await
             .map_err(|_| Error::DeadlineExceeded)??;
@@ -186,8 +188,12 @@ impl GatewayService {
         }
         let id = uuid::Uuid::now_v7().to_string();
         let consumer = {
-            let (brokers, properties, spec, id) =
-                (self.brokers.clone(), self.properties.clone(), spec.clone(), id.clone());
+            let (brokers, properties, spec, id) = (
+                self.brokers.clone(),
+                self.properties.clone(),
+                spec.clone(),
+                id.clone(),
+            );
             blocking(move || subscription::open(&brokers, &properties, &spec, &partitions, &id))
                 .await?
         };

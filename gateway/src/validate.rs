@@ -15,7 +15,9 @@ const MAX_TOPIC_LEN: usize = 249;
 /// Checks that `topic` is a legal Kafka topic name.
 pub fn topic_name(topic: &str) -> Result<(), Error> {
     if topic.is_empty() {
-        return Err(Error::InvalidArgument("topic is empty: name the Kafka topic".into()));
+        return Err(Error::InvalidArgument(
+            "topic is empty: name the Kafka topic".into(),
+        ));
     }
     if topic == "." || topic == ".." {
         return Err(Error::InvalidArgument(format!(
@@ -45,10 +47,9 @@ pub fn publish_request(
     max_payload_bytes: usize,
 ) -> Result<&Event, Error> {
     topic_name(&request.topic)?;
-    let event = request
-        .event
-        .as_ref()
-        .ok_or_else(|| Error::InvalidArgument("event is missing: set the event to publish".into()))?;
+    let event = request.event.as_ref().ok_or_else(|| {
+        Error::InvalidArgument("event is missing: set the event to publish".into())
+    })?;
     let payload_len = encode_data(event.data.as_ref()).0.len();
     if payload_len > max_payload_bytes {
         return Err(Error::InvalidArgument(format!(
@@ -57,7 +58,9 @@ pub fn publish_request(
     }
     for name in event.attributes.keys() {
         if name.is_empty() {
-            return Err(Error::InvalidArgument("an attribute has an empty name".into()));
+            return Err(Error::InvalidArgument(
+                "an attribute has an empty name".into(),
+            ));
         }
         if name.starts_with(header::CE_PREFIX) || name.eq_ignore_ascii_case(header::CONTENT_TYPE) {
             return Err(Error::InvalidArgument(format!(
@@ -67,7 +70,9 @@ pub fn publish_request(
     }
     if let Some(time) = &event.time {
         if !(0..1_000_000_000).contains(&time.nanos) {
-            return Err(Error::InvalidArgument("event.time has nanos outside 0..1e9".into()));
+            return Err(Error::InvalidArgument(
+                "event.time has nanos outside 0..1e9".into(),
+            ));
         }
     }
     Ok(event)
@@ -76,7 +81,9 @@ pub fn publish_request(
 /// Checks a subscribe request and turns it into what the consumer needs.
 pub fn subscribe_request(request: &SubscribeRequest) -> Result<SubscriptionSpec, Error> {
     if request.topics.is_empty() {
-        return Err(Error::InvalidArgument("topics is empty: name at least one topic".into()));
+        return Err(Error::InvalidArgument(
+            "topics is empty: name at least one topic".into(),
+        ));
     }
     let mut topics: Vec<String> = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
@@ -93,11 +100,15 @@ pub fn subscribe_request(request: &SubscribeRequest) -> Result<SubscriptionSpec,
     })?;
     if ack_mode == AckMode::Manual {
         return Err(Error::Unimplemented(
-            "ACK_MODE_MANUAL is not available in this version of the gateway; use ACK_MODE_AUTO".into(),
+            "ACK_MODE_MANUAL is not available in this version of the gateway; use ACK_MODE_AUTO"
+                .into(),
         ));
     }
     let start_from = StartFrom::try_from(request.start_from).map_err(|_| {
-        Error::InvalidArgument(format!("start_from {} is not a StartFrom", request.start_from))
+        Error::InvalidArgument(format!(
+            "start_from {} is not a StartFrom",
+            request.start_from
+        ))
     })?;
     if start_from != StartFrom::Timestamp && request.start_time.is_some() {
         return Err(Error::InvalidArgument(
@@ -138,7 +149,10 @@ pub fn subscribe_request(request: &SubscribeRequest) -> Result<SubscriptionSpec,
                         position.topic
                     )));
                 }
-                offsets.insert((position.topic.clone(), position.partition), position.offset);
+                offsets.insert(
+                    (position.topic.clone(), position.partition),
+                    position.offset,
+                );
             }
             StartPosition::Offsets(offsets)
         }
@@ -175,7 +189,15 @@ mod tests {
         for ok in ["user-registered", "a.b_c-D9", &"x".repeat(249)] {
             assert_eq!(code(topic_name(ok)), None, "{ok}");
         }
-        for bad in ["", ".", "..", "has space", "slash/topic", "ümlaut", &"x".repeat(250)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "has space",
+            "slash/topic",
+            "ümlaut",
+            &"x".repeat(250),
+        ] {
             assert_eq!(code(topic_name(bad)), Some(Code::InvalidArgument), "{bad}");
         }
     }
@@ -187,16 +209,25 @@ mod tests {
             key: String::new(),
             event: None,
         };
-        assert!(publish_request(&request, 4).unwrap_err().to_string().contains("event is missing"));
+        assert!(publish_request(&request, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("event is missing"));
         request.event = Some(Event {
             data: Some(Data::Text("12345".into())),
             ..Event::default()
         });
-        assert!(publish_request(&request, 4).unwrap_err().to_string().contains("at most 4"));
+        assert!(publish_request(&request, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 4"));
         assert!(publish_request(&request, 5).is_ok());
         let event = request.event.as_mut().unwrap();
         event.attributes.insert("ce_id".into(), "x".into());
-        assert!(publish_request(&request, 5).unwrap_err().to_string().contains("reserved"));
+        assert!(publish_request(&request, 5)
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
     }
 
     #[test]
@@ -251,6 +282,9 @@ mod tests {
             ack_mode: AckMode::Manual as i32,
             ..ok
         };
-        assert_eq!(subscribe_request(&manual).unwrap_err().code(), Code::Unimplemented);
+        assert_eq!(
+            subscribe_request(&manual).unwrap_err().code(),
+            Code::Unimplemented
+        );
     }
 }

@@ -41,20 +41,54 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
     let mut client = client(gateway.addr()).await;
 
     let mut with_reserved = text("x").unwrap();
-    with_reserved.attributes.insert("ce_id".into(), "forged".into());
+    with_reserved
+        .attributes
+        .insert("ce_id".into(), "forged".into());
     let publishes = [
-        (publish_request("", text("x")), Code::InvalidArgument, "topic is empty"),
-        (publish_request("no spaces", text("x")), Code::InvalidArgument, "letters, digits"),
-        (publish_request(&"t".repeat(250), text("x")), Code::InvalidArgument, "at most 249"),
-        (publish_request(&topic, None), Code::InvalidArgument, "event is missing"),
-        (publish_request(&topic, text(&"x".repeat(1025))), Code::InvalidArgument, "at most 1024"),
-        (publish_request(&topic, Some(with_reserved)), Code::InvalidArgument, "reserved"),
-        (publish_request("does-not-exist", text("x")), Code::NotFound, "--create-topics"),
+        (
+            publish_request("", text("x")),
+            Code::InvalidArgument,
+            "topic is empty",
+        ),
+        (
+            publish_request("no spaces", text("x")),
+            Code::InvalidArgument,
+            "letters, digits",
+        ),
+        (
+            publish_request(&"t".repeat(250), text("x")),
+            Code::InvalidArgument,
+            "at most 249",
+        ),
+        (
+            publish_request(&topic, None),
+            Code::InvalidArgument,
+            "event is missing",
+        ),
+        (
+            publish_request(&topic, text(&"x".repeat(1025))),
+            Code::InvalidArgument,
+            "at most 1024",
+        ),
+        (
+            publish_request(&topic, Some(with_reserved)),
+            Code::InvalidArgument,
+            "reserved",
+        ),
+        (
+            publish_request("does-not-exist", text("x")),
+            Code::NotFound,
+            "--create-topics",
+        ),
     ];
     for (request, code, message) in publishes {
         let status = client.publish_event(request.clone()).await.unwrap_err();
         assert_eq!(status.code(), code, "{request:?}: {status:?}");
-        assert!(status.message().contains(message), "{:?} lacks {message:?}", status.message());
+        assert!(
+            status.message().contains(message),
+            "{:?} lacks {message:?}",
+            status.message()
+        );
     }
 
     let subscribe = |topics: Vec<&str>| SubscribeRequest {
@@ -156,7 +190,11 @@ async fn a_publish_kafka_cannot_confirm_in_time_gets_deadline_exceeded() {
     request.set_timeout(Duration::from_millis(800));
     let status = client.publish_event(request).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("same event id"), "{}", status.message());
+    assert!(
+        status.message().contains("same event id"),
+        "{}",
+        status.message()
+    );
 
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
     let stored = publish(&mut client, &topic, "", json!({"after": "recovery"})).await;
@@ -188,7 +226,10 @@ async fn a_saturated_gateway_answers_resource_exhausted() {
 
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
     let outcome = slow.await.unwrap();
-    assert!(outcome.is_ok(), "the held publish completes once Kafka recovers: {outcome:?}");
+    assert!(
+        outcome.is_ok(),
+        "the held publish completes once Kafka recovers: {outcome:?}"
+    );
     wait_serving(addr).await;
     gateway.shutdown().await.unwrap();
 }

@@ -55,7 +55,11 @@ async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
         handed_at_pause < first_batch,
         "the gateway pulled {handed_at_pause} of {first_batch} events for a client that reads nothing"
     );
-    assert!(stats.held() <= 1, "records held outside the channel: {}", stats.held());
+    assert!(
+        stats.held() <= 1,
+        "records held outside the channel: {}",
+        stats.held()
+    );
 
     // More events while paused: none is pulled in.
     for n in first_batch..first_batch + 50 {
@@ -63,8 +67,15 @@ async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
     }
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(stats.is_paused(), "the consumer resumed while the client reads nothing");
-        assert_eq!(stats.delivered(), handed_at_pause, "events were pulled while paused");
+        assert!(
+            stats.is_paused(),
+            "the consumer resumed while the client reads nothing"
+        );
+        assert_eq!(
+            stats.delivered(),
+            handed_at_pause,
+            "events were pulled while paused"
+        );
     }
 
     // The client catches up: every event arrives, in order, once.

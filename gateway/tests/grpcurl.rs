@@ -29,7 +29,9 @@ fn readme_command(method: &str, addr: SocketAddr) -> String {
         .into_iter()
         .find(|c| c.ends_with(method))
         .unwrap_or_else(|| panic!("the README shows a grpcurl call of {method}"));
-    command.replacen("grpcurl", &grpcurl().display().to_string(), 1).replace("localhost:50051", &addr.to_string())
+    command
+        .replacen("grpcurl", &grpcurl().display().to_string(), 1)
+        .replace("localhost:50051", &addr.to_string())
 }
 
 /// Runs grpcurl with `args` and returns its standard output.
@@ -38,7 +40,11 @@ fn run_grpcurl(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("grpcurl runs (scripts/test.sh installs it)");
-    assert!(output.status.success(), "grpcurl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -52,9 +58,17 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
 
     let services = run_grpcurl(&["-plaintext", &addr, "list"]);
     for service in ["eventgateway.v1.EventGateway", "grpc.health.v1.Health"] {
-        assert!(services.lines().any(|l| l == service), "{service} missing from {services}");
+        assert!(
+            services.lines().any(|l| l == service),
+            "{service} missing from {services}"
+        );
     }
-    let methods = run_grpcurl(&["-plaintext", &addr, "describe", "eventgateway.v1.EventGateway"]);
+    let methods = run_grpcurl(&[
+        "-plaintext",
+        &addr,
+        "describe",
+        "eventgateway.v1.EventGateway",
+    ]);
     for method in ["PublishEvent", "Subscribe", "Acknowledge"] {
         assert!(methods.contains(method), "{methods}");
     }
@@ -89,7 +103,10 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
                     output.push('\n');
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    assert!(!left.is_zero(), "grpcurl never printed {needle:?}: {output}")
+                    assert!(
+                        !left.is_zero(),
+                        "grpcurl never printed {needle:?}: {output}"
+                    )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => panic!("grpcurl ended: {output}"),
             }
@@ -100,7 +117,11 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     // Publish as the README shows.
     let publish = readme_command("eventgateway.v1.EventGateway/PublishEvent", gateway.addr());
     let published = Command::new("sh").args(["-c", &publish]).output().unwrap();
-    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
     let answer: serde_json::Value = serde_json::from_slice(&published.stdout).unwrap();
     assert_eq!(answer["topic"], "user-registered");
     let event_id = answer["eventId"].as_str().expect("an event id").to_owned();
@@ -108,7 +129,10 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     // The subscription prints it, with the JSON body as it was sent.
     read_until(&mut output, &event_id);
     read_until(&mut output, "\"attempt\": 1");
-    assert!(output.contains("\"email\": \"ada@example.com\""), "{output}");
+    assert!(
+        output.contains("\"email\": \"ada@example.com\""),
+        "{output}"
+    );
     assert!(output.contains("\"user_id\": 42"), "{output}");
     let _ = subscriber.kill();
     let _ = subscriber.wait();

@@ -16,7 +16,10 @@ async fn health_goes_not_serving_while_the_broker_is_down_and_back_after() {
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let addr = gateway.addr();
     for service in ["", eventgateway::SERVICE_NAME] {
-        assert_eq!(health(addr, service).await.unwrap(), ServingStatus::Serving as i32);
+        assert_eq!(
+            health(addr, service).await.unwrap(),
+            ServingStatus::Serving as i32
+        );
     }
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -30,7 +33,10 @@ async fn health_goes_not_serving_while_the_broker_is_down_and_back_after() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
 
     broker.kill();
     eventually("health reports NOT_SERVING", || async {
@@ -41,7 +47,10 @@ async fn health_goes_not_serving_while_the_broker_is_down_and_back_after() {
         health(addr, eventgateway::SERVICE_NAME).await.unwrap(),
         ServingStatus::NotServing as i32
     );
-    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::NotServing as i32);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
 
     let mut client = client(addr).await;
     let status = client
@@ -67,7 +76,10 @@ async fn health_goes_not_serving_while_the_broker_is_down_and_back_after() {
 
     broker.restart().await;
     wait_serving(addr).await;
-    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
     let topic = topic("after-restart");
     broker.create_topic(&topic, 1).await;
     publish(&mut client, &topic, "", serde_json::json!({"back": true})).await;

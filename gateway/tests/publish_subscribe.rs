@@ -31,7 +31,13 @@ async fn a_published_event_comes_back_with_its_metadata() {
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let mut client = client(gateway.addr()).await;
 
-    let stored = publish(&mut client, &topic, "user-7", json!({"user_id": 7, "email": "u7@example.com"})).await;
+    let stored = publish(
+        &mut client,
+        &topic,
+        "user-7",
+        json!({"user_id": 7, "email": "u7@example.com"}),
+    )
+    .await;
     assert_eq!(stored.topic, topic);
     assert_eq!(stored.offset, 0);
     assert!(!stored.event_id.is_empty(), "the gateway fills an id");
@@ -40,8 +46,14 @@ async fn a_published_event_comes_back_with_its_metadata() {
     let (_, mut stream) = subscribe(&mut client, request(&topic, StartFrom::Earliest)).await;
     let delivery = next_delivery(&mut stream).await;
     assert_eq!(delivery.key, "user-7");
-    assert_eq!((delivery.partition, delivery.offset, delivery.attempt), (0, 0, 1));
-    assert_eq!(body(&delivery), json!({"user_id": 7, "email": "u7@example.com"}));
+    assert_eq!(
+        (delivery.partition, delivery.offset, delivery.attempt),
+        (0, 0, 1)
+    );
+    assert_eq!(
+        body(&delivery),
+        json!({"user_id": 7, "email": "u7@example.com"})
+    );
     let event = delivery.event.unwrap();
     assert_eq!(event.id, stored.event_id);
     assert_eq!(event.r#type, "test.event");
@@ -62,21 +74,32 @@ async fn latest_sees_only_what_comes_after_and_earliest_sees_everything() {
 
     publish(&mut client, &topic, "", json!({"n": 0})).await;
     let (_, mut latest) = subscribe(&mut client, request(&topic, StartFrom::Latest)).await;
-    let (_, mut unspecified) = subscribe(&mut client, request(&topic, StartFrom::Unspecified)).await;
+    let (_, mut unspecified) =
+        subscribe(&mut client, request(&topic, StartFrom::Unspecified)).await;
     // A latest subscription starts at the end once its partitions are
     // assigned; publish until one arrives, then check nothing older came.
     let mut sent = 1;
     let first = loop {
         publish(&mut client, &topic, "", json!({"n": sent})).await;
         sent += 1;
-        if let Ok(delivery) = tokio::time::timeout(Duration::from_millis(500), next_delivery(&mut latest)).await {
+        if let Ok(delivery) =
+            tokio::time::timeout(Duration::from_millis(500), next_delivery(&mut latest)).await
+        {
             break delivery;
         }
     };
-    assert_ne!(body(&first), json!({"n": 0}), "latest must not replay older events");
+    assert_ne!(
+        body(&first),
+        json!({"n": 0}),
+        "latest must not replay older events"
+    );
     assert!(first.offset >= 1);
     let from_unspecified = next_delivery(&mut unspecified).await;
-    assert_ne!(body(&from_unspecified), json!({"n": 0}), "unspecified means latest");
+    assert_ne!(
+        body(&from_unspecified),
+        json!({"n": 0}),
+        "unspecified means latest"
+    );
 
     let (_, mut earliest) = subscribe(&mut client, request(&topic, StartFrom::Earliest)).await;
     for n in 0..sent {
@@ -98,14 +121,18 @@ async fn timestamp_and_offsets_replay_from_the_asked_position() {
         stored.push(publish(&mut client, &topic, "", json!({"n": n})).await);
     }
     // Events 3..6 carry their own, later time; replay from event 3's time.
-    let from = stored[3].timestamp.clone().unwrap();
+    let from = stored[3].timestamp.unwrap();
     let by_time = SubscribeRequest {
         start_time: Some(from),
         ..request(&topic, StartFrom::Timestamp)
     };
     let (_, mut stream) = subscribe(&mut client, by_time).await;
     let first = next_delivery(&mut stream).await;
-    assert!(first.offset <= 3, "nothing at or after the time is skipped: {}", first.offset);
+    assert!(
+        first.offset <= 3,
+        "nothing at or after the time is skipped: {}",
+        first.offset
+    );
     let mut last = first.offset;
     while last < 5 {
         last = next_delivery(&mut stream).await.offset;
@@ -182,7 +209,13 @@ async fn two_members_of_a_group_split_the_partitions_and_see_every_event_once() 
         partitions_a.clear();
         partitions_b.clear();
         for _ in 0..12 {
-            publish(&mut client, &topic, &format!("key-{published}"), json!({"n": published})).await;
+            publish(
+                &mut client,
+                &topic,
+                &format!("key-{published}"),
+                json!({"n": published}),
+            )
+            .await;
             published += 1;
         }
         while seen.len() < published as usize {
@@ -205,9 +238,16 @@ async fn two_members_of_a_group_split_the_partitions_and_see_every_event_once() 
     .await;
     assert!(extra.is_err(), "an event came twice: {extra:?}");
     seen.sort_unstable();
-    assert_eq!(seen, (0..published).collect::<Vec<_>>(), "every event exactly once");
+    assert_eq!(
+        seen,
+        (0..published).collect::<Vec<_>>(),
+        "every event exactly once"
+    );
     assert_eq!(settled_rounds, 2, "both members got partitions");
-    assert!(partitions_a.is_disjoint(&partitions_b), "{partitions_a:?} vs {partitions_b:?}");
+    assert!(
+        partitions_a.is_disjoint(&partitions_b),
+        "{partitions_a:?} vs {partitions_b:?}"
+    );
     gateway.shutdown().await.unwrap();
 }
 
@@ -259,7 +299,10 @@ async fn plain_kafka_clients_interoperate_both_ways() {
                 FutureRecord::to(&topic)
                     .key("plain-key")
                     .payload(value)
-                    .headers(OwnedHeaders::new().insert(Header { key: "trace", value: Some("t1") })),
+                    .headers(OwnedHeaders::new().insert(Header {
+                        key: "trace",
+                        value: Some("t1"),
+                    })),
                 Duration::from_secs(10),
             )
             .await
@@ -271,7 +314,10 @@ async fn plain_kafka_clients_interoperate_both_ways() {
     let event = json_delivery.event.clone().unwrap();
     assert_eq!(event.id, format!("{topic}-0-0"));
     assert!(event.time.is_some());
-    assert_eq!(event.attributes.get("trace").map(String::as_str), Some("t1"));
+    assert_eq!(
+        event.attributes.get("trace").map(String::as_str),
+        Some("t1")
+    );
     assert_eq!(json_delivery.key, "plain-key");
     use eventgateway::v1::event::Data;
     let text = next_delivery(&mut stream).await.event.unwrap().data;
@@ -280,7 +326,13 @@ async fn plain_kafka_clients_interoperate_both_ways() {
     assert_eq!(binary, Some(Data::Binary(vec![0xff, 0x00, 0x01])));
 
     // A plain consumer reads a published event: JSON value, key, ce_ headers.
-    let stored = publish(&mut client, &topic, "user-9", json!({"user_id": 9, "email": "u9@example.com"})).await;
+    let stored = publish(
+        &mut client,
+        &topic,
+        "user-9",
+        json!({"user_id": 9, "email": "u9@example.com"}),
+    )
+    .await;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.brokers())
         .set("group.id", format!("plain-{topic}"))
@@ -288,11 +340,15 @@ async fn plain_kafka_clients_interoperate_both_ways() {
         .create()
         .unwrap();
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(stored.offset)).unwrap();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(stored.offset))
+        .unwrap();
     consumer.assign(&tpl).unwrap();
     let deadline = std::time::Instant::now() + PATIENCE;
     let message = loop {
-        assert!(std::time::Instant::now() < deadline, "the plain consumer got nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plain consumer got nothing"
+        );
         if let Some(result) = consumer.poll(Duration::from_millis(200)) {
             break result.expect("plain consume").detach();
         }
@@ -304,7 +360,12 @@ async fn plain_kafka_clients_interoperate_both_ways() {
         .headers()
         .unwrap()
         .iter()
-        .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+            )
+        })
         .collect();
     assert_eq!(headers["ce_id"], stored.event_id);
     assert_eq!(headers["ce_type"], "test.event");
@@ -369,7 +430,9 @@ async fn a_member_whose_client_goes_away_leaves_the_group_at_once() {
         );
         publish(&mut client, &topic, &format!("k{n}"), json!({"n": n})).await;
         n += 1;
-        if let Ok(delivery) = tokio::time::timeout(Duration::from_millis(300), next_delivery(&mut b)).await {
+        if let Ok(delivery) =
+            tokio::time::timeout(Duration::from_millis(300), next_delivery(&mut b)).await
+        {
             partitions.insert(delivery.partition);
         }
     }

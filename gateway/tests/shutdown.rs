@@ -79,10 +79,16 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
         .unwrap();
     assert!(killed.success());
 
-    let stored = in_flight.await.unwrap().expect("the in-flight publish is answered OK");
+    let stored = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight publish is answered OK");
     assert_eq!(stored.into_inner().topic, topic);
     let ended = loop {
-        match tokio::time::timeout(PATIENCE, stream.message()).await.expect("the stream ends") {
+        match tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("the stream ends")
+        {
             Ok(Some(_delivery)) => continue,
             Ok(None) => panic!("the stream ended without a status"),
             Err(status) => break status,
@@ -90,9 +96,18 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
     };
     assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
 
-    let status = tokio::task::spawn_blocking(move || gateway.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || gateway.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0), "the gateway exits 0");
     let logged: Vec<String> = log.try_iter().collect();
-    assert!(logged.iter().any(|l| l.contains("SIGTERM received")), "{logged:?}");
-    assert!(logged.iter().any(|l| l.contains("producer flushed")), "{logged:?}");
+    assert!(
+        logged.iter().any(|l| l.contains("SIGTERM received")),
+        "{logged:?}"
+    );
+    assert!(
+        logged.iter().any(|l| l.contains("producer flushed")),
+        "{logged:?}"
+    );
 }

@@ -25,9 +25,8 @@ impl EmbeddedKafka {
     pub fn start() -> anyhow::Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        thread::Builder::new()
-            .name("embedded-kafka".into())
-            .spawn(move || match MockCluster::new(BROKERS) {
+        thread::Builder::new().name("embedded-kafka".into()).spawn(
+            move || match MockCluster::new(BROKERS) {
                 Ok(cluster) => {
                     let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
                     // Returns when the EmbeddedKafka is dropped.
@@ -37,7 +36,8 @@ impl EmbeddedKafka {
                 Err(error) => {
                     let _ = ready_tx.send(Err(error));
                 }
-            })?;
+            },
+        )?;
         let bootstrap_servers = ready_rx.recv()??;
         Ok(Self {
             bootstrap_servers,

@@ -73,7 +73,10 @@ mod tests {
         let config = client_config(
             "k:9092",
             &[("linger.ms", "5")],
-            &[("linger.ms".into(), "20".into()), ("acks".into(), "1".into())],
+            &[
+                ("linger.ms".into(), "20".into()),
+                ("acks".into(), "1".into()),
+            ],
             &[("acks", "all".into())],
         );
         assert_eq!(config.get("linger.ms"), Some("20"));

@@ -50,7 +50,10 @@ impl Publisher {
             &[
                 ("acks", "all".into()),
                 ("enable.idempotence", "true".into()),
-                ("message.timeout.ms", delivery_timeout.as_millis().to_string()),
+                (
+                    "message.timeout.ms",
+                    delivery_timeout.as_millis().to_string(),
+                ),
                 (
                     "allow.auto.create.topics",
                     create_topics_on_metadata.to_string(),

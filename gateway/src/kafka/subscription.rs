@@ -158,10 +158,15 @@ impl SubscriptionContext {
                     positioned.insert((topic, partition));
                 }
             }
-            Err(error) => tracing::error!(%error, "cannot find the start offsets; starting from the group's positions"),
+            Err(error) => {
+                tracing::error!(%error, "cannot find the start offsets; starting from the group's positions")
+            }
         }
     }
 }
+
+/// A topic partition and the offset to start it from, if any.
+type StartOffset = ((String, i32), Option<Offset>);
 
 /// The explicit start offset of each partition; `None` leaves it to the
 /// group's committed offset (or auto.offset.reset). Blocking for timestamps.
@@ -169,7 +174,7 @@ fn start_offsets<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
     start: &StartPosition,
     partitions: &[(String, i32)],
-) -> Result<Vec<((String, i32), Option<Offset>)>, KafkaError> {
+) -> Result<Vec<StartOffset>, KafkaError> {
     match start {
         StartPosition::Latest | StartPosition::Earliest => {
             Ok(partitions.iter().map(|tp| (tp.clone(), None)).collect())
@@ -259,7 +264,7 @@ pub fn open(
             .flat_map(|(topic, ids)| ids.iter().map(move |id| (topic.clone(), *id)))
             .collect();
         let offsets = start_offsets(&consumer, &spec.start, &all)
-        .map_err(|error| Error::from_kafka(&error, ""))?;
+            .map_err(|error| Error::from_kafka(&error, ""))?;
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in offsets {
             let offset = offset.unwrap_or(match spec.start {
@@ -467,10 +472,12 @@ fn fatal(error: &KafkaError) -> Option<Status> {
         Some(C::UnknownTopicOrPartition | C::UnknownTopic) => Some(Status::not_found(format!(
             "a subscribed topic no longer exists ({error})"
         ))),
-        Some(C::TopicAuthorizationFailed | C::GroupAuthorizationFailed) => {
-            Some(Status::permission_denied(format!("Kafka denied access ({error})")))
-        }
-        Some(C::Fatal) => Some(Status::unavailable(format!("the Kafka consumer failed ({error}); resubscribe"))),
+        Some(C::TopicAuthorizationFailed | C::GroupAuthorizationFailed) => Some(
+            Status::permission_denied(format!("Kafka denied access ({error})")),
+        ),
+        Some(C::Fatal) => Some(Status::unavailable(format!(
+            "the Kafka consumer failed ({error}); resubscribe"
+        ))),
         _ => None,
     }
 }

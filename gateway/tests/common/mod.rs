@@ -86,7 +86,10 @@ impl Broker {
 
     /// Starts a broker whose data survives a restart (SQLite in a temp file).
     pub async fn start_durable() -> Self {
-        let file = std::env::temp_dir().join(format!("event-gateway-{}.db", uuid::Uuid::now_v7().simple()));
+        let file = std::env::temp_dir().join(format!(
+            "event-gateway-{}.db",
+            uuid::Uuid::now_v7().simple()
+        ));
         let mut broker = Self::start_with_storage(format!("sqlite:///{}", file.display())).await;
         broker.file = Some(file);
         broker
@@ -123,9 +126,18 @@ impl Broker {
         self.kill();
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(tansu_bin())
-            .args(["broker", "--kafka-listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--kafka-listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", &self.storage])
-            .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -148,7 +160,11 @@ impl Broker {
             .expect("admin client");
         let results = admin
             .create_topics(
-                [&NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                [&NewTopic::new(
+                    topic,
+                    partitions,
+                    TopicReplication::Fixed(1),
+                )],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             )
             .await
@@ -189,7 +205,9 @@ pub async fn gateway(config: Config) -> RunningGateway {
         gateway::telemetry::init();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = gateway::start(config, listener).await.expect("gateway starts");
+    let gateway = gateway::start(config, listener)
+        .await
+        .expect("gateway starts");
     wait_serving(gateway.addr()).await;
     gateway
 }
@@ -279,7 +297,12 @@ pub async fn subscribe(
         .await
         .expect("subscribe succeeds")
         .into_inner();
-    match stream.message().await.expect("first message").map(|m| m.kind) {
+    match stream
+        .message()
+        .await
+        .expect("first message")
+        .map(|m| m.kind)
+    {
         Some(Some(Kind::Subscribed(subscribed))) => (subscribed.subscription_id, stream),
         other => panic!("expected Subscribed first, got {other:?}"),
     }
