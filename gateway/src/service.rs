@@ -220,11 +220,10 @@ impl GatewayService {
         );
         let subscriptions = self.subscriptions.clone();
         let shutdown = self.shutdown.clone();
-        let start = spec.start.clone();
         tokio::spawn(
             async move {
                 tracing::info!("subscription started");
-                subscription::run(consumer, start, tx, stats, shutdown).await;
+                subscription::run(consumer, &spec, tx, stats, shutdown).await;
                 subscriptions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

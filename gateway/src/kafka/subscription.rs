@@ -169,7 +169,8 @@ impl SubscriptionContext {
 type StartOffset = ((String, i32), Option<Offset>);
 
 /// The explicit start offset of each partition; `None` leaves it to the
-/// group's committed offset (or auto.offset.reset). Blocking for timestamps.
+/// group's committed offset (or auto.offset.reset), and to the latest offset
+/// for an ephemeral subscription. Blocking for timestamps.
 fn start_offsets<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
     start: &StartPosition,
@@ -181,10 +182,7 @@ fn start_offsets<C: ConsumerContext, K: Consumer<C>>(
         }
         StartPosition::Offsets(offsets) => Ok(partitions
             .iter()
-            .map(|tp| {
-                let offset = offsets.get(tp).map_or(Offset::End, |o| Offset::Offset(*o));
-                (tp.clone(), Some(offset))
-            })
+            .map(|tp| (tp.clone(), offsets.get(tp).map(|o| Offset::Offset(*o))))
             .collect()),
         StartPosition::Timestamp(millis) => {
             let mut query = TopicPartitionList::new();
@@ -325,13 +323,13 @@ type Deliveries = mpsc::Sender<Result<SubscribeResponse, Status>>;
 /// consumer (committing stored offsets and leaving the group).
 pub async fn run(
     consumer: Arc<SubscriptionConsumer>,
-    start: StartPosition,
+    spec: &SubscriptionSpec,
     tx: Deliveries,
     stats: Arc<SubscriptionStats>,
     mut shutdown: Shutdown,
 ) {
     let mut held: VecDeque<SubscribeResponse> = VecDeque::new();
-    let mut time_gate = TimeGate::new(&start);
+    let mut time_gate = TimeGate::new(spec);
     loop {
         let permit = tokio::select! {
             biased;
@@ -427,9 +425,11 @@ async fn room<'a>(
     permit
 }
 
-/// For a timestamp replay: per partition, drops records until the first one
-/// at or after the start time. Kafka already positions there, so this only
-/// acts where a broker's timestamp lookup answers an earlier offset.
+/// For an ephemeral timestamp replay: per partition, drops records until the
+/// first one at or after the start time. Kafka already positions there, so
+/// this only acts where a broker's timestamp lookup answers an earlier
+/// offset. Never used with a group, where a partition can come back at a
+/// committed offset and a dropped record would be committed past.
 struct TimeGate {
     /// The start time in ms, while a replay from a timestamp is on.
     from: Option<i64>,
@@ -438,9 +438,9 @@ struct TimeGate {
 }
 
 impl TimeGate {
-    fn new(start: &StartPosition) -> Self {
-        let from = match start {
-            StartPosition::Timestamp(millis) => Some(*millis),
+    fn new(spec: &SubscriptionSpec) -> Self {
+        let from = match spec.start {
+            StartPosition::Timestamp(millis) if spec.group.is_none() => Some(millis),
             _ => None,
         };
         Self {
