@@ -25,11 +25,7 @@ fn request(topic: &str, start_from: StartFrom) -> SubscribeRequest {
 
 #[tokio::test]
 async fn a_published_event_comes_back_with_its_metadata() {
-    let broker = Broker::start().await;
-    let topic = topic("round-trip");
-    broker.create_topic(&topic, 1).await;
-    let gateway = gateway(config(Some(broker.brokers()))).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) = fixture("round-trip", 1).await;
 
     let stored = publish(
         &mut client,
@@ -66,11 +62,7 @@ async fn a_published_event_comes_back_with_its_metadata() {
 
 #[tokio::test]
 async fn latest_sees_only_what_comes_after_and_earliest_sees_everything() {
-    let broker = Broker::start().await;
-    let topic = topic("latest");
-    broker.create_topic(&topic, 1).await;
-    let gateway = gateway(config(Some(broker.brokers()))).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) = fixture("latest", 1).await;
 
     publish(&mut client, &topic, "", json!({"n": 0})).await;
     let (_, mut latest) = subscribe(&mut client, request(&topic, StartFrom::Latest)).await;
@@ -110,11 +102,7 @@ async fn latest_sees_only_what_comes_after_and_earliest_sees_everything() {
 
 #[tokio::test]
 async fn timestamp_and_offsets_replay_from_the_asked_position() {
-    let broker = Broker::start().await;
-    let topic = topic("replay");
-    broker.create_topic(&topic, 1).await;
-    let gateway = gateway(config(Some(broker.brokers()))).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) = fixture("replay", 1).await;
 
     let mut stored = Vec::new();
     for n in 0..6 {
@@ -154,11 +142,7 @@ async fn timestamp_and_offsets_replay_from_the_asked_position() {
 
 #[tokio::test]
 async fn a_timestamp_replay_skips_what_came_before() {
-    let broker = Broker::start().await;
-    let topic = topic("replay-time");
-    broker.create_topic(&topic, 1).await;
-    let gateway = gateway(config(Some(broker.brokers()))).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) = fixture("replay-time", 1).await;
 
     let base = 1_700_000_000_000i64;
     for n in 0..4 {
@@ -185,11 +169,7 @@ async fn a_timestamp_replay_skips_what_came_before() {
 
 #[tokio::test]
 async fn two_members_of_a_group_split_the_partitions_and_see_every_event_once() {
-    let broker = Broker::start().await;
-    let topic = topic("group");
-    broker.create_topic(&topic, 4).await;
-    let gateway = gateway(config(Some(broker.brokers()))).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) = fixture("group", 4).await;
     let group = format!("group-{topic}");
     let member = SubscribeRequest {
         group: group.clone(),
@@ -253,11 +233,7 @@ async fn two_members_of_a_group_split_the_partitions_and_see_every_event_once() 
 
 #[tokio::test]
 async fn a_group_resumes_after_what_it_was_handed() {
-    let broker = Broker::start().await;
-    let topic = topic("resume");
-    broker.create_topic(&topic, 1).await;
-    let gateway = gateway(config(Some(broker.brokers()))).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) = fixture("resume", 1).await;
     let member = SubscribeRequest {
         group: format!("group-{topic}"),
         ..request(&topic, StartFrom::Earliest)
@@ -281,11 +257,7 @@ async fn a_group_resumes_after_what_it_was_handed() {
 
 #[tokio::test]
 async fn plain_kafka_clients_interoperate_both_ways() {
-    let broker = Broker::start().await;
-    let topic = topic("interop");
-    broker.create_topic(&topic, 1).await;
-    let gateway = gateway(config(Some(broker.brokers()))).await;
-    let mut client = client(gateway.addr()).await;
+    let (broker, topic, gateway, mut client) = fixture("interop", 1).await;
 
     // A plain producer's records reach Subscribe, as json, text and binary.
     let producer: FutureProducer = ClientConfig::new()

@@ -212,6 +212,20 @@ pub async fn gateway(config: Config) -> RunningGateway {
     gateway
 }
 
+/// The usual start of a test: a broker, a fresh topic with `partitions`
+/// partitions, a gateway on that broker and a client of it.
+pub async fn fixture(
+    prefix: &str,
+    partitions: i32,
+) -> (Broker, String, RunningGateway, EventGatewayClient<Channel>) {
+    let broker = Broker::start().await;
+    let topic = topic(prefix);
+    broker.create_topic(&topic, partitions).await;
+    let gateway = gateway(config(Some(broker.brokers()))).await;
+    let client = client(gateway.addr()).await;
+    (broker, topic, gateway, client)
+}
+
 /// A client of the gateway at `addr`.
 pub async fn client(addr: SocketAddr) -> EventGatewayClient<Channel> {
     EventGatewayClient::connect(format!("http://{addr}"))
