@@ -111,3 +111,22 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
         "{logged:?}"
     );
 }
+
+#[test]
+fn an_invalid_configuration_stops_the_binary_with_the_flag_named() {
+    for (args, needle) in [
+        (vec!["--max-payload-bytes", "0"], "--max-payload-bytes"),
+        (vec!["--delivery-timeout", "soon"], "--delivery-timeout"),
+        (vec!["--kafka-property", "no-equals-sign"], "KEY=VALUE"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .env_remove("KAFKA_BROKERS")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
