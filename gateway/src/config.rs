@@ -5,6 +5,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
+/// The shortest ack timeout accepted, from a flag or a subscription.
+pub const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Everything the gateway can be told at start-up.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -77,6 +80,16 @@ pub struct Config {
     #[arg(long, env = "SUBSCRIPTION_BUFFER", default_value_t = 64)]
     pub subscription_buffer: usize,
 
+    /// ACK_MODE_MANUAL: how long a delivery may stay unacknowledged before it
+    /// is delivered again, unless the subscription asks otherwise.
+    #[arg(long, env = "ACK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: Duration,
+
+    /// ACK_MODE_MANUAL: the most deliveries a subscription has out and
+    /// unacknowledged, unless it asks otherwise (max_unacked).
+    #[arg(long, env = "MAX_UNACKED", default_value_t = 100)]
+    pub max_unacked: u32,
+
     /// How often the gateway checks that Kafka answers (health checks follow).
     #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
@@ -111,6 +124,14 @@ impl Config {
         }
         if self.subscription_buffer == 0 {
             return Err("--subscription-buffer must be at least 1".into());
+        }
+        if self.max_unacked == 0 {
+            return Err("--max-unacked must be at least 1".into());
+        }
+        if self.ack_timeout < MIN_ACK_TIMEOUT {
+            return Err(format!(
+                "--ack-timeout must be at least {MIN_ACK_TIMEOUT:?}"
+            ));
         }
         if self.topic_partitions < 1 {
             return Err("--topic-partitions must be at least 1".into());

@@ -18,6 +18,9 @@ pub enum Error {
         "topic {0:?} does not exist: create it first, or start the gateway with --create-topics"
     )]
     TopicNotFound(String),
+    /// No open subscription has this id on this gateway instance.
+    #[error("subscription {0:?} is not open on this gateway: it ended (its unacknowledged events go to the group's next member) or lives on another instance; acknowledge over the channel that carries the stream")]
+    SubscriptionNotFound(String),
     /// Kafka cannot be reached (or did not answer in time).
     #[error("Kafka is unavailable ({0}); retry with backoff")]
     KafkaUnavailable(String),
@@ -36,9 +39,6 @@ pub enum Error {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down; reconnect to another instance")]
     ShuttingDown,
-    /// The request needs a feature this gateway does not have.
-    #[error("{0}")]
-    Unimplemented(String),
     /// Anything else Kafka reported.
     #[error("Kafka failed the request ({0})")]
     Kafka(String),
@@ -89,13 +89,12 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::TopicNotFound(_) => Code::NotFound,
+            Error::TopicNotFound(_) | Error::SubscriptionNotFound(_) => Code::NotFound,
             Error::KafkaUnavailable(_) | Error::ShuttingDown => Code::Unavailable,
             Error::DeadlineExceeded => Code::DeadlineExceeded,
             Error::Saturated(_) => Code::ResourceExhausted,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::Unimplemented(_) => Code::Unimplemented,
             Error::Kafka(_) => Code::Internal,
         }
     }

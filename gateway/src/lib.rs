@@ -8,6 +8,7 @@
 //! - [`validate`] - checks on requests, before anything reaches Kafka.
 //! - [`kafka`] - the producer, topic checks, subscription consumers and the
 //!   embedded development cluster.
+//! - [`registry`] - the subscriptions open on this instance, for Acknowledge.
 //! - [`health`] - gRPC health that follows Kafka.
 //! - [`error`] - the errors and their gRPC status codes.
 //! - [`shutdown`] - signals and the shutdown handle tasks watch.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod kafka;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod shutdown;

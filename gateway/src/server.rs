@@ -22,10 +22,12 @@ use crate::config::Config;
 use crate::health;
 use crate::kafka::embedded::EmbeddedKafka;
 use crate::kafka::producer::Publisher;
+use crate::kafka::subscription::ManualAcks;
 use crate::kafka::subscription::SubscriptionStats;
 use crate::kafka::topics::{Creation, Topics};
 use crate::kafka::{blocking, is_secret};
-use crate::service::{GatewayService, Subscriptions};
+use crate::registry::Registry;
+use crate::service::GatewayService;
 use crate::shutdown::{self, Trigger};
 
 /// Room in a request for the protobuf framing around the payload.
@@ -42,7 +44,7 @@ pub struct RunningGateway {
     /// The gRPC server task.
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Live subscriptions, for inspection.
-    subscriptions: Subscriptions,
+    subscriptions: Registry,
     /// The producer, flushed at shutdown.
     publisher: Publisher,
     /// The shutdown's time limit.
@@ -117,7 +119,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         shutdown.clone(),
     ));
 
-    let subscriptions = Subscriptions::default();
+    let subscriptions = Registry::default();
     let service = GatewayService {
         publisher: publisher.clone(),
         topics,
@@ -128,6 +130,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         subscription_buffer: config.subscription_buffer,
         kafka_up,
         subscriptions: subscriptions.clone(),
+        manual_defaults: ManualAcks {
+            ack_timeout: config.ack_timeout,
+            max_unacked: config.max_unacked as usize,
+        },
         shutdown: shutdown.clone(),
     };
     let max_message = (config.max_payload_bytes.saturating_mul(4))
@@ -198,11 +204,7 @@ impl RunningGateway {
 
     /// The flow-control counters of a live subscription.
     pub fn subscription(&self, id: &str) -> Option<Arc<SubscriptionStats>> {
-        self.subscriptions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.subscriptions.stats(id)
     }
 
     /// Shuts down: NOT_SERVING, stop accepting, end streams with

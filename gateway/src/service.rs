@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use eventgateway::record::event_to_record;
@@ -23,17 +23,19 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::kafka::producer::Publisher;
-use crate::kafka::subscription::{self, DeliveryStream, SubscriptionStats};
+use crate::kafka::subscription::acks::parse_ack_id;
+use crate::kafka::subscription::stream::DeliveryStream;
+use crate::kafka::subscription::{self, task, ManualAcks, SubscriptionStats};
 use crate::kafka::{blocking, topics::Topics};
+use crate::registry::{Registry, SubscriptionHandle};
 use crate::shutdown::Shutdown;
 use crate::validate;
 
 /// Part of a client's deadline kept back so that the gateway answers
 /// DEADLINE_EXCEEDED itself, before the transport gives up on the call.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
-
-/// Live subscriptions by id, with their flow-control counters.
-pub type Subscriptions = Arc<Mutex<HashMap<String, Arc<SubscriptionStats>>>>;
+/// Acknowledge calls queued for one subscription task before the next waits.
+const ACK_BATCHES: usize = 64;
 
 /// The state every call shares.
 #[derive(Clone)]
@@ -55,7 +57,9 @@ pub struct GatewayService {
     /// Whether Kafka answered the last health probe.
     pub kafka_up: Arc<AtomicBool>,
     /// Live subscriptions.
-    pub subscriptions: Subscriptions,
+    pub subscriptions: Registry,
+    /// What MANUAL subscriptions get unless they ask otherwise.
+    pub manual_defaults: ManualAcks,
     /// Ends streams when the gateway shuts down.
     pub shutdown: Shutdown,
 }
@@ -103,11 +107,13 @@ impl EventGateway for GatewayService {
 
     async fn acknowledge(
         &self,
-        _request: Request<AcknowledgeRequest>,
+        request: Request<AcknowledgeRequest>,
     ) -> Result<Response<AcknowledgeResponse>, Status> {
-        Err(Status::unimplemented(
-            "Acknowledge and ACK_MODE_MANUAL are not available in this version of the gateway",
-        ))
+        let request = request.into_inner();
+        self.acknowledge_deliveries(request).await.inspect_err(
+            |error| tracing::info!(%error, code = ?error.code(), "acknowledge refused"),
+        )?;
+        Ok(Response::new(AcknowledgeResponse {}))
     }
 }
 
@@ -169,8 +175,29 @@ impl GatewayService {
         })
     }
 
+    async fn acknowledge_deliveries(&self, request: AcknowledgeRequest) -> Result<(), Error> {
+        if request.subscription_id.is_empty() {
+            return Err(Error::InvalidArgument(
+                "subscription_id is empty: pass the id from the stream's Subscribed message".into(),
+            ));
+        }
+        let acks = request
+            .ack_ids
+            .iter()
+            .map(|id| parse_ack_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sender = self.subscriptions.acks(&request.subscription_id)?;
+        if acks.is_empty() {
+            return Ok(());
+        }
+        sender
+            .send(acks)
+            .await
+            .map_err(|_| Error::SubscriptionNotFound(request.subscription_id))
+    }
+
     async fn open_subscription(&self, request: SubscribeRequest) -> Result<SubscribeStream, Error> {
-        let spec = validate::subscribe_request(&request)?;
+        let spec = validate::subscribe_request(&request, self.manual_defaults)?;
         self.check_ready()?;
         let mut partitions = HashMap::new();
         for topic in &spec.topics {
@@ -187,6 +214,7 @@ impl GatewayService {
             }
         }
         let id = uuid::Uuid::now_v7().to_string();
+        let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
         let consumer = {
             let (brokers, properties, spec, id) = (
                 self.brokers.clone(),
@@ -194,8 +222,17 @@ impl GatewayService {
                 spec.clone(),
                 id.clone(),
             );
-            blocking(move || subscription::open(&brokers, &properties, &spec, &partitions, &id))
-                .await?
+            blocking(move || {
+                subscription::open(
+                    &brokers,
+                    &properties,
+                    &spec,
+                    &partitions,
+                    &id,
+                    rebalances_tx,
+                )
+            })
+            .await?
         };
         let consumer = Arc::new(consumer);
         let (tx, rx) = mpsc::channel(self.subscription_buffer);
@@ -207,27 +244,32 @@ impl GatewayService {
         // The channel is new and has room.
         let _ = tx.try_send(Ok(subscribed));
         let stats = Arc::new(SubscriptionStats::default());
-        self.subscriptions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), stats.clone());
-        let store_offsets = spec.group.is_some().then(|| Arc::downgrade(&consumer));
+        let (acks_tx, acks) = mpsc::channel(ACK_BATCHES);
+        self.subscriptions.insert(
+            &id,
+            SubscriptionHandle {
+                stats: stats.clone(),
+                acks: spec.manual.map(|_| acks_tx),
+            },
+        );
+        // AUTO with a group: offsets are stored as deliveries reach gRPC.
+        let store_offsets =
+            (spec.group.is_some() && spec.manual.is_none()).then(|| Arc::downgrade(&consumer));
         let span = tracing::info_span!(
             "EventGateway.Subscribe",
             subscription = %id,
             topics = ?spec.topics,
-            group = spec.group.as_deref().unwrap_or("")
+            group = spec.group.as_deref().unwrap_or(""),
+            manual = spec.manual.is_some()
         );
         let subscriptions = self.subscriptions.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(
             async move {
                 tracing::info!("subscription started");
-                subscription::run(consumer, &spec, tx, stats, shutdown).await;
-                subscriptions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                let inputs = task::Inputs { acks, rebalances };
+                task::run(consumer, &spec, tx, stats, shutdown, inputs).await;
+                subscriptions.remove(&id);
                 tracing::info!("subscription ended");
             }
             .instrument(span),

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use eventgateway::record::{encode_data, header, timestamp_to_millis};
 use eventgateway::v1::{AckMode, Event, PublishEventRequest, StartFrom, SubscribeRequest};
 
+use crate::config::MIN_ACK_TIMEOUT;
 use crate::error::Error;
-use crate::kafka::subscription::{StartPosition, SubscriptionSpec};
+use crate::kafka::subscription::{ManualAcks, StartPosition, SubscriptionSpec};
 
 /// Longest topic name Kafka accepts.
 const MAX_TOPIC_LEN: usize = 249;
@@ -78,8 +79,12 @@ pub fn publish_request(
     Ok(event)
 }
 
-/// Checks a subscribe request and turns it into what the consumer needs.
-pub fn subscribe_request(request: &SubscribeRequest) -> Result<SubscriptionSpec, Error> {
+/// Checks a subscribe request and turns it into what the consumer needs;
+/// `defaults` fill what a MANUAL subscription leaves unset.
+pub fn subscribe_request(
+    request: &SubscribeRequest,
+    defaults: ManualAcks,
+) -> Result<SubscriptionSpec, Error> {
     if request.topics.is_empty() {
         return Err(Error::InvalidArgument(
             "topics is empty: name at least one topic".into(),
@@ -98,12 +103,34 @@ pub fn subscribe_request(request: &SubscribeRequest) -> Result<SubscriptionSpec,
     let ack_mode = AckMode::try_from(request.ack_mode).map_err(|_| {
         Error::InvalidArgument(format!("ack_mode {} is not an AckMode", request.ack_mode))
     })?;
-    if ack_mode == AckMode::Manual {
-        return Err(Error::Unimplemented(
-            "ACK_MODE_MANUAL is not available in this version of the gateway; use ACK_MODE_AUTO"
-                .into(),
-        ));
-    }
+    let manual = if ack_mode == AckMode::Manual {
+        let ack_timeout = match &request.ack_timeout {
+            None => defaults.ack_timeout,
+            Some(timeout) => std::time::Duration::try_from(*timeout)
+                .ok()
+                .filter(|t| *t >= MIN_ACK_TIMEOUT)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "ack_timeout must be at least {MIN_ACK_TIMEOUT:?}"
+                    ))
+                })?,
+        };
+        let max_unacked = match request.max_unacked {
+            0 => defaults.max_unacked,
+            n => n as usize,
+        };
+        Some(ManualAcks {
+            ack_timeout,
+            max_unacked,
+        })
+    } else {
+        if request.ack_timeout.is_some() || request.max_unacked != 0 {
+            return Err(Error::InvalidArgument(
+                "ack_timeout and max_unacked apply only to ACK_MODE_MANUAL".into(),
+            ));
+        }
+        None
+    };
     let start_from = StartFrom::try_from(request.start_from).map_err(|_| {
         Error::InvalidArgument(format!(
             "start_from {} is not a StartFrom",
@@ -161,6 +188,7 @@ pub fn subscribe_request(request: &SubscribeRequest) -> Result<SubscriptionSpec,
         topics,
         group: (!request.group.is_empty()).then(|| request.group.clone()),
         start,
+        manual,
     })
 }
 
@@ -237,7 +265,11 @@ mod tests {
             topics: vec!["a".into(), "a".into(), "b".into()],
             ..SubscribeRequest::default()
         };
-        let spec = subscribe_request(&ok).unwrap();
+        let defaults = ManualAcks {
+            ack_timeout: std::time::Duration::from_secs(30),
+            max_unacked: 100,
+        };
+        let spec = subscribe_request(&ok, defaults).unwrap();
         assert_eq!(spec.topics, vec!["a", "b"]);
         assert_eq!(spec.start, StartPosition::Latest);
         assert_eq!(spec.group, None);
@@ -273,18 +305,46 @@ mod tests {
                 start_from: 99,
                 ..ok.clone()
             },
+            SubscribeRequest {
+                max_unacked: 5,
+                ..ok.clone()
+            },
+            SubscribeRequest {
+                ack_mode: AckMode::Manual as i32,
+                ack_timeout: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 1_000,
+                }),
+                ..ok.clone()
+            },
         ];
         for request in bad {
-            let error = subscribe_request(&request).unwrap_err();
+            let error = subscribe_request(&request, defaults).unwrap_err();
             assert_eq!(error.code(), Code::InvalidArgument, "{request:?}: {error}");
         }
         let manual = SubscribeRequest {
             ack_mode: AckMode::Manual as i32,
+            ..ok.clone()
+        };
+        assert_eq!(
+            subscribe_request(&manual, defaults).unwrap().manual,
+            Some(defaults)
+        );
+        let tuned = SubscribeRequest {
+            ack_mode: AckMode::Manual as i32,
+            max_unacked: 10,
+            ack_timeout: Some(prost_types::Duration {
+                seconds: 2,
+                nanos: 0,
+            }),
             ..ok
         };
         assert_eq!(
-            subscribe_request(&manual).unwrap_err().code(),
-            Code::Unimplemented
+            subscribe_request(&tuned, defaults).unwrap().manual,
+            Some(ManualAcks {
+                ack_timeout: std::time::Duration::from_secs(2),
+                max_unacked: 10
+            })
         );
     }
 }

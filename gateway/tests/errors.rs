@@ -91,18 +91,18 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
         );
     }
 
-    let subscribe = |topics: Vec<&str>| SubscribeRequest {
+    let sub = |topics: Vec<&str>| SubscribeRequest {
         topics: topics.into_iter().map(String::from).collect(),
         ..SubscribeRequest::default()
     };
     let subscribes = [
-        (subscribe(vec![]), Code::InvalidArgument),
-        (subscribe(vec!["bad/topic"]), Code::InvalidArgument),
-        (subscribe(vec!["does-not-exist"]), Code::NotFound),
+        (sub(vec![]), Code::InvalidArgument),
+        (sub(vec!["bad/topic"]), Code::InvalidArgument),
+        (sub(vec!["does-not-exist"]), Code::NotFound),
         (
             SubscribeRequest {
                 start_from: StartFrom::Timestamp as i32,
-                ..subscribe(vec![&topic])
+                ..sub(vec![&topic])
             },
             Code::InvalidArgument,
         ),
@@ -114,27 +114,89 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
                     partition: 7,
                     offset: 0,
                 }],
-                ..subscribe(vec![&topic])
+                ..sub(vec![&topic])
             },
             Code::InvalidArgument,
         ),
         (
             SubscribeRequest {
                 ack_mode: AckMode::Manual as i32,
-                ..subscribe(vec![&topic])
+                ack_timeout: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 1000,
+                }),
+                ..sub(vec![&topic])
             },
-            Code::Unimplemented,
+            Code::InvalidArgument,
+        ),
+        (
+            SubscribeRequest {
+                max_unacked: 10,
+                ..sub(vec![&topic])
+            },
+            Code::InvalidArgument,
         ),
     ];
     for (request, code) in subscribes {
         let status = client.subscribe(request.clone()).await.unwrap_err();
         assert_eq!(status.code(), code, "{request:?}: {status:?}");
     }
-    let status = client
-        .acknowledge(AcknowledgeRequest::default())
+
+    let (auto_id, _auto) = subscribe(&mut client, sub(vec![&topic])).await;
+    let (manual_id, _manual) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            ack_mode: AckMode::Manual as i32,
+            ..sub(vec![&topic])
+        },
+    )
+    .await;
+    let ack = |id: &str, ack_ids: &[&str]| AcknowledgeRequest {
+        subscription_id: id.into(),
+        ack_ids: ack_ids.iter().map(|a| a.to_string()).collect(),
+    };
+    let good_ack = format!("{topic}:0:0");
+    let acks = [
+        (
+            ack("", &[&good_ack]),
+            Code::InvalidArgument,
+            "subscription_id is empty",
+        ),
+        (
+            ack(&manual_id, &["not-an-ack-id"]),
+            Code::InvalidArgument,
+            "not one the gateway handed out",
+        ),
+        (
+            ack(&manual_id, &[&good_ack, "t:x:1"]),
+            Code::InvalidArgument,
+            "not one the gateway handed out",
+        ),
+        (
+            ack("no-such-subscription", &[&good_ack]),
+            Code::NotFound,
+            "not open on this gateway",
+        ),
+        (
+            ack(&auto_id, &[&good_ack]),
+            Code::InvalidArgument,
+            "ACK_MODE_AUTO",
+        ),
+    ];
+    for (request, code, message) in acks {
+        let status = client.acknowledge(request.clone()).await.unwrap_err();
+        assert_eq!(status.code(), code, "{request:?}: {status:?}");
+        assert!(
+            status.message().contains(message),
+            "{:?} lacks {message:?}",
+            status.message()
+        );
+    }
+    // An ack of something not (or no longer) outstanding is harmless.
+    client
+        .acknowledge(ack(&manual_id, &[&good_ack, &good_ack]))
         .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+        .unwrap();
 
     // Nothing above disturbed the gateway.
     let stored = publish(&mut client, &topic, "k", json!({"still": "serving"})).await;

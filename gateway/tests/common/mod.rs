@@ -322,16 +322,20 @@ pub async fn subscribe(
     }
 }
 
-/// The next delivery of a stream, within [`PATIENCE`].
+/// The next delivery of a stream, within [`PATIENCE`]; rebalance notices
+/// on the way are skipped.
 pub async fn next_delivery(stream: &mut Streaming<SubscribeResponse>) -> Delivery {
-    let message = tokio::time::timeout(PATIENCE, stream.message())
-        .await
-        .expect("a delivery arrives in time")
-        .expect("the stream is healthy")
-        .expect("the stream is open");
-    match message.kind {
-        Some(Kind::Delivery(delivery)) => delivery,
-        other => panic!("expected a delivery, got {other:?}"),
+    loop {
+        let message = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("a delivery arrives in time")
+            .expect("the stream is healthy")
+            .expect("the stream is open");
+        match message.kind {
+            Some(Kind::Delivery(delivery)) => return delivery,
+            Some(Kind::Rebalance(_)) => continue,
+            other => panic!("expected a delivery, got {other:?}"),
+        }
     }
 }
 
