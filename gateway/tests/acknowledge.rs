@@ -1,0 +1,210 @@
+//! ACK_MODE_MANUAL against a real broker: commits never pass an
+//! unacknowledged event, unacknowledged events come back, the window caps
+//! what is out, and a group's members together handle every event.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
+use eventgateway::v1::{
+    subscribe_response::Kind, AckMode, AcknowledgeRequest, Delivery, StartFrom, SubscribeRequest,
+    SubscribeResponse,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+use tonic::Streaming;
+
+fn manual(topic: &str, group: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        topics: vec![topic.into()],
+        group: group.into(),
+        start_from: StartFrom::Earliest as i32,
+        ack_mode: AckMode::Manual as i32,
+        ..SubscribeRequest::default()
+    }
+}
+
+async fn ack(client: &mut EventGatewayClient<Channel>, id: &str, deliveries: &[&Delivery]) {
+    client
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: id.into(),
+            ack_ids: deliveries.iter().map(|d| d.ack_id.clone()).collect(),
+        })
+        .await
+        .expect("acknowledge succeeds");
+}
+
+/// The deliveries that arrive within `window`, without waiting longer.
+async fn arrivals(stream: &mut Streaming<SubscribeResponse>, window: Duration) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(message) = tokio::time::timeout_at(deadline, stream.message()).await {
+        match message.expect("healthy stream").expect("open stream").kind {
+            Some(Kind::Delivery(delivery)) => got.push(delivery),
+            Some(Kind::Rebalance(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    got
+}
+
+fn n(delivery: &Delivery) -> i64 {
+    body(delivery)["n"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_crashed_subscriber_leaves_every_unacknowledged_event_to_the_next_member() {
+    let (_broker, topic, gateway, mut client) = fixture("crash", 1).await;
+    let group = format!("group-{topic}");
+    for i in 0..20 {
+        publish(&mut client, &topic, "", json!({"n": i})).await;
+    }
+    let (id, mut first) = subscribe(&mut client, manual(&topic, &group)).await;
+    let mut received = Vec::new();
+    for _ in 0..20 {
+        received.push(next_delivery(&mut first).await);
+    }
+    // Acknowledge the prefix 0..10, and 15 out of order.
+    let acked: Vec<&Delivery> = received[..10].iter().chain([&received[15]]).collect();
+    ack(&mut client, &id, &acked).await;
+    drop(first); // the subscriber crashes
+
+    let (_, mut second) = subscribe(&mut client, manual(&topic, &group)).await;
+    let mut again = BTreeSet::new();
+    for _ in 10..20 {
+        again.insert(n(&next_delivery(&mut second).await));
+    }
+    // 15 comes again: the commit point stops at the first unacknowledged event.
+    assert_eq!(
+        again,
+        (10..20).collect(),
+        "every unacknowledged event, none of the prefix"
+    );
+    let extra = arrivals(&mut second, Duration::from_millis(500)).await;
+    assert!(
+        extra.is_empty(),
+        "acknowledged events came again: {extra:?}"
+    );
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_event_never_acknowledged_comes_back_with_attempt_two() {
+    let (_broker, topic, gateway, mut client) = fixture("redeliver", 1).await;
+    publish(&mut client, &topic, "", json!({"n": 0})).await;
+    let request = SubscribeRequest {
+        ack_timeout: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 300_000_000,
+        }),
+        ..manual(&topic, "")
+    };
+    let (id, mut stream) = subscribe(&mut client, request).await;
+    let first = next_delivery(&mut stream).await;
+    assert_eq!(first.attempt, 1);
+    let second = next_delivery(&mut stream).await;
+    assert_eq!((second.offset, second.attempt), (first.offset, 2));
+    assert_eq!(second.event, first.event);
+    ack(&mut client, &id, &[&second]).await;
+    let stats = gateway.subscription(&id).unwrap();
+    let after_ack = stats.redelivered();
+    let extra = arrivals(&mut stream, Duration::from_secs(1)).await;
+    assert!(
+        extra.is_empty(),
+        "an acknowledged event came again: {extra:?}"
+    );
+    assert_eq!(stats.redelivered(), after_ack);
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_window_caps_unacknowledged_deliveries() {
+    let (_broker, topic, gateway, mut client) = fixture("window", 1).await;
+    for i in 0..30 {
+        publish(&mut client, &topic, "", json!({"n": i})).await;
+    }
+    let request = SubscribeRequest {
+        max_unacked: 10,
+        ..manual(&topic, "")
+    };
+    let (id, mut stream) = subscribe(&mut client, request).await;
+    let stats = gateway.subscription(&id).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        out.push(next_delivery(&mut stream).await);
+    }
+    eventually("the consumer is paused on the full window", || async {
+        stats.is_paused()
+    })
+    .await;
+    let extra = arrivals(&mut stream, Duration::from_secs(1)).await;
+    assert!(extra.is_empty(), "more than 10 out: {extra:?}");
+    assert_eq!(stats.delivered(), 10);
+
+    // Acknowledging 5 frees 5 places, and exactly 5 more come.
+    let freed: Vec<&Delivery> = out[..5].iter().collect();
+    ack(&mut client, &id, &freed).await;
+    let next: Vec<i64> = arrivals(&mut stream, Duration::from_secs(2))
+        .await
+        .iter()
+        .map(n)
+        .collect();
+    assert_eq!(next, (10..15).collect::<Vec<_>>());
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn when_one_member_leaves_the_group_still_handles_every_event() {
+    let (_broker, topic, gateway, mut client) = fixture("members", 4).await;
+    let group = format!("group-{topic}");
+    let (id_a, mut a) = subscribe(&mut client, manual(&topic, &group)).await;
+    let (id_b, mut b) = subscribe(&mut client, manual(&topic, &group)).await;
+    let total = 60;
+    for i in 0..total {
+        publish(&mut client, &topic, &format!("key-{i}"), json!({"n": i})).await;
+    }
+    // Both handle what they get; A stops acknowledging after 10 and leaves.
+    let mut handled = BTreeSet::new();
+    let mut a_count = 0;
+    while a_count < 10 {
+        tokio::select! {
+            d = next_delivery(&mut a) => {
+                a_count += 1;
+                ack(&mut client, &id_a, &[&d]).await;
+                handled.insert(n(&d));
+            }
+            d = next_delivery(&mut b) => {
+                ack(&mut client, &id_b, &[&d]).await;
+                handled.insert(n(&d));
+            }
+        }
+    }
+    drop(a);
+    // B is told about the rebalance, takes over, and gets the rest.
+    let mut rebalanced = false;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while handled.len() < total as usize {
+        let message = tokio::time::timeout_at(deadline, b.message())
+            .await
+            .unwrap_or_else(|_| panic!("missing after A left: {:?}", missing(&handled, total)))
+            .unwrap()
+            .unwrap();
+        match message.kind {
+            Some(Kind::Delivery(d)) => {
+                ack(&mut client, &id_b, &[&d]).await;
+                handled.insert(n(&d));
+            }
+            Some(Kind::Rebalance(_)) => rebalanced = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(rebalanced, "B was told its partitions changed");
+    gateway.shutdown().await.unwrap();
+}
+
+fn missing(handled: &BTreeSet<i64>, total: i64) -> Vec<i64> {
+    (0..total).filter(|i| !handled.contains(i)).collect()
+}
