@@ -2,11 +2,10 @@
 //! until Kafka first answers, NOT_SERVING whenever it stops answering, and
 //! SERVING again once it is back.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::Producer;
+use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -29,7 +28,7 @@ pub async fn report(reporter: &HealthReporter, status: ServingStatus) {
 pub async fn watch_kafka(
     publisher: Publisher,
     reporter: HealthReporter,
-    kafka_up: Arc<AtomicBool>,
+    kafka_up: watch::Sender<bool>,
     interval: Duration,
     mut shutdown: Shutdown,
 ) {
@@ -54,7 +53,7 @@ pub async fn watch_kafka(
                 Ok(()) => tracing::info!("Kafka answers: serving"),
                 Err(error) => tracing::warn!(%error, "Kafka does not answer: not serving"),
             }
-            kafka_up.store(up, Ordering::SeqCst);
+            kafka_up.send_replace(up);
             let status = if up {
                 ServingStatus::Serving
             } else {

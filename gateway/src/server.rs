@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -108,13 +107,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let topics = Topics::new(publisher.producer().clone(), creation);
 
     let (trigger, shutdown) = shutdown::channel();
-    let kafka_up = Arc::new(AtomicBool::new(false));
+    let (kafka_up, kafka_up_rx) = tokio::sync::watch::channel(false);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&reporter, ServingStatus::NotServing).await;
     tokio::spawn(health::watch_kafka(
         publisher.clone(),
         reporter.clone(),
-        kafka_up.clone(),
+        kafka_up,
         config.health_interval,
         shutdown.clone(),
     ));
@@ -128,7 +127,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         max_payload_bytes: config.max_payload_bytes,
         request_timeout: config.request_timeout,
         subscription_buffer: config.subscription_buffer,
-        kafka_up,
+        kafka_up: kafka_up_rx,
         subscriptions: subscriptions.clone(),
         manual_defaults: ManualAcks {
             ack_timeout: config.ack_timeout,

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +13,7 @@ use eventgateway::v1::{
     subscribe_response::Kind, AcknowledgeRequest, AcknowledgeResponse, PublishEventRequest,
     PublishEventResponse, SubscribeRequest, SubscribeResponse, Subscribed,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
@@ -55,7 +54,7 @@ pub struct GatewayService {
     /// Deliveries buffered per subscription.
     pub subscription_buffer: usize,
     /// Whether Kafka answered the last health probe.
-    pub kafka_up: Arc<AtomicBool>,
+    pub kafka_up: watch::Receiver<bool>,
     /// Live subscriptions.
     pub subscriptions: Registry,
     /// What MANUAL subscriptions get unless they ask otherwise.
@@ -131,7 +130,7 @@ impl GatewayService {
         if self.shutdown.is_started() {
             return Err(Error::ShuttingDown);
         }
-        if !self.kafka_up.load(Ordering::SeqCst) {
+        if !*self.kafka_up.borrow() {
             return Err(Error::KafkaUnavailable(
                 "the gateway cannot reach Kafka right now".into(),
             ));
@@ -157,15 +156,21 @@ impl GatewayService {
             .await
             .map_err(|_| Error::DeadlineExceeded)??;
         let record = event_to_record(&request.key, &event);
-        let stored = self
-            .publisher
-            .send(&request.topic, &record, Some(deadline))
-            .await
-            .inspect_err(|error| {
-                if matches!(error, Error::TopicNotFound(_)) {
-                    self.topics.forget(&request.topic);
-                }
-            })?;
+        let mut kafka_up = self.kafka_up.clone();
+        let stored = tokio::select! {
+            stored = self.publisher.send(&request.topic, &record, Some(deadline)) => stored,
+            // Kafka stopped answering meanwhile: say so now rather than at
+            // the deadline. The producer keeps trying; a retry with the same
+            // event id lets consumers drop a duplicate.
+            Ok(_) = kafka_up.wait_for(|up| !up) => Err(Error::KafkaUnavailable(
+                "Kafka stopped answering before it confirmed the event; it may or may not have been stored".into(),
+            )),
+        }
+        .inspect_err(|error| {
+            if matches!(error, Error::TopicNotFound(_)) {
+                self.topics.forget(&request.topic);
+            }
+        })?;
         Ok(PublishEventResponse {
             event_id: event.id,
             topic: request.topic,
