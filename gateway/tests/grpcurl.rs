@@ -23,12 +23,14 @@ fn readme_grpcurl_commands() -> Vec<String> {
         .collect()
 }
 
-/// The README command that calls `method`, pointed at the gateway at `addr`.
-fn readme_command(method: &str, addr: SocketAddr) -> String {
+/// The README's `index`th command that calls `method`, pointed at the
+/// gateway at `addr`.
+fn readme_command(method: &str, index: usize, addr: SocketAddr) -> String {
     let command = readme_grpcurl_commands()
         .into_iter()
-        .find(|c| c.ends_with(method))
-        .unwrap_or_else(|| panic!("the README shows a grpcurl call of {method}"));
+        .filter(|c| c.ends_with(method))
+        .nth(index)
+        .unwrap_or_else(|| panic!("the README shows grpcurl call {index} of {method}"));
     command
         .replacen("grpcurl", &grpcurl().display().to_string(), 1)
         .replace("localhost:50051", &addr.to_string())
@@ -76,46 +78,19 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     assert!(health.contains("\"SERVING\""), "{health}");
 
     // Subscribe as the README shows, in the background.
-    let subscribe = readme_command("eventgateway.v1.EventGateway/Subscribe", gateway.addr());
-    let mut subscriber = Command::new("sh")
-        .args(["-c", &format!("exec {subscribe}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stdout = subscriber.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut output = String::new();
-    let read_until = |output: &mut String, needle: &str| {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while !output.contains(needle) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match lines.recv_timeout(left.min(Duration::from_secs(1))) {
-                Ok(line) => {
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    assert!(
-                        !left.is_zero(),
-                        "grpcurl never printed {needle:?}: {output}"
-                    )
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("grpcurl ended: {output}"),
-            }
-        }
-    };
-    read_until(&mut output, "subscriptionId");
+    let mut subscriber = Subscriber::spawn(&readme_command(
+        "eventgateway.v1.EventGateway/Subscribe",
+        0,
+        gateway.addr(),
+    ));
+    subscriber.read_until("subscriptionId");
 
     // Publish as the README shows.
-    let publish = readme_command("eventgateway.v1.EventGateway/PublishEvent", gateway.addr());
+    let publish = readme_command(
+        "eventgateway.v1.EventGateway/PublishEvent",
+        0,
+        gateway.addr(),
+    );
     let published = Command::new("sh").args(["-c", &publish]).output().unwrap();
     assert!(
         published.status.success(),
@@ -127,14 +102,124 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     let event_id = answer["eventId"].as_str().expect("an event id").to_owned();
 
     // The subscription prints it, with the JSON body as it was sent.
-    read_until(&mut output, &event_id);
-    read_until(&mut output, "\"attempt\": 1");
+    subscriber.read_until(&event_id);
+    let output = subscriber.read_until("\"attempt\": 1");
     assert!(
         output.contains("\"email\": \"ada@example.com\""),
         "{output}"
     );
     assert!(output.contains("\"user_id\": 42"), "{output}");
-    let _ = subscriber.kill();
-    let _ = subscriber.wait();
+    drop(subscriber);
+
+    // A MANUAL subscription and an acknowledgement, as the README shows.
+    let mut manual = Subscriber::spawn(&readme_command(
+        "eventgateway.v1.EventGateway/Subscribe",
+        1,
+        gateway.addr(),
+    ));
+    let output = manual.read_until("\"attempt\": 1");
+    let subscription_id = json_string_after(&output, "\"subscriptionId\": ");
+    let ack_id = json_string_after(&output, "\"ackId\": ");
+    let acknowledge = readme_command(
+        "eventgateway.v1.EventGateway/Acknowledge",
+        0,
+        gateway.addr(),
+    )
+    .replace("SUBSCRIPTION_ID", &subscription_id)
+    .replace("user-registered:2:0", &ack_id);
+    let acked = Command::new("sh")
+        .args(["-c", &acknowledge])
+        .output()
+        .unwrap();
+    assert!(
+        acked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&acked.stderr)
+    );
+    // The acknowledged event is not delivered again.
+    let stats = gateway
+        .subscription(&subscription_id)
+        .expect("the MANUAL stream is open");
+    eventually("the acknowledgement was applied", || async {
+        stats.held() == 0
+    })
+    .await;
+    drop(manual);
     gateway.shutdown().await.unwrap();
+}
+
+/// A grpcurl command running in the background, its output read line by line.
+struct Subscriber {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    output: String,
+}
+
+impl Subscriber {
+    fn spawn(command: &str) -> Self {
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("exec {command}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            output: String::new(),
+        }
+    }
+
+    /// Reads until the output contains `needle`; returns all output so far.
+    fn read_until(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !self.output.contains(needle) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left.min(Duration::from_secs(1))) {
+                Ok(line) => {
+                    self.output.push_str(&line);
+                    self.output.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => assert!(
+                    !left.is_zero(),
+                    "grpcurl never printed {needle:?}: {}",
+                    self.output
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("grpcurl ended: {}", self.output)
+                }
+            }
+        }
+        self.output.clone()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON string that follows `key` in grpcurl's output.
+fn json_string_after(output: &str, key: &str) -> String {
+    let rest = &output[output
+        .find(key)
+        .unwrap_or_else(|| panic!("{key} in {output}"))
+        + key.len()..];
+    let value: String = rest
+        .trim_start_matches('"')
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    value
 }

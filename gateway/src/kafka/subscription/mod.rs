@@ -79,6 +79,8 @@ pub struct SubscriptionStats {
     redelivered: AtomicU64,
     /// Records read from Kafka and held by the task, not yet in the channel.
     held: AtomicUsize,
+    /// ACK_MODE_MANUAL: deliveries out and not acknowledged.
+    unacked: AtomicUsize,
 }
 
 impl SubscriptionStats {
@@ -101,6 +103,10 @@ impl SubscriptionStats {
     /// Records the task holds outside the channel.
     pub fn held(&self) -> usize {
         self.held.load(Ordering::SeqCst)
+    }
+    /// ACK_MODE_MANUAL: deliveries out and not acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked.load(Ordering::SeqCst)
     }
 }
 
