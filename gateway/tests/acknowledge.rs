@@ -143,6 +143,30 @@ async fn the_window_caps_unacknowledged_deliveries() {
     let extra = arrivals(&mut stream, Duration::from_secs(1)).await;
     assert!(extra.is_empty(), "more than 10 out: {extra:?}");
     assert_eq!(stats.delivered(), 10);
+    // The full window stalls this stream only: another one reads everything.
+    let (_, mut other) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            max_unacked: 10,
+            ..manual(&topic, "")
+        },
+    )
+    .await;
+    for i in 0..10 {
+        assert_eq!(n(&next_delivery(&mut other).await), i);
+    }
+    let (_, mut auto) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            topics: vec![topic.clone()],
+            start_from: StartFrom::Earliest as i32,
+            ..SubscribeRequest::default()
+        },
+    )
+    .await;
+    for i in 0..30 {
+        assert_eq!(n(&next_delivery(&mut auto).await), i);
+    }
 
     // Acknowledging 5 frees 5 places, and exactly 5 more come.
     let freed: Vec<&Delivery> = out[..5].iter().collect();
