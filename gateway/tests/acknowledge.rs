@@ -186,34 +186,67 @@ async fn when_one_member_leaves_the_group_still_handles_every_event() {
     let group = format!("group-{topic}");
     let (id_a, mut a) = subscribe(&mut client, manual(&topic, &group)).await;
     let (id_b, mut b) = subscribe(&mut client, manual(&topic, &group)).await;
-    let total = 60;
-    for i in 0..total {
-        publish(&mut client, &topic, &format!("key-{i}"), json!({"n": i})).await;
-    }
-    // Both handle what they get; A stops acknowledging after 10 and leaves.
+    let mut published = 0;
     let mut handled = BTreeSet::new();
-    let mut a_count = 0;
-    while a_count < 10 {
-        tokio::select! {
-            d = next_delivery(&mut a) => {
-                a_count += 1;
-                ack(&mut client, &id_a, &[&d]).await;
-                handled.insert(n(&d));
-            }
-            d = next_delivery(&mut b) => {
-                ack(&mut client, &id_b, &[&d]).await;
-                handled.insert(n(&d));
+    // Publish in rounds until the group settled with both members holding
+    // partitions; both acknowledge what they get.
+    let (mut a_got, mut b_got) = (0, 0);
+    while a_got == 0 || b_got == 0 {
+        assert!(
+            published < 240,
+            "the group never gave both members a partition"
+        );
+        for _ in 0..8 {
+            publish(
+                &mut client,
+                &topic,
+                &format!("key-{published}"),
+                json!({"n": published}),
+            )
+            .await;
+            published += 1;
+        }
+        while handled.len() < published as usize {
+            tokio::select! {
+                d = next_delivery(&mut a) => {
+                    a_got += 1;
+                    ack(&mut client, &id_a, &[&d]).await;
+                    handled.insert(n(&d));
+                }
+                d = next_delivery(&mut b) => {
+                    b_got += 1;
+                    ack(&mut client, &id_b, &[&d]).await;
+                    handled.insert(n(&d));
+                }
             }
         }
     }
+    // A now stops acknowledging: it receives, then leaves mid-stream.
+    let mut unacked_by_a = Vec::new();
+    while unacked_by_a.is_empty() {
+        for _ in 0..8 {
+            publish(
+                &mut client,
+                &topic,
+                &format!("key-{published}"),
+                json!({"n": published}),
+            )
+            .await;
+            published += 1;
+        }
+        for delivery in arrivals(&mut a, Duration::from_millis(500)).await {
+            unacked_by_a.push(n(&delivery));
+        }
+    }
     drop(a);
-    // B is told about the rebalance, takes over, and gets the rest.
+    // B is told about the rebalance, takes over, and gets the rest, including
+    // what A received but never acknowledged.
     let mut rebalanced = false;
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while handled.len() < total as usize {
+    while handled.len() < published as usize {
         let message = tokio::time::timeout_at(deadline, b.message())
             .await
-            .unwrap_or_else(|_| panic!("missing after A left: {:?}", missing(&handled, total)))
+            .unwrap_or_else(|_| panic!("missing after A left: {:?}", missing(&handled, published)))
             .unwrap()
             .unwrap();
         match message.kind {
@@ -226,6 +259,7 @@ async fn when_one_member_leaves_the_group_still_handles_every_event() {
         }
     }
     assert!(rebalanced, "B was told its partitions changed");
+    assert!(unacked_by_a.iter().all(|i| handled.contains(i)));
     gateway.shutdown().await.unwrap();
 }
 
