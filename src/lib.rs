@@ -4,6 +4,8 @@
 //!   of `proto/eventgateway/v1/gateway.proto`.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
 //! - [`json`]: conversion between `google.protobuf.Struct` and JSON text.
+//! - [`shutdown`]: the SIGTERM / Ctrl-C signal both binaries stop on.
+//! - [`telemetry`]: logging set-up both binaries share.
 //! - [`record`]: the mapping between an [`v1::Event`] and a Kafka record
 //!   (CloudEvents Kafka protocol binding, binary mode), with no Kafka client
 //!   attached, so that both sides of the wire share one definition.
@@ -11,6 +13,8 @@
 
 pub mod json;
 pub mod record;
+pub mod shutdown;
+pub mod telemetry;
 
 /// Generated code for the `eventgateway.v1` protobuf package.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -1,0 +1,124 @@
+//! Configuration: command-line flags, each with an environment variable
+//! fallback, validated once at start-up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Everything the notifier can be told at start-up.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "notifier",
+    version,
+    about = "Sends each newly registered user a welcome email, consuming user-registered events through the event gateway",
+    after_help = "Logging follows RUST_LOG (default: info)."
+)]
+pub struct Config {
+    /// The event gateway to subscribe through.
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:50051")]
+    pub gateway_url: String,
+
+    /// Topic of the registration events.
+    #[arg(long, env = "TOPIC", default_value = "user-registered")]
+    pub topic: String,
+
+    /// Consumer group; every notifier instance of one deployment shares it.
+    #[arg(long, env = "GROUP", default_value = "notification-service")]
+    pub group: String,
+
+    /// SMTP server: smtp://host:port (plain), smtp://host:port?tls=required
+    /// (STARTTLS; ?tls=opportunistic uses it when offered), smtps://host:port
+    /// (TLS); credentials as smtp://user:password@host:port. Unset: each
+    /// email is written as an .eml file into OUTBOX_DIR instead (development).
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of the welcome emails.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Welcome <welcome@example.com>"
+    )]
+    pub mail_from: String,
+
+    /// Where emails go when SMTP_URL is unset.
+    #[arg(long, env = "OUTBOX_DIR", default_value = "./outbox")]
+    pub outbox_dir: PathBuf,
+
+    /// Where the notifier remembers which events it already sent an email for
+    /// (an embedded database that survives kill -9).
+    #[arg(long, env = "STATE_DIR", default_value = "./state")]
+    pub state_dir: PathBuf,
+
+    /// Directory with replacement templates: subject.txt, welcome.txt,
+    /// welcome.html (any missing file keeps the built-in one). Placeholders:
+    /// {{name}}, {{email}}, {{user_id}}.
+    #[arg(long, env = "TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
+
+    /// How long the gateway waits for an acknowledgement before it delivers
+    /// an event again; longer than a slow SMTP send.
+    #[arg(long, env = "ACK_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: Duration,
+
+    /// First wait before retrying a transient SMTP failure or reconnecting to
+    /// the gateway; it doubles (with jitter) up to --max-backoff.
+    #[arg(long, env = "MIN_BACKOFF", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub min_backoff: Duration,
+
+    /// Longest wait between retries.
+    #[arg(long, env = "MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub max_backoff: Duration,
+}
+
+impl Config {
+    /// Checks what clap's types cannot, naming the flag to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.gateway_url.starts_with("http://") || self.gateway_url.starts_with("https://")) {
+            return Err(format!(
+                "--gateway-url {:?} must start with http:// or https://",
+                self.gateway_url
+            ));
+        }
+        if let Some(url) = &self.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err("--smtp-url must start with smtp:// or smtps://".into());
+            }
+        }
+        if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(format!(
+                "--mail-from {:?} is not an email address",
+                self.mail_from
+            ));
+        }
+        if self.min_backoff.is_zero() || self.min_backoff > self.max_backoff {
+            return Err("--min-backoff must be above zero and at most --max-backoff".into());
+        }
+        if self.topic.is_empty() || self.group.is_empty() {
+            return Err("--topic and --group must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The defaults, for tests and embedding.
+    pub fn defaults() -> Self {
+        Config::parse_from(["notifier"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_their_flag() {
+        Config::defaults().validate().unwrap();
+        let mut config = Config::defaults();
+        config.smtp_url = Some("http://mail".into());
+        assert!(config.validate().unwrap_err().contains("--smtp-url"));
+        let mut config = Config::defaults();
+        config.mail_from = "not an address".into();
+        assert!(config.validate().unwrap_err().contains("--mail-from"));
+    }
+}

@@ -1,0 +1,41 @@
+//! notifier: sends each newly registered user a welcome email.
+//!
+//! It is a client of the event gateway like any service in any language: it
+//! subscribes to `user-registered` as the consumer group
+//! `notification-service` with MANUAL acknowledgements, and never talks to
+//! Kafka directly.
+//!
+//! - [`config`] - flags and environment variables.
+//! - [`worker`] - the subscribe / email / remember / acknowledge loop.
+//! - [`registration`] - the event schema it understands.
+//! - [`templates`] - the welcome email, from replaceable templates.
+//! - [`mailer`] - SMTP, or .eml files in an outbox directory.
+//! - [`store`] - the ids of events already emailed (survives kill -9).
+//! - [`backoff`] - retry waits.
+
+pub mod backoff;
+pub mod config;
+pub mod mailer;
+pub mod registration;
+pub mod store;
+pub mod templates;
+pub mod worker;
+
+use std::future::Future;
+
+pub use config::Config;
+
+/// Runs the notifier until `signal` resolves; the email in progress is
+/// finished and acknowledged before it returns.
+pub async fn run(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let notifier = worker::Notifier::new(config, stop)?;
+    let mut work = tokio::spawn(notifier.run());
+    tokio::select! {
+        result = &mut work => return result?,
+        () = signal => stop_tx.send_replace(true),
+    };
+    let result = work.await?;
+    tracing::info!("notifier stopped");
+    result
+}
