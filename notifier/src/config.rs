@@ -20,11 +20,11 @@ pub struct Config {
     pub gateway_url: String,
 
     /// Topic of the registration events.
-    #[arg(long, env = "TOPIC", default_value = "user-registered")]
+    #[arg(long, env = "NOTIFIER_TOPIC", default_value = "user-registered")]
     pub topic: String,
 
     /// Consumer group; every notifier instance of one deployment shares it.
-    #[arg(long, env = "GROUP", default_value = "notification-service")]
+    #[arg(long, env = "NOTIFIER_GROUP", default_value = "notification-service")]
     pub group: String,
 
     /// SMTP server: smtp://host:port (plain), smtp://host:port?tls=required
@@ -59,7 +59,7 @@ pub struct Config {
 
     /// How long the gateway waits for an acknowledgement before it delivers
     /// an event again; longer than a slow SMTP send.
-    #[arg(long, env = "ACK_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "NOTIFIER_ACK_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub ack_timeout: Duration,
 
     /// First wait before retrying a transient SMTP failure or reconnecting to

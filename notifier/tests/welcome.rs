@@ -1,0 +1,429 @@
+//! The notifier end to end: a real broker, the gateway, the notifier binary
+//! and a real SMTP server (Python aiosmtpd). Registrations go in through the
+//! gateway; welcome emails come out at the SMTP server, once per user.
+
+#[path = "../../gateway/tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use eventgateway::v1::{StartFrom, SubscribeRequest};
+use serde_json::json;
+
+/// A real SMTP server process that stores what it accepts as .eml files.
+struct SmtpServer {
+    port: u16,
+    dir: PathBuf,
+    rejected: Vec<String>,
+    child: Option<Child>,
+}
+
+impl SmtpServer {
+    fn start(rejected: &[&str]) -> Self {
+        let mut server = Self::stopped(rejected);
+        server.restart();
+        server
+    }
+
+    /// A server that is not running yet: its port refuses connections.
+    fn stopped(rejected: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("smtp-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            port: free_port(),
+            dir,
+            rejected: rejected.iter().map(|r| r.to_string()).collect(),
+            child: None,
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_server.py");
+        let mut command = Command::new("python3");
+        command
+            .arg(script)
+            .args(["--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir);
+        for address in &self.rejected {
+            command.args(["--reject", address]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the SMTP server (scripts/test.sh installs aiosmtpd)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the SMTP server did not start");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far.
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect()
+    }
+
+    /// How many messages each envelope recipient got.
+    fn per_recipient(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for message in self.messages() {
+            let to = message
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("X-Envelope-To: "))
+                .unwrap_or_default()
+                .to_owned();
+            *counts.entry(to).or_default() += 1;
+        }
+        counts
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A notifier process.
+struct Notifier {
+    child: Child,
+}
+
+impl Notifier {
+    fn start(
+        gateway: std::net::SocketAddr,
+        topic: &str,
+        smtp_url: &str,
+        state: &std::path::Path,
+    ) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_notifier"))
+            .env("GATEWAY_URL", format!("http://{gateway}"))
+            .env("NOTIFIER_TOPIC", topic)
+            .env("NOTIFIER_GROUP", format!("notification-service-{topic}"))
+            .env("SMTP_URL", smtp_url)
+            .env("STATE_DIR", state)
+            .env("MIN_BACKOFF", "50ms")
+            .env("MAX_BACKOFF", "500ms")
+            .env(
+                "RUST_LOG",
+                std::env::var("NOTIFIER_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the notifier binary starts");
+        Self { child }
+    }
+
+    fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+fn state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("notifier-state-{}", uuid::Uuid::now_v7().simple()))
+}
+
+fn user(i: usize) -> serde_json::Value {
+    json!({"user_id": i, "email": format!("user{i}@example.com"), "name": format!("User {i}")})
+}
+
+async fn register(
+    client: &mut eventgateway::v1::event_gateway_client::EventGatewayClient<
+        tonic::transport::Channel,
+    >,
+    topic: &str,
+    range: std::ops::Range<usize>,
+) {
+    for i in range {
+        publish(client, topic, &i.to_string(), user(i)).await;
+    }
+}
+
+async fn wait_for_recipients(smtp: &SmtpServer, count: usize) {
+    eventually(&format!("{count} users got an email"), || async {
+        smtp.per_recipient().len() >= count
+    })
+    .await;
+}
+
+/// Fails if any user got more than one email.
+fn assert_once_each(smtp: &SmtpServer, count: usize) {
+    let per = smtp.per_recipient();
+    for i in 0..count {
+        assert_eq!(
+            per.get(&format!("user{i}@example.com")),
+            Some(&1),
+            "user {i}: {per:?}"
+        );
+    }
+}
+
+async fn setup(
+    prefix: &str,
+) -> (
+    Broker,
+    String,
+    gateway::RunningGateway,
+    eventgateway::v1::event_gateway_client::EventGatewayClient<tonic::transport::Channel>,
+) {
+    let (broker, topic, gateway, client) = fixture(prefix, 2).await;
+    broker.create_topic(&format!("{topic}.dlq"), 1).await;
+    (broker, topic, gateway, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_registration_gets_one_welcome_email_with_both_parts() {
+    let (_broker, topic, gateway, mut client) = setup("welcome").await;
+    let smtp = SmtpServer::start(&[]);
+    let state = state_dir();
+    let _notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    register(&mut client, &topic, 0..10).await;
+    wait_for_recipients(&smtp, 10).await;
+    assert_once_each(&smtp, 10);
+    for message in smtp.messages() {
+        assert!(message.contains("Subject: Welcome"), "{message}");
+        assert!(message.contains("multipart/alternative"), "{message}");
+        assert!(message.contains("Content-Type: text/plain"), "{message}");
+        assert!(message.contains("Content-Type: text/html"), "{message}");
+        assert!(
+            message.contains("From: Welcome <welcome@example.com>"),
+            "{message}"
+        );
+    }
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notifier_killed_mid_run_sends_every_email_once_after_restart() {
+    let (_broker, topic, gateway, mut client) = setup("kill").await;
+    let smtp = SmtpServer::start(&[]);
+    let state = state_dir();
+    let total = 40;
+    register(&mut client, &topic, 0..total).await;
+    let mut notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    wait_for_recipients(&smtp, 5).await;
+    notifier.kill_9();
+    let sent_before = smtp.messages().len();
+    assert!(
+        sent_before < total,
+        "the kill came too late to test anything"
+    );
+    let _restarted = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    wait_for_recipients(&smtp, total).await;
+    // Redeliveries after the restart are skipped, not emailed again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_once_each(&smtp, total);
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_recipients_and_unusable_events_go_to_the_dead_letter_topic() {
+    let (_broker, topic, gateway, mut client) = setup("dlq").await;
+    let smtp = SmtpServer::start(&["user3@example.com"]);
+    let state = state_dir();
+    let _notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    register(&mut client, &topic, 0..3).await;
+    register(&mut client, &topic, 3..4).await; // rejected with 550
+    publish(&mut client, &topic, "no-email", json!({"user_id": 99})).await;
+    register(&mut client, &topic, 4..6).await;
+    wait_for_recipients(&smtp, 5).await;
+    let per = smtp.per_recipient();
+    assert!(!per.contains_key("user3@example.com"));
+
+    let (_, mut dlq) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            topics: vec![format!("{topic}.dlq")],
+            start_from: StartFrom::Earliest as i32,
+            ..SubscribeRequest::default()
+        },
+    )
+    .await;
+    let mut reasons = HashMap::new();
+    for _ in 0..2 {
+        let dead = next_delivery(&mut dlq).await;
+        let event = dead.event.clone().unwrap();
+        assert_eq!(event.attributes["dlq_topic"], topic);
+        reasons.insert(
+            body(&dead)["user_id"].as_i64().unwrap(),
+            event.attributes["dlq_reason"].clone(),
+        );
+    }
+    assert!(reasons[&3].contains("550"), "{reasons:?}");
+    assert!(reasons[&99].contains("email is missing"), "{reasons:?}");
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_wait_while_the_smtp_server_is_down() {
+    let (_broker, topic, gateway, mut client) = setup("smtp-down").await;
+    let mut smtp = SmtpServer::stopped(&[]);
+    let state = state_dir();
+    let _notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    register(&mut client, &topic, 0..5).await;
+    // Nothing can be sent yet; the notifier keeps retrying.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(smtp.messages().is_empty());
+    smtp.restart();
+    wait_for_recipients(&smtp, 5).await;
+    assert_once_each(&smtp, 5);
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifier_reconnects_when_the_gateway_restarts() {
+    let (broker, topic, gateway, mut client) = setup("gw-restart").await;
+    let addr = gateway.addr();
+    let smtp = SmtpServer::start(&[]);
+    let state = state_dir();
+    let _notifier = Notifier::start(addr, &topic, &smtp.url(), &state);
+    register(&mut client, &topic, 0..5).await;
+    wait_for_recipients(&smtp, 5).await;
+
+    gateway.shutdown().await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the same port again");
+    let restarted = gateway::start(config(Some(broker.brokers())), listener)
+        .await
+        .unwrap();
+    wait_serving(addr).await;
+    let mut client = common::client(addr).await;
+    register(&mut client, &topic, 5..10).await;
+    wait_for_recipients(&smtp, 10).await;
+    assert_once_each(&smtp, 10);
+    restarted.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_notifier_cleanly_and_nothing_is_sent_twice() {
+    let (_broker, topic, gateway, mut client) = setup("sigterm").await;
+    let smtp = SmtpServer::start(&[]);
+    let state = state_dir();
+    let total = 30;
+    register(&mut client, &topic, 0..total).await;
+    let mut notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    wait_for_recipients(&smtp, 3).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &notifier.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || notifier.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "the notifier exits 0 on SIGTERM");
+    let _restarted = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    wait_for_recipients(&smtp, total).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_once_each(&smtp, total);
+    gateway.shutdown().await.unwrap();
+}
+
+/// The README's one command for the whole system (gateway on the embedded
+/// Kafka, notifier writing to the outbox), with the binaries this test run
+/// built, and the README's registration call through real grpcurl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_system_script_turns_a_registration_into_an_outbox_email() {
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_notifier"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let outbox = state_dir().with_extension("outbox");
+    let state = state_dir();
+    let port = free_port();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut system = Command::new("bash")
+        .arg(format!("{root}/scripts/run-local.sh"))
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        .env("OUTBOX_DIR", &outbox)
+        .env("STATE_DIR", &state)
+        .env("GATEWAY_BIN", bin_dir.join("gateway"))
+        .env("NOTIFIER_BIN", env!("CARGO_BIN_EXE_notifier"))
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_serving(addr).await;
+
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let register = readme
+        .lines()
+        .find(|l| l.starts_with("grpcurl ") && l.contains("user.registered"))
+        .expect("the README shows how to register a user")
+        .replacen("grpcurl", &grpcurl().display().to_string(), 1)
+        .replace("localhost:50051", &format!("127.0.0.1:{port}"));
+    let output = Command::new("sh").args(["-c", &register]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let emails = || -> Vec<String> {
+        std::fs::read_dir(&outbox)
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    eventually("the welcome email appears in the outbox", || async {
+        emails().iter().any(|m| m.contains("ada@example.com"))
+    })
+    .await;
+    assert!(emails().iter().all(|m| m.contains("Subject: Welcome")));
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &system.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || system.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the script stops both services cleanly: {status:?}"
+    );
+    let _ = std::fs::remove_dir_all(&outbox);
+    let _ = std::fs::remove_dir_all(&state);
+}
