@@ -51,10 +51,6 @@ async fn arrivals(stream: &mut Streaming<SubscribeResponse>, window: Duration) -
     got
 }
 
-fn n(delivery: &Delivery) -> i64 {
-    body(delivery)["n"].as_i64().unwrap()
-}
-
 #[tokio::test]
 async fn a_crashed_subscriber_leaves_every_unacknowledged_event_to_the_next_member() {
     let (_broker, topic, gateway, mut client) = fixture("crash", 1).await;
@@ -155,15 +151,7 @@ async fn the_window_caps_unacknowledged_deliveries() {
     for i in 0..10 {
         assert_eq!(n(&next_delivery(&mut other).await), i);
     }
-    let (_, mut auto) = subscribe(
-        &mut client,
-        SubscribeRequest {
-            topics: vec![topic.clone()],
-            start_from: StartFrom::Earliest as i32,
-            ..SubscribeRequest::default()
-        },
-    )
-    .await;
+    let (_, mut auto) = subscribe(&mut client, from_earliest(&topic)).await;
     for i in 0..30 {
         assert_eq!(n(&next_delivery(&mut auto).await), i);
     }

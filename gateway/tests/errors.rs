@@ -216,15 +216,7 @@ async fn missing_topics_are_created_when_the_gateway_is_told_to() {
     let topic = topic("created");
     let stored = publish(&mut client, &topic, "k", json!({"n": 1})).await;
     assert_eq!(stored.topic, topic);
-    let (_, mut stream) = subscribe(
-        &mut client,
-        SubscribeRequest {
-            topics: vec![topic.clone()],
-            start_from: StartFrom::Earliest as i32,
-            ..SubscribeRequest::default()
-        },
-    )
-    .await;
+    let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
     assert_eq!(body(&next_delivery(&mut stream).await), json!({"n": 1}));
     gateway.shutdown().await.unwrap();
 }

@@ -43,10 +43,6 @@ fn request(topic: &str, n: i64) -> PublishEventRequest {
     }
 }
 
-fn n(delivery: &eventgateway::v1::Delivery) -> i64 {
-    body(delivery)["n"].as_i64().unwrap()
-}
-
 // The scenarios share one summary and run in order, so the totals print once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_lose_nothing() {
@@ -74,15 +70,7 @@ async fn broker_down_and_back(summary: &Mutex<Summary>) {
     let gateway = gateway(config(Some(cluster.bootstrap_servers()))).await;
     let addr = gateway.addr();
     let mut client = client(addr).await;
-    let (_, mut stream) = subscribe(
-        &mut client,
-        SubscribeRequest {
-            topics: vec![topic.clone()],
-            start_from: StartFrom::Earliest as i32,
-            ..SubscribeRequest::default()
-        },
-    )
-    .await;
+    let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
     client.publish_event(request(&topic, 0)).await.unwrap();
     summary.lock().unwrap().published += 1;
     assert_eq!(n(&next_delivery(&mut stream).await), 0);
@@ -134,15 +122,7 @@ async fn fetch_errors_are_retried(summary: &Mutex<Summary>) {
         RDKafkaApiKey::Fetch,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5],
     );
-    let (_, mut stream) = subscribe(
-        &mut client,
-        SubscribeRequest {
-            topics: vec![topic.clone()],
-            start_from: StartFrom::Earliest as i32,
-            ..SubscribeRequest::default()
-        },
-    )
-    .await;
+    let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
     for i in 0..20 {
         assert_eq!(n(&next_delivery(&mut stream).await), i);
     }
@@ -221,15 +201,7 @@ async fn durable_broker_restart(summary: &Mutex<Summary>) {
         "an acknowledged event came back"
     );
     // Every stored event survived the restart.
-    let (_, mut all) = subscribe(
-        &mut client,
-        SubscribeRequest {
-            topics: vec![topic.clone()],
-            start_from: StartFrom::Earliest as i32,
-            ..SubscribeRequest::default()
-        },
-    )
-    .await;
+    let (_, mut all) = subscribe(&mut client, from_earliest(&topic)).await;
     let mut survived = BTreeSet::new();
     for _ in 0..16 {
         survived.insert(n(&next_delivery(&mut all).await));

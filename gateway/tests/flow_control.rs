@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use eventgateway::v1::{StartFrom, SubscribeRequest};
 use serde_json::json;
 
 /// Deliveries the gateway buffers per subscription in this test.
@@ -37,15 +36,7 @@ async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
         .await
         .unwrap();
     let mut subscriber = eventgateway::v1::event_gateway_client::EventGatewayClient::new(channel);
-    let (id, mut stream) = subscribe(
-        &mut subscriber,
-        SubscribeRequest {
-            topics: vec![topic.clone()],
-            start_from: StartFrom::Earliest as i32,
-            ..SubscribeRequest::default()
-        },
-    )
-    .await;
+    let (id, mut stream) = subscribe(&mut subscriber, from_earliest(&topic)).await;
     // The client reads nothing: the gateway fills the channel and the HTTP/2
     // window, then pauses the consumer.
     let stats = gateway.subscription(&id).expect("the subscription is live");

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use eventgateway::v1::{StartFrom, SubscribeRequest};
 use serde_json::json;
 
 /// A real SMTP server process that stores what it accepts as .eml files.
@@ -265,15 +264,7 @@ async fn rejected_recipients_and_unusable_events_go_to_the_dead_letter_topic() {
     let per = smtp.per_recipient();
     assert!(!per.contains_key("user3@example.com"));
 
-    let (_, mut dlq) = subscribe(
-        &mut client,
-        SubscribeRequest {
-            topics: vec![format!("{topic}.dlq")],
-            start_from: StartFrom::Earliest as i32,
-            ..SubscribeRequest::default()
-        },
-    )
-    .await;
+    let (_, mut dlq) = subscribe(&mut client, from_earliest(&format!("{topic}.dlq"))).await;
     let mut reasons = HashMap::new();
     for _ in 0..2 {
         let dead = next_delivery(&mut dlq).await;

@@ -339,6 +339,20 @@ pub async fn next_delivery(stream: &mut Streaming<SubscribeResponse>) -> Deliver
     }
 }
 
+/// An ephemeral subscription to `topic` from its earliest event.
+pub fn from_earliest(topic: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        topics: vec![topic.to_owned()],
+        start_from: eventgateway::v1::StartFrom::Earliest as i32,
+        ..SubscribeRequest::default()
+    }
+}
+
+/// The `n` field of a delivery's JSON body (the tests number their events).
+pub fn n(delivery: &Delivery) -> i64 {
+    body(delivery)["n"].as_i64().expect("an event numbered n")
+}
+
 /// The JSON body of a delivery.
 pub fn body(delivery: &Delivery) -> serde_json::Value {
     match delivery.event.as_ref().and_then(|e| e.data.as_ref()) {
