@@ -228,7 +228,7 @@ async fn every_registration_gets_one_welcome_email_with_both_parts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notifier_killed_mid_run_sends_every_email_once_after_restart() {
+async fn a_notifier_killed_mid_run_emails_every_user_and_repeats_none_it_recorded() {
     let (_broker, topic, gateway, mut client) = setup("kill").await;
     let smtp = SmtpServer::start(&[]);
     let state = state_dir();
@@ -244,9 +244,18 @@ async fn a_notifier_killed_mid_run_sends_every_email_once_after_restart() {
     );
     let _restarted = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
     wait_for_recipients(&smtp, total).await;
-    // Redeliveries after the restart are skipped, not emailed again.
+    // Redeliveries after the restart are skipped, not emailed again: every
+    // email sent before the kill was recorded, except (at most) the one the
+    // kill interrupted between the SMTP server's 250 and the record. That
+    // window cannot be closed with SMTP; it is the documented limit.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_once_each(&smtp, total);
+    let per = smtp.per_recipient();
+    let twice: Vec<&String> = per.iter().filter(|(_, n)| **n > 1).map(|(to, _)| to).collect();
+    assert!(per.values().all(|n| *n <= 2), "{per:?}");
+    assert!(twice.len() <= 1, "more than the one interrupted email went twice: {twice:?}");
+    for i in 0..total {
+        assert!(per.contains_key(&format!("user{i}@example.com")), "user {i}: {per:?}");
+    }
     gateway.shutdown().await.unwrap();
 }
 
