@@ -5,7 +5,8 @@
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
 //! - [`json`]: conversion between `google.protobuf.Struct` and JSON text.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C signal both binaries stop on.
-//! - [`telemetry`]: logging set-up both binaries share.
+//! - [`telemetry`]: logs and OTLP trace export, set up alike in both binaries.
+//! - [`trace_context`]: W3C trace context in gRPC metadata and event attributes.
 //! - [`record`]: the mapping between an [`v1::Event`] and a Kafka record
 //!   (CloudEvents Kafka protocol binding, binary mode), with no Kafka client
 //!   attached, so that both sides of the wire share one definition.
@@ -15,6 +16,7 @@ pub mod json;
 pub mod record;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace_context;
 
 /// Generated code for the `eventgateway.v1` protobuf package.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -12,7 +12,8 @@
 //! - [`health`] - gRPC health that follows Kafka.
 //! - [`error`] - the errors and their gRPC status codes.
 //! - [`shutdown`] - signals and the shutdown handle tasks watch.
-//! - [`telemetry`] - logging.
+//! - [`spans`] - traces: RPC, produce and delivery spans, W3C propagation.
+//! - [`telemetry`] - logs and trace export (shared with the notifier).
 
 pub mod config;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+pub mod spans;
 pub mod telemetry;
 pub mod validate;
 

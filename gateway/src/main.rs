@@ -9,7 +9,7 @@ use gateway::{shutdown, telemetry, Config};
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init();
+    let telemetry = telemetry::init("gateway");
     if let Err(message) = config.validate() {
         tracing::error!("invalid configuration: {message}");
         return ExitCode::from(2);
@@ -21,11 +21,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match gateway::run(config, listener, shutdown::signal()).await {
+    let code = match gateway::run(config, listener, shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("gateway failed: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

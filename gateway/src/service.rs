@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use eventgateway::record::event_to_record;
+use eventgateway::trace_context;
 use eventgateway::v1::event_gateway_server::EventGateway;
 use eventgateway::v1::{
     subscribe_response::Kind, AcknowledgeRequest, AcknowledgeResponse, PublishEventRequest,
@@ -28,6 +29,7 @@ use crate::kafka::subscription::{self, task, ManualAcks, SubscriptionStats};
 use crate::kafka::{blocking, topics::Topics};
 use crate::registry::{Registry, SubscriptionHandle};
 use crate::shutdown::Shutdown;
+use crate::spans;
 use crate::validate;
 
 /// Part of a client's deadline kept back so that the gateway answers
@@ -73,11 +75,12 @@ impl EventGateway for GatewayService {
         request: Request<PublishEventRequest>,
     ) -> Result<Response<PublishEventResponse>, Status> {
         let deadline = self.deadline(request.metadata());
+        let span = spans::rpc_server("PublishEvent", request.metadata());
+        let caller = trace_context::from_metadata(request.metadata());
         let request = request.into_inner();
-        let span = tracing::info_span!("EventGateway.PublishEvent", topic = %request.topic);
-        span.in_scope(|| tracing::debug!("publish received"));
+        span.in_scope(|| tracing::debug!(topic = request.topic, "publish received"));
         let outcome = self
-            .publish(request, deadline)
+            .publish(request, deadline, caller)
             .instrument(span.clone())
             .await;
         span.in_scope(|| match &outcome {
@@ -142,6 +145,7 @@ impl GatewayService {
         &self,
         mut request: PublishEventRequest,
         deadline: Instant,
+        caller: opentelemetry::Context,
     ) -> Result<PublishEventResponse, Error> {
         validate::publish_request(&request, self.max_payload_bytes)?;
         self.check_ready()?;
@@ -155,10 +159,21 @@ impl GatewayService {
         tokio::time::timeout_at(deadline, self.topics.ensure(&request.topic))
             .await
             .map_err(|_| Error::DeadlineExceeded)??;
+        // The record carries the send's trace context to its consumers.
+        let produce = spans::produce(&request.topic);
+        let context = spans::downstream_context(&produce, &caller);
+        if let Some(trace_id) = trace_context::trace_id(&context) {
+            produce.record("trace_id", trace_id.as_str());
+            trace_context::into_attributes(&context, &mut event.attributes);
+        }
         let record = event_to_record(&request.key, &event);
         let mut kafka_up = self.kafka_up.clone();
+        let send = self
+            .publisher
+            .send(&request.topic, &record, Some(deadline))
+            .instrument(produce.clone());
         let stored = tokio::select! {
-            stored = self.publisher.send(&request.topic, &record, Some(deadline)) => stored,
+            stored = send => stored,
             // Kafka stopped answering meanwhile: say so now rather than at
             // the deadline. The producer keeps trying; a retry with the same
             // event id lets consumers drop a duplicate.
@@ -166,6 +181,10 @@ impl GatewayService {
                 "Kafka stopped answering before it confirmed the event; it may or may not have been stored".into(),
             )),
         }
+        .inspect(|stored| {
+            produce.record("messaging.destination.partition.id", stored.partition);
+            produce.record("messaging.kafka.offset", stored.offset);
+        })
         .inspect_err(|error| {
             if matches!(error, Error::TopicNotFound(_)) {
                 self.topics.forget(&request.topic);

@@ -1,4 +1,3 @@
-//! Logging: structured lines on stderr, filtered by `RUST_LOG` (shared with
-//! the notifier).
+//! Logs and trace export, set up as in the notifier.
 
-pub use eventgateway::telemetry::init;
+pub use eventgateway::telemetry::{init, Telemetry};

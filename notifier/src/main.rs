@@ -9,16 +9,18 @@ use notifier::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    eventgateway::telemetry::init();
+    let telemetry = eventgateway::telemetry::init("notifier");
     if let Err(message) = config.validate() {
         tracing::error!("invalid configuration: {message}");
         return ExitCode::from(2);
     }
-    match notifier::run(config, eventgateway::shutdown::signal()).await {
+    let code = match notifier::run(config, eventgateway::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("notifier failed: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use eventgateway::trace_context;
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{
     subscribe_response::Kind, AckMode, AcknowledgeRequest, Delivery, Event, PublishEventRequest,
@@ -21,6 +22,8 @@ use eventgateway::v1::{
 use lettre::message::Mailbox;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::backoff::Backoff;
 use crate::config::Config;
@@ -152,8 +155,38 @@ impl Notifier {
         delivery: Delivery,
     ) -> anyhow::Result<Outcome> {
         let event = delivery.event.clone().unwrap_or_default();
-        let span = tracing::info_span!("notifier.welcome", event_id = %event.id, attempt = delivery.attempt);
-        let _guard = span.enter();
+        // A CONSUMER span continuing the trace the gateway handed over.
+        let span = tracing::info_span!(
+            "welcome",
+            otel.name = format!("process {}", delivery.topic),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %delivery.topic,
+            messaging.destination.partition.id = delivery.partition,
+            messaging.kafka.offset = delivery.offset,
+            messaging.message.id = %event.id,
+            delivery.attempt = delivery.attempt,
+            trace_id = tracing::field::Empty,
+        );
+        let parent = trace_context::from_attributes(&event.attributes);
+        let inherited = trace_context::trace_id(&parent);
+        let _ = span.set_parent(parent);
+        if let Some(trace_id) = trace_context::trace_id(&span.context()).or(inherited) {
+            span.record("trace_id", trace_id.as_str());
+        }
+        self.handle_in(client, subscription_id, delivery, event)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_in(
+        &mut self,
+        client: &mut EventGatewayClient<Channel>,
+        subscription_id: &str,
+        delivery: Delivery,
+        event: Event,
+    ) -> anyhow::Result<Outcome> {
         if self.store.contains(&event.id)? {
             tracing::info!("already emailed; skipping the redelivery");
             acknowledge(client, subscription_id, &delivery).await?;
@@ -183,7 +216,13 @@ impl Notifier {
         };
         let mut retries = Backoff::new(self.config.min_backoff, self.config.max_backoff);
         loop {
-            match self.mailer.send(message.clone()).await {
+            let send = tracing::info_span!(
+                "smtp",
+                otel.name = "smtp send",
+                otel.kind = "client",
+                email.to = %user.email,
+            );
+            match self.mailer.send(message.clone()).instrument(send).await {
                 Ok(()) => {
                     self.store.insert(&event.id)?;
                     tracing::info!(user_id = user.user_id, "welcome email sent");
@@ -228,11 +267,11 @@ impl Notifier {
             ..event.clone()
         };
         client
-            .publish_event(PublishEventRequest {
+            .publish_event(traced(PublishEventRequest {
                 topic: topic.clone(),
                 key: delivery.key.clone(),
                 event: Some(dead),
-            })
+            }))
             .await?;
         tracing::warn!(%reason, dlq = topic, "event dead-lettered");
         Ok(())
@@ -253,12 +292,19 @@ async fn acknowledge(
     delivery: &Delivery,
 ) -> anyhow::Result<()> {
     client
-        .acknowledge(AcknowledgeRequest {
+        .acknowledge(traced(AcknowledgeRequest {
             subscription_id: subscription_id.to_owned(),
             ack_ids: vec![delivery.ack_id.clone()],
-        })
+        }))
         .await?;
     Ok(())
+}
+
+/// A request carrying the current span's trace context.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    trace_context::into_metadata(&tracing::Span::current().context(), request.metadata_mut());
+    request
 }
 
 fn prost_duration(duration: std::time::Duration) -> Option<prost_types::Duration> {

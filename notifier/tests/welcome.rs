@@ -6,204 +6,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
 
-/// A real SMTP server process that stores what it accepts as .eml files.
-struct SmtpServer {
-    port: u16,
-    dir: PathBuf,
-    rejected: Vec<String>,
-    child: Option<Child>,
-}
+mod support;
 
-impl SmtpServer {
-    fn start(rejected: &[&str]) -> Self {
-        let mut server = Self::stopped(rejected);
-        server.restart();
-        server
-    }
-
-    /// A server that is not running yet: its port refuses connections.
-    fn stopped(rejected: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("smtp-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self {
-            port: free_port(),
-            dir,
-            rejected: rejected.iter().map(|r| r.to_string()).collect(),
-            child: None,
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_server.py");
-        let mut command = Command::new("python3");
-        command
-            .arg(script)
-            .args(["--port", &self.port.to_string()])
-            .arg("--dir")
-            .arg(&self.dir);
-        for address in &self.rejected {
-            command.args(["--reject", address]);
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the SMTP server (scripts/test.sh installs aiosmtpd)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP server did not start");
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// Every message received so far.
-    fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap())
-            .collect()
-    }
-
-    /// How many messages each envelope recipient got.
-    fn per_recipient(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for message in self.messages() {
-            let to = message
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("X-Envelope-To: "))
-                .unwrap_or_default()
-                .to_owned();
-            *counts.entry(to).or_default() += 1;
-        }
-        counts
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A notifier process.
-struct Notifier {
-    child: Child,
-}
-
-impl Notifier {
-    fn start(
-        gateway: std::net::SocketAddr,
-        topic: &str,
-        smtp_url: &str,
-        state: &std::path::Path,
-    ) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_notifier"))
-            .env("GATEWAY_URL", format!("http://{gateway}"))
-            .env("NOTIFIER_TOPIC", topic)
-            .env("NOTIFIER_GROUP", format!("notification-service-{topic}"))
-            .env("SMTP_URL", smtp_url)
-            .env("STATE_DIR", state)
-            .env("MIN_BACKOFF", "50ms")
-            .env("MAX_BACKOFF", "500ms")
-            .env(
-                "RUST_LOG",
-                std::env::var("NOTIFIER_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the notifier binary starts");
-        Self { child }
-    }
-
-    fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Notifier {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
-}
-
-fn state_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("notifier-state-{}", uuid::Uuid::now_v7().simple()))
-}
-
-fn user(i: usize) -> serde_json::Value {
-    json!({"user_id": i, "email": format!("user{i}@example.com"), "name": format!("User {i}")})
-}
-
-async fn register(
-    client: &mut eventgateway::v1::event_gateway_client::EventGatewayClient<
-        tonic::transport::Channel,
-    >,
-    topic: &str,
-    range: std::ops::Range<usize>,
-) {
-    for i in range {
-        publish(client, topic, &i.to_string(), user(i)).await;
-    }
-}
-
-async fn wait_for_recipients(smtp: &SmtpServer, count: usize) {
-    eventually(&format!("{count} users got an email"), || async {
-        smtp.per_recipient().len() >= count
-    })
-    .await;
-}
-
-/// Fails if any user got more than one email.
-fn assert_once_each(smtp: &SmtpServer, count: usize) {
-    let per = smtp.per_recipient();
-    for i in 0..count {
-        assert_eq!(
-            per.get(&format!("user{i}@example.com")),
-            Some(&1),
-            "user {i}: {per:?}"
-        );
-    }
-}
-
-async fn setup(
-    prefix: &str,
-) -> (
-    Broker,
-    String,
-    gateway::RunningGateway,
-    eventgateway::v1::event_gateway_client::EventGatewayClient<tonic::transport::Channel>,
-) {
-    let (broker, topic, gateway, client) = fixture(prefix, 2).await;
-    broker.create_topic(&format!("{topic}.dlq"), 1).await;
-    (broker, topic, gateway, client)
-}
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_registration_gets_one_welcome_email_with_both_parts() {
@@ -250,11 +62,21 @@ async fn a_notifier_killed_mid_run_emails_every_user_and_repeats_none_it_recorde
     // window cannot be closed with SMTP; it is the documented limit.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let per = smtp.per_recipient();
-    let twice: Vec<&String> = per.iter().filter(|(_, n)| **n > 1).map(|(to, _)| to).collect();
+    let twice: Vec<&String> = per
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(to, _)| to)
+        .collect();
     assert!(per.values().all(|n| *n <= 2), "{per:?}");
-    assert!(twice.len() <= 1, "more than the one interrupted email went twice: {twice:?}");
+    assert!(
+        twice.len() <= 1,
+        "more than the one interrupted email went twice: {twice:?}"
+    );
     for i in 0..total {
-        assert!(per.contains_key(&format!("user{i}@example.com")), "user {i}: {per:?}");
+        assert!(
+            per.contains_key(&format!("user{i}@example.com")),
+            "user {i}: {per:?}"
+        );
     }
     gateway.shutdown().await.unwrap();
 }

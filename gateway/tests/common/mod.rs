@@ -202,7 +202,7 @@ pub fn config(brokers: Option<String>) -> Config {
 /// Starts the gateway on a free port and waits until it reports SERVING.
 pub async fn gateway(config: Config) -> RunningGateway {
     if std::env::var_os("RUST_LOG").is_some() {
-        gateway::telemetry::init();
+        gateway::telemetry::init("gateway-test");
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = gateway::start(config, listener)

@@ -35,6 +35,7 @@ use super::{
     SubscriptionStats,
 };
 use crate::shutdown::Shutdown;
+use crate::spans;
 
 /// How long a stream ending at shutdown waits to tell its client why.
 const SHUTDOWN_NOTICE: Duration = Duration::from_secs(2);
@@ -127,9 +128,13 @@ pub async fn run(
             }
             permit = tx.reserve(), if can_send => {
                 let Ok(permit) = permit else { break };
-                if let Some(message) = urgent.pop_front() {
+                if let Some(mut message) = urgent.pop_front() {
+                    if let Some(Kind::Delivery(again)) = message.kind.as_mut() {
+                        spans::deliver(again, spec.group.as_deref());
+                    }
                     permit.send(Ok(message));
-                } else if let Some(first) = fresh.pop_front() {
+                } else if let Some(mut first) = fresh.pop_front() {
+                    spans::deliver(&mut first, spec.group.as_deref());
                     if let Some(tracker) = tracker.as_mut() {
                         tracker.sent(&first, Instant::now());
                     }

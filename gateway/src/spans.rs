@@ -1,0 +1,96 @@
+//! The gateway's spans, shaped by the OpenTelemetry conventions for RPC and
+//! messaging: a SERVER span per call (its parent from the call's
+//! `traceparent`), a PRODUCER span per Kafka send whose context travels in
+//! the record's `traceparent` header, and a CONSUMER span per delivery that
+//! continues the record's trace and hands its own context on to the
+//! subscriber in the event's `traceparent` attribute.
+//!
+//! Every span has a `trace_id` field, so that each log line within it names
+//! the trace, whether or not spans are exported.
+
+use eventgateway::trace_context;
+use eventgateway::v1::Delivery;
+use opentelemetry::Context;
+use tonic::metadata::MetadataMap;
+use tracing::field::Empty;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The SERVER span of one call of `method`, continuing the caller's trace.
+pub fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = format!("{}/{method}", eventgateway::SERVICE_NAME),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = eventgateway::SERVICE_NAME,
+        rpc.method = method,
+        trace_id = Empty,
+    );
+    continue_trace(&span, trace_context::from_metadata(metadata));
+    span
+}
+
+/// The PRODUCER span of one send to `topic`.
+pub fn produce(topic: &str) -> Span {
+    tracing::info_span!(
+        "produce",
+        otel.name = format!("send {topic}"),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = topic,
+        messaging.destination.partition.id = Empty,
+        messaging.kafka.offset = Empty,
+        trace_id = Empty,
+    )
+}
+
+/// The context to hand downstream from `span`: its own when spans are
+/// recorded, else the one it continues (so a trace is never cut).
+pub fn downstream_context(span: &Span, continued: &Context) -> Context {
+    let own = span.context();
+    if trace_context::trace_id(&own).is_some() {
+        own
+    } else {
+        continued.clone()
+    }
+}
+
+/// Records one delivery as a CONSUMER span continuing its record's trace,
+/// and puts that span's context into the event for the subscriber.
+pub fn deliver(delivery: &mut Delivery, group: Option<&str>) {
+    let Some(event) = delivery.event.as_mut() else {
+        return;
+    };
+    let span = tracing::info_span!(
+        "deliver",
+        otel.name = format!("process {}", delivery.topic),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = %delivery.topic,
+        messaging.destination.partition.id = delivery.partition,
+        messaging.kafka.offset = delivery.offset,
+        messaging.consumer.group.name = group.unwrap_or(""),
+        messaging.message.id = %event.id,
+        delivery.attempt = delivery.attempt,
+        trace_id = Empty,
+    );
+    let record = trace_context::from_attributes(&event.attributes);
+    continue_trace(&span, record.clone());
+    let context = downstream_context(&span, &record);
+    if trace_context::trace_id(&context).is_some() {
+        trace_context::into_attributes(&context, &mut event.attributes);
+    }
+}
+
+/// Makes `parent` the span's parent (when spans are recorded) and names the
+/// trace in its `trace_id` field.
+pub fn continue_trace(span: &Span, parent: Context) {
+    let inherited = trace_context::trace_id(&parent);
+    let _ = span.set_parent(parent);
+    if let Some(trace_id) = trace_context::trace_id(&span.context()).or(inherited) {
+        span.record("trace_id", trace_id.as_str());
+    }
+}
