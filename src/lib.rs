@@ -4,6 +4,7 @@
 //!   of `proto/eventgateway/v1/gateway.proto`.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
 //! - [`json`]: conversion between `google.protobuf.Struct` and JSON text.
+//! - [`metrics`]: the Prometheus endpoint both binaries serve.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C signal both binaries stop on.
 //! - [`telemetry`]: logs and OTLP trace export, set up alike in both binaries.
 //! - [`trace_context`]: W3C trace context in gRPC metadata and event attributes.
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod json;
+pub mod metrics;
 pub mod record;
 pub mod shutdown;
 pub mod telemetry;

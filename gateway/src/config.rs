@@ -90,6 +90,11 @@ pub struct Config {
     #[arg(long, env = "MAX_UNACKED", default_value_t = 100)]
     pub max_unacked: u32,
 
+    /// Where Prometheus metrics are served (GET /metrics); 0 or empty turns
+    /// them off.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    pub metrics_addr: eventgateway::metrics::MetricsAddr,
+
     /// How often the gateway checks that Kafka answers (health checks follow).
     #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,

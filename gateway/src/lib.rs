@@ -8,6 +8,7 @@
 //! - [`validate`] - checks on requests, before anything reaches Kafka.
 //! - [`kafka`] - the producer, topic checks, subscription consumers and the
 //!   embedded development cluster.
+//! - [`metrics`] - Prometheus metrics of publishes, deliveries, acks, lag.
 //! - [`registry`] - the subscriptions open on this instance, for Acknowledge.
 //! - [`health`] - gRPC health that follows Kafka.
 //! - [`error`] - the errors and their gRPC status codes.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod kafka;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod service;

@@ -25,6 +25,7 @@ use crate::kafka::subscription::ManualAcks;
 use crate::kafka::subscription::SubscriptionStats;
 use crate::kafka::topics::{Creation, Topics};
 use crate::kafka::{blocking, is_secret};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::GatewayService;
 use crate::shutdown::{self, Trigger};
@@ -50,6 +51,8 @@ pub struct RunningGateway {
     grace: std::time::Duration,
     /// The embedded Kafka, when no brokers were configured.
     embedded: Option<EmbeddedKafka>,
+    /// The metrics endpoint's task and address, when it is on.
+    metrics: Option<(JoinHandle<()>, SocketAddr)>,
 }
 
 /// Starts the gateway on `listener` with `config`.
@@ -119,6 +122,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     ));
 
     let subscriptions = Registry::default();
+    let metrics = Metrics::default();
+    let metrics_endpoint = eventgateway::metrics::start(config.metrics_addr, metrics.registry())
+        .await
+        .context("cannot serve metrics on --metrics-addr")?;
     let service = GatewayService {
         publisher: publisher.clone(),
         topics,
@@ -129,6 +136,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         subscription_buffer: config.subscription_buffer,
         kafka_up: kafka_up_rx,
         subscriptions: subscriptions.clone(),
+        metrics,
         manual_defaults: ManualAcks {
             ack_timeout: config.ack_timeout,
             max_unacked: config.max_unacked as usize,
@@ -175,6 +183,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         publisher,
         grace: config.shutdown_grace,
         embedded,
+        metrics: metrics_endpoint,
     })
 }
 
@@ -199,6 +208,11 @@ impl RunningGateway {
     /// The address the gateway listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where metrics are served, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The flow-control counters of a live subscription.
@@ -227,6 +241,9 @@ impl RunningGateway {
             Err(error) => tracing::error!(%error, "producer flush incomplete"),
         }
         drop(self.embedded.take());
+        if let Some((task, _)) = self.metrics.take() {
+            task.abort();
+        }
         tracing::info!("gateway stopped");
         Ok(())
     }

@@ -27,6 +27,7 @@ use crate::kafka::subscription::acks::parse_ack_id;
 use crate::kafka::subscription::stream::DeliveryStream;
 use crate::kafka::subscription::{self, task, ManualAcks, SubscriptionStats};
 use crate::kafka::{blocking, topics::Topics};
+use crate::metrics::Metrics;
 use crate::registry::{Registry, SubscriptionHandle};
 use crate::shutdown::Shutdown;
 use crate::spans;
@@ -59,6 +60,8 @@ pub struct GatewayService {
     pub kafka_up: watch::Receiver<bool>,
     /// Live subscriptions.
     pub subscriptions: Registry,
+    /// Counters and histograms served on /metrics.
+    pub metrics: Metrics,
     /// What MANUAL subscriptions get unless they ask otherwise.
     pub manual_defaults: ManualAcks,
     /// Ends streams when the gateway shuts down.
@@ -74,10 +77,16 @@ impl EventGateway for GatewayService {
         &self,
         request: Request<PublishEventRequest>,
     ) -> Result<Response<PublishEventResponse>, Status> {
+        let started = std::time::Instant::now();
         let deadline = self.deadline(request.metadata());
         let span = spans::rpc_server("PublishEvent", request.metadata());
         let caller = trace_context::from_metadata(request.metadata());
         let request = request.into_inner();
+        let topic_label = if validate::topic_name(&request.topic).is_ok() {
+            request.topic.clone()
+        } else {
+            "(invalid)".to_owned()
+        };
         span.in_scope(|| tracing::debug!(topic = request.topic, "publish received"));
         let outcome = self
             .publish(request, deadline, caller)
@@ -91,6 +100,11 @@ impl EventGateway for GatewayService {
             ),
             Err(error) => tracing::info!(%error, code = ?error.code(), "publish refused"),
         });
+        let code = outcome
+            .as_ref()
+            .map_or_else(Error::code, |_| tonic::Code::Ok);
+        self.metrics
+            .published(&topic_label, code, started.elapsed());
         Ok(Response::new(outcome?))
     }
 
@@ -214,6 +228,7 @@ impl GatewayService {
         if acks.is_empty() {
             return Ok(());
         }
+        self.metrics.acked(acks.len());
         sender
             .send(acks)
             .await
@@ -240,11 +255,12 @@ impl GatewayService {
         let id = uuid::Uuid::now_v7().to_string();
         let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
         let consumer = {
-            let (brokers, properties, spec, id) = (
+            let (brokers, properties, spec, id, metrics) = (
                 self.brokers.clone(),
                 self.properties.clone(),
                 spec.clone(),
                 id.clone(),
+                self.metrics.clone(),
             );
             blocking(move || {
                 subscription::open(
@@ -254,6 +270,7 @@ impl GatewayService {
                     &partitions,
                     &id,
                     rebalances_tx,
+                    metrics,
                 )
             })
             .await?
@@ -288,12 +305,19 @@ impl GatewayService {
         );
         let subscriptions = self.subscriptions.clone();
         let shutdown = self.shutdown.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(
             async move {
                 tracing::info!("subscription started");
-                let inputs = task::Inputs { acks, rebalances };
+                metrics.subscriptions(1);
+                let inputs = task::Inputs {
+                    acks,
+                    rebalances,
+                    metrics: metrics.clone(),
+                };
                 task::run(consumer, &spec, tx, stats, shutdown, inputs).await;
                 subscriptions.remove(&id);
+                metrics.subscriptions(-1);
                 tracing::info!("subscription ended");
             }
             .instrument(span),

@@ -232,6 +232,7 @@ async fn gateway_killed_under_load(summary: &Mutex<Summary>) {
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
         .env("KAFKA_BROKERS", broker.brokers())
         .env("HEALTH_INTERVAL", "200ms")
+        .env("METRICS_ADDR", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

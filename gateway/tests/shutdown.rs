@@ -22,6 +22,7 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
         .env("KAFKA_BROKERS", broker.brokers())
         .env("HEALTH_INTERVAL", "200ms")
+        .env("METRICS_ADDR", "0")
         .env("RUST_LOG", "gateway=debug,eventgateway=info")
         .env("NO_COLOR", "1")
         // Hold each publish in the producer for a while, so that one is

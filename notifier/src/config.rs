@@ -62,6 +62,12 @@ pub struct Config {
     #[arg(long, env = "NOTIFIER_ACK_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub ack_timeout: Duration,
 
+    /// Where Prometheus metrics are served (GET /metrics); 0 or empty turns
+    /// them off. The default port differs from the gateway's, so that both
+    /// run on one host.
+    #[arg(long, env = "NOTIFIER_METRICS_ADDR", default_value = "0.0.0.0:9465")]
+    pub metrics_addr: eventgateway::metrics::MetricsAddr,
+
     /// First wait before retrying a transient SMTP failure or reconnecting to
     /// the gateway; it doubles (with jitter) up to --max-backoff.
     #[arg(long, env = "MIN_BACKOFF", default_value = "200ms", value_parser = humantime::parse_duration)]

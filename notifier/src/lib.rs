@@ -10,12 +10,14 @@
 //! - [`registration`] - the event schema it understands.
 //! - [`templates`] - the welcome email, from replaceable templates.
 //! - [`mailer`] - SMTP, or .eml files in an outbox directory.
+//! - [`metrics`] - emails sent, failed and dead-lettered, for Prometheus.
 //! - [`store`] - the ids of events already emailed (survives kill -9).
 //! - [`backoff`] - retry waits.
 
 pub mod backoff;
 pub mod config;
 pub mod mailer;
+pub mod metrics;
 pub mod registration;
 pub mod store;
 pub mod templates;
@@ -29,13 +31,18 @@ pub use config::Config;
 /// finished and acknowledged before it returns.
 pub async fn run(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let notifier = worker::Notifier::new(config, stop)?;
+    let metrics = metrics::Metrics::default();
+    let endpoint = eventgateway::metrics::start(config.metrics_addr, metrics.registry()).await?;
+    let notifier = worker::Notifier::new(config, stop, metrics)?;
     let mut work = tokio::spawn(notifier.run());
     tokio::select! {
         result = &mut work => return result?,
         () = signal => stop_tx.send_replace(true),
     };
     let result = work.await?;
+    if let Some((task, _)) = endpoint {
+        task.abort();
+    }
     tracing::info!("notifier stopped");
     result
 }

@@ -28,6 +28,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::mailer::{Mailer, SendError};
+use crate::metrics::Metrics;
 use crate::registration;
 use crate::store::SentStore;
 use crate::templates::Templates;
@@ -51,11 +52,17 @@ pub struct Notifier {
     stop: watch::Receiver<bool>,
     /// Waits between reconnects and SMTP retries.
     backoff: Backoff,
+    /// Counters served on /metrics.
+    metrics: Metrics,
 }
 
 impl Notifier {
     /// Opens the store, the mailer and the templates.
-    pub fn new(config: Config, stop: watch::Receiver<bool>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Config,
+        stop: watch::Receiver<bool>,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             mailer: Mailer::new(config.smtp_url.as_deref(), &config.outbox_dir)?,
             templates: Templates::load(config.templates_dir.as_deref())?,
@@ -64,6 +71,7 @@ impl Notifier {
             backoff: Backoff::new(config.min_backoff, config.max_backoff),
             config,
             stop,
+            metrics,
         })
     }
 
@@ -224,6 +232,7 @@ impl Notifier {
             );
             match self.mailer.send(message.clone()).instrument(send).await {
                 Ok(()) => {
+                    self.metrics.sent.inc();
                     self.store.insert(&event.id)?;
                     tracing::info!(user_id = user.user_id, "welcome email sent");
                     acknowledge(client, subscription_id, &delivery).await?;
@@ -235,6 +244,7 @@ impl Notifier {
                     return Ok(Outcome::Done);
                 }
                 Err(SendError::Transient(reason)) => {
+                    self.metrics.failed.inc();
                     let wait = retries.next_wait();
                     tracing::warn!(%reason, ?wait, "email not sent; retrying");
                     let mut stop = self.stop.clone();
@@ -273,6 +283,7 @@ impl Notifier {
                 event: Some(dead),
             }))
             .await?;
+        self.metrics.dead_lettered.inc();
         tracing::warn!(%reason, dlq = topic, "event dead-lettered");
         Ok(())
     }

@@ -108,6 +108,7 @@ async fn a_registration_is_one_trace_from_publish_to_email() {
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
         .env("KAFKA_BROKERS", broker.brokers())
         .env("HEALTH_INTERVAL", "200ms")
+        .env("METRICS_ADDR", "0")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
         .env("OTEL_BSP_SCHEDULE_DELAY", "200")
         .env("RUST_LOG", "info,gateway=debug,rdkafka=off,librdkafka=off")

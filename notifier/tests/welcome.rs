@@ -86,7 +86,14 @@ async fn rejected_recipients_and_unusable_events_go_to_the_dead_letter_topic() {
     let (_broker, topic, gateway, mut client) = setup("dlq").await;
     let smtp = SmtpServer::start(&["user3@example.com"]);
     let state = state_dir();
-    let _notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _notifier = Notifier::start_with(
+        gateway.addr(),
+        &topic,
+        &smtp.url(),
+        &state,
+        &[("NOTIFIER_METRICS_ADDR", metrics.to_string())],
+    );
     register(&mut client, &topic, 0..3).await;
     register(&mut client, &topic, 3..4).await; // rejected with 550
     publish(&mut client, &topic, "no-email", json!({"user_id": 99})).await;
@@ -108,6 +115,13 @@ async fn rejected_recipients_and_unusable_events_go_to_the_dead_letter_topic() {
     }
     assert!(reasons[&3].contains("550"), "{reasons:?}");
     assert!(reasons[&99].contains("email is missing"), "{reasons:?}");
+    // The metrics count the same: five sent, two dead-lettered, none failed.
+    let expected = [
+        "notifier_emails_sent_total 5",
+        "notifier_emails_dead_lettered_total 2",
+        "notifier_emails_failed_total 0",
+    ];
+    metrics_show(metrics, &expected.map(String::from)).await;
     gateway.shutdown().await.unwrap();
 }
 
@@ -199,6 +213,8 @@ async fn the_local_system_script_turns_a_registration_into_an_outbox_email() {
         .env("GATEWAY_BIN", bin_dir.join("gateway"))
         .env("NOTIFIER_BIN", env!("CARGO_BIN_EXE_notifier"))
         .env("RUST_LOG", "error")
+        .env("METRICS_ADDR", "0")
+        .env("NOTIFIER_METRICS_ADDR", "0")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -196,6 +196,8 @@ pub fn config(brokers: Option<String>) -> Config {
     let mut config = Config::for_brokers(brokers);
     config.health_interval = Duration::from_millis(200);
     config.shutdown_grace = Duration::from_secs(5);
+    // Metrics on a free port: tests run side by side.
+    config.metrics_addr = eventgateway::metrics::MetricsAddr(Some("127.0.0.1:0".parse().unwrap()));
     config
 }
 
@@ -270,6 +272,29 @@ where
             "gave up waiting: {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Scrapes the metrics at `addr` until they contain every line of
+/// `expected`; fails the test, showing what is missing, after [`PATIENCE`].
+pub async fn metrics_show(addr: SocketAddr, expected: &[String]) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = eventgateway::metrics::scrape(addr)
+            .await
+            .unwrap_or_default();
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|l| !text.contains(l.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics lack {missing:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -143,6 +143,7 @@ impl Notifier {
                 std::env::var("NOTIFIER_LOG").unwrap_or_else(|_| "error".into()),
             )
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("NOTIFIER_METRICS_ADDR", "0")
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use super::acks::Partition;
 use super::StartPosition;
 use crate::kafka::METADATA_TIMEOUT;
+use crate::metrics::Metrics;
+use rdkafka::statistics::Statistics;
 
 /// A change in the partitions a group subscription reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,15 +36,27 @@ pub struct SubscriptionContext {
     positioned: Mutex<HashSet<Partition>>,
     /// Where rebalances are reported (rebalances are rare: unbounded is fine).
     rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+    /// Where consumer lag goes, from librdkafka's statistics.
+    metrics: Metrics,
+    /// The group label of the lag series.
+    group: String,
 }
 
 impl SubscriptionContext {
-    /// A context starting at `start`, reporting rebalances to `rebalances`.
-    pub fn new(start: StartPosition, rebalances: mpsc::UnboundedSender<RebalanceEvent>) -> Self {
+    /// A context starting at `start`, reporting rebalances to `rebalances`
+    /// and consumer lag (labelled `group`) to `metrics`.
+    pub fn new(
+        start: StartPosition,
+        rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+        metrics: Metrics,
+        group: String,
+    ) -> Self {
         Self {
             start,
             positioned: Mutex::default(),
             rebalances,
+            metrics,
+            group,
         }
     }
 
@@ -74,7 +88,19 @@ impl SubscriptionContext {
     }
 }
 
-impl ClientContext for SubscriptionContext {}
+impl ClientContext for SubscriptionContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // -1 is librdkafka's internal partition; a lag of -1 is unknown.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    self.metrics
+                        .lag(&self.group, topic, *partition, stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SubscriptionContext {
     fn rebalance(

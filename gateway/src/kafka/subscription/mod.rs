@@ -30,6 +30,7 @@ use self::acks::{ack_id, Partition};
 use self::context::{start_offsets, RebalanceEvent, SubscriptionContext};
 use super::client_config;
 use crate::error::Error;
+use crate::metrics::Metrics;
 
 /// Where a subscription starts reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +124,7 @@ pub fn open(
     partitions: &HashMap<String, Vec<i32>>,
     ephemeral_id: &str,
     rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+    metrics: Metrics,
 ) -> Result<SubscriptionConsumer, Error> {
     let reset = match spec.start {
         StartPosition::Earliest => "earliest",
@@ -138,6 +140,8 @@ pub fn open(
             // Bound what librdkafka prefetches for one stream.
             ("queued.max.messages.kbytes", "4096"),
             ("session.timeout.ms", "30000"),
+            // Consumer lag for the metrics.
+            ("statistics.interval.ms", "5000"),
         ],
         properties,
         &[
@@ -149,7 +153,8 @@ pub fn open(
             ("enable.partition.eof", "false".into()),
         ],
     );
-    let context = SubscriptionContext::new(spec.start.clone(), rebalances);
+    let lag_label = spec.group.clone().unwrap_or_else(|| "(ephemeral)".into());
+    let context = SubscriptionContext::new(spec.start.clone(), rebalances, metrics, lag_label);
     let consumer: SubscriptionConsumer = config
         .create_with_context(context)
         .map_err(|error| Error::from_kafka(&error, ""))?;

@@ -34,6 +34,7 @@ use super::{
     delivery, delivery_message, fatal, StartPosition, SubscriptionConsumer, SubscriptionSpec,
     SubscriptionStats,
 };
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::spans;
 
@@ -57,6 +58,8 @@ pub struct Inputs {
     pub acks: mpsc::Receiver<Acks>,
     /// Rebalances reported by the consumer context.
     pub rebalances: mpsc::UnboundedReceiver<RebalanceEvent>,
+    /// Where deliveries and redeliveries are counted.
+    pub metrics: Metrics,
 }
 
 /// Runs one subscription until the client leaves, Kafka fails it, or the
@@ -122,6 +125,7 @@ pub async fn run(
                     for again in tracker.take_due(Instant::now()) {
                         tracing::debug!(topic = again.topic, partition = again.partition, offset = again.offset, attempt = again.attempt, "redelivering");
                         stats.redelivered.fetch_add(1, Ordering::SeqCst);
+                        inputs.metrics.redelivered(&again.topic);
                         urgent.push_back(delivery_message(again));
                     }
                 }
@@ -138,6 +142,7 @@ pub async fn run(
                     if let Some(tracker) = tracker.as_mut() {
                         tracker.sent(&first, Instant::now());
                     }
+                    inputs.metrics.delivered(&first.topic);
                     permit.send(Ok(delivery_message(first)));
                     stats.delivered.fetch_add(1, Ordering::SeqCst);
                 }

@@ -1,0 +1,190 @@
+//! The gateway's metrics, served in Prometheus text format on
+//! `--metrics-addr`:
+//!
+//! - `gateway_publish_total{topic,status}` and
+//!   `gateway_publish_duration_seconds{topic,status}`: PublishEvent calls by
+//!   gRPC status (`ok`, `not_found`, ...), and how long they took;
+//! - `gateway_deliveries_total{topic}`, `gateway_redeliveries_total{topic}`:
+//!   first deliveries and redeliveries handed to streams;
+//! - `gateway_acks_total`: acknowledgements received;
+//! - `gateway_active_subscriptions`: open Subscribe streams;
+//! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
+//!   consumer is behind the partition's end (from librdkafka statistics).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tonic::Code;
+
+/// Label pairs of one series.
+type Labels = Vec<(&'static str, String)>;
+
+/// The gateway's metrics; cloning shares them.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Arc<Registry>,
+    publishes: Family<Labels, Counter>,
+    publish_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    deliveries: Family<Labels, Counter>,
+    redeliveries: Family<Labels, Counter>,
+    acks: Counter,
+    active_subscriptions: Gauge,
+    consumer_lag: Family<Labels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let publishes = Family::<Labels, Counter>::default();
+        let publish_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let deliveries = Family::<Labels, Counter>::default();
+        let redeliveries = Family::<Labels, Counter>::default();
+        let acks = Counter::default();
+        let active_subscriptions = Gauge::default();
+        let consumer_lag = Family::<Labels, Gauge>::default();
+        registry.register(
+            "gateway_publish",
+            "PublishEvent calls by topic and gRPC status",
+            publishes.clone(),
+        );
+        registry.register(
+            "gateway_publish_duration_seconds",
+            "PublishEvent latency by topic and gRPC status",
+            publish_seconds.clone(),
+        );
+        registry.register(
+            "gateway_deliveries",
+            "First deliveries handed to streams",
+            deliveries.clone(),
+        );
+        registry.register(
+            "gateway_redeliveries",
+            "Redeliveries after the ack timeout",
+            redeliveries.clone(),
+        );
+        registry.register("gateway_acks", "Acknowledgements received", acks.clone());
+        registry.register(
+            "gateway_active_subscriptions",
+            "Open Subscribe streams",
+            active_subscriptions.clone(),
+        );
+        registry.register(
+            "gateway_consumer_lag",
+            "Records a subscription's consumer is behind the end of a partition",
+            consumer_lag.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry: Arc::new(registry),
+            publishes,
+            publish_seconds,
+            deliveries,
+            redeliveries,
+            acks,
+            active_subscriptions,
+            consumer_lag,
+        }))
+    }
+}
+
+/// The lowercase name Prometheus labels use for a gRPC code.
+fn status_label(code: Code) -> String {
+    let name = format!("{code:?}");
+    let mut label = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            label.push('_');
+        }
+        label.push(c.to_ascii_lowercase());
+    }
+    label
+}
+
+impl Metrics {
+    /// The registry to serve.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.0.registry.clone()
+    }
+
+    /// Counts one PublishEvent call.
+    pub fn published(&self, topic: &str, code: Code, took: Duration) {
+        let labels = vec![("topic", topic.to_owned()), ("status", status_label(code))];
+        self.0.publishes.get_or_create(&labels).inc();
+        self.0
+            .publish_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a first delivery.
+    pub fn delivered(&self, topic: &str) {
+        self.0
+            .deliveries
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .inc();
+    }
+
+    /// Counts a redelivery.
+    pub fn redelivered(&self, topic: &str) {
+        self.0
+            .redeliveries
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .inc();
+    }
+
+    /// Counts acknowledged deliveries.
+    pub fn acked(&self, count: usize) {
+        self.0.acks.inc_by(count as u64);
+    }
+
+    /// A stream opened (`+1`) or closed (`-1`).
+    pub fn subscriptions(&self, change: i64) {
+        self.0.active_subscriptions.inc_by(change);
+    }
+
+    /// Sets the lag of a group's consumer on one partition.
+    pub fn lag(&self, group: &str, topic: &str, partition: i32, lag: i64) {
+        let labels = vec![
+            ("group", group.to_owned()),
+            ("topic", topic.to_owned()),
+            ("partition", partition.to_string()),
+        ];
+        self.0.consumer_lag.get_or_create(&labels).set(lag);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_render_with_their_labels() {
+        let metrics = Metrics::default();
+        metrics.published("orders", Code::Ok, Duration::from_millis(3));
+        metrics.published("orders", Code::NotFound, Duration::from_millis(1));
+        metrics.lag("g", "orders", 2, 17);
+        let text = eventgateway::metrics::render(&metrics.registry());
+        assert!(
+            text.contains(r#"gateway_publish_total{topic="orders",status="ok"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"status="not_found""#), "{text}");
+        assert!(
+            text.contains(r#"gateway_consumer_lag{group="g",topic="orders",partition="2"} 17"#),
+            "{text}"
+        );
+        assert_eq!(status_label(Code::DeadlineExceeded), "deadline_exceeded");
+    }
+}

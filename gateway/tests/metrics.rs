@@ -1,0 +1,72 @@
+//! The Prometheus endpoint after a known workload: the counters match it.
+
+mod common;
+
+use common::*;
+use eventgateway::v1::{AckMode, AcknowledgeRequest, SubscribeRequest};
+use serde_json::json;
+
+#[tokio::test]
+async fn metrics_count_publishes_deliveries_acks_subscriptions_and_lag() {
+    let broker = Broker::start().await;
+    let topic = topic("metrics");
+    broker.create_topic(&topic, 1).await;
+    let mut config = config(Some(broker.brokers()));
+    // librdkafka's statistics (the lag) every 200 ms instead of 5 s.
+    config
+        .kafka_properties
+        .push(("statistics.interval.ms".into(), "200".into()));
+    let gateway = gateway(config).await;
+    let metrics = gateway.metrics_addr().expect("metrics are on");
+    let mut client = client(gateway.addr()).await;
+
+    for i in 0..3 {
+        publish(&mut client, &topic, "", json!({"n": i})).await;
+    }
+    let missing = format!("{topic}-missing");
+    let status = client
+        .publish_event(eventgateway::v1::PublishEventRequest {
+            topic: missing.clone(),
+            key: String::new(),
+            event: Some(json_event(json!({}))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    let group = format!("group-{topic}");
+    let (id, mut stream) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            group: group.clone(),
+            ack_mode: AckMode::Manual as i32,
+            ..from_earliest(&topic)
+        },
+    )
+    .await;
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.push(next_delivery(&mut stream).await);
+    }
+    client
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: id,
+            ack_ids: received[..2].iter().map(|d| d.ack_id.clone()).collect(),
+        })
+        .await
+        .unwrap();
+
+    let expected = [
+        format!(r#"gateway_publish_total{{topic="{topic}",status="ok"}} 3"#),
+        format!(r#"gateway_publish_total{{topic="{missing}",status="not_found"}} 1"#),
+        format!(r#"gateway_publish_duration_seconds_count{{topic="{topic}",status="ok"}} 3"#),
+        format!(r#"gateway_deliveries_total{{topic="{topic}"}} 3"#),
+        "gateway_acks_total 2".to_owned(),
+        "gateway_active_subscriptions 1".to_owned(),
+        format!(r#"gateway_consumer_lag{{group="{group}",topic="{topic}",partition="0"}}"#),
+    ];
+    metrics_show(metrics, &expected).await;
+    drop(stream);
+    metrics_show(metrics, &["gateway_active_subscriptions 0".to_owned()]).await;
+    gateway.shutdown().await.unwrap();
+}
