@@ -131,3 +131,45 @@ fn an_invalid_configuration_stops_the_binary_with_the_flag_named() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_and_no_secret_in_them() {
+    let broker = Broker::start().await;
+    let port = free_port();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        .env("KAFKA_BROKERS", broker.brokers())
+        .env("HEALTH_INTERVAL", "200ms")
+        .env("METRICS_ADDR", "0")
+        .env("RUST_LOG", "debug")
+        .env("LOG_FORMAT", "json")
+        // A credential the gateway is given but must never print.
+        .args(["--kafka-property", "sasl.password=hunter2-not-for-logs"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = gateway.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_serving(addr).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || gateway.wait()).await;
+    let lines = lines.join().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("sasl.password=***")),
+        "the property is shown masked: {lines:#?}"
+    );
+    for line in &lines {
+        assert!(!line.contains("hunter2"), "a secret was logged: {line}");
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON line: {line}");
+    }
+}

@@ -265,3 +265,63 @@ async fn the_local_system_script_turns_a_registration_into_an_outbox_email() {
     let _ = std::fs::remove_dir_all(&outbox);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smtp_password_never_reaches_the_logs() {
+    let (_broker, topic, gateway, mut client) = setup("secret").await;
+    register(&mut client, &topic, 0..1).await;
+    let smtp_down = format!("smtp://mailer:s3cret-smtp-pass@127.0.0.1:{}", free_port());
+    let mut notifier = Command::new(env!("CARGO_BIN_EXE_notifier"))
+        .env("GATEWAY_URL", format!("http://{}", gateway.addr()))
+        .env("NOTIFIER_TOPIC", &topic)
+        .env("NOTIFIER_GROUP", format!("secret-{topic}"))
+        .env("SMTP_URL", &smtp_down)
+        .env("STATE_DIR", state_dir())
+        .env("NOTIFIER_METRICS_ADDR", "0")
+        .env("MIN_BACKOFF", "50ms")
+        .env("MAX_BACKOFF", "100ms")
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = notifier.stderr.take().expect("stderr is piped");
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait until it has tried (and failed) to send.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("email not sent; retrying"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no send attempt: {seen:#?}"
+        );
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &notifier.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || notifier.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    seen.extend(lines.try_iter());
+    for line in &seen {
+        assert!(
+            !line.contains("s3cret-smtp-pass"),
+            "the SMTP password was logged: {line}"
+        );
+    }
+    gateway.shutdown().await.unwrap();
+}
