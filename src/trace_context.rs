@@ -85,6 +85,18 @@ pub fn into_attributes(context: &Context, attributes: &mut HashMap<String, Strin
     });
 }
 
+/// Makes `parent` the parent of `span` (when spans are recorded) and names
+/// the trace in the span's `trace_id` field, so that every log line within
+/// the span carries it, whether or not spans are exported.
+pub fn continue_trace(span: &tracing::Span, parent: Context) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let inherited = trace_id(&parent);
+    let _ = span.set_parent(parent);
+    if let Some(trace_id) = trace_id(&span.context()).or(inherited) {
+        span.record("trace_id", trace_id.as_str());
+    }
+}
+
 /// The trace id of a context, as 32 hex digits, when it has a valid one.
 pub fn trace_id(context: &Context) -> Option<String> {
     let span = context.span();

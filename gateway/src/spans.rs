@@ -27,7 +27,7 @@ pub fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
         rpc.method = method,
         trace_id = Empty,
     );
-    continue_trace(&span, trace_context::from_metadata(metadata));
+    trace_context::continue_trace(&span, trace_context::from_metadata(metadata));
     span
 }
 
@@ -78,19 +78,9 @@ pub fn deliver(delivery: &mut Delivery, group: Option<&str>) {
         trace_id = Empty,
     );
     let record = trace_context::from_attributes(&event.attributes);
-    continue_trace(&span, record.clone());
+    trace_context::continue_trace(&span, record.clone());
     let context = downstream_context(&span, &record);
     if trace_context::trace_id(&context).is_some() {
         trace_context::into_attributes(&context, &mut event.attributes);
-    }
-}
-
-/// Makes `parent` the span's parent (when spans are recorded) and names the
-/// trace in its `trace_id` field.
-pub fn continue_trace(span: &Span, parent: Context) {
-    let inherited = trace_context::trace_id(&parent);
-    let _ = span.set_parent(parent);
-    if let Some(trace_id) = trace_context::trace_id(&span.context()).or(inherited) {
-        span.record("trace_id", trace_id.as_str());
     }
 }

@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -228,16 +227,13 @@ async fn gateway_killed_under_load(summary: &Mutex<Summary>) {
     let topic = topic("sigkill");
     broker.create_topic(&topic, 3).await;
     let port = free_port();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("KAFKA_BROKERS", broker.brokers())
-        .env("HEALTH_INTERVAL", "200ms")
-        .env("METRICS_ADDR", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the gateway binary starts");
+    let (mut gateway, _log) = gateway_process(
+        env!("CARGO_BIN_EXE_gateway").as_ref(),
+        port,
+        &broker.brokers(),
+        &[("RUST_LOG", "warn")],
+        &[],
+    );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_serving(addr).await;
 

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
 use common::*;
 use eventgateway::v1::{StartFrom, SubscribeRequest};
@@ -18,27 +16,15 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
     let topic = topic("shutdown");
     broker.create_topic(&topic, 1).await;
     let port = free_port();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("KAFKA_BROKERS", broker.brokers())
-        .env("HEALTH_INTERVAL", "200ms")
-        .env("METRICS_ADDR", "0")
-        .env("RUST_LOG", "gateway=debug,eventgateway=info")
-        .env("NO_COLOR", "1")
-        // Hold each publish in the producer for a while, so that one is
-        // still in flight when SIGTERM arrives.
-        .args(["--kafka-property", "linger.ms=2000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the gateway binary starts");
-    let (log_tx, log) = mpsc::channel::<String>();
-    let stderr = gateway.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = log_tx.send(line);
-        }
-    });
+    // Each publish is held in the producer for a while, so that one is
+    // still in flight when SIGTERM arrives.
+    let (mut gateway, log) = gateway_process(
+        env!("CARGO_BIN_EXE_gateway").as_ref(),
+        port,
+        &broker.brokers(),
+        &[("RUST_LOG", "gateway=debug,eventgateway=info")],
+        &["--kafka-property", "linger.ms=2000"],
+    );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_serving(addr).await;
     let mut client = client(addr).await;
@@ -136,33 +122,21 @@ fn an_invalid_configuration_stops_the_binary_with_the_flag_named() {
 async fn json_logs_and_no_secret_in_them() {
     let broker = Broker::start().await;
     let port = free_port();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("KAFKA_BROKERS", broker.brokers())
-        .env("HEALTH_INTERVAL", "200ms")
-        .env("METRICS_ADDR", "0")
-        .env("RUST_LOG", "debug")
-        .env("LOG_FORMAT", "json")
-        // A credential the gateway is given but must never print.
-        .args(["--kafka-property", "sasl.password=hunter2-not-for-logs"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = gateway.stderr.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    // A credential the gateway is given but must never print.
+    let (mut gateway, log) = gateway_process(
+        env!("CARGO_BIN_EXE_gateway").as_ref(),
+        port,
+        &broker.brokers(),
+        &[("RUST_LOG", "debug"), ("LOG_FORMAT", "json")],
+        &["--kafka-property", "sasl.password=hunter2-not-for-logs"],
+    );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_serving(addr).await;
     let _ = Command::new("kill")
         .args(["-TERM", &gateway.id().to_string()])
         .status();
     let _ = tokio::task::spawn_blocking(move || gateway.wait()).await;
-    let lines = lines.join().unwrap();
+    let lines: Vec<String> = log.iter().collect();
     assert!(
         lines.iter().any(|l| l.contains("sasl.password=***")),
         "the property is shown masked: {lines:#?}"

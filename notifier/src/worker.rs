@@ -177,12 +177,7 @@ impl Notifier {
             delivery.attempt = delivery.attempt,
             trace_id = tracing::field::Empty,
         );
-        let parent = trace_context::from_attributes(&event.attributes);
-        let inherited = trace_context::trace_id(&parent);
-        let _ = span.set_parent(parent);
-        if let Some(trace_id) = trace_context::trace_id(&span.context()).or(inherited) {
-            span.record("trace_id", trace_id.as_str());
-        }
+        trace_context::continue_trace(&span, trace_context::from_attributes(&event.attributes));
         self.handle_in(client, subscription_id, delivery, event)
             .instrument(span)
             .await

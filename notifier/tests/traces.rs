@@ -9,8 +9,6 @@
 mod common;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -104,26 +102,17 @@ async fn a_registration_is_one_trace_from_publish_to_email() {
         .parent()
         .unwrap()
         .to_owned();
-    let mut gateway = Command::new(bin_dir.join("gateway"))
-        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("KAFKA_BROKERS", broker.brokers())
-        .env("HEALTH_INTERVAL", "200ms")
-        .env("METRICS_ADDR", "0")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("RUST_LOG", "info,gateway=debug,rdkafka=off,librdkafka=off")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the gateway binary starts");
-    let (log_tx, log) = std::sync::mpsc::channel::<String>();
-    let stderr = gateway.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = log_tx.send(line);
-        }
-    });
+    let (mut gateway, log) = gateway_process(
+        &bin_dir.join("gateway"),
+        port,
+        &broker.brokers(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("RUST_LOG", "info,gateway=debug,rdkafka=off,librdkafka=off"),
+        ],
+        &[],
+    );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_serving(addr).await;
 

@@ -51,6 +51,45 @@ pub fn grpcurl() -> PathBuf {
     std::env::var_os("GRPCURL").map_or_else(|| PathBuf::from("grpcurl"), PathBuf::from)
 }
 
+/// A gateway binary process on 127.0.0.1:`port` in front of `brokers`:
+/// quick health probes, metrics off, stderr piped into the returned channel
+/// line by line. `env` and `args` add to (and override) that.
+pub fn gateway_process(
+    binary: &std::path::Path,
+    port: u16,
+    brokers: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(binary)
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        .env("KAFKA_BROKERS", brokers)
+        .env("HEALTH_INTERVAL", "200ms")
+        .env("METRICS_ADDR", "0")
+        .env("NO_COLOR", "1")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .envs(env.iter().copied())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the gateway binary starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
