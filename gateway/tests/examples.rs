@@ -1,0 +1,110 @@
+//! The client examples in other languages, run against a real gateway as
+//! their READMEs show, asserting what they print.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use common::*;
+
+fn example(dir: &str, program: &str, args: &[&str]) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(format!("{root}{dir}"))
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The event ids a run printed on its lines starting with `prefix`.
+fn ids_after(output: &str, prefix: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.split(" as ").nth(1))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+// The examples run as blocking child processes: the gateway needs threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_user_service_and_consumer_work_through_the_gateway() {
+    let broker = Broker::start().await;
+    broker.create_topic("user-registered", 3).await;
+    let gateway = gateway(config(Some(broker.brokers()))).await;
+    let addr = gateway.addr().to_string();
+
+    example("python", "bash", &["generate.sh"]);
+    let published = example(
+        "python",
+        "python3",
+        &["user_service.py", "--gateway", &addr, "--count", "3"],
+    );
+    let published_ids = ids_after(&published, "published user");
+    assert_eq!(published_ids.len(), 3, "{published}");
+    for user in 1..=3 {
+        assert!(
+            published.contains(&format!("published user {user} as ")),
+            "{published}"
+        );
+    }
+
+    let args = [
+        "consumer.py",
+        "--gateway",
+        &addr,
+        "--group",
+        "python-test",
+        "--count",
+        "3",
+    ];
+    let consumed = example("python", "python3", &args);
+    let users: BTreeSet<&str> = consumed
+        .lines()
+        .filter_map(|l| l.strip_prefix("received user "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(users, BTreeSet::from(["1", "2", "3"]), "{consumed}");
+    assert!(consumed
+        .lines()
+        .filter(|l| l.contains("received"))
+        .all(|l| l.ends_with("attempt 1")));
+    let mut consumed_ids = ids_after(&consumed, "received user");
+    consumed_ids.sort();
+    let mut expected = published_ids.clone();
+    expected.sort();
+    assert_eq!(consumed_ids, expected);
+
+    // The group acknowledged all three: its next run gets only what is new.
+    let again = example(
+        "python",
+        "python3",
+        &["user_service.py", "--gateway", &addr, "--count", "1"],
+    );
+    let new_id = ids_after(&again, "published user");
+    let args = [
+        "consumer.py",
+        "--gateway",
+        &addr,
+        "--group",
+        "python-test",
+        "--count",
+        "1",
+    ];
+    let next = example("python", "python3", &args);
+    assert_eq!(ids_after(&next, "received user"), new_id, "{next}");
+    gateway.shutdown().await.unwrap();
+}
