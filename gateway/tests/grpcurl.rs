@@ -148,6 +148,67 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     gateway.shutdown().await.unwrap();
 }
 
+/// Every grpcurl command of the cookbook runs as written, in order: the
+/// plain ones must succeed, each Subscribe must print a delivery, and the
+/// Acknowledge goes to the MANUAL stream opened just before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cookbook_command_works_as_written() {
+    let broker = Broker::start().await;
+    broker.create_topic("orders", 1).await;
+    let gateway = gateway(config(Some(broker.brokers()))).await;
+    let cookbook =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grpcurl.md"))
+            .unwrap();
+    let commands: Vec<String> = cookbook
+        .lines()
+        .filter(|l| l.starts_with("grpcurl "))
+        .map(|l| {
+            l.replacen("grpcurl", &grpcurl().display().to_string(), 1)
+                .replace("localhost:50051", &gateway.addr().to_string())
+        })
+        .collect();
+    assert!(
+        commands.len() >= 12,
+        "the cookbook lost commands: {}",
+        commands.len()
+    );
+    let mut manual: Option<(Subscriber, String, String)> = None;
+    for command in &commands {
+        if command.ends_with("/Subscribe") {
+            let mut stream = Subscriber::spawn(command);
+            let output = stream.read_until("\"attempt\"");
+            if command.contains("ACK_MODE_MANUAL") {
+                let id = json_string_after(&output, "\"subscriptionId\": ");
+                let ack = json_string_after(&output, "\"ackId\": ");
+                manual = Some((stream, id, ack));
+            }
+            continue;
+        }
+        let command = match (&manual, command.contains("SUBSCRIPTION_ID")) {
+            (Some((_, id, ack)), true) => command
+                .replace("SUBSCRIPTION_ID", id)
+                .replace("ACK_ID", ack),
+            (None, true) => panic!("the cookbook acknowledges before a MANUAL subscription"),
+            _ => command.clone(),
+        };
+        let output = Command::new("sh").args(["-c", &command]).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{command}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (_stream, id, _) = manual.expect("the cookbook has a MANUAL subscription");
+    let stats = gateway
+        .subscription(&id)
+        .expect("the MANUAL stream is open");
+    eventually("the cookbook's acknowledgement was applied", || async {
+        stats.unacked() < 3
+    })
+    .await;
+    gateway.shutdown().await.unwrap();
+}
+
 /// A grpcurl command running in the background, its output read line by line.
 struct Subscriber {
     child: std::process::Child,
