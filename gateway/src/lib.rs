@@ -5,6 +5,7 @@
 //!   and shuts it down in order.
 //! - [`service`] - the `EventGateway` RPCs: where a published event goes and
 //!   where a subscription comes from.
+//! - [`publish_stream`] - PublishEvents: streaming publish with answers by request id.
 //! - [`validate`] - checks on requests, before anything reaches Kafka.
 //! - [`kafka`] - the producer, topic checks, subscription consumers and the
 //!   embedded development cluster.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod health;
 pub mod kafka;
 pub mod metrics;
+pub mod publish_stream;
 pub mod registry;
 pub mod server;
 pub mod service;

@@ -12,13 +12,13 @@ use eventgateway::trace_context;
 use eventgateway::v1::event_gateway_server::EventGateway;
 use eventgateway::v1::{
     subscribe_response::Kind, AcknowledgeRequest, AcknowledgeResponse, PublishEventRequest,
-    PublishEventResponse, SubscribeRequest, SubscribeResponse, Subscribed,
+    PublishEventResponse, PublishEventsRequest, SubscribeRequest, SubscribeResponse, Subscribed,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::error::Error;
@@ -28,6 +28,7 @@ use crate::kafka::subscription::stream::DeliveryStream;
 use crate::kafka::subscription::{self, task, ManualAcks, SubscriptionStats};
 use crate::kafka::{blocking, topics::Topics};
 use crate::metrics::Metrics;
+use crate::publish_stream::{self, PublishEventsStream};
 use crate::registry::{Registry, SubscriptionHandle};
 use crate::shutdown::Shutdown;
 use crate::spans;
@@ -77,35 +78,23 @@ impl EventGateway for GatewayService {
         &self,
         request: Request<PublishEventRequest>,
     ) -> Result<Response<PublishEventResponse>, Status> {
-        let started = std::time::Instant::now();
         let deadline = self.deadline(request.metadata());
         let span = spans::rpc_server("PublishEvent", request.metadata());
         let caller = trace_context::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let topic_label = if validate::topic_name(&request.topic).is_ok() {
-            request.topic.clone()
-        } else {
-            "(invalid)".to_owned()
-        };
-        span.in_scope(|| tracing::debug!(topic = request.topic, "publish received"));
         let outcome = self
-            .publish(request, deadline, caller)
-            .instrument(span.clone())
+            .publish_recorded(request.into_inner(), deadline, caller)
+            .instrument(span)
             .await;
-        span.in_scope(|| match &outcome {
-            Ok(response) => tracing::debug!(
-                partition = response.partition,
-                offset = response.offset,
-                "event stored"
-            ),
-            Err(error) => tracing::info!(%error, code = ?error.code(), "publish refused"),
-        });
-        let code = outcome
-            .as_ref()
-            .map_or_else(Error::code, |_| tonic::Code::Ok);
-        self.metrics
-            .published(&topic_label, code, started.elapsed());
         Ok(Response::new(outcome?))
+    }
+
+    type PublishEventsStream = PublishEventsStream;
+
+    async fn publish_events(
+        &self,
+        request: Request<Streaming<PublishEventsRequest>>,
+    ) -> Result<Response<Self::PublishEventsStream>, Status> {
+        Ok(Response::new(publish_stream::serve(self.clone(), request)))
     }
 
     type SubscribeStream = SubscribeStream;
@@ -136,7 +125,7 @@ impl EventGateway for GatewayService {
 impl GatewayService {
     /// When the call must be answered: the client's deadline (less a margin)
     /// or the gateway's request timeout, whichever comes first.
-    fn deadline(&self, metadata: &MetadataMap) -> Instant {
+    pub fn deadline(&self, metadata: &MetadataMap) -> Instant {
         let limit = grpc_timeout(metadata)
             .map(|timeout| timeout.saturating_sub(DEADLINE_MARGIN.min(timeout / 10)))
             .map_or(self.request_timeout, |t| t.min(self.request_timeout));
@@ -153,6 +142,37 @@ impl GatewayService {
             ));
         }
         Ok(())
+    }
+
+    /// Publishes one event, logging and counting the outcome.
+    pub async fn publish_recorded(
+        &self,
+        request: PublishEventRequest,
+        deadline: Instant,
+        caller: opentelemetry::Context,
+    ) -> Result<PublishEventResponse, Error> {
+        let started = std::time::Instant::now();
+        let topic_label = if validate::topic_name(&request.topic).is_ok() {
+            request.topic.clone()
+        } else {
+            "(invalid)".to_owned()
+        };
+        tracing::debug!(topic = request.topic, "publish received");
+        let outcome = self.publish(request, deadline, caller).await;
+        match &outcome {
+            Ok(response) => tracing::debug!(
+                partition = response.partition,
+                offset = response.offset,
+                "event stored"
+            ),
+            Err(error) => tracing::info!(%error, code = ?error.code(), "publish refused"),
+        }
+        let code = outcome
+            .as_ref()
+            .map_or_else(Error::code, |_| tonic::Code::Ok);
+        self.metrics
+            .published(&topic_label, code, started.elapsed());
+        outcome
     }
 
     async fn publish(

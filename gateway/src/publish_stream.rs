@@ -1,0 +1,95 @@
+//! PublishEvents: a client's stream of events, each published as
+//! PublishEvent publishes it and answered as Kafka confirms it, correlated by
+//! the client's `request_id`. At most [`IN_FLIGHT`] events of one stream are
+//! in flight; a client that does not read its answers stops the gateway
+//! from reading its requests (backpressure, bounded memory).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use eventgateway::trace_context;
+use eventgateway::v1::publish_events_response::Result as Outcome;
+use eventgateway::v1::{PublishError, PublishEventsRequest, PublishEventsResponse};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Status, Streaming};
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::service::GatewayService;
+use crate::spans;
+
+/// Events of one stream published at once.
+pub const IN_FLIGHT: usize = 256;
+
+/// The stream type of PublishEvents.
+pub type PublishEventsStream =
+    Pin<Box<dyn Stream<Item = Result<PublishEventsResponse, Status>> + Send>>;
+
+/// Reads the client's requests and answers each one as it completes. At
+/// shutdown it stops reading, answers what is in flight, and ends.
+pub fn serve(
+    service: GatewayService,
+    request: Request<Streaming<PublishEventsRequest>>,
+) -> PublishEventsStream {
+    let caller = trace_context::from_metadata(request.metadata());
+    let span = spans::rpc_server("PublishEvents", request.metadata());
+    let mut inbound = request.into_inner();
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut shutdown = service.shutdown.clone();
+    let reader_span = span.clone();
+    tokio::spawn(
+        async move {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    () = shutdown.started() => break,
+                    next = inbound.message() => next,
+                };
+                let item = match next {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(code = ?status.code(), "the publisher's stream failed");
+                        break;
+                    }
+                };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let (service, tx, caller) = (service.clone(), tx.clone(), caller.clone());
+                tokio::spawn(
+                    async move {
+                        let deadline = Instant::now() + service.request_timeout;
+                        let outcome = match item.publish {
+                            Some(publish) => {
+                                service.publish_recorded(publish, deadline, caller).await
+                            }
+                            None => Err(Error::InvalidArgument(
+                                "publish is missing: set the event to publish".into(),
+                            )),
+                        };
+                        let answer = PublishEventsResponse {
+                            request_id: item.request_id,
+                            result: Some(match outcome {
+                                Ok(stored) => Outcome::Stored(stored),
+                                Err(error) => Outcome::Error(PublishError {
+                                    code: error.code() as i32,
+                                    message: error.to_string(),
+                                }),
+                            }),
+                        };
+                        // The client may have gone; its answer goes with it.
+                        let _ = tx.send(Ok(answer)).await;
+                        drop(permit);
+                    }
+                    .instrument(span.clone()),
+                );
+            }
+        }
+        .instrument(reader_span),
+    );
+    Box::pin(ReceiverStream::new(rx))
+}
