@@ -8,13 +8,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{
-    subscribe_response::Kind, AckMode, AcknowledgeRequest, Delivery, StartFrom, SubscribeRequest,
-    SubscribeResponse,
+    subscribe_response::Kind, AckMode, Delivery, StartFrom, SubscribeRequest, SubscribeResponse,
 };
 use serde_json::json;
-use tonic::transport::Channel;
 use tonic::Streaming;
 
 fn manual(topic: &str, group: &str) -> SubscribeRequest {
@@ -25,16 +22,6 @@ fn manual(topic: &str, group: &str) -> SubscribeRequest {
         ack_mode: AckMode::Manual as i32,
         ..SubscribeRequest::default()
     }
-}
-
-async fn ack(client: &mut EventGatewayClient<Channel>, id: &str, deliveries: &[&Delivery]) {
-    client
-        .acknowledge(AcknowledgeRequest {
-            subscription_id: id.into(),
-            ack_ids: deliveries.iter().map(|d| d.ack_id.clone()).collect(),
-        })
-        .await
-        .expect("acknowledge succeeds");
 }
 
 /// The deliveries that arrive within `window`, without waiting longer.
@@ -184,16 +171,7 @@ async fn when_one_member_leaves_the_group_still_handles_every_event() {
             published < 240,
             "the group never gave both members a partition"
         );
-        for _ in 0..8 {
-            publish(
-                &mut client,
-                &topic,
-                &format!("key-{published}"),
-                json!({"n": published}),
-            )
-            .await;
-            published += 1;
-        }
+        published = publish_numbered(&mut client, &topic, published, 8).await;
         while handled.len() < published as usize {
             tokio::select! {
                 d = next_delivery(&mut a) => {
@@ -212,16 +190,7 @@ async fn when_one_member_leaves_the_group_still_handles_every_event() {
     // A now stops acknowledging: it receives, then leaves mid-stream.
     let mut unacked_by_a = Vec::new();
     while unacked_by_a.is_empty() {
-        for _ in 0..8 {
-            publish(
-                &mut client,
-                &topic,
-                &format!("key-{published}"),
-                json!({"n": published}),
-            )
-            .await;
-            published += 1;
-        }
+        published = publish_numbered(&mut client, &topic, published, 8).await;
         for delivery in arrivals(&mut a, Duration::from_millis(500)).await {
             unacked_by_a.push(n(&delivery));
         }

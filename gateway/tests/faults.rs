@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use eventgateway::v1::{
-    event::Data, AckMode, AcknowledgeRequest, Event, PublishEventRequest, StartFrom,
-    SubscribeRequest,
+    event::Data, AckMode, Event, PublishEventRequest, StartFrom, SubscribeRequest,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -158,13 +157,7 @@ async fn durable_broker_restart(summary: &Mutex<Summary>) {
     for _ in 0..10 {
         let delivery = next_delivery(&mut stream).await;
         if n(&delivery) < 5 {
-            client
-                .acknowledge(AcknowledgeRequest {
-                    subscription_id: id.clone(),
-                    ack_ids: vec![delivery.ack_id.clone()],
-                })
-                .await
-                .unwrap();
+            ack(&mut client, &id, &[&delivery]).await;
             acked.insert(n(&delivery));
         }
     }
@@ -179,13 +172,7 @@ async fn durable_broker_restart(summary: &Mutex<Summary>) {
     let stats = gateway.subscription(&id).unwrap();
     while acked.len() < 15 {
         let delivery = next_delivery(&mut stream).await;
-        client
-            .acknowledge(AcknowledgeRequest {
-                subscription_id: id.clone(),
-                ack_ids: vec![delivery.ack_id.clone()],
-            })
-            .await
-            .unwrap();
+        ack(&mut client, &id, &[&delivery]).await;
         acked.insert(n(&delivery));
     }
     let redelivered = stats.redelivered() as usize;

@@ -188,16 +188,7 @@ async fn two_members_of_a_group_split_the_partitions_and_see_every_event_once() 
     for _round in 0..30 {
         partitions_a.clear();
         partitions_b.clear();
-        for _ in 0..12 {
-            publish(
-                &mut client,
-                &topic,
-                &format!("key-{published}"),
-                json!({"n": published}),
-            )
-            .await;
-            published += 1;
-        }
+        published = publish_numbered(&mut client, &topic, published, 12).await;
         while seen.len() < published as usize {
             tokio::select! {
                 d = next_delivery(&mut a) => { partitions_a.insert(d.partition); seen.push(body(&d)["n"].as_i64().unwrap()); }

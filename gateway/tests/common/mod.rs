@@ -365,6 +365,37 @@ pub async fn publish(
         .into_inner()
 }
 
+/// Publishes events numbered `from..from + count` (body `{"n": i}`, key
+/// `key-i`) and returns the next number.
+pub async fn publish_numbered(
+    client: &mut EventGatewayClient<Channel>,
+    topic: &str,
+    from: i64,
+    count: i64,
+) -> i64 {
+    for i in from..from + count {
+        publish(
+            client,
+            topic,
+            &format!("key-{i}"),
+            serde_json::json!({"n": i}),
+        )
+        .await;
+    }
+    from + count
+}
+
+/// Acknowledges deliveries of subscription `id`.
+pub async fn ack(client: &mut EventGatewayClient<Channel>, id: &str, deliveries: &[&Delivery]) {
+    client
+        .acknowledge(eventgateway::v1::AcknowledgeRequest {
+            subscription_id: id.into(),
+            ack_ids: deliveries.iter().map(|d| d.ack_id.clone()).collect(),
+        })
+        .await
+        .expect("acknowledge succeeds");
+}
+
 /// Opens a subscription and returns its id and stream.
 pub async fn subscribe(
     client: &mut EventGatewayClient<Channel>,
