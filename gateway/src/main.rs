@@ -2,12 +2,29 @@
 //! Ctrl-C.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use gateway::{shutdown, telemetry, Config};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Longest the process waits at exit for blocking Kafka calls still running
+/// (a consumer close against an unreachable coordinator can block for good).
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(serve());
+    runtime.shutdown_timeout(EXIT_WAIT);
+    code
+}
+
+async fn serve() -> ExitCode {
     let config = Config::parse();
     let telemetry = telemetry::init("gateway");
     if let Err(message) = config.validate() {

@@ -40,6 +40,11 @@ impl Registry {
         self.lock().remove(id);
     }
 
+    /// Whether no subscription is open.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// The counters of an open subscription.
     pub fn stats(&self, id: &str) -> Option<Arc<SubscriptionStats>> {
         self.lock().get(id).map(|handle| handle.stats.clone())

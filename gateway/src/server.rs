@@ -234,16 +234,35 @@ impl RunningGateway {
                 self.server.abort();
             }
         }
+        // Streams ended; their consumers now commit what was acknowledged and
+        // leave their groups. Wait for that (within the grace period) before
+        // the producer flush and, with the embedded Kafka, before it stops.
+        let closing = async {
+            while !self.subscriptions.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(self.grace, closing).await.is_err() {
+            tracing::warn!(grace = ?self.grace, "subscriptions still closing after the grace period");
+        }
         let publisher = self.publisher.clone();
         let grace = self.grace;
         match blocking(move || publisher.flush(grace)).await {
             Ok(()) => tracing::info!("producer flushed"),
             Err(error) => tracing::error!(%error, "producer flush incomplete"),
         }
-        drop(self.embedded.take());
         if let Some((task, _)) = self.metrics.take() {
             task.abort();
         }
+        // Every Kafka client goes before the embedded cluster they talk to:
+        // a client destroyed after its cluster can block for good.
+        let RunningGateway {
+            publisher,
+            embedded,
+            ..
+        } = self;
+        let _ = tokio::task::spawn_blocking(move || drop(publisher)).await;
+        drop(embedded);
         tracing::info!("gateway stopped");
         Ok(())
     }
