@@ -4,12 +4,14 @@
 //!
 //! - [`acks`]: ACK_MODE_MANUAL bookkeeping (commit point, redelivery).
 //! - [`context`]: rebalances and replay positioning.
+//! - [`fanout`]: live tails shared by ephemeral streams from the latest event.
 //! - [`task`]: flow control (bounded channel, paused consumer, ack window),
 //!   redelivery, rebalance notices, shutdown.
 //! - [`stream`]: offsets stored as deliveries are handed to gRPC (AUTO).
 
 pub mod acks;
 pub mod context;
+pub mod fanout;
 pub mod stream;
 pub mod task;
 
@@ -28,7 +30,7 @@ use tonic::Status;
 
 use self::acks::{ack_id, Partition};
 use self::context::{start_offsets, RebalanceEvent, SubscriptionContext};
-use super::client_config;
+use super::{client_config, METADATA_TIMEOUT};
 use crate::error::Error;
 use crate::metrics::Metrics;
 
@@ -172,10 +174,17 @@ pub fn open(
             .map_err(|error| Error::from_kafka(&error, ""))?;
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in offsets {
-            let offset = offset.unwrap_or(match spec.start {
-                StartPosition::Earliest => Offset::Beginning,
-                _ => Offset::End,
-            });
+            let offset = match (offset, &spec.start) {
+                (Some(offset), _) => offset,
+                (None, StartPosition::Earliest) => Offset::Beginning,
+                // "Latest" is the end of the partition now, not whenever
+                // fetching starts: every event stored after the client is
+                // told `subscribed` reaches it.
+                (None, _) => consumer
+                    .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                    .map(|(_, high)| Offset::Offset(high))
+                    .map_err(|error| Error::from_kafka(&error, &topic))?,
+            };
             tpl.add_partition_offset(&topic, partition, offset)
                 .map_err(|error| Error::from_kafka(&error, &topic))?;
         }
