@@ -128,12 +128,12 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts a first delivery.
-    pub fn delivered(&self, topic: &str) {
+    /// Counts `count` first deliveries of one record of `topic`.
+    pub fn delivered(&self, topic: &str, count: u64) {
         self.0
             .deliveries
             .get_or_create(&vec![("topic", topic.to_owned())])
-            .inc();
+            .inc_by(count);
     }
 
     /// Counts a redelivery.

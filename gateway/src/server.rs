@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use eventgateway::v1::event_gateway_server::EventGatewayServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::health;
 use crate::kafka::embedded::EmbeddedKafka;
 use crate::kafka::producer::Publisher;
+use crate::kafka::subscription::fanout::FanOut;
 use crate::kafka::subscription::ManualAcks;
 use crate::kafka::subscription::SubscriptionStats;
 use crate::kafka::topics::{Creation, Topics};
@@ -45,6 +46,8 @@ pub struct RunningGateway {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Live subscriptions, for inspection.
     subscriptions: Registry,
+    /// Live tails, closed before the Kafka clients go.
+    fanout: FanOut,
     /// The producer, flushed at shutdown.
     publisher: Publisher,
     /// The shutdown's time limit.
@@ -126,11 +129,19 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let metrics_endpoint = eventgateway::metrics::start(config.metrics_addr, metrics.registry())
         .await
         .context("cannot serve metrics on --metrics-addr")?;
+    let brokers: Arc<str> = brokers.into();
+    let properties: Arc<[(String, String)]> = config.kafka_properties.clone().into();
+    let fanout = FanOut::new(
+        brokers.clone(),
+        properties.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let service = GatewayService {
         publisher: publisher.clone(),
         topics,
-        brokers: brokers.into(),
-        properties: config.kafka_properties.clone().into(),
+        brokers,
+        properties,
         max_payload_bytes: config.max_payload_bytes,
         request_timeout: config.request_timeout,
         subscription_buffer: config.subscription_buffer,
@@ -142,6 +153,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             max_unacked: config.max_unacked as usize,
         },
         shutdown: shutdown.clone(),
+        fanout: fanout.clone(),
     };
     let max_message = (config.max_payload_bytes.saturating_mul(4))
         .max(4 * 1024 * 1024)
@@ -167,11 +179,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(EventGatewayServer::new(service).max_decoding_message_size(max_message));
+    // Answers leave at once: Nagle's algorithm would hold small responses
+    // back for the client's delayed ACK.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = shutdown.clone();
     let server = tokio::spawn(
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stop.started().await
-        }),
+        router.serve_with_incoming_shutdown(incoming, async move { stop.started().await }),
     );
     tracing::info!(%addr, "gateway listening");
     Ok(RunningGateway {
@@ -180,6 +193,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         reporter,
         server,
         subscriptions,
+        fanout,
         publisher,
         grace: config.shutdown_grace,
         embedded,
@@ -238,7 +252,7 @@ impl RunningGateway {
         // leave their groups. Wait for that (within the grace period) before
         // the producer flush and, with the embedded Kafka, before it stops.
         let closing = async {
-            while !self.subscriptions.is_empty() {
+            while !self.subscriptions.is_empty() || !self.fanout.is_idle() {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         };

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::kafka::producer::Publisher;
 use crate::kafka::subscription::acks::parse_ack_id;
+use crate::kafka::subscription::fanout::{FanOut, Subscriber};
 use crate::kafka::subscription::stream::DeliveryStream;
 use crate::kafka::subscription::{self, task, ManualAcks, SubscriptionStats};
 use crate::kafka::{blocking, topics::Topics};
@@ -67,6 +68,8 @@ pub struct GatewayService {
     pub manual_defaults: ManualAcks,
     /// Ends streams when the gateway shuts down.
     pub shutdown: Shutdown,
+    /// Live tails shared by ephemeral streams from the latest event.
+    pub fanout: FanOut,
 }
 
 /// The stream type of Subscribe.
@@ -272,6 +275,9 @@ impl GatewayService {
                 }
             }
         }
+        if FanOut::shares(&spec) {
+            return self.join_tail(spec, partitions).await;
+        }
         let id = uuid::Uuid::now_v7().to_string();
         let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
         let consumer = {
@@ -343,6 +349,47 @@ impl GatewayService {
             .instrument(span),
         );
         Ok(Box::pin(DeliveryStream::new(rx, store_offsets)))
+    }
+}
+
+impl GatewayService {
+    /// An ephemeral AUTO stream from the latest event: one more subscriber
+    /// of the live tail of its topics.
+    async fn join_tail(
+        &self,
+        spec: subscription::SubscriptionSpec,
+        partitions: HashMap<String, Vec<i32>>,
+    ) -> Result<SubscribeStream, Error> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let (tx, rx) = mpsc::channel(self.subscription_buffer);
+        let subscribed = SubscribeResponse {
+            kind: Some(Kind::Subscribed(Subscribed {
+                subscription_id: id.clone(),
+            })),
+        };
+        // The channel is new and has room.
+        let _ = tx.try_send(Ok(subscribed));
+        let stats = Arc::new(SubscriptionStats::default());
+        self.fanout
+            .join(
+                &spec,
+                partitions,
+                Subscriber {
+                    tx,
+                    stats: stats.clone(),
+                },
+            )
+            .await?;
+        self.subscriptions
+            .insert(&id, SubscriptionHandle { stats, acks: None });
+        self.metrics.subscriptions(1);
+        tracing::info!(subscription = %id, topics = ?spec.topics, "subscription started (live tail)");
+        let (subscriptions, metrics) = (self.subscriptions.clone(), self.metrics.clone());
+        Ok(Box::pin(DeliveryStream::new(rx, None).on_end(move || {
+            subscriptions.remove(&id);
+            metrics.subscriptions(-1);
+            tracing::info!(subscription = %id, "subscription ended");
+        })))
     }
 }
 

@@ -22,6 +22,8 @@ pub struct DeliveryStream {
     /// The consumer to store offsets in; `None` when nothing is committed.
     /// Weak: the task owns the consumer and closes it.
     consumer: Option<Weak<SubscriptionConsumer>>,
+    /// Runs when the stream goes (the client left or the stream ended).
+    on_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl DeliveryStream {
@@ -33,6 +35,21 @@ impl DeliveryStream {
         Self {
             inner: ReceiverStream::new(rx),
             consumer,
+            on_end: None,
+        }
+    }
+
+    /// Runs `on_end` when the stream goes.
+    pub fn on_end(mut self, on_end: impl FnOnce() + Send + 'static) -> Self {
+        self.on_end = Some(Box::new(on_end));
+        self
+    }
+}
+
+impl Drop for DeliveryStream {
+    fn drop(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end();
         }
     }
 }

@@ -142,7 +142,7 @@ pub async fn run(
                     if let Some(tracker) = tracker.as_mut() {
                         tracker.sent(&first, Instant::now());
                     }
-                    inputs.metrics.delivered(&first.topic);
+                    inputs.metrics.delivered(&first.topic, 1);
                     permit.send(Ok(delivery_message(first)));
                     stats.delivered.fetch_add(1, Ordering::SeqCst);
                 }
