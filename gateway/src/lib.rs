@@ -1,5 +1,6 @@
 //! event-gateway: a gRPC gateway in front of Apache Kafka.
 //!
+//! - [`cli`] - the `gateway` command.
 //! - [`config`] - flags and environment variables.
 //! - [`server`] - assembles the Kafka clients and the gRPC server, runs it,
 //!   and shuts it down in order.
@@ -17,6 +18,7 @@
 //! - [`spans`] - traces: RPC, produce and delivery spans, W3C propagation.
 //! - [`telemetry`] - logs and trace export (shared with the notifier).
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;

@@ -3,7 +3,10 @@
 //! bound instead of sleeping.
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+#[path = "../../src/bin/gateway-bench/tansu.rs"]
+mod tansu;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,29 +25,6 @@ use tonic::Streaming;
 
 /// Longest a test waits for a condition before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Where the tansu binary is: `TANSU_BIN` (set by scripts/test.sh), the
-/// cache scripts/test.sh fills, or PATH.
-fn tansu_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("TANSU_BIN") {
-        return path.into();
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let cached = PathBuf::from(home).join(".cache/event-gateway/tansu-0.6.0/bin/tansu");
-        if cached.exists() {
-            return cached;
-        }
-    }
-    if let Ok(output) = Command::new("which").arg("tansu").output() {
-        if output.status.success() {
-            return PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        }
-    }
-    panic!(
-        "the tansu broker is missing: run the tests with scripts/test.sh (it installs tansu \
-         into ~/.cache/event-gateway), or set TANSU_BIN"
-    );
-}
 
 /// The grpcurl binary: `GRPCURL` (set by scripts/test.sh) or PATH.
 pub fn grpcurl() -> PathBuf {
@@ -90,23 +70,7 @@ pub fn gateway_process(
     (child, lines)
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Where a broker's log goes: a file named after its port in the temp dir.
-fn log_file(port: u16) -> Stdio {
-    let path = std::env::temp_dir().join(format!("event-gateway-tansu-{port}.log"));
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_or_else(|_| Stdio::null(), Stdio::from)
-}
+pub use tansu::free_port;
 
 /// A real Kafka-protocol broker process.
 pub struct Broker {
@@ -163,30 +127,11 @@ impl Broker {
     /// connections.
     pub async fn restart(&mut self) {
         self.kill();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--kafka-listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &self.storage])
-            .env(
-                "RUST_LOG",
-                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file(self.port))
-            .spawn()
-            .expect("tansu starts");
+        let child = tansu::spawn(self.port, &self.storage).expect("tansu starts");
         self.child = Some(child);
-        let addr: SocketAddr = self.brokers().parse().unwrap();
+        let port = self.port;
         eventually("the broker accepts connections", || async {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            tansu::accepts(port)
         })
         .await;
     }

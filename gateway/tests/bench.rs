@@ -1,0 +1,129 @@
+//! `gateway-bench` in a small configuration: every scenario runs against a
+//! real broker and a real gateway process, and every event is accounted
+//! for. Speed is never asserted here (BENCHMARKS.md has the figures).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Fields BENCHMARKS.md and the README describe.
+const FIELDS: &[&str] = &[
+    "direct_produce_eps",
+    "unary_publish_eps",
+    "unary_ratio",
+    "stream_publish_eps",
+    "stream_ratio",
+    "publish_p50_ms",
+    "publish_p99_ms",
+    "direct_p50_ms",
+    "direct_p99_ms",
+    "direct_consume_eps",
+    "subscribe_eps",
+    "subscribe_ratio",
+    "fanout_streams",
+    "fanout_eps",
+    "gateway_peak_rss_mib",
+];
+
+fn json_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "event-gateway-bench-{name}-{}.json",
+        std::process::id()
+    ))
+}
+
+fn bench(json: &PathBuf, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gateway-bench"))
+        .args([
+            "--events",
+            "3000",
+            "--concurrency",
+            "16",
+            "--fanout-streams",
+            "40",
+            "--fanout-events",
+            "200",
+            "--latency-rate",
+            "500",
+            "--latency-events",
+            "500",
+            "--json",
+        ])
+        .arg(json)
+        .args(extra)
+        .output()
+        .expect("gateway-bench runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn every_scenario_accounts_for_every_event() {
+    let json = json_file("ok");
+    let output = bench(&json, &[]);
+    assert!(
+        output.status.success(),
+        "the benchmark failed\n{}",
+        text(&output)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON is written"))
+            .expect("valid JSON");
+    let _ = std::fs::remove_file(&json);
+    for field in FIELDS {
+        let value = report[field].as_f64();
+        assert!(
+            value.is_some_and(|v| v.is_finite() && v > 0.0),
+            "{field} is {:?} in {report:#}",
+            report[field]
+        );
+    }
+    assert_eq!(report["all_accounted"], true, "{report:#}");
+    assert_eq!(report["events"], 3000);
+    assert_eq!(report["fanout_streams"], 40);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for row in [
+        "direct produce",
+        "unary PublishEvent",
+        "streaming PublishEvents",
+        "Subscribe",
+        "fan-out",
+        "added by the gateway",
+    ] {
+        assert!(
+            stdout.contains(row),
+            "the table has no {row:?} row\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn events_that_are_not_stored_fail_the_benchmark() {
+    // The gateway refuses every benchmark event (256 B > 100 B): the run
+    // must say which scenarios lost events and exit non-zero.
+    let json = json_file("refused");
+    let output = bench(
+        &json,
+        &["--patience", "3s", "--gateway-arg=--max-payload-bytes=100"],
+    );
+    let _ = std::fs::remove_file(&json);
+    assert!(
+        !output.status.success(),
+        "the benchmark passed\n{}",
+        text(&output)
+    );
+    let all = text(&output);
+    assert!(
+        all.contains("NOT ACCOUNTED FOR: unary PublishEvent: 0 of 3000"),
+        "{all}"
+    );
+    assert!(
+        all.contains("INVALID_ARGUMENT") || all.contains("payload"),
+        "{all}"
+    );
+}
