@@ -234,6 +234,12 @@ impl RunningGateway {
         self.subscriptions.stats(id)
     }
 
+    /// How many live tails (consumers shared by ephemeral streams from the
+    /// latest event) are open.
+    pub fn live_tails(&self) -> usize {
+        self.fanout.running()
+    }
+
     /// Shuts down: NOT_SERVING, stop accepting, end streams with
     /// UNAVAILABLE, let in-flight calls finish, flush the producer.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
@@ -252,7 +258,7 @@ impl RunningGateway {
         // leave their groups. Wait for that (within the grace period) before
         // the producer flush and, with the embedded Kafka, before it stops.
         let closing = async {
-            while !self.subscriptions.is_empty() || !self.fanout.is_idle() {
+            while !self.subscriptions.is_empty() || self.fanout.running() > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         };

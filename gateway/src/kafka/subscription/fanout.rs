@@ -92,9 +92,9 @@ impl FanOut {
         spec.group.is_none() && spec.manual.is_none() && spec.start == StartPosition::Latest
     }
 
-    /// Whether every tail closed its consumer.
-    pub fn is_idle(&self) -> bool {
-        self.0.running.load(Ordering::SeqCst) == 0
+    /// How many tails have not closed their consumer yet.
+    pub fn running(&self) -> usize {
+        self.0.running.load(Ordering::SeqCst)
     }
 
     /// Adds `subscriber` to the tail of `spec`'s topics, starting one (at the

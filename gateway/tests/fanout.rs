@@ -1,0 +1,163 @@
+//! Live fan-out: ephemeral ACK_MODE_AUTO streams from the latest event share
+//! one consumer per topic set, each gets every event, a stalled one is ended
+//! without stopping the others, and shutdown closes the shared consumers.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use eventgateway::v1::event::Data;
+use eventgateway::v1::{
+    subscribe_response::Kind, Event, PublishEventRequest, StartFrom, SubscribeRequest,
+    SubscribeResponse,
+};
+use tonic::{Code, Streaming};
+
+fn latest(topic: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        topics: vec![topic.to_owned()],
+        start_from: StartFrom::Latest as i32,
+        ..SubscribeRequest::default()
+    }
+}
+
+/// The numbers of the next `count` deliveries of a stream.
+async fn numbers(stream: &mut Streaming<SubscribeResponse>, count: usize) -> BTreeSet<i64> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..count {
+        seen.insert(n(&next_delivery(stream).await));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn latest_streams_of_a_topic_share_one_consumer_and_each_gets_every_event() {
+    let (broker, topic, gateway, mut client) = fixture("fanout", 3).await;
+    let other = common::topic("fanout-other");
+    broker.create_topic(&other, 1).await;
+    let before = publish_numbered(&mut client, &topic, 0, 5).await;
+
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        streams.push(subscribe(&mut client, latest(&topic)).await.1);
+    }
+    assert_eq!(
+        gateway.live_tails(),
+        1,
+        "20 streams on one topic share one consumer"
+    );
+    let (_, mut elsewhere) = subscribe(&mut client, latest(&other)).await;
+    assert_eq!(gateway.live_tails(), 2, "another topic gets its own");
+
+    // Everything stored after `subscribed`, and nothing from before.
+    let end = publish_numbered(&mut client, &topic, before, 30).await;
+    let expected: BTreeSet<i64> = (before..end).collect();
+    for stream in &mut streams {
+        assert_eq!(numbers(stream, 30).await, expected);
+    }
+    publish_numbered(&mut client, &other, 0, 1).await;
+    assert_eq!(n(&next_delivery(&mut elsewhere).await), 0);
+
+    // A stream that joins a running tail gets what comes after it joined.
+    let (_, mut late) = subscribe(&mut client, latest(&topic)).await;
+    assert_eq!(gateway.live_tails(), 2);
+    let after = publish_numbered(&mut client, &topic, end, 3).await;
+    assert_eq!(numbers(&mut late, 3).await, (end..after).collect());
+
+    // Once every stream of a topic is gone, its consumer closes.
+    drop(streams);
+    drop(late);
+    eventually("the tail of the first topic closes", || async {
+        gateway.live_tails() == 1
+    })
+    .await;
+
+    // Shutdown ends the remaining stream with UNAVAILABLE and closes its tail.
+    let stopping = tokio::spawn(gateway.shutdown());
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match elsewhere.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    assert_eq!(ended, Some(Code::Unavailable));
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("shutdown completes")
+        .unwrap()
+        .expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
+    let broker = Broker::start().await;
+    let topic = common::topic("fanout-slow");
+    broker.create_topic(&topic, 1).await;
+    let mut config = config(Some(broker.brokers()));
+    config.subscription_buffer = 4;
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    // Each on its own connection: the stalled one must not hold the
+    // other's connection back.
+    let mut reader_client = common::client(gateway.addr()).await;
+    let mut stalled_client = common::client(gateway.addr()).await;
+    let (_, mut reader) = subscribe(&mut reader_client, latest(&topic)).await;
+    let (_, mut stalled) = subscribe(&mut stalled_client, latest(&topic)).await;
+    assert_eq!(gateway.live_tails(), 1);
+
+    // Far more than the stalled stream's channel and HTTP/2 windows hold.
+    let count = 600;
+    let publisher = tokio::spawn(async move {
+        for i in 0..count {
+            let event = Event {
+                data: Some(Data::Binary(vec![b'x'; 16 * 1024])),
+                attributes: [("n".to_owned(), i.to_string())].into(),
+                ..Event::default()
+            };
+            client
+                .publish_event(PublishEventRequest {
+                    topic: topic.clone(),
+                    key: String::new(),
+                    event: Some(event),
+                })
+                .await
+                .expect("publish succeeds");
+        }
+    });
+    let mut got = BTreeSet::new();
+    while got.len() < count {
+        let delivery = next_delivery(&mut reader).await;
+        let event = delivery.event.expect("an event");
+        got.insert(event.attributes["n"].parse::<usize>().unwrap());
+    }
+    assert_eq!(
+        got,
+        (0..count).collect(),
+        "the reading stream gets every event"
+    );
+    publisher.await.unwrap();
+
+    // The stalled stream: what was buffered, then RESOURCE_EXHAUSTED.
+    let status = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stalled.message().await {
+                Ok(Some(message)) => assert!(matches!(message.kind, Some(Kind::Delivery(_)))),
+                Ok(None) => panic!("the stalled stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stalled stream ends");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("START_FROM_OFFSETS"),
+        "{status:?}"
+    );
+}
