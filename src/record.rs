@@ -11,6 +11,8 @@
 //! the record timestamp, and its payload `json` when the value is a JSON
 //! object, `text` when it is UTF-8 and `binary` otherwise.
 
+use std::borrow::Cow;
+
 use prost_types::Timestamp;
 
 use crate::json::{json_to_struct, struct_to_json};
@@ -51,7 +53,7 @@ pub struct OutgoingRecord {
     /// Record value: the payload bytes.
     pub value: Vec<u8>,
     /// Record headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
     /// Record timestamp in milliseconds since the Unix epoch: the event time.
     pub timestamp_ms: Option<i64>,
 }
@@ -74,53 +76,70 @@ pub struct IncomingRecord<'a> {
 }
 
 /// The payload bytes of an event and their default media type.
-pub fn encode_data(data: Option<&Data>) -> (Vec<u8>, &'static str) {
+pub fn encode_data(data: Option<Data>) -> (Vec<u8>, &'static str) {
     match data {
-        Some(Data::Json(object)) => (struct_to_json(object), JSON_CONTENT_TYPE),
-        Some(Data::Text(text)) => (text.as_bytes().to_vec(), TEXT_CONTENT_TYPE),
-        Some(Data::Binary(bytes)) => (bytes.clone(), BINARY_CONTENT_TYPE),
+        Some(Data::Json(object)) => (struct_to_json(&object), JSON_CONTENT_TYPE),
+        Some(Data::Text(text)) => (text.into_bytes(), TEXT_CONTENT_TYPE),
+        Some(Data::Binary(bytes)) => (bytes, BINARY_CONTENT_TYPE),
         None => (Vec::new(), BINARY_CONTENT_TYPE),
     }
 }
 
-/// Builds the record for an event. The caller has filled the event's id and
-/// time; an empty `key` writes a record without a key.
-pub fn event_to_record(key: &str, event: &Event) -> OutgoingRecord {
-    let (value, default_content_type) = encode_data(event.data.as_ref());
-    let content_type = if event.content_type.is_empty() {
-        default_content_type
+/// How many bytes the payload takes in the record (a `json` payload as its
+/// JSON text), without copying a `text` or `binary` one.
+pub fn payload_len(data: Option<&Data>) -> usize {
+    match data {
+        Some(Data::Json(object)) => struct_to_json(object).len(),
+        Some(Data::Text(text)) => text.len(),
+        Some(Data::Binary(bytes)) => bytes.len(),
+        None => 0,
+    }
+}
+
+/// Builds the record for an event, moving its payload and fields into it.
+/// The caller has filled the event's id and time; an empty `key` writes a
+/// record without a key.
+pub fn event_to_record(key: &str, event: Event) -> OutgoingRecord {
+    let Event {
+        id,
+        r#type,
+        source,
+        time,
+        attributes,
+        data,
+        content_type,
+    } = event;
+    let (value, default_content_type) = encode_data(data);
+    let content_type = if content_type.is_empty() {
+        default_content_type.as_bytes().to_vec()
     } else {
-        event.content_type.as_str()
+        content_type.into_bytes()
     };
-    let mut headers: Vec<(String, Vec<u8>)> = vec![
-        (header::SPECVERSION.into(), header::SPECVERSION_VALUE.into()),
-        (header::ID.into(), event.id.clone().into_bytes()),
-    ];
-    if !event.r#type.is_empty() {
-        headers.push((header::TYPE.into(), event.r#type.clone().into_bytes()));
+    let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = Vec::with_capacity(6 + attributes.len());
+    headers.push((header::SPECVERSION.into(), header::SPECVERSION_VALUE.into()));
+    headers.push((header::ID.into(), id.into_bytes()));
+    if !r#type.is_empty() {
+        headers.push((header::TYPE.into(), r#type.into_bytes()));
     }
-    if !event.source.is_empty() {
-        headers.push((header::SOURCE.into(), event.source.clone().into_bytes()));
+    if !source.is_empty() {
+        headers.push((header::SOURCE.into(), source.into_bytes()));
     }
-    if let Some(time) = &event.time {
+    if let Some(time) = &time {
         headers.push((header::TIME.into(), time.to_string().into_bytes()));
     }
-    headers.push((
-        header::CONTENT_TYPE.into(),
-        content_type.as_bytes().to_vec(),
-    ));
-    let mut attributes: Vec<_> = event.attributes.iter().collect();
-    attributes.sort();
+    headers.push((header::CONTENT_TYPE.into(), content_type));
+    let mut attributes: Vec<(String, String)> = attributes.into_iter().collect();
+    attributes.sort_unstable();
     headers.extend(
         attributes
             .into_iter()
-            .map(|(name, value)| (name.clone(), value.clone().into_bytes())),
+            .map(|(name, value)| (Cow::Owned(name), value.into_bytes())),
     );
     OutgoingRecord {
         key: (!key.is_empty()).then(|| key.as_bytes().to_vec()),
         value,
         headers,
-        timestamp_ms: event.time.as_ref().map(timestamp_to_millis),
+        timestamp_ms: time.as_ref().map(timestamp_to_millis),
     }
 }
 
@@ -197,9 +216,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn incoming<'a>(
+    fn incoming<'a, S: AsRef<str>>(
         value: Option<&'a [u8]>,
-        headers: &'a [(String, Vec<u8>)],
+        headers: &'a [(S, Vec<u8>)],
     ) -> IncomingRecord<'a> {
         IncomingRecord {
             topic: "orders",
@@ -209,7 +228,7 @@ mod tests {
             timestamp_ms: Some(1_700_000_000_123),
             headers: headers
                 .iter()
-                .map(|(n, v)| (n.as_str(), Some(v.as_slice())))
+                .map(|(n, v)| (n.as_ref(), Some(v.as_slice())))
                 .collect(),
         }
     }
@@ -225,7 +244,7 @@ mod tests {
             data: json_to_struct(br#"{"user_id":1}"#).map(Data::Json),
             content_type: String::new(),
         };
-        let record = event_to_record("user-1", &event);
+        let record = event_to_record("user-1", event.clone());
         assert_eq!(record.key.as_deref(), Some(&b"user-1"[..]));
         assert_eq!(record.value, br#"{"user_id":1}"#);
         assert_eq!(record.timestamp_ms, Some(1_700_000_000_500));
@@ -241,15 +260,15 @@ mod tests {
 
     #[test]
     fn a_plain_record_gets_an_id_a_time_and_a_payload_kind() {
-        let plain = record_to_event(&incoming(Some(br#"{"a":1}"#), &[]));
+        let plain = record_to_event(&incoming::<String>(Some(br#"{"a":1}"#), &[]));
         assert_eq!(plain.id, "orders-2-41");
         assert_eq!(plain.time, Some(millis_to_timestamp(1_700_000_000_123)));
         assert!(matches!(plain.data, Some(Data::Json(_))));
-        let text = record_to_event(&incoming(Some(b"[1, 2]"), &[]));
+        let text = record_to_event(&incoming::<String>(Some(b"[1, 2]"), &[]));
         assert_eq!(text.data, Some(Data::Text("[1, 2]".into())));
-        let binary = record_to_event(&incoming(Some(&[0xff, 0x00]), &[]));
+        let binary = record_to_event(&incoming::<String>(Some(&[0xff, 0x00]), &[]));
         assert_eq!(binary.data, Some(Data::Binary(vec![0xff, 0x00])));
-        let tombstone = record_to_event(&incoming(None, &[]));
+        let tombstone = record_to_event(&incoming::<String>(None, &[]));
         assert_eq!(tombstone.data, None);
     }
 
@@ -265,6 +284,6 @@ mod tests {
 
     #[test]
     fn no_key_for_an_empty_partition_key() {
-        assert_eq!(event_to_record("", &Event::default()).key, None);
+        assert_eq!(event_to_record("", Event::default()).key, None);
     }
 }

@@ -34,4 +34,10 @@ pub mod telemetry;
 pub mod validate;
 
 pub use config::Config;
+
+/// Every binary linking the gateway allocates with mimalloc: the hot paths
+/// allocate small buffers on many threads (tokio workers, librdkafka
+/// callbacks), where glibc's allocator spent about a third of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use server::{run, start, RunningGateway};

@@ -161,7 +161,9 @@ impl GatewayService {
             "(invalid)".to_owned()
         };
         tracing::debug!(topic = request.topic, "publish received");
-        let outcome = self.publish(request, deadline, caller).await;
+        // Boxed: the publish state machine is large, and callers keep many
+        // of these futures in flight (PublishEvents); they move a pointer.
+        let outcome = Box::pin(self.publish(request, deadline, caller)).await;
         match &outcome {
             Ok(response) => tracing::debug!(
                 partition = response.partition,
@@ -203,7 +205,8 @@ impl GatewayService {
             produce.record("trace_id", trace_id.as_str());
             trace_context::into_attributes(&context, &mut event.attributes);
         }
-        let record = event_to_record(&request.key, &event);
+        let event_id = event.id.clone();
+        let record = event_to_record(&request.key, event);
         let mut kafka_up = self.kafka_up.clone();
         let send = self
             .publisher
@@ -228,7 +231,7 @@ impl GatewayService {
             }
         })?;
         Ok(PublishEventResponse {
-            event_id: event.id,
+            event_id,
             topic: request.topic,
             partition: stored.partition,
             offset: stored.offset,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use eventgateway::record::{encode_data, header, timestamp_to_millis};
+use eventgateway::record::{header, payload_len, timestamp_to_millis};
 use eventgateway::v1::{AckMode, Event, PublishEventRequest, StartFrom, SubscribeRequest};
 
 use crate::config::MIN_ACK_TIMEOUT;
@@ -51,7 +51,7 @@ pub fn publish_request(
     let event = request.event.as_ref().ok_or_else(|| {
         Error::InvalidArgument("event is missing: set the event to publish".into())
     })?;
-    let payload_len = encode_data(event.data.as_ref()).0.len();
+    let payload_len = payload_len(event.data.as_ref());
     if payload_len > max_payload_bytes {
         return Err(Error::InvalidArgument(format!(
             "the payload is {payload_len} bytes; this gateway accepts at most {max_payload_bytes}"
