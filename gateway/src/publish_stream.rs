@@ -5,12 +5,12 @@
 //! from reading its requests (backpressure, bounded memory).
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use eventgateway::trace_context;
 use eventgateway::v1::publish_events_response::Result as Outcome;
 use eventgateway::v1::{PublishError, PublishEventsRequest, PublishEventsResponse};
-use tokio::sync::{mpsc, Semaphore};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Status, Streaming};
@@ -29,6 +29,9 @@ pub type PublishEventsStream =
 
 /// Reads the client's requests and answers each one as it completes. At
 /// shutdown it stops reading, answers what is in flight, and ends.
+///
+/// One task per stream drives both the reading and every publish in flight
+/// (they mostly wait for Kafka): no task or span per event.
 pub fn serve(
     service: GatewayService,
     request: Request<Streaming<PublishEventsRequest>>,
@@ -37,59 +40,58 @@ pub fn serve(
     let span = spans::rpc_server("PublishEvents", request.metadata());
     let mut inbound = request.into_inner();
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut shutdown = service.shutdown.clone();
-    let reader_span = span.clone();
     tokio::spawn(
         async move {
+            let service = &service;
+            let mut in_flight = FuturesUnordered::new();
+            let mut reading = true;
             loop {
-                let next = tokio::select! {
+                tokio::select! {
                     biased;
-                    () = shutdown.started() => break,
-                    next = inbound.message() => next,
-                };
-                let item = match next {
-                    Ok(Some(item)) => item,
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(code = ?status.code(), "the publisher's stream failed");
-                        break;
-                    }
-                };
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let (service, tx, caller) = (service.clone(), tx.clone(), caller.clone());
-                tokio::spawn(
-                    async move {
-                        let deadline = Instant::now() + service.request_timeout;
-                        let outcome = match item.publish {
-                            Some(publish) => {
-                                service.publish_recorded(publish, deadline, caller).await
-                            }
-                            None => Err(Error::InvalidArgument(
-                                "publish is missing: set the event to publish".into(),
-                            )),
-                        };
-                        let answer = PublishEventsResponse {
-                            request_id: item.request_id,
-                            result: Some(match outcome {
-                                Ok(stored) => Outcome::Stored(stored),
-                                Err(error) => Outcome::Error(PublishError {
-                                    code: error.code() as i32,
-                                    message: error.to_string(),
-                                }),
-                            }),
-                        };
-                        // The client may have gone; its answer goes with it.
+                    () = shutdown.started(), if reading => reading = false,
+                    Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                        // The client may have gone; its answers go with it.
                         let _ = tx.send(Ok(answer)).await;
-                        drop(permit);
                     }
-                    .instrument(span.clone()),
-                );
+                    next = inbound.message(), if reading && in_flight.len() < IN_FLIGHT => match next {
+                        Ok(Some(item)) => in_flight.push(publish(service, item, caller.clone())),
+                        Ok(None) => reading = false,
+                        Err(status) => {
+                            tracing::debug!(code = ?status.code(), "the publisher's stream failed");
+                            reading = false;
+                        }
+                    },
+                    else => break,
+                }
             }
         }
-        .instrument(reader_span),
+        .instrument(span),
     );
     Box::pin(ReceiverStream::new(rx))
+}
+
+/// Publishes one request of the stream and builds its answer.
+async fn publish(
+    service: &GatewayService,
+    item: PublishEventsRequest,
+    caller: opentelemetry::Context,
+) -> PublishEventsResponse {
+    let deadline = Instant::now() + service.request_timeout;
+    let outcome = match item.publish {
+        Some(publish) => service.publish_recorded(publish, deadline, caller).await,
+        None => Err(Error::InvalidArgument(
+            "publish is missing: set the event to publish".into(),
+        )),
+    };
+    PublishEventsResponse {
+        request_id: item.request_id,
+        result: Some(match outcome {
+            Ok(stored) => Outcome::Stored(stored),
+            Err(error) => Outcome::Error(PublishError {
+                code: error.code() as i32,
+                message: error.to_string(),
+            }),
+        }),
+    }
 }
