@@ -80,7 +80,7 @@ impl Publisher {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in &record.headers {
             headers = headers.insert(Header {
-                key,
+                key: key.as_ref(),
                 value: Some(value),
             });
         }

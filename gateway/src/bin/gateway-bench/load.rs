@@ -126,11 +126,21 @@ impl Throughput {
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Latency {
     p50: f64,
     p99: f64,
     max: f64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            p50: f64::NAN,
+            p99: f64::NAN,
+            max: f64::NAN,
+        }
+    }
 }
 
 impl Latency {
@@ -138,6 +148,7 @@ impl Latency {
         if samples.is_empty() {
             return Self::default();
         }
+
         samples.sort_unstable();
         let at = |q: f64| {
             let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
@@ -155,6 +166,7 @@ impl Latency {
 pub(crate) struct Report {
     options: Options,
     direct_produce: Throughput,
+    direct_closed: Throughput,
     unary: Throughput,
     stream: Throughput,
     direct_consume: Throughput,
@@ -177,8 +189,9 @@ pub(crate) async fn run(
     let patience = o.patience;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let topic = |name: &str| format!("bench-{name}-{run_id}");
-    let (direct_topic, unary_topic, stream_topic, fanout_topic, latency_topic) = (
+    let (direct_topic, closed_topic, unary_topic, stream_topic, fanout_topic, latency_topic) = (
         topic("direct"),
+        topic("closed"),
         topic("unary"),
         topic("stream"),
         topic("fanout"),
@@ -188,6 +201,7 @@ pub(crate) async fn run(
         brokers,
         &[
             &direct_topic,
+            &closed_topic,
             &unary_topic,
             &stream_topic,
             &fanout_topic,
@@ -210,58 +224,115 @@ pub(crate) async fn run(
     ] {
         warm_up(&channels[0], t).await?;
     }
+    // The direct producer too: its first send fetches metadata and a
+    // producer id.
+    let warm = event_to_record("warm-up", event(16, uuid::Uuid::now_v7().to_string()));
+    let first = enqueue(&producer, &direct_topic, &warm).await?;
+    if !matches!(first.await, Ok(Ok(_))) {
+        return Err("the direct producer cannot write to the broker".into());
+    }
 
-    step("direct produce");
-    let direct_produce = direct_produce(&producer, &direct_topic, o.events, o.size).await?;
-    step("unary PublishEvent");
-    let unary = unary(&channels, &unary_topic, o.events, o.size, o.concurrency).await;
-    step("streaming PublishEvents");
-    let stream = stream(
-        &channels,
-        &stream_topic,
-        o.events,
-        o.size,
-        o.publish_streams,
-    )
-    .await;
-    // Both consumers read what the gateway stored: every event published
-    // through it must be in Kafka.
-    step("direct consume");
-    let direct_consume = direct_consume(brokers, &unary_topic, o.events, patience).await?;
-    step("Subscribe");
-    let subscribe = subscribe(&channels[0], &unary_topic, o.events, patience).await;
-    step("fan-out");
-    let fanout = fanout(
-        &gateway,
-        &producer,
-        &fanout_topic,
-        o.fanout_streams,
-        o.fanout_events,
-        o.size,
-        patience,
-    )
-    .await?;
-    step("latency: direct producer");
-    let direct_latency = direct_latency(
-        &producer,
-        &latency_topic,
-        o.latency_rate,
-        o.latency_events,
-        o.latency_size,
-    )
-    .await?;
-    step("latency: PublishEvent");
-    let publish_latency = publish_latency(
-        &channels[0],
-        &latency_topic,
-        o.latency_rate,
-        o.latency_events,
-        o.latency_size,
-    )
-    .await;
+    let runs = |name: &str| o.only.is_empty() || o.only.iter().any(|n| n == name);
+    let direct_produce = if runs("produce") {
+        step("direct produce");
+        direct_produce(&producer, &direct_topic, o.events, o.size).await?
+    } else {
+        skipped("direct produce")
+    };
+    let direct_closed = if runs("closed") {
+        step("direct closed loop");
+        direct_closed_loop(&producer, &closed_topic, o.events, o.size, o.concurrency).await
+    } else {
+        skipped("direct closed loop (C tasks)")
+    };
+    let unary = if runs("unary") {
+        step("unary PublishEvent");
+        unary(&channels, &unary_topic, o.events, o.size, o.concurrency).await
+    } else {
+        skipped("unary PublishEvent")
+    };
+    let stream = if runs("stream") {
+        step("streaming PublishEvents");
+        stream(
+            &channels,
+            &stream_topic,
+            o.events,
+            o.size,
+            o.publish_streams,
+        )
+        .await
+    } else {
+        skipped("streaming PublishEvents")
+    };
+    // Both consumers read what the gateway stored (every event published
+    // through it must be in Kafka), or else what the direct producer stored.
+    let stored = if runs("unary") {
+        Some(&unary_topic)
+    } else if runs("produce") {
+        Some(&direct_topic)
+    } else {
+        None
+    };
+    let (direct_consume, subscribe) = match stored {
+        Some(topic) if runs("consume") || runs("subscribe") => {
+            step("direct consume");
+            let direct = direct_consume(brokers, topic, o.events, patience).await?;
+            step("Subscribe");
+            let gateway = subscribe(&channels[0], topic, o.events, patience).await;
+            (direct, gateway)
+        }
+        Some(_) => (skipped("direct consume"), skipped("Subscribe (one stream)")),
+        None if runs("consume") || runs("subscribe") => {
+            return Err(
+                "consume and subscribe read what produce or unary stored: run one of them too"
+                    .into(),
+            )
+        }
+        None => (skipped("direct consume"), skipped("Subscribe (one stream)")),
+    };
+    let fanout = if runs("fanout") {
+        step("fan-out");
+        fanout(
+            &gateway,
+            &producer,
+            &fanout_topic,
+            o.fanout_streams,
+            o.fanout_events,
+            o.size,
+            patience,
+        )
+        .await?
+    } else {
+        skipped("fan-out (deliveries)")
+    };
+    let (direct_latency, publish_latency) = if runs("latency") {
+        step("latency: direct producer");
+        let direct = direct_latency(
+            &producer,
+            &latency_topic,
+            o.latency_rate,
+            o.latency_events,
+            o.latency_size,
+        )
+        .await?;
+        step("latency: PublishEvent");
+        let gateway = publish_latency(
+            &channels[0],
+            &latency_topic,
+            o.latency_rate,
+            o.latency_events,
+            o.latency_size,
+        )
+        .await;
+        (direct, gateway)
+    } else {
+        let none = (Latency::default(), Tally::new(0));
+        (none.clone(), none)
+    };
     Ok(Report {
         options: options.clone(),
         direct_produce,
+        direct_closed,
         unary,
         stream,
         direct_consume,
@@ -271,6 +342,16 @@ pub(crate) async fn run(
         publish_latency,
         peak_rss_mib: peak_rss_mib(gateway_pid),
     })
+}
+
+/// A scenario left out with `--only`: no figures (null in the JSON).
+fn skipped(name: &'static str) -> Throughput {
+    Throughput {
+        name,
+        events: 0,
+        elapsed: Duration::ZERO,
+        tally: Tally::new(0),
+    }
 }
 
 fn step(name: &str) {
@@ -293,7 +374,7 @@ fn event(size: usize, id: String) -> Event {
 /// for the same event, so that both sides move the same bytes.
 fn direct_record(index: u64, size: usize) -> OutgoingRecord {
     let key = index.to_string();
-    event_to_record(&key, &event(size, uuid::Uuid::now_v7().to_string()))
+    event_to_record(&key, event(size, uuid::Uuid::now_v7().to_string()))
 }
 
 fn publish_request(topic: &str, index: u64, size: usize) -> PublishEventRequest {
@@ -376,7 +457,6 @@ async fn direct_produce(
     events: u64,
     size: usize,
 ) -> Result<Throughput, String> {
-    let records: Vec<OutgoingRecord> = (0..events).map(|i| direct_record(i, size)).collect();
     let mut tally = Tally::new(events);
     let mut pending: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
     let settle =
@@ -390,12 +470,14 @@ async fn direct_produce(
             }
         };
     let started = Instant::now();
-    for (index, record) in records.iter().enumerate() {
+    // Each record is built in the loop, as a client builds its event.
+    for index in 0..events {
         if pending.len() >= DIRECT_WINDOW {
             let (i, delivery) = pending.pop_front().expect("not empty");
             settle(&mut tally, i, delivery.await);
         }
-        pending.push_back((index as u64, enqueue(producer, topic, record).await?));
+        let record = direct_record(index, size);
+        pending.push_back((index, enqueue(producer, topic, &record).await?));
     }
     for (i, delivery) in pending {
         settle(&mut tally, i, delivery.await);
@@ -406,6 +488,47 @@ async fn direct_produce(
         elapsed: started.elapsed(),
         tally,
     })
+}
+
+/// `concurrency` tasks each sending one record and awaiting its answer
+/// before the next: the closed loop of unary PublishEvent, without the gateway.
+async fn direct_closed_loop(
+    producer: &FutureProducer,
+    topic: &str,
+    events: u64,
+    size: usize,
+    concurrency: usize,
+) -> Throughput {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    let started = Instant::now();
+    for _ in 0..concurrency.max(1) {
+        let (producer, next, topic) = (producer.clone(), next.clone(), topic.to_owned());
+        tasks.spawn(async move {
+            let mut tally = Tally::new(events);
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= events {
+                    return tally;
+                }
+                let record = direct_record(index, size);
+                match enqueue(&producer, &topic, &record).await {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => tally.mark(&index.to_string()),
+                        _ => tally.error("direct produce failed"),
+                    },
+                    Err(error) => tally.error(error),
+                }
+            }
+        });
+    }
+    let tally = gather(tasks, events).await;
+    Throughput {
+        name: "direct closed loop (C tasks)",
+        events,
+        elapsed: started.elapsed(),
+        tally,
+    }
 }
 
 async fn wait_serving(url: &str) -> Result<(), String> {
@@ -884,6 +1007,8 @@ impl Report {
             "direct_produce_eps": round(self.direct_produce.eps()),
             "unary_publish_eps": round(self.unary.eps()),
             "unary_ratio": round(Self::ratio(&self.unary, &self.direct_produce)),
+            "direct_closed_loop_eps": round(self.direct_closed.eps()),
+            "unary_closed_loop_ratio": round(Self::ratio(&self.unary, &self.direct_closed)),
             "stream_publish_eps": round(self.stream.eps()),
             "stream_ratio": round(Self::ratio(&self.stream, &self.direct_produce)),
             "direct_consume_eps": round(self.direct_consume.eps()),
@@ -937,6 +1062,11 @@ impl Report {
             &self.stream,
             Some(Self::ratio(&self.stream, &self.direct_produce)),
         );
+        row(&self.direct_closed, None);
+        row(
+            &self.unary,
+            Some(Self::ratio(&self.unary, &self.direct_closed)),
+        );
         row(&self.direct_consume, None);
         row(
             &self.subscribe,
@@ -981,6 +1111,7 @@ impl Report {
         };
         [
             &self.direct_produce,
+            &self.direct_closed,
             &self.unary,
             &self.stream,
             &self.direct_consume,

@@ -74,6 +74,10 @@ pub struct Options {
     /// the rest as missing, e.g. 30s.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub patience: Duration,
+    /// Run only these scenarios (comma-separated): produce, closed, unary,
+    /// stream, consume, subscribe, fanout, latency. The others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "stream", "consume", "subscribe", "fanout", "latency"])]
+    pub only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]
     pub gateway_args: Vec<String>,
