@@ -67,8 +67,9 @@ pub struct Options {
     /// Payload bytes per event in the latency scenario.
     #[arg(long, default_value_t = 1024)]
     pub latency_size: usize,
-    /// linger.ms of both the direct producer and the gateway's producer.
-    #[arg(long, default_value_t = 5)]
+    /// linger.ms of both the direct producer and the gateway's producer
+    /// (default: the gateway's default).
+    #[arg(long, default_value = gateway::kafka::producer::LINGER_MS)]
     pub linger_ms: u64,
     /// Longest the benchmark waits for an expected event before it counts
     /// the rest as missing, e.g. 30s.
