@@ -45,12 +45,23 @@ impl Telemetry {
     }
 }
 
+/// The target of spans made once per record (a Kafka send, a delivery):
+/// exported as traces when export is on, never kept by the log layer, so
+/// that without export they cost nothing.
+pub const RECORD_SPANS: &str = "record_spans";
+
 /// Installs logging and (when configured) trace export. Call it once, inside
 /// the tokio runtime; `default_service_name` names the service when
 /// `OTEL_SERVICE_NAME` does not.
 pub fn init(default_service_name: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(
+            format!("{RECORD_SPANS}=off")
+                .parse()
+                .expect("a valid directive"),
+        );
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {

@@ -6,8 +6,11 @@
 //! subscriber in the event's `traceparent` attribute.
 //!
 //! Every span has a `trace_id` field, so that each log line within it names
-//! the trace, whether or not spans are exported.
+//! the trace, whether or not spans are exported. The per-record spans
+//! (produce, deliver) are for export only: the log layer never keeps them,
+//! so without export they are not even created.
 
+use eventgateway::telemetry::RECORD_SPANS;
 use eventgateway::trace_context;
 use eventgateway::v1::Delivery;
 use opentelemetry::Context;
@@ -34,6 +37,7 @@ pub fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
 /// The PRODUCER span of one send to `topic`.
 pub fn produce(topic: &str) -> Span {
     tracing::info_span!(
+        target: RECORD_SPANS,
         "produce",
         otel.name = format!("send {topic}"),
         otel.kind = "producer",
@@ -64,6 +68,7 @@ pub fn deliver(delivery: &mut Delivery, group: Option<&str>) {
         return;
     };
     let span = tracing::info_span!(
+        target: RECORD_SPANS,
         "deliver",
         otel.name = format!("process {}", delivery.topic),
         otel.kind = "consumer",

@@ -156,17 +156,20 @@ fn spawn_gateway(options: &Options, brokers: &str, port: u16) -> Result<Child, S
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
     eprintln!("gateway on 127.0.0.1:{port} (log: {})", log.display());
-    std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    // The gateway's own log level unless GATEWAY_BENCH_LOG says otherwise:
+    // it is measured as it runs by default.
+    match std::env::var("GATEWAY_BENCH_LOG") {
+        Ok(level) => command.env("RUST_LOG", level),
+        Err(_) => command.env_remove("RUST_LOG"),
+    };
+    command
         .arg("serve-gateway")
         .args(["--brokers", brokers])
         .arg(format!("--listen=127.0.0.1:{port}"))
         .arg("--metrics-addr=0")
         .arg(format!("--kafka-property=linger.ms={}", options.linger_ms))
         .args(&options.gateway_args)
-        .env(
-            "RUST_LOG",
-            std::env::var("GATEWAY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
         .env("NO_COLOR", "1")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("KAFKA_PROPERTIES")
