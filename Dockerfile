@@ -7,7 +7,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin gateway --bin notifier \
+RUN cargo build --release --locked -p gateway -p notifier --bin gateway --bin notifier \
  && cp target/release/gateway target/release/notifier /usr/local/bin/
 
 FROM debian:bookworm-slim
