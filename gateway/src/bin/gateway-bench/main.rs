@@ -113,6 +113,24 @@ fn main() -> ExitCode {
 /// A child process killed when dropped.
 struct Process(Child);
 
+impl Process {
+    /// Asks the process to stop (SIGTERM) and waits for it, at most
+    /// `patience`; then kills it. The gateway shuts down cleanly, and a
+    /// profiler wrapping it writes its output.
+    fn stop(mut self, patience: Duration) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let until = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -139,7 +157,7 @@ async fn bench(options: Options) -> Result<(), String> {
     let gateway = Process(spawn_gateway(&options, &brokers, port)?);
     let gateway_pid = gateway.0.id();
     let report = load::run(&options, &brokers, port, gateway_pid).await?;
-    drop(gateway);
+    gateway.stop(Duration::from_secs(60));
     report.print();
     if let Some(path) = &options.json {
         std::fs::write(path, report.json())
@@ -156,7 +174,19 @@ fn spawn_gateway(options: &Options, brokers: &str, port: u16) -> Result<Child, S
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
     eprintln!("gateway on 127.0.0.1:{port} (log: {})", log.display());
-    let mut command = std::process::Command::new(exe);
+    // GATEWAY_BENCH_WRAPPER runs the gateway under a profiler, e.g.
+    // "valgrind --tool=callgrind" (instruction counts are stable where
+    // timings are not).
+    let wrapper = std::env::var("GATEWAY_BENCH_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    };
     // The gateway's own log level unless GATEWAY_BENCH_LOG says otherwise:
     // it is measured as it runs by default.
     match std::env::var("GATEWAY_BENCH_LOG") {
