@@ -11,7 +11,8 @@
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
 //!   consumer is behind the partition's end (from librdkafka statistics).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +24,12 @@ use tonic::Code;
 
 /// Label pairs of one series.
 type Labels = Vec<(&'static str, String)>;
+
+/// gRPC status codes (0 to 16).
+const CODES: usize = 17;
+
+/// One topic's publish series, by status code.
+type PublishSeries = Vec<Option<(Counter, Histogram)>>;
 
 /// The gateway's metrics; cloning shares them.
 #[derive(Clone)]
@@ -37,6 +44,10 @@ struct Inner {
     acks: Counter,
     active_subscriptions: Gauge,
     consumer_lag: Family<Labels, Gauge>,
+    /// The series the hot paths update, by topic: found with one lookup of
+    /// the topic, without building their label sets each time.
+    publish_series: RwLock<HashMap<String, PublishSeries>>,
+    delivery_series: RwLock<HashMap<String, Counter>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -95,8 +106,19 @@ impl Default for Metrics {
             acks,
             active_subscriptions,
             consumer_lag,
+            publish_series: RwLock::default(),
+            delivery_series: RwLock::default(),
         }))
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The lowercase name Prometheus labels use for a gRPC code.
@@ -120,20 +142,41 @@ impl Metrics {
 
     /// Counts one PublishEvent call.
     pub fn published(&self, topic: &str, code: Code, took: Duration) {
+        let index = (code as usize).min(CODES - 1);
+        let record = |(count, seconds): &(Counter, Histogram)| {
+            count.inc();
+            seconds.observe(took.as_secs_f64());
+        };
+        if let Some(series) = read(&self.0.publish_series)
+            .get(topic)
+            .and_then(|series| series[index].as_ref())
+        {
+            return record(series);
+        }
         let labels = vec![("topic", topic.to_owned()), ("status", status_label(code))];
-        self.0.publishes.get_or_create(&labels).inc();
-        self.0
-            .publish_seconds
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
+        let series = (
+            self.0.publishes.get_or_create(&labels).clone(),
+            self.0.publish_seconds.get_or_create(&labels).clone(),
+        );
+        record(&series);
+        write(&self.0.publish_series)
+            .entry(topic.to_owned())
+            .or_insert_with(|| vec![None; CODES])[index] = Some(series);
     }
 
     /// Counts `count` first deliveries of one record of `topic`.
     pub fn delivered(&self, topic: &str, count: u64) {
-        self.0
+        if let Some(counter) = read(&self.0.delivery_series).get(topic) {
+            counter.inc_by(count);
+            return;
+        }
+        let counter = self
+            .0
             .deliveries
             .get_or_create(&vec![("topic", topic.to_owned())])
-            .inc_by(count);
+            .clone();
+        counter.inc_by(count);
+        write(&self.0.delivery_series).insert(topic.to_owned(), counter);
     }
 
     /// Counts a redelivery.

@@ -31,6 +31,9 @@ pub struct Stored {
 pub struct Publisher {
     /// librdkafka producer; cloning shares it.
     producer: FutureProducer,
+    /// Longest Kafka gets to store an event (message.timeout.ms): librdkafka
+    /// answers every send within it.
+    delivery_timeout: Duration,
 }
 
 impl Publisher {
@@ -70,6 +73,7 @@ impl Publisher {
         );
         Ok(Self {
             producer: config.create()?,
+            delivery_timeout,
         })
     }
 
@@ -105,6 +109,10 @@ impl Publisher {
             .producer
             .send_result(future_record)
             .map_err(|(error, _)| Error::from_kafka(&error, topic))?;
+        // A deadline at least twice the delivery timeout away needs no timer
+        // of its own (one per event saved): librdkafka answers well before.
+        let deadline =
+            deadline.filter(|deadline| *deadline < Instant::now() + 2 * self.delivery_timeout);
         let outcome = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, delivery)
                 .await
