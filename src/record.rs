@@ -125,7 +125,7 @@ pub fn event_to_record(key: &str, event: Event) -> OutgoingRecord {
         headers.push((header::SOURCE.into(), source.into_bytes()));
     }
     if let Some(time) = &time {
-        headers.push((header::TIME.into(), time.to_string().into_bytes()));
+        headers.push((header::TIME.into(), rfc3339(time).into_bytes()));
     }
     headers.push((header::CONTENT_TYPE.into(), content_type));
     let mut attributes: Vec<(String, String)> = attributes.into_iter().collect();
@@ -203,6 +203,74 @@ pub fn timestamp_to_millis(time: &Timestamp) -> i64 {
         .saturating_add(i64::from(time.nanos) / 1_000_000)
 }
 
+/// A timestamp in RFC 3339, exactly as `Timestamp`'s `Display` writes it
+/// (`2024-02-29T12:00:00.250Z`: no fraction, or 3, 6 or 9 digits), without
+/// going through the formatting machinery for the years 0 to 9999.
+pub fn rfc3339(time: &Timestamp) -> String {
+    const DAY: i64 = 86_400;
+    let (seconds, nanos) = (time.seconds, time.nanos);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(DAY));
+    if !(0..=9999).contains(&year) || !(0..1_000_000_000).contains(&nanos) {
+        return time.to_string();
+    }
+    let of_day = seconds.rem_euclid(DAY);
+    let nanos = i64::from(nanos);
+    let (fraction, width) = if nanos == 0 {
+        (0, 0)
+    } else if nanos % 1_000_000 == 0 {
+        (nanos / 1_000_000, 3)
+    } else if nanos % 1_000 == 0 {
+        (nanos / 1_000, 6)
+    } else {
+        (nanos, 9)
+    };
+    let mut text = Vec::with_capacity(30);
+    for (separator, value, width) in [
+        (&b""[..], year, 4),
+        (b"-", month, 2),
+        (b"-", day, 2),
+        (b"T", of_day / 3600, 2),
+        (b":", of_day / 60 % 60, 2),
+        (b":", of_day % 60, 2),
+        (b".", fraction, width),
+    ] {
+        if width == 0 {
+            continue;
+        }
+        text.extend_from_slice(separator);
+        // Every value is below 10^9 here: u32 arithmetic, no real division.
+        let mut value = value as u32;
+        let mut field = [b'0'; 9];
+        for digit in field[..width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        text.extend_from_slice(&field[..width]);
+    }
+    text.push(b'Z');
+    String::from_utf8(text).unwrap_or_else(|_| time.to_string())
+}
+
+/// Year, month and day of a count of days since 1970-01-01 (proleptic
+/// Gregorian calendar; Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// The timestamp of a count of milliseconds since the Unix epoch.
 pub fn millis_to_timestamp(millis: i64) -> Timestamp {
     Timestamp {
@@ -215,6 +283,70 @@ pub fn millis_to_timestamp(millis: i64) -> Timestamp {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn rfc3339_writes_what_timestamp_display_writes() {
+        let mut cases = vec![
+            Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 500_000_000,
+            },
+            Timestamp {
+                seconds: 1_709_208_000,
+                nanos: 250_000,
+            },
+            Timestamp {
+                seconds: 951_782_400,
+                nanos: 1,
+            },
+            Timestamp {
+                seconds: -1,
+                nanos: 999_999_999,
+            },
+            Timestamp {
+                seconds: -62_135_596_800,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 253_402_300_799,
+                nanos: 123_456_789,
+            },
+            Timestamp {
+                seconds: 253_402_300_800,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: -62_135_596_801,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 5,
+                nanos: -1,
+            },
+        ];
+        // And a spread of instants from year 0 to 9999.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let seconds = (x % 315_537_897_600) as i64 - 62_167_219_200;
+            let nanos = match x % 4 {
+                0 => 0,
+                1 => (x % 1000) as i32 * 1_000_000,
+                2 => (x % 1_000_000) as i32 * 1000,
+                _ => (x % 1_000_000_000) as i32,
+            };
+            cases.push(Timestamp { seconds, nanos });
+        }
+        for time in cases {
+            assert_eq!(rfc3339(&time), time.to_string(), "{time:?}");
+        }
+    }
 
     fn incoming<'a, S: AsRef<str>>(
         value: Option<&'a [u8]>,

@@ -190,7 +190,11 @@ impl GatewayService {
         self.check_ready()?;
         let mut event = request.event.take().unwrap_or_default();
         if event.id.is_empty() {
-            event.id = uuid::Uuid::now_v7().to_string();
+            let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+            event.id = uuid::Uuid::now_v7()
+                .hyphenated()
+                .encode_lower(&mut text)
+                .to_owned();
         }
         let time = *event
             .time
