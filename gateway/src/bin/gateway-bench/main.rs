@@ -42,6 +42,10 @@ pub struct Options {
     /// Partitions of each topic the benchmark creates.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
+    /// Runs of the direct produce and streaming scenarios (alternating);
+    /// the median of each is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Concurrent client tasks calling PublishEvent.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
