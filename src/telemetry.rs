@@ -96,10 +96,14 @@ pub fn init(default_service_name: &str) -> Telemetry {
             .with_tracer(provider.tracer(service_name.clone()))
             .with_filter(LevelFilter::INFO)
     });
-    let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .with(otel)
-        .try_init();
+    // No `Option` layer when export is off: a `None` layer still declares
+    // an interest in every span, and the per-record spans would be built
+    // for nobody.
+    let logging = tracing_subscriber::registry().with(fmt.with_filter(filter));
+    let _ = match otel {
+        Some(otel) => logging.with(otel).try_init(),
+        None => logging.try_init(),
+    };
     if let Some(error) = export_error {
         tracing::error!(%error, "cannot export traces; continuing without");
     } else if provider.is_some() {
