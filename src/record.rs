@@ -12,6 +12,7 @@
 //! object, `text` when it is UTF-8 and `binary` otherwise.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use prost_types::Timestamp;
 
@@ -207,48 +208,71 @@ pub fn timestamp_to_millis(time: &Timestamp) -> i64 {
 /// (`2024-02-29T12:00:00.250Z`: no fraction, or 3, 6 or 9 digits), without
 /// going through the formatting machinery for the years 0 to 9999.
 pub fn rfc3339(time: &Timestamp) -> String {
-    const DAY: i64 = 86_400;
+    thread_local! {
+        // Events come in bursts within one second: its date and time of
+        // day are worked out once.
+        static LAST_SECOND: RefCell<Option<(i64, String)>> = const { RefCell::new(None) };
+    }
     let (seconds, nanos) = (time.seconds, time.nanos);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(DAY));
-    if !(0..=9999).contains(&year) || !(0..1_000_000_000).contains(&nanos) {
+    if !(0..1_000_000_000).contains(&nanos) {
         return time.to_string();
     }
-    let of_day = seconds.rem_euclid(DAY);
-    let nanos = i64::from(nanos);
-    let (fraction, width) = if nanos == 0 {
-        (0, 0)
-    } else if nanos % 1_000_000 == 0 {
-        (nanos / 1_000_000, 3)
-    } else if nanos % 1_000 == 0 {
-        (nanos / 1_000, 6)
-    } else {
-        (nanos, 9)
-    };
-    let mut text = Vec::with_capacity(30);
-    for (separator, value, width) in [
-        (&b""[..], year, 4),
-        (b"-", month, 2),
-        (b"-", day, 2),
-        (b"T", of_day / 3600, 2),
-        (b":", of_day / 60 % 60, 2),
-        (b":", of_day % 60, 2),
-        (b".", fraction, width),
-    ] {
-        if width == 0 {
-            continue;
+    LAST_SECOND.with_borrow_mut(|last| {
+        if last.as_ref().is_none_or(|(second, _)| *second != seconds) {
+            *last = date_and_time(seconds).map(|text| (seconds, text));
         }
-        text.extend_from_slice(separator);
-        // Every value is below 10^9 here: u32 arithmetic, no real division.
-        let mut value = value as u32;
-        let mut field = [b'0'; 9];
-        for digit in field[..width].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
+        let Some((_, date_and_time)) = last else {
+            return time.to_string();
+        };
+        let mut text = String::with_capacity(date_and_time.len() + 11);
+        text.push_str(date_and_time);
+        let (fraction, width) = match nanos as u32 {
+            0 => (0, 0),
+            n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+            n if n % 1_000 == 0 => (n / 1_000, 6),
+            n => (n, 9),
+        };
+        if width > 0 {
+            text.push('.');
+            push_digits(&mut text, fraction, width);
         }
-        text.extend_from_slice(&field[..width]);
+        text.push('Z');
+        text
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a count of seconds since the Unix epoch, for
+/// the years 0 to 9999.
+fn date_and_time(seconds: i64) -> Option<String> {
+    const DAY: i64 = 86_400;
+    let (year, month, day) = civil_from_days(seconds.div_euclid(DAY));
+    if !(0..=9999).contains(&year) {
+        return None;
     }
-    text.push(b'Z');
-    String::from_utf8(text).unwrap_or_else(|_| time.to_string())
+    let of_day = seconds.rem_euclid(DAY);
+    let mut text = String::with_capacity(19);
+    for (separator, value, width) in [
+        ("", year, 4),
+        ("-", month, 2),
+        ("-", day, 2),
+        ("T", of_day / 3600, 2),
+        (":", of_day / 60 % 60, 2),
+        (":", of_day % 60, 2),
+    ] {
+        text.push_str(separator);
+        push_digits(&mut text, value as u32, width);
+    }
+    Some(text)
+}
+
+/// `value` in `width` decimal digits, zero-padded.
+fn push_digits(text: &mut String, mut value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    for digit in digits[..width].iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    text.extend(digits[..width].iter().map(|&d| char::from(d)));
 }
 
 /// Year, month and day of a count of days since 1970-01-01 (proleptic
@@ -342,6 +366,13 @@ mod tests {
                 _ => (x % 1_000_000_000) as i32,
             };
             cases.push(Timestamp { seconds, nanos });
+        }
+        // Several in one second: the second's text is reused.
+        for nanos in [0, 7, 250_000_000, 999_999_000, 0] {
+            cases.push(Timestamp {
+                seconds: 1_764_201_600,
+                nanos,
+            });
         }
         for time in cases {
             assert_eq!(rfc3339(&time), time.to_string(), "{time:?}");

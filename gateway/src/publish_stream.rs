@@ -46,10 +46,13 @@ pub fn serve(
             let service = &service;
             let mut in_flight = FuturesUnordered::new();
             let mut reading = true;
+            // One wait for the shutdown for the whole stream, not one per turn.
+            let stopping = shutdown.started();
+            tokio::pin!(stopping);
             loop {
                 tokio::select! {
                     biased;
-                    () = shutdown.started(), if reading => reading = false,
+                    () = &mut stopping, if reading => reading = false,
                     Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
                         // The client may have gone; its answers go with it.
                         let _ = tx.send(Ok(answer)).await;
