@@ -72,6 +72,9 @@ pub struct GatewayService {
     pub fanout: FanOut,
 }
 
+/// The receiving end of a subscription's channel.
+type SubscriptionReceiver = mpsc::Receiver<Result<SubscribeResponse, Status>>;
+
 /// The stream type of Subscribe.
 pub type SubscribeStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send>>;
 
@@ -309,14 +312,7 @@ impl GatewayService {
             .await?
         };
         let consumer = Arc::new(consumer);
-        let (tx, rx) = mpsc::channel(self.subscription_buffer);
-        let subscribed = SubscribeResponse {
-            kind: Some(Kind::Subscribed(Subscribed {
-                subscription_id: id.clone(),
-            })),
-        };
-        // The channel is new and has room.
-        let _ = tx.try_send(Ok(subscribed));
+        let (tx, rx) = self.subscription_channel(&id);
         let stats = Arc::new(SubscriptionStats::default());
         let (acks_tx, acks) = mpsc::channel(ACK_BATCHES);
         self.subscriptions.insert(
@@ -360,6 +356,19 @@ impl GatewayService {
 }
 
 impl GatewayService {
+    /// A new subscription's channel, with its `subscribed` message first.
+    fn subscription_channel(&self, id: &str) -> (task::Deliveries, SubscriptionReceiver) {
+        let (tx, rx) = mpsc::channel(self.subscription_buffer);
+        let subscribed = SubscribeResponse {
+            kind: Some(Kind::Subscribed(Subscribed {
+                subscription_id: id.to_owned(),
+            })),
+        };
+        // The channel is new and has room.
+        let _ = tx.try_send(Ok(subscribed));
+        (tx, rx)
+    }
+
     /// An ephemeral AUTO stream from the latest event: one more subscriber
     /// of the live tail of its topics.
     async fn join_tail(
@@ -368,14 +377,7 @@ impl GatewayService {
         partitions: HashMap<String, Vec<i32>>,
     ) -> Result<SubscribeStream, Error> {
         let id = uuid::Uuid::now_v7().to_string();
-        let (tx, rx) = mpsc::channel(self.subscription_buffer);
-        let subscribed = SubscribeResponse {
-            kind: Some(Kind::Subscribed(Subscribed {
-                subscription_id: id.clone(),
-            })),
-        };
-        // The channel is new and has room.
-        let _ = tx.try_send(Ok(subscribed));
+        let (tx, rx) = self.subscription_channel(&id);
         let stats = Arc::new(SubscriptionStats::default());
         self.fanout
             .join(

@@ -17,6 +17,31 @@ use crate::error::Error;
 /// overrides it).
 pub const LINGER_MS: &str = "2";
 
+/// The librdkafka record for `record` on `topic`: key, value, headers and
+/// timestamp.
+pub fn future_record<'a>(
+    topic: &'a str,
+    record: &'a OutgoingRecord,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key: key.as_ref(),
+            value: Some(value),
+        });
+    }
+    let mut future_record = FutureRecord::to(topic)
+        .payload(&record.value[..])
+        .headers(headers);
+    if let Some(key) = &record.key {
+        future_record = future_record.key(&key[..]);
+    }
+    if let Some(timestamp) = record.timestamp_ms {
+        future_record = future_record.timestamp(timestamp);
+    }
+    future_record
+}
+
 /// Where Kafka stored a published event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
@@ -89,22 +114,7 @@ impl Publisher {
         record: &OutgoingRecord,
         deadline: Option<Instant>,
     ) -> Result<Stored, Error> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: key.as_ref(),
-                value: Some(value),
-            });
-        }
-        let mut future_record = FutureRecord::<[u8], [u8]>::to(topic)
-            .payload(&record.value)
-            .headers(headers);
-        if let Some(key) = &record.key {
-            future_record = future_record.key(key);
-        }
-        if let Some(timestamp) = record.timestamp_ms {
-            future_record = future_record.timestamp(timestamp);
-        }
+        let future_record = future_record(topic, record);
         let delivery = self
             .producer
             .send_result(future_record)

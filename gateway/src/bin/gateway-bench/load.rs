@@ -1,6 +1,7 @@
 //! The scenarios of `gateway-bench` and their report.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +13,13 @@ use eventgateway::v1::{
     event::Data, subscribe_response::Kind, AckMode, Event, PublishEventRequest,
     PublishEventsRequest, StartFrom, SubscribeRequest,
 };
+use gateway::kafka::producer::future_record;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use tokio::sync::{mpsc, Barrier};
@@ -435,19 +437,7 @@ async fn enqueue(
     topic: &str,
     record: &OutgoingRecord,
 ) -> Result<DeliveryFuture, String> {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for (key, value) in &record.headers {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value),
-        });
-    }
-    let mut future_record = FutureRecord::<[u8], [u8]>::to(topic)
-        .payload(&record.value)
-        .headers(headers);
-    if let Some(key) = &record.key {
-        future_record = future_record.key(key);
-    }
+    let mut future_record = future_record(topic, record);
     loop {
         match producer.send_result(future_record) {
             Ok(delivery) => return Ok(delivery),
@@ -499,20 +489,24 @@ async fn direct_produce(
     })
 }
 
-/// `concurrency` tasks each sending one record and awaiting its answer
-/// before the next: the closed loop of unary PublishEvent, without the gateway.
-async fn direct_closed_loop(
-    producer: &FutureProducer,
-    topic: &str,
+/// `concurrency` tasks, each sending event after event and awaiting each
+/// answer before the next, until `events` are sent; `sender(task)` makes a
+/// task's send.
+async fn closed_loop<S, F>(
+    name: &'static str,
     events: u64,
-    size: usize,
     concurrency: usize,
-) -> Throughput {
+    mut sender: impl FnMut(usize) -> S,
+) -> Throughput
+where
+    S: FnMut(u64) -> F + Send + 'static,
+    F: Future<Output = Result<(), String>> + Send,
+{
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     let started = Instant::now();
-    for _ in 0..concurrency.max(1) {
-        let (producer, next, topic) = (producer.clone(), next.clone(), topic.to_owned());
+    for task in 0..concurrency.max(1) {
+        let (mut send, next) = (sender(task), next.clone());
         tasks.spawn(async move {
             let mut tally = Tally::new(events);
             loop {
@@ -520,12 +514,8 @@ async fn direct_closed_loop(
                 if index >= events {
                     return tally;
                 }
-                let record = direct_record(index, size);
-                match enqueue(&producer, &topic, &record).await {
-                    Ok(delivery) => match delivery.await {
-                        Ok(Ok(_)) => tally.mark(&index.to_string()),
-                        _ => tally.error("direct produce failed"),
-                    },
+                match send(index).await {
+                    Ok(()) => tally.mark(&index.to_string()),
                     Err(error) => tally.error(error),
                 }
             }
@@ -533,11 +523,36 @@ async fn direct_closed_loop(
     }
     let tally = gather(tasks, events).await;
     Throughput {
-        name: "direct closed loop (C tasks)",
+        name,
         events,
         elapsed: started.elapsed(),
         tally,
     }
+}
+
+/// The closed loop of unary PublishEvent, with the direct producer instead
+/// of the gateway.
+async fn direct_closed_loop(
+    producer: &FutureProducer,
+    topic: &str,
+    events: u64,
+    size: usize,
+    concurrency: usize,
+) -> Throughput {
+    closed_loop("direct closed loop (C tasks)", events, concurrency, |_| {
+        let (producer, topic) = (producer.clone(), topic.to_owned());
+        move |index| {
+            let (producer, topic) = (producer.clone(), topic.clone());
+            async move {
+                let delivery = enqueue(&producer, &topic, &direct_record(index, size)).await?;
+                match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    _ => Err("direct produce failed".to_owned()),
+                }
+            }
+        }
+    })
+    .await
 }
 
 async fn wait_serving(url: &str) -> Result<(), String> {
@@ -601,36 +616,22 @@ async fn unary(
     size: usize,
     concurrency: usize,
 ) -> Throughput {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = JoinSet::new();
-    let started = Instant::now();
-    for task in 0..concurrency.max(1) {
-        let mut client = EventGatewayClient::new(channels[task % channels.len()].clone());
-        let (next, topic) = (next.clone(), topic.to_owned());
-        tasks.spawn(async move {
-            let mut tally = Tally::new(events);
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= events {
-                    return tally;
-                }
-                match client
-                    .publish_event(publish_request(&topic, index, size))
+    closed_loop("unary PublishEvent", events, concurrency, |task| {
+        let client = EventGatewayClient::new(channels[task % channels.len()].clone());
+        let topic = topic.to_owned();
+        move |index| {
+            let mut client = client.clone();
+            let request = publish_request(&topic, index, size);
+            async move {
+                client
+                    .publish_event(request)
                     .await
-                {
-                    Ok(_) => tally.mark(&index.to_string()),
-                    Err(status) => tally.error(format!("PublishEvent: {status}")),
-                }
+                    .map(drop)
+                    .map_err(|status| format!("PublishEvent: {status}"))
             }
-        });
-    }
-    let tally = gather(tasks, events).await;
-    Throughput {
-        name: "unary PublishEvent",
-        events,
-        elapsed: started.elapsed(),
-        tally,
-    }
+        }
+    })
+    .await
 }
 
 async fn gather(mut tasks: JoinSet<Tally>, events: u64) -> Tally {
