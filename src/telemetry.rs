@@ -11,6 +11,7 @@
 //! - Context propagation is W3C trace context (`traceparent`, `tracestate`).
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -43,6 +44,15 @@ impl Telemetry {
             }
         }
     }
+}
+
+/// Whether [`init`] installed trace export.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported: spans whose attributes only an exported
+/// trace shows can then be made lean when it is off.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
 }
 
 /// The target of spans made once per record (a Kafka send, a delivery):
@@ -100,10 +110,13 @@ pub fn init(default_service_name: &str) -> Telemetry {
     // an interest in every span, and the per-record spans would be built
     // for nobody.
     let logging = tracing_subscriber::registry().with(fmt.with_filter(filter));
-    let _ = match otel {
+    let installed = match otel {
         Some(otel) => logging.with(otel).try_init(),
         None => logging.try_init(),
     };
+    if installed.is_ok() && provider.is_some() {
+        EXPORTING.store(true, Ordering::Relaxed);
+    }
     if let Some(error) = export_error {
         tracing::error!(%error, "cannot export traces; continuing without");
     } else if provider.is_some() {

@@ -10,7 +10,7 @@
 //! (produce, deliver) are for export only: the log layer never keeps them,
 //! so without export they are not even created.
 
-use eventgateway::telemetry::RECORD_SPANS;
+use eventgateway::telemetry::{self, RECORD_SPANS};
 use eventgateway::trace_context;
 use eventgateway::v1::Delivery;
 use opentelemetry::Context;
@@ -20,16 +20,23 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The SERVER span of one call of `method`, continuing the caller's trace.
+/// Without trace export it carries only what log lines show (the method and
+/// the trace id): the log layer formats every field of every span it keeps,
+/// once per call.
 pub fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
-    let span = tracing::info_span!(
-        "rpc",
-        otel.name = format!("{}/{method}", eventgateway::SERVICE_NAME),
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = eventgateway::SERVICE_NAME,
-        rpc.method = method,
-        trace_id = Empty,
-    );
+    let span = if telemetry::exporting() {
+        tracing::info_span!(
+            "rpc",
+            otel.name = format!("{}/{method}", eventgateway::SERVICE_NAME),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = eventgateway::SERVICE_NAME,
+            rpc.method = method,
+            trace_id = Empty,
+        )
+    } else {
+        tracing::info_span!("rpc", rpc.method = method, trace_id = Empty)
+    };
     trace_context::continue_trace(&span, trace_context::from_metadata(metadata));
     span
 }
