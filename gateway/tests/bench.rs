@@ -84,6 +84,40 @@ fn every_scenario_accounts_for_every_event() {
         );
     }
     assert_eq!(report["all_accounted"], true, "{report:#}");
+    // CPU time per event of each process, read from /proc: never negative,
+    // and the unary calls (tens of microseconds each on both sides) show.
+    let cpu = &report["cpu_us_per_event"];
+    for scenario in [
+        "direct_produce",
+        "unary_publish",
+        "direct_closed_loop",
+        "stream_publish",
+        "direct_consume",
+        "subscribe",
+        "fanout",
+    ] {
+        for process in ["load_generator", "gateway", "broker", "total"] {
+            let value = cpu[scenario][process].as_f64();
+            assert!(
+                value.is_some_and(|v| v.is_finite() && v >= 0.0),
+                "cpu_us_per_event.{scenario}.{process} is {:?}",
+                cpu[scenario][process]
+            );
+        }
+    }
+    for process in ["load_generator", "gateway"] {
+        assert!(
+            cpu["unary_publish"][process].as_f64() > Some(0.0),
+            "{cpu:#}"
+        );
+    }
+    for ratio in ["stream_cpu_ratio", "subscribe_cpu_ratio"] {
+        assert!(
+            report[ratio].as_f64().is_some_and(f64::is_finite),
+            "{ratio} is {:?}",
+            report[ratio]
+        );
+    }
     assert_eq!(report["events"], 3000);
     assert_eq!(report["fanout_streams"], 40);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -94,6 +128,7 @@ fn every_scenario_accounts_for_every_event() {
         "Subscribe",
         "fan-out",
         "added by the gateway",
+        "CPU per event",
     ] {
         assert!(
             stdout.contains(row),

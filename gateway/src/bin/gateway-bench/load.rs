@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::cpu::{CpuTime, Processes};
 use crate::Options;
 
 /// Direct producer: events enqueued and not yet confirmed, at most.
@@ -100,9 +101,25 @@ struct Throughput {
     events: u64,
     elapsed: Duration,
     tally: Tally,
+    /// CPU time the processes spent in the scenario.
+    cpu: Option<CpuTime>,
 }
 
 impl Throughput {
+    /// Records the CPU time the processes spent since `before`.
+    fn cpu_since(mut self, processes: &Processes, before: CpuTime) -> Self {
+        self.cpu = Some(processes.now() - before);
+        self
+    }
+
+    /// CPU microseconds per event: load generator, gateway, broker, all.
+    fn cpu_per_event_us(&self) -> [f64; 4] {
+        match self.cpu {
+            Some(cpu) if self.events > 0 => cpu.per_event_us(self.events),
+            _ => [f64::NAN; 4],
+        }
+    }
+
     fn eps(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
@@ -180,12 +197,12 @@ pub(crate) struct Report {
 }
 
 /// Runs every scenario against the gateway listening on `port` (process
-/// `gateway_pid`) in front of `brokers`.
+/// `processes.gateway`) in front of `brokers`.
 pub(crate) async fn run(
     options: &Options,
     brokers: &str,
     port: u16,
-    gateway_pid: u32,
+    processes: Processes,
 ) -> Result<Report, String> {
     let o = options;
     let patience = o.patience;
@@ -242,10 +259,16 @@ pub(crate) async fn run(
     for round in 1..=o.repeat.max(1) {
         if runs("produce") {
             step(&format!("direct produce ({round}/{})", o.repeat));
-            direct_runs.push(direct_produce(&producer, &direct_topic, o.events, o.size).await?);
+            let cpu = processes.now();
+            direct_runs.push(
+                direct_produce(&producer, &direct_topic, o.events, o.size)
+                    .await?
+                    .cpu_since(&processes, cpu),
+            );
         }
         if runs("stream") {
             step(&format!("streaming PublishEvents ({round}/{})", o.repeat));
+            let cpu = processes.now();
             stream_runs.push(
                 stream(
                     &channels,
@@ -254,7 +277,8 @@ pub(crate) async fn run(
                     o.size,
                     o.publish_streams,
                 )
-                .await,
+                .await
+                .cpu_since(&processes, cpu),
             );
         }
     }
@@ -262,13 +286,19 @@ pub(crate) async fn run(
     let stream = median(stream_runs).unwrap_or_else(|| skipped("streaming PublishEvents"));
     let direct_closed = if runs("closed") {
         step("direct closed loop");
-        direct_closed_loop(&producer, &closed_topic, o.events, o.size, o.concurrency).await
+        let cpu = processes.now();
+        direct_closed_loop(&producer, &closed_topic, o.events, o.size, o.concurrency)
+            .await
+            .cpu_since(&processes, cpu)
     } else {
         skipped("direct closed loop (C tasks)")
     };
     let unary = if runs("unary") {
         step("unary PublishEvent");
-        unary(&channels, &unary_topic, o.events, o.size, o.concurrency).await
+        let cpu = processes.now();
+        unary(&channels, &unary_topic, o.events, o.size, o.concurrency)
+            .await
+            .cpu_since(&processes, cpu)
     } else {
         skipped("unary PublishEvent")
     };
@@ -284,9 +314,15 @@ pub(crate) async fn run(
     let (direct_consume, subscribe) = match stored {
         Some(topic) if runs("consume") || runs("subscribe") => {
             step("direct consume");
-            let direct = direct_consume(brokers, topic, o.events, patience).await?;
+            let cpu = processes.now();
+            let direct = direct_consume(brokers, topic, o.events, patience)
+                .await?
+                .cpu_since(&processes, cpu);
             step("Subscribe");
-            let gateway = subscribe(&channels[0], topic, o.events, patience).await;
+            let cpu = processes.now();
+            let gateway = subscribe(&channels[0], topic, o.events, patience)
+                .await
+                .cpu_since(&processes, cpu);
             (direct, gateway)
         }
         Some(_) => (skipped("direct consume"), skipped("Subscribe (one stream)")),
@@ -300,6 +336,7 @@ pub(crate) async fn run(
     };
     let fanout = if runs("fanout") {
         step("fan-out");
+        let cpu = processes.now();
         fanout(
             &gateway,
             &producer,
@@ -310,6 +347,7 @@ pub(crate) async fn run(
             patience,
         )
         .await?
+        .cpu_since(&processes, cpu)
     } else {
         skipped("fan-out (deliveries)")
     };
@@ -340,7 +378,7 @@ pub(crate) async fn run(
         fanout,
         direct_latency,
         publish_latency,
-        peak_rss_mib: peak_rss_mib(gateway_pid),
+        peak_rss_mib: peak_rss_mib(processes.gateway),
     })
 }
 
@@ -362,6 +400,7 @@ fn skipped(name: &'static str) -> Throughput {
         events: 0,
         elapsed: Duration::ZERO,
         tally: Tally::new(0),
+        cpu: None,
     }
 }
 
@@ -486,6 +525,7 @@ async fn direct_produce(
         events,
         elapsed: started.elapsed(),
         tally,
+        cpu: None,
     })
 }
 
@@ -527,6 +567,7 @@ where
         events,
         elapsed: started.elapsed(),
         tally,
+        cpu: None,
     }
 }
 
@@ -713,6 +754,7 @@ async fn stream(
         events,
         elapsed: started.elapsed(),
         tally,
+        cpu: None,
     }
 }
 
@@ -766,6 +808,7 @@ async fn direct_consume(
         events,
         elapsed: started.elapsed(),
         tally,
+        cpu: None,
     })
 }
 
@@ -825,6 +868,7 @@ async fn subscribe(channel: &Channel, topic: &str, events: u64, patience: Durati
         events,
         elapsed: started.elapsed(),
         tally,
+        cpu: None,
     }
 }
 
@@ -903,6 +947,7 @@ async fn fanout(
         events: streams as u64 * events,
         elapsed: started.elapsed(),
         tally,
+        cpu: None,
     })
 }
 
@@ -1005,10 +1050,44 @@ impl Report {
         gateway.eps() / direct.eps()
     }
 
+    /// Direct CPU time per event over the gateway path's: the highest
+    /// `ratio` the gateway path can reach where all processes share cores
+    /// that the scenario keeps busy.
+    fn cpu_ratio(gateway: &Throughput, direct: &Throughput) -> f64 {
+        direct.cpu_per_event_us()[3] / gateway.cpu_per_event_us()[3]
+    }
+
+    /// The measured scenarios, with their names in the JSON.
+    fn throughputs(&self) -> [(&'static str, &Throughput); 7] {
+        [
+            ("direct_produce", &self.direct_produce),
+            ("unary_publish", &self.unary),
+            ("direct_closed_loop", &self.direct_closed),
+            ("stream_publish", &self.stream),
+            ("direct_consume", &self.direct_consume),
+            ("subscribe", &self.subscribe),
+            ("fanout", &self.fanout),
+        ]
+    }
+
     /// The results as JSON.
     pub(crate) fn json(&self) -> String {
         let o = &self.options;
         let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        let cpu: serde_json::Map<String, serde_json::Value> = self
+            .throughputs()
+            .into_iter()
+            .map(|(name, t)| {
+                let [client, gateway, broker, total] = t.cpu_per_event_us();
+                let value = serde_json::json!({
+                    "load_generator": round(client),
+                    "gateway": round(gateway),
+                    "broker": round(broker),
+                    "total": round(total),
+                });
+                (name.to_owned(), value)
+            })
+            .collect();
         let value = serde_json::json!({
             "events": o.events,
             "size_bytes": o.size,
@@ -1041,6 +1120,9 @@ impl Report {
             "added_p50_ms": round(self.publish_latency.0.p50 - self.direct_latency.0.p50),
             "added_p99_ms": round(self.publish_latency.0.p99 - self.direct_latency.0.p99),
             "gateway_peak_rss_mib": round(self.peak_rss_mib),
+            "cpu_us_per_event": cpu,
+            "stream_cpu_ratio": round(Self::cpu_ratio(&self.stream, &self.direct_produce)),
+            "subscribe_cpu_ratio": round(Self::cpu_ratio(&self.subscribe, &self.direct_consume)),
             "all_accounted": self.problems().is_empty(),
         });
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
@@ -1093,6 +1175,23 @@ impl Report {
         );
         println!();
         println!(
+            "{:<34} {:>9} {:>9} {:>9} {:>9}",
+            "CPU per event, microseconds", "load gen", "gateway", "broker", "all"
+        );
+        for (_, t) in self.throughputs() {
+            let [client, gateway, broker, total] = t.cpu_per_event_us();
+            println!(
+                "{:<34} {client:>9.2} {gateway:>9.2} {broker:>9.2} {total:>9.2}",
+                t.name
+            );
+        }
+        println!(
+            "CPU-bound ceiling of the ratios (direct CPU per event / gateway's): streaming {:.2}, Subscribe {:.2}",
+            Self::cpu_ratio(&self.stream, &self.direct_produce),
+            Self::cpu_ratio(&self.subscribe, &self.direct_consume),
+        );
+        println!();
+        println!(
             "latency at {} events/s of {} B (open loop, {} events each)",
             o.latency_rate, o.latency_size, o.latency_events
         );
@@ -1122,6 +1221,7 @@ impl Report {
             events: 0,
             elapsed: Duration::ZERO,
             tally: tally.clone(),
+            cpu: None,
         };
         [
             &self.direct_produce,

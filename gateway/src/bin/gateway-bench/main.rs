@@ -13,6 +13,7 @@
 //! the gateway's memory is measured apart from the load generator's.
 #![allow(clippy::print_stdout)]
 
+mod cpu;
 mod load;
 mod tansu;
 
@@ -143,8 +144,8 @@ impl Drop for Process {
 }
 
 async fn bench(options: Options) -> Result<(), String> {
-    let (_broker, brokers) = match &options.brokers {
-        Some(brokers) => (None, brokers.clone()),
+    let (broker, brokers) = match &options.brokers {
+        Some(brokers) => (None::<Process>, brokers.clone()),
         None => {
             let port = tansu::free_port();
             let broker = Process(tansu::spawn(port, "memory://tansu/")?);
@@ -159,8 +160,11 @@ async fn bench(options: Options) -> Result<(), String> {
     };
     let port = tansu::free_port();
     let gateway = Process(spawn_gateway(&options, &brokers, port)?);
-    let gateway_pid = gateway.0.id();
-    let report = load::run(&options, &brokers, port, gateway_pid).await?;
+    let processes = cpu::Processes {
+        gateway: gateway.0.id(),
+        broker: broker.as_ref().map(|b| b.0.id()),
+    };
+    let report = load::run(&options, &brokers, port, processes).await?;
     gateway.stop(Duration::from_secs(60));
     report.print();
     if let Some(path) = &options.json {
