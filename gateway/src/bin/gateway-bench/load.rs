@@ -106,12 +106,6 @@ struct Throughput {
 }
 
 impl Throughput {
-    /// Records the CPU time the processes spent since `before`.
-    fn cpu_since(mut self, processes: &Processes, before: CpuTime) -> Self {
-        self.cpu = Some(processes.now() - before);
-        self
-    }
-
     /// CPU microseconds per event: load generator, gateway, broker, all.
     fn cpu_per_event_us(&self) -> [f64; 4] {
         match self.cpu {
@@ -142,6 +136,31 @@ impl Throughput {
                 .unwrap_or_default()
         ))
     }
+}
+
+/// What a scenario returns: its measurement, or why it could not run.
+trait Measured {
+    fn with_cpu(self, cpu: CpuTime) -> Self;
+}
+
+impl Measured for Throughput {
+    fn with_cpu(mut self, cpu: CpuTime) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+}
+
+impl Measured for Result<Throughput, String> {
+    fn with_cpu(self, cpu: CpuTime) -> Self {
+        self.map(|t| t.with_cpu(cpu))
+    }
+}
+
+/// Runs `scenario`, recording the CPU time the processes spent in it.
+async fn on_cpu<T: Measured>(processes: &Processes, scenario: impl Future<Output = T>) -> T {
+    let before = processes.now();
+    let outcome = scenario.await;
+    outcome.with_cpu(processes.now() - before)
 }
 
 /// Latency percentiles in milliseconds.
@@ -259,26 +278,28 @@ pub(crate) async fn run(
     for round in 1..=o.repeat.max(1) {
         if runs("produce") {
             step(&format!("direct produce ({round}/{})", o.repeat));
-            let cpu = processes.now();
             direct_runs.push(
-                direct_produce(&producer, &direct_topic, o.events, o.size)
-                    .await?
-                    .cpu_since(&processes, cpu),
+                on_cpu(
+                    &processes,
+                    direct_produce(&producer, &direct_topic, o.events, o.size),
+                )
+                .await?,
             );
         }
         if runs("stream") {
             step(&format!("streaming PublishEvents ({round}/{})", o.repeat));
-            let cpu = processes.now();
             stream_runs.push(
-                stream(
-                    &channels,
-                    &stream_topic,
-                    o.events,
-                    o.size,
-                    o.publish_streams,
+                on_cpu(
+                    &processes,
+                    stream(
+                        &channels,
+                        &stream_topic,
+                        o.events,
+                        o.size,
+                        o.publish_streams,
+                    ),
                 )
-                .await
-                .cpu_since(&processes, cpu),
+                .await,
             );
         }
     }
@@ -286,19 +307,15 @@ pub(crate) async fn run(
     let stream = median(stream_runs).unwrap_or_else(|| skipped("streaming PublishEvents"));
     let direct_closed = if runs("closed") {
         step("direct closed loop");
-        let cpu = processes.now();
-        direct_closed_loop(&producer, &closed_topic, o.events, o.size, o.concurrency)
-            .await
-            .cpu_since(&processes, cpu)
+        let closed = direct_closed_loop(&producer, &closed_topic, o.events, o.size, o.concurrency);
+        on_cpu(&processes, closed).await
     } else {
         skipped("direct closed loop (C tasks)")
     };
     let unary = if runs("unary") {
         step("unary PublishEvent");
-        let cpu = processes.now();
-        unary(&channels, &unary_topic, o.events, o.size, o.concurrency)
-            .await
-            .cpu_since(&processes, cpu)
+        let calls = unary(&channels, &unary_topic, o.events, o.size, o.concurrency);
+        on_cpu(&processes, calls).await
     } else {
         skipped("unary PublishEvent")
     };
@@ -314,15 +331,17 @@ pub(crate) async fn run(
     let (direct_consume, subscribe) = match stored {
         Some(topic) if runs("consume") || runs("subscribe") => {
             step("direct consume");
-            let cpu = processes.now();
-            let direct = direct_consume(brokers, topic, o.events, patience)
-                .await?
-                .cpu_since(&processes, cpu);
+            let direct = on_cpu(
+                &processes,
+                direct_consume(brokers, topic, o.events, patience),
+            )
+            .await?;
             step("Subscribe");
-            let cpu = processes.now();
-            let gateway = subscribe(&channels[0], topic, o.events, patience)
-                .await
-                .cpu_since(&processes, cpu);
+            let gateway = on_cpu(
+                &processes,
+                subscribe(&channels[0], topic, o.events, patience),
+            )
+            .await;
             (direct, gateway)
         }
         Some(_) => (skipped("direct consume"), skipped("Subscribe (one stream)")),
@@ -336,8 +355,7 @@ pub(crate) async fn run(
     };
     let fanout = if runs("fanout") {
         step("fan-out");
-        let cpu = processes.now();
-        fanout(
+        let deliveries = fanout(
             &gateway,
             &producer,
             &fanout_topic,
@@ -345,9 +363,8 @@ pub(crate) async fn run(
             o.fanout_events,
             o.size,
             patience,
-        )
-        .await?
-        .cpu_since(&processes, cpu)
+        );
+        on_cpu(&processes, deliveries).await?
     } else {
         skipped("fan-out (deliveries)")
     };
