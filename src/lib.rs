@@ -1,23 +1,19 @@
-//! The event-gateway API, shared by the gateway and its clients.
+//! The event-gateway API, shared by the gateway and its clients: what both
+//! sides of the wire need, and nothing only a server needs.
 //!
 //! - [`v1`]: the generated protobuf types, the tonic client and the server trait
 //!   of `proto/eventgateway/v1/gateway.proto`.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
 //! - [`json`]: conversion between `google.protobuf.Struct` and JSON text.
-//! - [`metrics`]: the Prometheus endpoint both binaries serve.
-//! - [`shutdown`]: the SIGTERM / Ctrl-C signal both binaries stop on.
-//! - [`telemetry`]: logs and OTLP trace export, set up alike in both binaries.
-//! - [`trace_context`]: W3C trace context in gRPC metadata and event attributes.
+//! - [`trace_context`]: W3C trace context in gRPC metadata and event
+//!   attributes, and the span of a delivery's handling ([`delivery_span!`]).
 //! - [`record`]: the mapping between an [`v1::Event`] and a Kafka record
 //!   (CloudEvents Kafka protocol binding, binary mode), with no Kafka client
 //!   attached, so that both sides of the wire share one definition.
 #![warn(missing_docs)]
 
 pub mod json;
-pub mod metrics;
 pub mod record;
-pub mod shutdown;
-pub mod telemetry;
 pub mod trace_context;
 
 /// Generated code for the `eventgateway.v1` protobuf package.
@@ -33,3 +29,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Fully qualified name of the gRPC service, as health checks and reflection
 /// name it.
 pub const SERVICE_NAME: &str = "eventgateway.v1.EventGateway";
+
+/// The `tracing` crate, for [`delivery_span!`] in the crates that use it.
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -76,41 +76,58 @@ pub struct IncomingRecord<'a> {
     pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
 }
 
-/// The payload bytes of an event and their default media type.
-pub fn encode_data(data: Option<Data>) -> (Vec<u8>, &'static str) {
-    match data {
-        Some(Data::Json(object)) => (struct_to_json(&object), JSON_CONTENT_TYPE),
-        Some(Data::Text(text)) => (text.into_bytes(), TEXT_CONTENT_TYPE),
-        Some(Data::Binary(bytes)) => (bytes, BINARY_CONTENT_TYPE),
-        None => (Vec::new(), BINARY_CONTENT_TYPE),
-    }
+/// An event's payload as a record value, and the media type it has unless
+/// the event names its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The record value.
+    pub value: Vec<u8>,
+    /// The content type of a payload of this kind.
+    pub default_content_type: &'static str,
 }
 
-/// How many bytes the payload takes in the record (a `json` payload as its
-/// JSON text), without copying a `text` or `binary` one.
-pub fn payload_len(data: Option<&Data>) -> usize {
-    match data {
-        Some(Data::Json(object)) => struct_to_json(object).len(),
-        Some(Data::Text(text)) => text.len(),
-        Some(Data::Binary(bytes)) => bytes.len(),
-        None => 0,
+impl Payload {
+    /// Encodes a payload, moving its bytes: a `json` payload as JSON text,
+    /// `text` as its UTF-8 bytes, `binary` as it is, none as no bytes.
+    pub fn encode(data: Option<Data>) -> Self {
+        let (value, default_content_type) = match data {
+            Some(Data::Json(object)) => (struct_to_json(&object), JSON_CONTENT_TYPE),
+            Some(Data::Text(text)) => (text.into_bytes(), TEXT_CONTENT_TYPE),
+            Some(Data::Binary(bytes)) => (bytes, BINARY_CONTENT_TYPE),
+            None => (Vec::new(), BINARY_CONTENT_TYPE),
+        };
+        Self {
+            value,
+            default_content_type,
+        }
     }
 }
 
 /// Builds the record for an event, moving its payload and fields into it.
 /// The caller has filled the event's id and time; an empty `key` writes a
 /// record without a key.
-pub fn event_to_record(key: &str, event: Event) -> OutgoingRecord {
+pub fn event_to_record(key: &str, mut event: Event) -> OutgoingRecord {
+    let payload = Payload::encode(event.data.take());
+    payload_to_record(key, event, payload)
+}
+
+/// Builds the record for an event whose payload was encoded already (to
+/// check its size before anything else, say); the event's own `data` is
+/// not looked at.
+pub fn payload_to_record(key: &str, event: Event, payload: Payload) -> OutgoingRecord {
     let Event {
         id,
         r#type,
         source,
         time,
         attributes,
-        data,
+        data: _,
         content_type,
     } = event;
-    let (value, default_content_type) = encode_data(data);
+    let Payload {
+        value,
+        default_content_type,
+    } = payload;
     let content_type = if content_type.is_empty() {
         default_content_type.as_bytes().to_vec()
     } else {

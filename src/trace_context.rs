@@ -97,6 +97,39 @@ pub fn continue_trace(span: &tracing::Span, parent: Context) {
     }
 }
 
+/// The CONSUMER span of handling one [`Delivery`](crate::v1::Delivery),
+/// named and attributed by the OpenTelemetry messaging conventions
+/// (`process <topic>`, destination, partition, offset, group, message id,
+/// attempt), with an empty `trace_id` for [`continue_trace`] to fill: the
+/// gateway's span of each delivery, and a subscriber's span of its handling.
+///
+/// `delivery_span!(target: TARGET, NAME, &delivery, group)`: `TARGET` and
+/// `NAME` are constants as in `tracing::info_span!`, `group` an `&str`.
+/// Like any span, its fields are only evaluated when it is enabled.
+#[macro_export]
+macro_rules! delivery_span {
+    (target: $target:expr, $name:expr, $delivery:expr, $group:expr) => {{
+        let delivery: &$crate::v1::Delivery = $delivery;
+        let group: &str = $group;
+        let id = delivery.event.as_ref().map_or("", |event| event.id.as_str());
+        $crate::__tracing::info_span!(
+            target: $target,
+            $name,
+            otel.name = format!("process {}", delivery.topic),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %delivery.topic,
+            messaging.destination.partition.id = delivery.partition,
+            messaging.kafka.offset = delivery.offset,
+            messaging.consumer.group.name = group,
+            messaging.message.id = id,
+            delivery.attempt = delivery.attempt,
+            trace_id = $crate::__tracing::field::Empty,
+        )
+    }};
+}
+
 /// The trace id of a context, as 32 hex digits, when it has a valid one.
 pub fn trace_id(context: &Context) -> Option<String> {
     let span = context.span();

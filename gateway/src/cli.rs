@@ -5,9 +5,11 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
+use eventgateway_runtime::{service, shutdown};
 
-use crate::{shutdown, telemetry, Config};
+use crate::config::Config;
 
 /// Longest the process waits at exit for blocking Kafka calls still running
 /// (a consumer close against an unreachable coordinator can block for good).
@@ -27,31 +29,16 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let config = Config::parse_from(args);
-    let code = runtime.block_on(serve(config));
+    let checked = config.validate();
+    let code = runtime.block_on(service::run("gateway", checked, serve(config)));
     runtime.shutdown_timeout(EXIT_WAIT);
     code
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let telemetry = telemetry::init("gateway");
-    if let Err(message) = config.validate() {
-        tracing::error!("invalid configuration: {message}");
-        return ExitCode::from(2);
-    }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, addr = %config.listen, "cannot listen");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = match crate::run(config, listener, shutdown::signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("gateway failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    };
-    telemetry.shutdown();
-    code
+/// Listens on `--listen` and serves until SIGTERM or Ctrl-C.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    crate::server::run(config, listener, shutdown::signal()).await
 }

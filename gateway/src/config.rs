@@ -5,17 +5,16 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
-/// The shortest ack timeout accepted, from a flag or a subscription.
-pub const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(100);
+/// What `--help` says after the flags.
+const AFTER_HELP: &str =
+    "Logging follows RUST_LOG (default: info), e.g. RUST_LOG=gateway=debug,rdkafka=warn.";
 
-/// Everything the gateway can be told at start-up.
+/// The shortest ack timeout accepted, from a flag or a subscription.
+pub(crate) const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// gRPC gateway in front of Apache Kafka: publish and subscribe to topics without a Kafka client
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "gateway",
-    version,
-    about = "gRPC gateway in front of Apache Kafka: publish and subscribe to topics without a Kafka client",
-    after_help = "Logging follows RUST_LOG (default: info), e.g. RUST_LOG=gateway=debug,rdkafka=warn."
-)]
+#[command(version, after_help = AFTER_HELP)]
 pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long = "listen", env = "GATEWAY_ADDR", default_value = "0.0.0.0:50051")]
@@ -93,7 +92,7 @@ pub struct Config {
     /// Where Prometheus metrics are served (GET /metrics); 0 or empty turns
     /// them off.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9464")]
-    pub metrics_addr: eventgateway::metrics::MetricsAddr,
+    pub metrics_addr: eventgateway_runtime::metrics::MetricsAddr,
 
     /// How often the gateway checks that Kafka answers (health checks follow).
     #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -162,10 +161,11 @@ impl Config {
         Ok(())
     }
 
-    /// The defaults, for a gateway that talks to `brokers` (tests and
-    /// embedding build their configuration from this).
+    /// The defaults, whatever the environment says, for a gateway that
+    /// talks to `brokers` (tests and embedding build their configuration
+    /// from this).
     pub fn for_brokers(brokers: Option<String>) -> Self {
-        let mut config = Config::parse_from(["gateway"]);
+        let mut config: Config = eventgateway_runtime::config::defaults();
         config.brokers = brokers;
         config
     }

@@ -1,15 +1,20 @@
-//! The gateway's errors, and the one place where they become gRPC statuses.
+//! The gateway's errors, and the one place where they become gRPC statuses:
+//! every status a client sees, from a call or at the end of a stream, is an
+//! [`Error`] turned into a [`Status`] here, so one cause reads the same
+//! everywhere.
 //!
 //! Messages are written for the person calling the API: they say what was
 //! wrong and what to do. Internal details (librdkafka's own error text) are
 //! logged where the error happens, not sent to clients.
 
+use std::time::Duration;
+
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tonic::{Code, Status};
 
-/// What went wrong with a call.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
+/// What went wrong with a call or a stream.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum Error {
     /// The request itself is wrong; the message says how.
     #[error("{0}")]
     InvalidArgument(String),
@@ -18,18 +23,36 @@ pub enum Error {
         "topic {0:?} does not exist: create it first, or start the gateway with --create-topics"
     )]
     TopicNotFound(String),
+    /// A topic an open subscription reads was deleted.
+    #[error("a subscribed topic no longer exists ({0}); resubscribe once it exists again")]
+    TopicGone(String),
     /// No open subscription has this id on this gateway instance.
     #[error("subscription {0:?} is not open on this gateway: it ended (its unacknowledged events go to the group's next member) or lives on another instance; acknowledge over the channel that carries the stream")]
     SubscriptionNotFound(String),
     /// Kafka cannot be reached (or did not answer in time).
     #[error("Kafka is unavailable ({0}); retry with backoff")]
     KafkaUnavailable(String),
+    /// A subscription's consumer failed for good.
+    #[error("the Kafka consumer failed ({0}); resubscribe")]
+    ConsumerFailed(String),
     /// The caller's deadline passed before Kafka answered.
     #[error("the deadline passed before Kafka confirmed the event; it may or may not have been stored: retry with the same event id so that consumers can drop a duplicate")]
     DeadlineExceeded,
     /// The gateway cannot take more work right now.
     #[error("the gateway is saturated ({0}); retry with backoff")]
     Saturated(String),
+    /// A stream sharing a live tail read nothing for too long.
+    #[error(
+        "this stream read nothing for {after:?} while sharing a live tail with other streams, \
+         and was ended at {at}; resubscribe with START_FROM_OFFSETS at the offset after the \
+         last delivery received on each partition to continue without a gap"
+    )]
+    SlowSubscriber {
+        /// How long it read nothing.
+        after: Duration,
+        /// The delivery it was ended at, `topic/partition@offset`.
+        at: String,
+    },
     /// Kafka refused the operation for lack of rights.
     #[error("Kafka denied access ({0})")]
     PermissionDenied(String),
@@ -37,7 +60,7 @@ pub enum Error {
     #[error("the gateway could not authenticate to Kafka ({0})")]
     Unauthenticated(String),
     /// The gateway is shutting down.
-    #[error("the gateway is shutting down; reconnect to another instance")]
+    #[error("the gateway is shutting down; reconnect (to another instance) to resume")]
     ShuttingDown,
     /// Anything else Kafka reported.
     #[error("Kafka failed the request ({0})")]
@@ -45,23 +68,30 @@ pub enum Error {
 }
 
 impl Error {
-    /// Sorts a librdkafka error into the small set of outcomes a client can act on.
-    pub fn from_kafka(error: &KafkaError, topic: &str) -> Self {
+    /// Sorts a librdkafka error into the small set of outcomes a client can
+    /// act on. `topic` is the topic the call was about, when it was about one.
+    pub(crate) fn from_kafka(error: &KafkaError, topic: Option<&str>) -> Self {
         use RDKafkaErrorCode as C;
         let Some(code) = error.rdkafka_error_code() else {
             return Error::Kafka(error.to_string());
         };
         let text = code.to_string();
+        let of_topic = topic
+            .map(|t| format!(" for topic {t:?}"))
+            .unwrap_or_default();
         match code {
-            C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition => {
-                Error::TopicNotFound(topic.to_owned())
-            }
+            C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition => match topic {
+                Some(topic) => Error::TopicNotFound(topic.to_owned()),
+                None => Error::TopicGone(text),
+            },
             C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge => {
                 Error::InvalidArgument(format!(
-                    "the event is larger than Kafka accepts for topic {topic:?} ({text}); send a smaller payload"
+                    "the event is larger than Kafka accepts{of_topic} ({text}); send a smaller payload"
                 ))
             }
-            C::InvalidTopic => Error::InvalidArgument(format!("Kafka refused topic name {topic:?}")),
+            C::InvalidTopic => {
+                Error::InvalidArgument(format!("Kafka refused the topic name{of_topic} ({text})"))
+            }
             C::QueueFull => Error::Saturated(text),
             C::TopicAuthorizationFailed
             | C::GroupAuthorizationFailed
@@ -85,14 +115,34 @@ impl Error {
         }
     }
 
+    /// The error that ends a subscription for a consumer error, if it is
+    /// fatal; the others are passing (librdkafka retries) and only logged.
+    pub(crate) fn fatal_to_consumer(error: &KafkaError) -> Option<Self> {
+        use RDKafkaErrorCode as C;
+        match error.rdkafka_error_code()? {
+            C::UnknownTopicOrPartition | C::UnknownTopic => {
+                Some(Error::TopicGone(error.to_string()))
+            }
+            C::TopicAuthorizationFailed | C::GroupAuthorizationFailed => {
+                Some(Error::PermissionDenied(error.to_string()))
+            }
+            C::Fatal => Some(Error::ConsumerFailed(error.to_string())),
+            _ => None,
+        }
+    }
+
     /// The gRPC status code of this error.
-    pub fn code(&self) -> Code {
+    pub(crate) fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::TopicNotFound(_) | Error::SubscriptionNotFound(_) => Code::NotFound,
-            Error::KafkaUnavailable(_) | Error::ShuttingDown => Code::Unavailable,
+            Error::TopicNotFound(_) | Error::TopicGone(_) | Error::SubscriptionNotFound(_) => {
+                Code::NotFound
+            }
+            Error::KafkaUnavailable(_) | Error::ConsumerFailed(_) | Error::ShuttingDown => {
+                Code::Unavailable
+            }
             Error::DeadlineExceeded => Code::DeadlineExceeded,
-            Error::Saturated(_) => Code::ResourceExhausted,
+            Error::Saturated(_) | Error::SlowSubscriber { .. } => Code::ResourceExhausted,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Kafka(_) => Code::Internal,
@@ -129,9 +179,39 @@ mod tests {
             (RDKafkaErrorCode::InvalidMessage, Code::Internal),
         ];
         for (code, expected) in cases {
-            let error = Error::from_kafka(&KafkaError::MessageProduction(code), "t");
-            assert_eq!(Status::from(error).code(), expected, "{code:?}");
+            let error = KafkaError::MessageProduction(code);
+            for topic in [Some("t"), None] {
+                let status = Status::from(Error::from_kafka(&error, topic));
+                assert_eq!(status.code(), expected, "{code:?} {topic:?}");
+            }
         }
+    }
+
+    #[test]
+    fn a_topic_is_named_only_when_the_call_was_about_one() {
+        let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        let named = Error::from_kafka(&too_large, Some("orders")).to_string();
+        assert!(named.contains("for topic \"orders\""), "{named}");
+        let unnamed = Error::from_kafka(&too_large, None).to_string();
+        assert!(!unnamed.contains("topic \""), "{unnamed}");
+    }
+
+    #[test]
+    fn only_lasting_consumer_errors_end_a_subscription() {
+        let fatal = |code| Error::fatal_to_consumer(&KafkaError::MessageConsumption(code));
+        assert_eq!(
+            fatal(RDKafkaErrorCode::UnknownTopicOrPartition).map(|e| e.code()),
+            Some(Code::NotFound)
+        );
+        assert_eq!(
+            fatal(RDKafkaErrorCode::GroupAuthorizationFailed).map(|e| e.code()),
+            Some(Code::PermissionDenied)
+        );
+        assert_eq!(
+            fatal(RDKafkaErrorCode::Fatal).map(|e| e.code()),
+            Some(Code::Unavailable)
+        );
+        assert!(fatal(RDKafkaErrorCode::BrokerTransportFailure).is_none());
     }
 
     #[test]
@@ -142,5 +222,12 @@ mod tests {
             "{}",
             status.message()
         );
+        let slow = Status::from(Error::SlowSubscriber {
+            after: Duration::from_secs(5),
+            at: "orders/0@7".into(),
+        });
+        assert_eq!(slow.code(), Code::ResourceExhausted);
+        assert!(slow.message().contains("START_FROM_OFFSETS"), "{slow:?}");
+        assert!(slow.message().contains("orders/0@7"), "{slow:?}");
     }
 }

@@ -3,13 +3,18 @@
 //!
 //! - `gateway_publish_total{topic,status}` and
 //!   `gateway_publish_duration_seconds{topic,status}`: PublishEvent calls by
-//!   gRPC status (`ok`, `not_found`, ...), and how long they took;
+//!   gRPC status (`ok`, `not_found`, ...), and how long they took; a topic
+//!   not known to exist is counted as `(unknown)`;
 //! - `gateway_deliveries_total{topic}`, `gateway_redeliveries_total{topic}`:
 //!   first deliveries and redeliveries handed to streams;
 //! - `gateway_acks_total`: acknowledgements received;
 //! - `gateway_active_subscriptions`: open Subscribe streams;
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
-//!   consumer is behind the partition's end (from librdkafka statistics).
+//!   consumer is behind the partition's end (from librdkafka statistics);
+//!   the series of a consumer go when it closes.
+//!
+//! No label takes a value a client makes up without bound: topics are ones
+//! Kafka has, and groups are those of open subscriptions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -28,12 +33,15 @@ type Labels = Vec<(&'static str, String)>;
 /// gRPC status codes (0 to 16).
 const CODES: usize = 17;
 
+/// The topic label of a publish to a topic not known to exist.
+const UNKNOWN_TOPIC: &str = "(unknown)";
+
 /// One topic's publish series, by status code.
 type PublishSeries = Vec<Option<(Counter, Histogram)>>;
 
 /// The gateway's metrics; cloning shares them.
 #[derive(Clone)]
-pub struct Metrics(Arc<Inner>);
+pub(crate) struct Metrics(Arc<Inner>);
 
 struct Inner {
     registry: Arc<Registry>,
@@ -121,6 +129,15 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The labels of a lag series.
+fn lag_labels(group: &str, topic: &str, partition: i32) -> Labels {
+    vec![
+        ("group", group.to_owned()),
+        ("topic", topic.to_owned()),
+        ("partition", partition.to_string()),
+    ]
+}
+
 /// The lowercase name Prometheus labels use for a gRPC code.
 fn status_label(code: Code) -> String {
     let name = format!("{code:?}");
@@ -136,12 +153,14 @@ fn status_label(code: Code) -> String {
 
 impl Metrics {
     /// The registry to serve.
-    pub fn registry(&self) -> Arc<Registry> {
+    pub(crate) fn registry(&self) -> Arc<Registry> {
         self.0.registry.clone()
     }
 
-    /// Counts one PublishEvent call.
-    pub fn published(&self, topic: &str, code: Code, took: Duration) {
+    /// Counts one publish call to `topic`, or to a topic not known to exist
+    /// (`None`).
+    pub(crate) fn published(&self, topic: Option<&str>, code: Code, took: Duration) {
+        let topic = topic.unwrap_or(UNKNOWN_TOPIC);
         let index = (code as usize).min(CODES - 1);
         let record = |(count, seconds): &(Counter, Histogram)| {
             count.inc();
@@ -165,7 +184,7 @@ impl Metrics {
     }
 
     /// Counts `count` first deliveries of one record of `topic`.
-    pub fn delivered(&self, topic: &str, count: u64) {
+    pub(crate) fn delivered(&self, topic: &str, count: u64) {
         if let Some(counter) = read(&self.0.delivery_series).get(topic) {
             counter.inc_by(count);
             return;
@@ -180,7 +199,7 @@ impl Metrics {
     }
 
     /// Counts a redelivery.
-    pub fn redelivered(&self, topic: &str) {
+    pub(crate) fn redelivered(&self, topic: &str) {
         self.0
             .redeliveries
             .get_or_create(&vec![("topic", topic.to_owned())])
@@ -188,23 +207,26 @@ impl Metrics {
     }
 
     /// Counts acknowledged deliveries.
-    pub fn acked(&self, count: usize) {
+    pub(crate) fn acked(&self, count: usize) {
         self.0.acks.inc_by(count as u64);
     }
 
     /// A stream opened (`+1`) or closed (`-1`).
-    pub fn subscriptions(&self, change: i64) {
+    pub(crate) fn subscriptions(&self, change: i64) {
         self.0.active_subscriptions.inc_by(change);
     }
 
     /// Sets the lag of a group's consumer on one partition.
-    pub fn lag(&self, group: &str, topic: &str, partition: i32, lag: i64) {
-        let labels = vec![
-            ("group", group.to_owned()),
-            ("topic", topic.to_owned()),
-            ("partition", partition.to_string()),
-        ];
+    pub(crate) fn lag(&self, group: &str, topic: &str, partition: i32, lag: i64) {
+        let labels = lag_labels(group, topic, partition);
         self.0.consumer_lag.get_or_create(&labels).set(lag);
+    }
+
+    /// Removes the lag series of a group's consumer on one partition.
+    pub(crate) fn forget_lag(&self, group: &str, topic: &str, partition: i32) {
+        self.0
+            .consumer_lag
+            .remove(&lag_labels(group, topic, partition));
     }
 }
 
@@ -215,10 +237,11 @@ mod tests {
     #[test]
     fn series_render_with_their_labels() {
         let metrics = Metrics::default();
-        metrics.published("orders", Code::Ok, Duration::from_millis(3));
-        metrics.published("orders", Code::NotFound, Duration::from_millis(1));
+        metrics.published(Some("orders"), Code::Ok, Duration::from_millis(3));
+        metrics.published(Some("orders"), Code::NotFound, Duration::from_millis(1));
+        metrics.published(None, Code::NotFound, Duration::from_millis(1));
         metrics.lag("g", "orders", 2, 17);
-        let text = eventgateway::metrics::render(&metrics.registry());
+        let text = eventgateway_runtime::metrics::render(&metrics.registry());
         assert!(
             text.contains(r#"gateway_publish_total{topic="orders",status="ok"} 1"#),
             "{text}"
@@ -228,6 +251,13 @@ mod tests {
             text.contains(r#"gateway_consumer_lag{group="g",topic="orders",partition="2"} 17"#),
             "{text}"
         );
+        assert!(
+            text.contains(r#"gateway_publish_total{topic="(unknown)",status="not_found"} 1"#),
+            "{text}"
+        );
         assert_eq!(status_label(Code::DeadlineExceeded), "deadline_exceeded");
+        metrics.forget_lag("g", "orders", 2);
+        let text = eventgateway_runtime::metrics::render(&metrics.registry());
+        assert!(!text.contains("gateway_consumer_lag{"), "{text}");
     }
 }

@@ -1,35 +1,35 @@
-//! Assembling and running the gateway: Kafka clients, the gRPC server with
-//! its tower layers (timeout, concurrency limit with load shedding), health,
-//! reflection, and the shutdown sequence.
+//! Assembling and running the gateway: the Kafka clients, publishing and
+//! subscriptions, the gRPC server with its tower layers (timeout,
+//! concurrency limit with load shedding), health, reflection, and the
+//! shutdown sequence.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use eventgateway::v1::event_gateway_server::EventGatewayServer;
+use eventgateway_runtime::shutdown::{self, Shutdown, Trigger};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 
 use crate::config::Config;
-use crate::health;
+use crate::grpc::Gateway;
+use crate::health::{self, Readiness};
 use crate::kafka::embedded::EmbeddedKafka;
-use crate::kafka::producer::Publisher;
-use crate::kafka::subscription::fanout::FanOut;
-use crate::kafka::subscription::ManualAcks;
-use crate::kafka::subscription::SubscriptionStats;
 use crate::kafka::topics::{Creation, Topics};
-use crate::kafka::{blocking, is_secret};
+use crate::kafka::{blocking, Cluster};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::service::GatewayService;
-use crate::shutdown::{self, Trigger};
+use crate::publish::{Publisher, Publishing};
+use crate::subscribe::{SubscriptionStats, Subscriptions};
 
 /// Room in a request for the protobuf framing around the payload.
 const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -38,37 +38,35 @@ const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
 pub struct RunningGateway {
     /// The address it listens on.
     addr: SocketAddr,
-    /// Starts the shutdown of every task.
+    /// Starts the shutdown of every task, and drains them.
     trigger: Trigger,
     /// Health statuses, set NOT_SERVING when shutdown begins.
     reporter: HealthReporter,
     /// The gRPC server task.
     server: JoinHandle<Result<(), tonic::transport::Error>>,
-    /// Live subscriptions, for inspection.
-    subscriptions: Registry,
-    /// Live tails, closed before the Kafka clients go.
-    fanout: FanOut,
+    /// The subscriptions, for inspection.
+    subscriptions: Subscriptions,
     /// The producer, flushed at shutdown.
     publisher: Publisher,
     /// The shutdown's time limit.
-    grace: std::time::Duration,
+    grace: Duration,
     /// The embedded Kafka, when no brokers were configured.
     embedded: Option<EmbeddedKafka>,
     /// The metrics endpoint's task and address, when it is on.
     metrics: Option<(JoinHandle<()>, SocketAddr)>,
 }
 
-/// Starts the gateway on `listener` with `config`.
-pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
-    let addr = listener.local_addr()?;
+/// The Kafka cluster: the configured one, or the embedded cluster when
+/// none is configured.
+fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<EmbeddedKafka>)> {
     let embedded = match &config.brokers {
         Some(_) => None,
         None => Some(EmbeddedKafka::start().context("cannot start the embedded Kafka")?),
     };
-    let brokers: String = match (&config.brokers, &embedded) {
-        (Some(brokers), _) => brokers.clone(),
-        (None, Some(embedded)) => embedded.bootstrap_servers().to_owned(),
-        (None, None) => unreachable!("embedded Kafka starts when no brokers are set"),
+    let brokers = match (&config.brokers, &embedded) {
+        (Some(brokers), _) => brokers.as_str(),
+        (None, Some(embedded)) => embedded.bootstrap_servers(),
+        (None, None) => unreachable!("the embedded Kafka starts when no brokers are set"),
     };
     if embedded.is_some() {
         tracing::warn!(
@@ -77,84 +75,34 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
              DEVELOPMENT ONLY: every event is lost when the gateway stops"
         );
     }
-    let shown: Vec<String> = config
-        .kafka_properties
-        .iter()
-        .map(|(k, v)| {
-            if is_secret(k) {
-                format!("{k}=***")
-            } else {
-                format!("{k}={v}")
-            }
-        })
-        .collect();
-    tracing::info!(%brokers, properties = ?shown, "connecting to Kafka");
+    let cluster = Cluster::new(brokers, &config.kafka_properties);
+    let (brokers, properties) = cluster.describe();
+    tracing::info!(%brokers, ?properties, "connecting to Kafka");
+    Ok((cluster, embedded))
+}
 
-    let publisher = Publisher::new(
-        &brokers,
-        &config.kafka_properties,
-        config.delivery_timeout,
-        embedded.is_some(),
-    )
-    .context("cannot create the Kafka producer")?;
-    let creation = if embedded.is_some() {
+/// What happens to a topic that does not exist.
+fn creation(config: &Config, cluster: &Cluster, embedded: bool) -> anyhow::Result<Creation> {
+    Ok(if embedded {
         Creation::OnMetadata
     } else if config.create_topics {
-        Creation::admin(
-            &brokers,
-            &config.kafka_properties,
-            config.topic_partitions,
-            config.topic_replication,
-        )
-        .context("cannot create the Kafka admin client")?
+        Creation::admin(cluster, config.topic_partitions, config.topic_replication)
+            .context("cannot create the Kafka admin client")?
     } else {
         Creation::Refuse
-    };
-    let topics = Topics::new(publisher.producer().clone(), creation);
+    })
+}
 
-    let (trigger, shutdown) = shutdown::channel();
-    let (kafka_up, kafka_up_rx) = tokio::sync::watch::channel(false);
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    health::report(&reporter, ServingStatus::NotServing).await;
-    tokio::spawn(health::watch_kafka(
-        publisher.clone(),
-        reporter.clone(),
-        kafka_up,
-        config.health_interval,
-        shutdown.clone(),
-    ));
-
-    let subscriptions = Registry::default();
-    let metrics = Metrics::default();
-    let metrics_endpoint = eventgateway::metrics::start(config.metrics_addr, metrics.registry())
-        .await
-        .context("cannot serve metrics on --metrics-addr")?;
-    let brokers: Arc<str> = brokers.into();
-    let properties: Arc<[(String, String)]> = config.kafka_properties.clone().into();
-    let fanout = FanOut::new(
-        brokers.clone(),
-        properties.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    );
-    let service = GatewayService {
-        publisher: publisher.clone(),
-        topics,
-        brokers,
-        properties,
-        max_payload_bytes: config.max_payload_bytes,
-        request_timeout: config.request_timeout,
-        subscription_buffer: config.subscription_buffer,
-        kafka_up: kafka_up_rx,
-        subscriptions: subscriptions.clone(),
-        metrics,
-        manual_defaults: ManualAcks {
-            ack_timeout: config.ack_timeout,
-            max_unacked: config.max_unacked as usize,
-        },
-        shutdown: shutdown.clone(),
-        fanout: fanout.clone(),
-    };
+/// Serves health, reflection and the EventGateway service on `listener`,
+/// behind the request timeout and the concurrency limit, until the shutdown
+/// begins; returns the server's task.
+fn serve(
+    config: &Config,
+    listener: TcpListener,
+    health_service: HealthServer<impl Health>,
+    gateway: Gateway,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<JoinHandle<Result<(), tonic::transport::Error>>> {
     let max_message = (config.max_payload_bytes.saturating_mul(4))
         .max(4 * 1024 * 1024)
         .saturating_add(REQUEST_OVERHEAD_BYTES);
@@ -166,7 +114,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .register_encoded_file_descriptor_set(eventgateway::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-
     let layers = ServiceBuilder::new()
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(
@@ -178,14 +125,61 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(EventGatewayServer::new(service).max_decoding_message_size(max_message));
+        .add_service(EventGatewayServer::new(gateway).max_decoding_message_size(max_message));
     // Answers leave at once: Nagle's algorithm would hold small responses
     // back for the client's delayed ACK.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut stop = shutdown.clone();
-    let server = tokio::spawn(
-        router.serve_with_incoming_shutdown(incoming, async move { stop.started().await }),
+    Ok(tokio::spawn(
+        router.serve_with_incoming_shutdown(incoming, async move { shutdown.started().await }),
+    ))
+}
+
+/// Starts the gateway on `listener` with `config`.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
+    let addr = listener.local_addr()?;
+    let (cluster, embedded) = cluster(&config)?;
+    let publisher = Publisher::new(&cluster, config.delivery_timeout, embedded.is_some())
+        .context("cannot create the Kafka producer")?;
+    let topics = Topics::new(
+        publisher.producer().clone(),
+        creation(&config, &cluster, embedded.is_some())?,
     );
+
+    let (trigger, shutdown) = shutdown::channel();
+    let (kafka_up, kafka_up_rx) = tokio::sync::watch::channel(false);
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    health::report(&reporter, ServingStatus::NotServing).await;
+    shutdown.spawn(health::watch_kafka(
+        publisher.producer().clone(),
+        reporter.clone(),
+        kafka_up,
+        config.health_interval,
+        shutdown.clone(),
+    ));
+    let readiness = Readiness::new(kafka_up_rx, shutdown.clone());
+
+    let metrics = Metrics::default();
+    let metrics_endpoint =
+        eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry())
+            .await
+            .context("cannot serve metrics on --metrics-addr")?;
+    let publishing = Publishing::new(publisher.clone(), topics.clone(), readiness.clone());
+    let subscriptions = Subscriptions::new(
+        cluster,
+        topics,
+        readiness,
+        metrics.clone(),
+        shutdown.clone(),
+        config.subscription_buffer,
+    );
+    let gateway = Gateway::new(
+        &config,
+        publishing,
+        subscriptions.clone(),
+        metrics,
+        shutdown.clone(),
+    );
+    let server = serve(&config, listener, health_service, gateway, shutdown)?;
     tracing::info!(%addr, "gateway listening");
     Ok(RunningGateway {
         addr,
@@ -193,7 +187,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         reporter,
         server,
         subscriptions,
-        fanout,
         publisher,
         grace: config.shutdown_grace,
         embedded,
@@ -237,11 +230,12 @@ impl RunningGateway {
     /// How many live tails (consumers shared by ephemeral streams from the
     /// latest event) are open.
     pub fn live_tails(&self) -> usize {
-        self.fanout.running()
+        self.subscriptions.live_tails()
     }
 
     /// Shuts down: NOT_SERVING, stop accepting, end streams with
-    /// UNAVAILABLE, let in-flight calls finish, flush the producer.
+    /// UNAVAILABLE, let in-flight calls finish, wait for the subscriptions
+    /// to commit and leave their groups, flush the producer.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         health::report(&self.reporter, ServingStatus::NotServing).await;
         self.trigger.fire();
@@ -257,13 +251,9 @@ impl RunningGateway {
         // Streams ended; their consumers now commit what was acknowledged and
         // leave their groups. Wait for that (within the grace period) before
         // the producer flush and, with the embedded Kafka, before it stops.
-        let closing = async {
-            while !self.subscriptions.is_empty() || self.fanout.running() > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        };
-        if tokio::time::timeout(self.grace, closing).await.is_err() {
-            tracing::warn!(grace = ?self.grace, "subscriptions still closing after the grace period");
+        let left = self.trigger.drain(self.grace).await;
+        if left > 0 {
+            tracing::warn!(grace = ?self.grace, tasks = left, "tasks still ending after the grace period");
         }
         let publisher = self.publisher.clone();
         let grace = self.grace;
@@ -278,10 +268,11 @@ impl RunningGateway {
         // a client destroyed after its cluster can block for good.
         let RunningGateway {
             publisher,
+            subscriptions,
             embedded,
             ..
         } = self;
-        let _ = tokio::task::spawn_blocking(move || drop(publisher)).await;
+        let _ = tokio::task::spawn_blocking(move || drop((subscriptions, publisher))).await;
         drop(embedded);
         tracing::info!("gateway stopped");
         Ok(())

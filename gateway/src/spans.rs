@@ -10,9 +10,9 @@
 //! (produce, deliver) are for export only: the log layer never keeps them,
 //! so without export they are not even created.
 
-use eventgateway::telemetry::{self, RECORD_SPANS};
-use eventgateway::trace_context;
 use eventgateway::v1::Delivery;
+use eventgateway::{delivery_span, trace_context};
+use eventgateway_runtime::telemetry::{self, RECORD_SPANS};
 use opentelemetry::Context;
 use tonic::metadata::MetadataMap;
 use tracing::field::Empty;
@@ -23,7 +23,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// Without trace export it carries only what log lines show (the method and
 /// the trace id): the log layer formats every field of every span it keeps,
 /// once per call.
-pub fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
+pub(crate) fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
     let span = if telemetry::exporting() {
         tracing::info_span!(
             "rpc",
@@ -42,7 +42,7 @@ pub fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
 }
 
 /// The PRODUCER span of one send to `topic`.
-pub fn produce(topic: &str) -> Span {
+pub(crate) fn produce(topic: &str) -> Span {
     tracing::info_span!(
         target: RECORD_SPANS,
         "produce",
@@ -59,7 +59,7 @@ pub fn produce(topic: &str) -> Span {
 
 /// The context to hand downstream from `span`: its own when spans are
 /// recorded, else the one it continues (so a trace is never cut).
-pub fn downstream_context(span: &Span, continued: &Context) -> Context {
+pub(crate) fn downstream_context(span: &Span, continued: &Context) -> Context {
     let own = span.context();
     if trace_context::trace_id(&own).is_some() {
         own
@@ -70,25 +70,11 @@ pub fn downstream_context(span: &Span, continued: &Context) -> Context {
 
 /// Records one delivery as a CONSUMER span continuing its record's trace,
 /// and puts that span's context into the event for the subscriber.
-pub fn deliver(delivery: &mut Delivery, group: Option<&str>) {
+pub(crate) fn deliver(delivery: &mut Delivery, group: Option<&str>) {
+    let span = delivery_span!(target: RECORD_SPANS, "deliver", delivery, group.unwrap_or(""));
     let Some(event) = delivery.event.as_mut() else {
         return;
     };
-    let span = tracing::info_span!(
-        target: RECORD_SPANS,
-        "deliver",
-        otel.name = format!("process {}", delivery.topic),
-        otel.kind = "consumer",
-        messaging.system = "kafka",
-        messaging.operation.type = "process",
-        messaging.destination.name = %delivery.topic,
-        messaging.destination.partition.id = delivery.partition,
-        messaging.kafka.offset = delivery.offset,
-        messaging.consumer.group.name = group.unwrap_or(""),
-        messaging.message.id = %event.id,
-        delivery.attempt = delivery.attempt,
-        trace_id = Empty,
-    );
     let record = trace_context::from_attributes(&event.attributes);
     trace_context::continue_trace(&span, record.clone());
     let context = downstream_context(&span, &record);

@@ -1,12 +1,10 @@
 //! The client examples in other languages, run against a real gateway as
 //! their READMEs show, asserting what they print.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::*;
+use testkit::*;
 
 fn example(dir: &str, program: &str, args: &[&str]) -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");

@@ -2,16 +2,14 @@
 //! one consumer per topic set, each gets every event, a stalled one is ended
 //! without stopping the others, and shutdown closes the shared consumers.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use eventgateway::v1::event::Data;
 use eventgateway::v1::{
     subscribe_response::Kind, Event, PublishEventRequest, StartFrom, SubscribeRequest,
     SubscribeResponse,
 };
+use testkit::*;
 use tonic::{Code, Streaming};
 
 fn latest(topic: &str) -> SubscribeRequest {
@@ -34,7 +32,7 @@ async fn numbers(stream: &mut Streaming<SubscribeResponse>, count: usize) -> BTr
 #[tokio::test]
 async fn latest_streams_of_a_topic_share_one_consumer_and_each_gets_every_event() {
     let (broker, topic, gateway, mut client) = fixture("fanout", 3).await;
-    let other = common::topic("fanout-other");
+    let other = testkit::topic("fanout-other");
     broker.create_topic(&other, 1).await;
     let before = publish_numbered(&mut client, &topic, 0, 5).await;
 
@@ -96,17 +94,12 @@ async fn latest_streams_of_a_topic_share_one_consumer_and_each_gets_every_event(
 
 #[tokio::test]
 async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
-    let broker = Broker::start().await;
-    let topic = common::topic("fanout-slow");
-    broker.create_topic(&topic, 1).await;
-    let mut config = config(Some(broker.brokers()));
-    config.subscription_buffer = 4;
-    let gateway = gateway(config).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) =
+        fixture_with("fanout-slow", 1, |config| config.subscription_buffer = 4).await;
     // Each on its own connection: the stalled one must not hold the
     // other's connection back.
-    let mut reader_client = common::client(gateway.addr()).await;
-    let mut stalled_client = common::client(gateway.addr()).await;
+    let mut reader_client = testkit::client(gateway.addr()).await;
+    let mut stalled_client = testkit::client(gateway.addr()).await;
     let (_, mut reader) = subscribe(&mut reader_client, latest(&topic)).await;
     let (_, mut stalled) = subscribe(&mut stalled_client, latest(&topic)).await;
     assert_eq!(gateway.live_tails(), 1);

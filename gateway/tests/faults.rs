@@ -1,36 +1,51 @@
-//! Faults, with counts: a broker that goes down (librdkafka's mock cluster),
-//! a real broker restarted on durable storage, and the gateway killed with
-//! SIGKILL under a publish load. Every scenario counts what was published,
-//! acknowledged, redelivered and lost; the suite prints the totals at the end
-//! and fails on any loss.
+//! Faults, with counts: Kafka going down and coming back and fetches failing
+//! (librdkafka's mock cluster), a real broker restarted on durable storage,
+//! and the gateway killed with SIGKILL under a publish load. Each fault is a
+//! test of its own that counts what was published, acknowledged, redelivered
+//! and lost, prints the counts (they show in CI logs) and asserts them.
 
-mod common;
-
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use eventgateway::v1::{
     event::Data, AckMode, Event, PublishEventRequest, StartFrom, SubscribeRequest,
+    SubscribeResponse,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 use serde_json::json;
-use tonic::Code;
+use testkit::*;
+use tonic::{Code, Streaming};
 
-/// What the fault scenarios counted.
-#[derive(Debug, Default)]
+/// What a fault scenario counted.
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Summary {
+    /// Publishes the gateway answered OK.
     published: usize,
+    /// Publishes it answered with an error.
     publish_errors: usize,
+    /// Deliveries acknowledged.
     acknowledged: usize,
+    /// Deliveries of an event received before.
     redelivered: usize,
+    /// Events answered OK that never arrived.
     lost: usize,
+}
+
+impl Summary {
+    /// Prints the counts past the test harness's capture.
+    fn print(&self, fault: &str) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "fault summary ({fault}): {} events published ({} publish calls failed), {} acknowledged, {} redelivered, {} lost",
+            self.published, self.publish_errors, self.acknowledged, self.redelivered, self.lost
+        );
+    }
 }
 
 fn request(topic: &str, n: i64) -> PublishEventRequest {
@@ -41,102 +56,136 @@ fn request(topic: &str, n: i64) -> PublishEventRequest {
     }
 }
 
-// The scenarios share one summary and run in order, so the totals print once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_lose_nothing() {
-    let summary = Arc::new(Mutex::new(Summary::default()));
-    broker_down_and_back(&summary).await;
-    fetch_errors_are_retried(&summary).await;
-    durable_broker_restart(&summary).await;
-    gateway_killed_under_load(&summary).await;
-    let summary = summary.lock().unwrap();
-    // Written past the test harness's capture, so that it shows in CI logs.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\nfault summary: {} events published ({} publish calls failed), {} acknowledged, {} redelivered, {} lost",
-        summary.published, summary.publish_errors, summary.acknowledged, summary.redelivered, summary.lost
-    );
-    assert_eq!(summary.lost, 0, "events were lost: {summary:?}");
+/// The numbers of the deliveries of `stream` until every one of `expected`
+/// arrived, or until nothing came for [`PATIENCE`]; others on the way are
+/// kept too.
+async fn numbers_until(
+    stream: &mut Streaming<SubscribeResponse>,
+    expected: &BTreeSet<i64>,
+) -> BTreeSet<i64> {
+    let mut seen = BTreeSet::new();
+    while !expected.is_subset(&seen) {
+        let Some(delivery) = next_delivery_within(stream, PATIENCE).await else {
+            break;
+        };
+        seen.insert(n(&delivery));
+    }
+    seen
 }
 
-/// The broker goes down: health follows, publishes answer UNAVAILABLE within
+/// Kafka goes down: health follows, publishes answer UNAVAILABLE within
 /// their deadline, an open subscription waits and then resumes without loss.
-async fn broker_down_and_back(summary: &Mutex<Summary>) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_and_back() {
     let topic = topic("down");
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(&topic, 1, 1).unwrap();
     let gateway = gateway(config(Some(cluster.bootstrap_servers()))).await;
     let addr = gateway.addr();
     let mut client = client(addr).await;
+    let mut summary = Summary::default();
     let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
     client.publish_event(request(&topic, 0)).await.unwrap();
-    summary.lock().unwrap().published += 1;
+    summary.published += 1;
     assert_eq!(n(&next_delivery(&mut stream).await), 0);
 
     cluster.broker_down(1).unwrap();
     let mut down = tonic::Request::new(request(&topic, -1));
     down.set_timeout(Duration::from_secs(10));
     let status = client.publish_event(down).await.unwrap_err();
-    assert!(
-        matches!(status.code(), Code::Unavailable),
+    assert_eq!(
+        status.code(),
+        Code::Unavailable,
         "a publish while Kafka is down: {status:?}"
     );
-    summary.lock().unwrap().publish_errors += 1;
+    summary.publish_errors += 1;
     eventually("health reports NOT_SERVING", || async {
         health(addr, "").await.ok() == Some(tonic_health::ServingStatus::NotServing as i32)
     })
     .await;
     let status = client.publish_event(request(&topic, -1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    summary.lock().unwrap().publish_errors += 1;
+    summary.publish_errors += 1;
 
     cluster.broker_up(1).unwrap();
     wait_serving(addr).await;
     for i in 1..=5 {
         client.publish_event(request(&topic, i)).await.unwrap();
+        summary.published += 1;
     }
-    summary.lock().unwrap().published += 5;
     // The subscription resumes; the failed publishes may or may not have
     // been stored (the producer kept trying), the others all arrive.
-    let mut seen = BTreeSet::new();
-    while !(1..=5).all(|i| seen.contains(&i)) {
-        seen.insert(n(&next_delivery(&mut stream).await));
-    }
+    let expected: BTreeSet<i64> = (1..=5).collect();
+    let seen = numbers_until(&mut stream, &expected).await;
+    summary.lost = expected.difference(&seen).count();
+    summary.print("Kafka down and back");
+    assert_eq!(
+        summary,
+        Summary {
+            published: 6,
+            publish_errors: 2,
+            ..Summary::default()
+        },
+        "seen after the outage: {seen:?}"
+    );
     gateway.shutdown().await.unwrap();
 }
 
-/// Fetch requests fail for a while: the subscription retries and misses nothing.
-async fn fetch_errors_are_retried(summary: &Mutex<Summary>) {
+/// Fetch requests fail for a while: the subscription retries and misses
+/// nothing, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_errors() {
     let topic = topic("fetch-errors");
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(&topic, 1, 1).unwrap();
     let gateway = gateway(config(Some(cluster.bootstrap_servers()))).await;
     let mut client = client(gateway.addr()).await;
+    let mut summary = Summary::default();
     for i in 0..20 {
         client.publish_event(request(&topic, i)).await.unwrap();
+        summary.published += 1;
     }
-    summary.lock().unwrap().published += 20;
     cluster.request_errors(
         RDKafkaApiKey::Fetch,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5],
     );
     let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
-    for i in 0..20 {
-        assert_eq!(n(&next_delivery(&mut stream).await), i);
+    let expected: BTreeSet<i64> = (0..20).collect();
+    let mut order = Vec::new();
+    while order.len() < 20 {
+        let Some(delivery) = next_delivery_within(&mut stream, PATIENCE).await else {
+            break;
+        };
+        order.push(n(&delivery));
     }
+    let seen: BTreeSet<i64> = order.iter().copied().collect();
+    summary.lost = expected.difference(&seen).count();
+    summary.redelivered = order.len() - seen.len();
+    summary.print("fetch errors");
+    assert_eq!(
+        summary,
+        Summary {
+            published: 20,
+            ..Summary::default()
+        },
+        "deliveries: {order:?}"
+    );
+    assert_eq!(order, (0..20).collect::<Vec<_>>(), "in order");
     gateway.shutdown().await.unwrap();
 }
 
 /// A real broker with durable storage restarts under a MANUAL subscription:
 /// stored events survive, the stream resumes, nothing acknowledged comes back
 /// and nothing unacknowledged is lost.
-async fn durable_broker_restart(summary: &Mutex<Summary>) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_under_a_manual_subscription() {
     let mut broker = Broker::start_durable().await;
     let topic = topic("restart");
     broker.create_topic(&topic, 1).await;
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let addr = gateway.addr();
     let mut client = client(addr).await;
+    let mut summary = Summary::default();
     let group = format!("group-{topic}");
     let manual = SubscribeRequest {
         topics: vec![topic.clone()],
@@ -151,11 +200,14 @@ async fn durable_broker_restart(summary: &Mutex<Summary>) {
     };
     for i in 0..10 {
         client.publish_event(request(&topic, i)).await.unwrap();
+        summary.published += 1;
     }
     let (id, mut stream) = subscribe(&mut client, manual.clone()).await;
+    let mut received = BTreeSet::new();
     let mut acked = BTreeSet::new();
     for _ in 0..10 {
         let delivery = next_delivery(&mut stream).await;
+        received.insert(n(&delivery));
         if n(&delivery) < 5 {
             ack(&mut client, &id, &[&delivery]).await;
             acked.insert(n(&delivery));
@@ -166,39 +218,55 @@ async fn durable_broker_restart(summary: &Mutex<Summary>) {
     wait_serving(addr).await;
     for i in 10..15 {
         client.publish_event(request(&topic, i)).await.unwrap();
+        summary.published += 1;
     }
     // The same stream goes on: the new events, and 5..10 again after the ack
     // timeout. Acknowledge everything now.
-    let stats = gateway.subscription(&id).unwrap();
     while acked.len() < 15 {
         let delivery = next_delivery(&mut stream).await;
         ack(&mut client, &id, &[&delivery]).await;
+        if !received.insert(n(&delivery)) {
+            summary.redelivered += 1;
+        }
         acked.insert(n(&delivery));
     }
-    let redelivered = stats.redelivered() as usize;
+    summary.acknowledged = acked.len();
     drop(stream);
 
     // Nothing acknowledged comes back to the group's next member.
     client.publish_event(request(&topic, 15)).await.unwrap();
+    summary.published += 1;
     let (_, mut next) = subscribe(&mut client, manual).await;
     assert_eq!(
         n(&next_delivery(&mut next).await),
         15,
         "an acknowledged event came back"
     );
-    // Every stored event survived the restart.
-    let (_, mut all) = subscribe(&mut client, from_earliest(&topic)).await;
-    let mut survived = BTreeSet::new();
-    for _ in 0..16 {
-        survived.insert(n(&next_delivery(&mut all).await));
-    }
-    {
-        let mut summary = summary.lock().unwrap();
-        summary.published += 16;
-        summary.acknowledged += acked.len();
-        summary.redelivered += redelivered;
-        summary.lost += (0..16).filter(|i| !survived.contains(i)).count();
-    }
+    // Every stored event survived the restart: a plain consumer reads the
+    // topic to its end.
+    let (brokers, name) = (broker.brokers(), topic.clone());
+    let survived: BTreeSet<i64> = tokio::task::spawn_blocking(move || read_topic(&brokers, &name))
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|record| serde_json::from_slice::<serde_json::Value>(record.payload()?).ok())
+        .filter_map(|body| body["n"].as_i64())
+        .collect();
+    summary.lost = (0..16).filter(|i| !survived.contains(i)).count();
+    summary.print("broker restart");
+    // 5..10 were received and not acknowledged before the restart: each
+    // came again.
+    assert!(summary.redelivered >= 5, "{summary:?}");
+    assert_eq!(
+        summary,
+        Summary {
+            published: 16,
+            acknowledged: 15,
+            redelivered: summary.redelivered,
+            ..Summary::default()
+        },
+        "survived: {survived:?}"
+    );
     gateway.shutdown().await.unwrap();
 }
 
@@ -209,7 +277,8 @@ async fn durable_broker_restart(summary: &Mutex<Summary>) {
 /// drop the last record it had acknowledged in a partition when the
 /// producer's connection died, which is the broker losing an acknowledged
 /// write, not something a client (or this gateway) can prevent.
-async fn gateway_killed_under_load(summary: &Mutex<Summary>) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_under_load() {
     let broker = Broker::start_durable().await;
     let topic = topic("sigkill");
     broker.create_topic(&topic, 3).await;
@@ -245,17 +314,12 @@ async fn gateway_killed_under_load(summary: &Mutex<Summary>) {
                 });
                 call.set_timeout(Duration::from_secs(5));
                 match client.publish_event(call).await {
-                    Ok(answer) => {
-                        let answer = answer.into_inner();
-                        stored
-                            .lock()
-                            .unwrap()
-                            .push(format!("{id}@{}:{}", answer.partition, answer.offset));
-                    }
+                    Ok(_) => stored.lock().unwrap().push(id),
                     Err(_) => {
-                        *failed.lock().unwrap() += 1;
+                        let mut failed = failed.lock().unwrap();
+                        *failed += 1;
                         // The gateway is gone: stop after the first failures.
-                        if *failed.lock().unwrap() > 20 {
+                        if *failed > 20 {
                             return;
                         }
                     }
@@ -276,32 +340,53 @@ async fn gateway_killed_under_load(summary: &Mutex<Summary>) {
     let acknowledged: Vec<String> = stored.lock().unwrap().clone();
 
     // Read the topic back with a plain consumer, up to its end.
-    let brokers = broker.brokers();
-    let topic_name = topic.clone();
-    let in_topic = tokio::task::spawn_blocking(move || read_ids(&brokers, &topic_name))
-        .await
-        .unwrap();
+    let (brokers, name) = (broker.brokers(), topic.clone());
+    let in_topic: BTreeSet<String> =
+        tokio::task::spawn_blocking(move || read_topic(&brokers, &name))
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|record| header(record, "ce_id"))
+            .collect();
     let missing: Vec<&String> = acknowledged
         .iter()
-        .filter(|id| !in_topic.contains(id.split('@').next().unwrap_or_default()))
+        .filter(|id| !in_topic.contains(*id))
         .collect();
-    let lost = missing.len();
-    let mut summary = summary.lock().unwrap();
-    summary.published += acknowledged.len();
-    summary.publish_errors += *failed.lock().unwrap();
-    summary.lost += lost;
-    let _ = writeln!(
-        std::io::stderr(),
-        "gateway SIGKILL: {} publishes returned OK, {} returned an error, {} records in the topic, {lost} OK'd events missing {missing:?}",
-        acknowledged.len(),
-        *failed.lock().unwrap(),
+    let summary = Summary {
+        published: acknowledged.len(),
+        publish_errors: *failed.lock().unwrap(),
+        lost: missing.len(),
+        ..Summary::default()
+    };
+    summary.print("gateway SIGKILL");
+    assert!(summary.published >= 300, "{summary:?}");
+    assert!(
+        summary.publish_errors > 0,
+        "the publishers finished before the kill: it tested nothing"
+    );
+    assert_eq!(
+        summary.lost, 0,
+        "OK'd events missing from the topic: {missing:?}"
+    );
+    assert!(
+        in_topic.len() >= summary.published,
+        "{} records",
         in_topic.len()
     );
 }
 
-/// Every `ce_id` in a topic, read with a plain consumer up to its end (the
-/// high watermarks, asked again until they stop moving).
-fn read_ids(brokers: &str, topic: &str) -> HashSet<String> {
+/// The value of header `name` of a record, as text.
+fn header(record: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = record.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+}
+
+/// Every record of a topic, read with a plain consumer up to its end (the
+/// high watermarks, asked again until they stop moving). Blocking.
+fn read_topic(brokers: &str, topic: &str) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{topic}"))
@@ -326,18 +411,15 @@ fn read_ids(brokers: &str, topic: &str) -> HashSet<String> {
         partitions
             .iter()
             .map(|p| {
-                (
-                    *p,
-                    consumer
-                        .fetch_watermarks(topic, *p, Duration::from_secs(10))
-                        .unwrap()
-                        .1,
-                )
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                    .unwrap();
+                (*p, high)
             })
             .collect()
     };
-    let mut ids = HashSet::new();
-    let mut positions: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    let mut positions: HashMap<i32, i64> = HashMap::new();
     let deadline = std::time::Instant::now() + PATIENCE;
     let mut target = ends();
     loop {
@@ -351,19 +433,12 @@ fn read_ids(brokers: &str, topic: &str) -> HashSet<String> {
             );
             if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
                 positions.insert(message.partition(), message.offset() + 1);
-                let headers = message.headers();
-                for header in headers.iter().flat_map(|h| h.iter()) {
-                    if header.key == "ce_id" {
-                        ids.insert(
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
+                records.push(message.detach());
             }
         }
         let again = ends();
         if again == target {
-            return ids;
+            return records;
         }
         target = again;
     }

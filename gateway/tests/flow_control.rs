@@ -1,25 +1,18 @@
 //! A slow subscriber: the gateway pauses its consumer instead of buffering
 //! without bound, and loses nothing once the client catches up.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::json;
+use testkit::*;
 
 /// Deliveries the gateway buffers per subscription in this test.
 const BUFFER: usize = 4;
 
 #[tokio::test]
 async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
-    let broker = Broker::start().await;
-    let topic = topic("slow");
-    broker.create_topic(&topic, 1).await;
-    let mut config = config(Some(broker.brokers()));
-    config.subscription_buffer = BUFFER;
-    let gateway = gateway(config).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) =
+        fixture_with("slow", 1, |config| config.subscription_buffer = BUFFER).await;
 
     let padding = "x".repeat(2048);
     let first_batch = 300;
@@ -40,16 +33,16 @@ async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
     // The client reads nothing: the gateway fills the channel and the HTTP/2
     // window, then pauses the consumer.
     let stats = gateway.subscription(&id).expect("the subscription is live");
-    eventually("the consumer is paused", || async { stats.is_paused() }).await;
-    let handed_at_pause = stats.delivered();
+    eventually("the consumer is paused", || async { stats.paused.get() }).await;
+    let handed_at_pause = stats.delivered.get();
     assert!(
         handed_at_pause < first_batch,
         "the gateway pulled {handed_at_pause} of {first_batch} events for a client that reads nothing"
     );
     assert!(
-        stats.held() <= 1,
+        stats.held.get() <= 1,
         "records held outside the channel: {}",
-        stats.held()
+        stats.held.get()
     );
 
     // More events while paused: none is pulled in.
@@ -59,11 +52,11 @@ async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
-            stats.is_paused(),
+            stats.paused.get(),
             "the consumer resumed while the client reads nothing"
         );
         assert_eq!(
-            stats.delivered(),
+            stats.delivered.get(),
             handed_at_pause,
             "events were pulled while paused"
         );
@@ -74,6 +67,6 @@ async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
         let delivery = next_delivery(&mut stream).await;
         assert_eq!(body(&delivery)["n"], json!(n));
     }
-    assert!(stats.pauses() >= 1);
+    assert!(stats.pauses.get() >= 1);
     gateway.shutdown().await.unwrap();
 }

@@ -1,15 +1,13 @@
 //! The gateway through real grpcurl: reflection, health, and the README's
 //! publish and subscribe commands exactly as written there.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 /// The README's shell commands that call grpcurl, one per line.
 fn readme_grpcurl_commands() -> Vec<String> {
@@ -120,6 +118,13 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     let output = manual.read_until("\"attempt\": 1");
     let subscription_id = json_string_after(&output, "\"subscriptionId\": ");
     let ack_id = json_string_after(&output, "\"ackId\": ");
+    let stats = gateway
+        .subscription(&subscription_id)
+        .expect("the MANUAL stream is open");
+    eventually("the delivery is out, not acknowledged", || async {
+        stats.delivered.get() == 1 && stats.unacked.get() == 1
+    })
+    .await;
     let acknowledge = readme_command(
         "eventgateway.v1.EventGateway/Acknowledge",
         0,
@@ -136,12 +141,9 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
         "{}",
         String::from_utf8_lossy(&acked.stderr)
     );
-    // The acknowledged event is not delivered again.
-    let stats = gateway
-        .subscription(&subscription_id)
-        .expect("the MANUAL stream is open");
+    // The one delivery is acknowledged: nothing is out any more.
     eventually("the acknowledgement was applied", || async {
-        stats.held() == 0
+        stats.unacked.get() == 0
     })
     .await;
     drop(manual);
@@ -185,9 +187,17 @@ async fn every_cookbook_command_works_as_written() {
             continue;
         }
         let command = match (&manual, command.contains("SUBSCRIPTION_ID")) {
-            (Some((_, id, ack)), true) => command
-                .replace("SUBSCRIPTION_ID", id)
-                .replace("ACK_ID", ack),
+            (Some((_, id, ack)), true) => {
+                // The three orders are out, none acknowledged yet.
+                let stats = gateway.subscription(id).expect("the MANUAL stream is open");
+                eventually("the MANUAL stream has the three orders out", || async {
+                    stats.delivered.get() == 3 && stats.unacked.get() == 3
+                })
+                .await;
+                command
+                    .replace("SUBSCRIPTION_ID", id)
+                    .replace("ACK_ID", ack)
+            }
             (None, true) => panic!("the cookbook acknowledges before a MANUAL subscription"),
             _ => command.clone(),
         };
@@ -202,8 +212,9 @@ async fn every_cookbook_command_works_as_written() {
     let stats = gateway
         .subscription(&id)
         .expect("the MANUAL stream is open");
+    // One of the three is acknowledged now.
     eventually("the cookbook's acknowledgement was applied", || async {
-        stats.unacked() < 3
+        stats.unacked.get() == 2
     })
     .await;
     gateway.shutdown().await.unwrap();

@@ -1,10 +1,8 @@
 //! Health follows Kafka: NOT_SERVING while the broker is down (and calls get
 //! UNAVAILABLE), SERVING again once it is back.
 
-mod common;
-
-use common::*;
 use eventgateway::v1::{event::Data, Event, PublishEventRequest, SubscribeRequest};
+use testkit::*;
 use tonic::Code;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 use tonic_health::ServingStatus;

@@ -1,14 +1,12 @@
 //! PublishEvents: one answer per request, correlated by request id, each
 //! meaning what PublishEvent's answer means.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::*;
 use eventgateway::v1::publish_events_response::Result as Outcome;
 use eventgateway::v1::{PublishEventRequest, PublishEventsRequest};
 use serde_json::json;
+use testkit::*;
 use tonic::Code;
 
 #[tokio::test]

@@ -2,18 +2,16 @@
 //! round trips, every start position, consumer groups, and interoperation
 //! with plain Kafka clients.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
 use eventgateway::v1::{PartitionOffset, StartFrom, SubscribeRequest};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::json;
+use testkit::*;
 
 fn request(topic: &str, start_from: StartFrom) -> SubscribeRequest {
     SubscribeRequest {
@@ -353,17 +351,14 @@ async fn the_embedded_kafka_works_without_any_broker_configured() {
 
 #[tokio::test]
 async fn a_member_whose_client_goes_away_leaves_the_group_at_once() {
-    let broker = Broker::start().await;
-    let topic = topic("leave");
-    broker.create_topic(&topic, 2).await;
-    let mut config = config(Some(broker.brokers()));
     // A member that vanished without leaving would hold its partitions for
     // this long, far past the test's patience.
-    config
-        .kafka_properties
-        .push(("session.timeout.ms".into(), "120000".into()));
-    let gateway = gateway(config).await;
-    let mut client = client(gateway.addr()).await;
+    let (_broker, topic, gateway, mut client) = fixture_with("leave", 2, |config| {
+        config
+            .kafka_properties
+            .push(("session.timeout.ms".into(), "120000".into()))
+    })
+    .await;
     let member = SubscribeRequest {
         group: format!("group-{topic}"),
         ..request(&topic, StartFrom::Earliest)

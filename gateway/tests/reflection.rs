@@ -2,9 +2,7 @@
 //! older tools (grpcurl 1.8 speaks only v1alpha; the grpcurl test covers it
 //! with the real tool).
 
-mod common;
-
-use common::*;
+use testkit::*;
 use tonic_reflection::pb::v1::{
     server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
     server_reflection_response::MessageResponse, ServerReflectionRequest,

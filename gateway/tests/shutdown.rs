@@ -1,13 +1,9 @@
 //! Graceful shutdown of the real binary on SIGTERM: the in-flight publish is
 //! answered, open streams end with UNAVAILABLE, the process exits 0.
 
-mod common;
-
-use std::process::Command;
-
-use common::*;
 use eventgateway::v1::{StartFrom, SubscribeRequest};
 use serde_json::json;
+use testkit::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +14,7 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
     let port = free_port();
     // Each publish is held in the producer for a while, so that one is
     // still in flight when SIGTERM arrives.
-    let (mut gateway, log) = gateway_process(
+    let (gateway, mut log) = gateway_process(
         env!("CARGO_BIN_EXE_gateway").as_ref(),
         port,
         &broker.brokers(),
@@ -51,20 +47,8 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
             .await
     });
     // Wait until the gateway has the publish, then send SIGTERM.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let line = log
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .expect("the gateway logs the publish it received");
-        if line.contains("publish received") {
-            break;
-        }
-    }
-    let killed = Command::new("kill")
-        .args(["-TERM", &gateway.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    log.wait_for("publish received").await;
+    let exited = tokio::spawn(sigterm_and_wait(gateway));
 
     let stored = in_flight
         .await
@@ -83,12 +67,9 @@ async fn sigterm_answers_in_flight_publishes_ends_streams_and_exits_zero() {
     };
     assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
 
-    let status = tokio::task::spawn_blocking(move || gateway.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = exited.await.unwrap();
     assert_eq!(status.code(), Some(0), "the gateway exits 0");
-    let logged: Vec<String> = log.try_iter().collect();
+    let logged = log.to_end().await;
     assert!(
         logged.iter().any(|l| l.contains("SIGTERM received")),
         "{logged:?}"
@@ -106,10 +87,9 @@ fn an_invalid_configuration_stops_the_binary_with_the_flag_named() {
         (vec!["--delivery-timeout", "soon"], "--delivery-timeout"),
         (vec!["--kafka-property", "no-equals-sign"], "KEY=VALUE"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let output = command(env!("CARGO_BIN_EXE_gateway"))
             .args(&args)
             .env("NO_COLOR", "1")
-            .env_remove("KAFKA_BROKERS")
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -123,7 +103,7 @@ async fn json_logs_and_no_secret_in_them() {
     let broker = Broker::start().await;
     let port = free_port();
     // A credential the gateway is given but must never print.
-    let (mut gateway, log) = gateway_process(
+    let (gateway, mut log) = gateway_process(
         env!("CARGO_BIN_EXE_gateway").as_ref(),
         port,
         &broker.brokers(),
@@ -132,16 +112,13 @@ async fn json_logs_and_no_secret_in_them() {
     );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_serving(addr).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &gateway.id().to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || gateway.wait()).await;
-    let lines: Vec<String> = log.iter().collect();
+    sigterm_and_wait(gateway).await;
+    let lines = log.to_end().await;
     assert!(
         lines.iter().any(|l| l.contains("sasl.password=***")),
         "the property is shown masked: {lines:#?}"
     );
-    for line in &lines {
+    for line in lines {
         assert!(!line.contains("hunter2"), "a secret was logged: {line}");
         let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
         assert!(parsed.is_ok(), "not a JSON line: {line}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Waits that double from `min` up to `max`, each drawn between half and
 /// all of the current step, so that many notifiers do not retry in step.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     step: Duration,
@@ -13,7 +13,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts at `min`, never above `max`.
-    pub fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
         Self {
             min,
             max,
@@ -22,7 +22,7 @@ impl Backoff {
     }
 
     /// The next wait.
-    pub fn next_wait(&mut self) -> Duration {
+    pub(crate) fn next_wait(&mut self) -> Duration {
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
         let half = step / 2;
@@ -30,7 +30,7 @@ impl Backoff {
     }
 
     /// Back to the shortest wait, after a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.step = self.min;
     }
 }

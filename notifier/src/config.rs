@@ -6,14 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Everything the notifier can be told at start-up.
+/// Sends each newly registered user a welcome email, consuming user-registered events through the event gateway
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "notifier",
-    version,
-    about = "Sends each newly registered user a welcome email, consuming user-registered events through the event gateway",
-    after_help = "Logging follows RUST_LOG (default: info)."
-)]
+#[command(version, after_help = "Logging follows RUST_LOG (default: info).")]
 pub struct Config {
     /// The event gateway to subscribe through.
     #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:50051")]
@@ -66,7 +61,7 @@ pub struct Config {
     /// them off. The default port differs from the gateway's, so that both
     /// run on one host.
     #[arg(long, env = "NOTIFIER_METRICS_ADDR", default_value = "0.0.0.0:9465")]
-    pub metrics_addr: eventgateway::metrics::MetricsAddr,
+    pub metrics_addr: eventgateway_runtime::metrics::MetricsAddr,
 
     /// First wait before retrying a transient SMTP failure or reconnecting to
     /// the gateway; it doubles (with jitter) up to --max-backoff.
@@ -107,9 +102,9 @@ impl Config {
         Ok(())
     }
 
-    /// The defaults, for tests and embedding.
+    /// The defaults, whatever the environment says (tests and embedding).
     pub fn defaults() -> Self {
-        Config::parse_from(["notifier"])
+        eventgateway_runtime::config::defaults()
     }
 }
 

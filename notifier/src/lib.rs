@@ -5,44 +5,48 @@
 //! `notification-service` with MANUAL acknowledgements, and never talks to
 //! Kafka directly.
 //!
-//! - [`config`] - flags and environment variables.
-//! - [`worker`] - the subscribe / email / remember / acknowledge loop.
-//! - [`registration`] - the event schema it understands.
-//! - [`templates`] - the welcome email, from replaceable templates.
-//! - [`mailer`] - SMTP, or .eml files in an outbox directory.
-//! - [`metrics`] - emails sent, failed and dead-lettered, for Prometheus.
-//! - [`store`] - the ids of events already emailed (survives kill -9).
-//! - [`backoff`] - retry waits.
+//! - `config` - flags and environment variables.
+//! - `worker` - the subscribe / email / remember / acknowledge loop.
+//! - `error` - what ends a session with the gateway.
+//! - `registration` - the event schema it understands.
+//! - `templates` - the welcome email, from replaceable templates.
+//! - `mailer` - SMTP, or .eml files in an outbox directory.
+//! - `metrics` - emails sent, failed and dead-lettered, for Prometheus.
+//! - `store` - the ids of events already emailed (survives kill -9).
+//! - `backoff` - retry waits.
 
-pub mod backoff;
-pub mod config;
-pub mod mailer;
-pub mod metrics;
-pub mod registration;
-pub mod store;
-pub mod templates;
-pub mod worker;
+mod backoff;
+mod config;
+mod error;
+mod mailer;
+mod metrics;
+mod registration;
+mod store;
+mod templates;
+mod worker;
 
 use std::future::Future;
 
 pub use config::Config;
+pub use error::Error;
 
 /// Runs the notifier until `signal` resolves; the email in progress is
 /// finished and acknowledged before it returns.
 pub async fn run(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (trigger, shutdown) = eventgateway_runtime::shutdown::channel();
     let metrics = metrics::Metrics::default();
-    let endpoint = eventgateway::metrics::start(config.metrics_addr, metrics.registry()).await?;
-    let notifier = worker::Notifier::new(config, stop, metrics)?;
+    let endpoint =
+        eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry()).await?;
+    let notifier = worker::Notifier::new(config, shutdown, metrics)?;
     let mut work = tokio::spawn(notifier.run());
     tokio::select! {
-        result = &mut work => return result?,
-        () = signal => stop_tx.send_replace(true),
+        result = &mut work => return Ok(result?),
+        () = signal => trigger.fire(),
     };
-    let result = work.await?;
+    work.await?;
     if let Some((task, _)) = endpoint {
         task.abort();
     }
     tracing::info!("notifier stopped");
-    result
+    Ok(())
 }

@@ -12,7 +12,7 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why an email was not sent.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// Worth retrying: the server is unreachable or answered 4xx.
     #[error("transient mail failure: {0}")]
     Transient(String),
@@ -22,7 +22,7 @@ pub enum SendError {
 }
 
 /// Sends emails.
-pub enum Mailer {
+pub(crate) enum Mailer {
     /// Over SMTP.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// Into .eml files.
@@ -31,7 +31,7 @@ pub enum Mailer {
 
 impl Mailer {
     /// SMTP when `smtp_url` is set, the outbox directory otherwise.
-    pub fn new(smtp_url: Option<&str>, outbox: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn new(smtp_url: Option<&str>, outbox: &Path) -> anyhow::Result<Self> {
         Ok(match smtp_url {
             Some(url) => Mailer::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
@@ -46,7 +46,7 @@ impl Mailer {
     }
 
     /// Hands `message` to the server (or writes it); Ok once accepted.
-    pub async fn send(&self, message: Message) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, message: Message) -> Result<(), SendError> {
         match self {
             Mailer::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|error| {
                 if error.is_permanent() {

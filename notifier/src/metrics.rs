@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 /// The notifier's counters; cloning shares them.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Arc<Registry>,
     /// Emails the SMTP server accepted (or the outbox stored).
     pub sent: Counter,
@@ -51,7 +51,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The registry to serve.
-    pub fn registry(&self) -> Arc<Registry> {
+    pub(crate) fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
     }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// A new user to welcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
+pub(crate) struct Registration {
     /// The user's id, as text.
     pub user_id: String,
     /// Where the welcome email goes.
@@ -27,7 +27,7 @@ pub struct Registration {
 }
 
 /// Reads a registration out of an event; the error says why it is unusable.
-pub fn parse(event: &Event) -> Result<Registration, String> {
+pub(crate) fn parse(event: &Event) -> Result<Registration, String> {
     let json: Value = match &event.data {
         Some(Data::Json(object)) => serde_json::from_slice(&struct_to_json(object)),
         Some(Data::Text(text)) => serde_json::from_str(text),

@@ -6,18 +6,20 @@ use std::path::Path;
 
 use redb::{Database, TableDefinition};
 
+use crate::error::Error;
+
 /// Event ids that were emailed, with the time (ms since the epoch).
 const SENT: TableDefinition<'_, &str, u64> = TableDefinition::new("sent");
 
 /// The store of emailed event ids.
-pub struct SentStore {
+pub(crate) struct SentStore {
     /// The database file.
     db: Database,
 }
 
 impl SentStore {
     /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = Database::create(dir.join("sent.redb"))?;
         let tx = db.begin_write()?;
@@ -27,21 +29,29 @@ impl SentStore {
     }
 
     /// Whether the event already got its email.
-    pub fn contains(&self, event_id: &str) -> anyhow::Result<bool> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(SENT)?.get(event_id)?.is_some())
+    pub(crate) fn contains(&self, event_id: &str) -> Result<bool, Error> {
+        let tx = self.db.begin_read().map_err(failed)?;
+        let table = tx.open_table(SENT).map_err(failed)?;
+        Ok(table.get(event_id).map_err(failed)?.is_some())
     }
 
     /// Remembers that the event got its email (durably, before returning).
-    pub fn insert(&self, event_id: &str) -> anyhow::Result<()> {
+    pub(crate) fn insert(&self, event_id: &str) -> Result<(), Error> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let tx = self.db.begin_write()?;
-        tx.open_table(SENT)?.insert(event_id, now)?;
-        tx.commit()?;
-        Ok(())
+        let tx = self.db.begin_write().map_err(failed)?;
+        tx.open_table(SENT)
+            .map_err(failed)?
+            .insert(event_id, now)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)
     }
+}
+
+/// A failure of the store's database.
+fn failed(error: impl Into<redb::Error>) -> Error {
+    Error::Store(Box::new(error.into()))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::registration::Registration;
 
 /// The three templates of the welcome email.
 #[derive(Debug, Clone)]
-pub struct Templates {
+pub(crate) struct Templates {
     /// Subject line.
     subject: String,
     /// Plain-text body.
@@ -22,7 +22,7 @@ pub struct Templates {
 impl Templates {
     /// The built-in templates, with any of `subject.txt`, `welcome.txt` and
     /// `welcome.html` in `dir` taking their place.
-    pub fn load(dir: Option<&Path>) -> std::io::Result<Self> {
+    pub(crate) fn load(dir: Option<&Path>) -> std::io::Result<Self> {
         let pick = |file: &str, builtin: &str| -> std::io::Result<String> {
             match dir.map(|d| d.join(file)) {
                 Some(path) if path.exists() => std::fs::read_to_string(path),
@@ -39,7 +39,7 @@ impl Templates {
     }
 
     /// The welcome email for `user`, from `from`.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         from: &Mailbox,
         user: &Registration,

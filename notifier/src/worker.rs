@@ -13,20 +13,21 @@
 
 use std::collections::HashMap;
 
-use eventgateway::trace_context;
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{
     subscribe_response::Kind, AckMode, AcknowledgeRequest, Delivery, Event, PublishEventRequest,
     StartFrom, SubscribeRequest,
 };
+use eventgateway::{delivery_span, trace_context};
+use eventgateway_runtime::shutdown::Shutdown;
 use lettre::message::Mailbox;
-use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::error::Error;
 use crate::mailer::{Mailer, SendError};
 use crate::metrics::Metrics;
 use crate::registration;
@@ -42,14 +43,14 @@ enum SessionEnd {
 }
 
 /// Everything the loop needs.
-pub struct Notifier {
+pub(crate) struct Notifier {
     config: Config,
     mailer: Mailer,
     templates: Templates,
     store: SentStore,
     from: Mailbox,
-    /// Turns true when shutdown begins.
-    stop: watch::Receiver<bool>,
+    /// The notifier's shutdown.
+    shutdown: Shutdown,
     /// Waits between reconnects and SMTP retries.
     backoff: Backoff,
     /// Counters served on /metrics.
@@ -58,9 +59,9 @@ pub struct Notifier {
 
 impl Notifier {
     /// Opens the store, the mailer and the templates.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
-        stop: watch::Receiver<bool>,
+        shutdown: Shutdown,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
         Ok(Self {
@@ -70,39 +71,39 @@ impl Notifier {
             from: config.mail_from.parse()?,
             backoff: Backoff::new(config.min_backoff, config.max_backoff),
             config,
-            stop,
+            shutdown,
             metrics,
         })
     }
 
     /// Runs until shutdown, reconnecting to the gateway as needed.
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn run(mut self) {
         loop {
             match self.session().await {
-                Ok(SessionEnd::Shutdown) => return Ok(()),
+                Ok(SessionEnd::Shutdown) => return,
                 Ok(SessionEnd::StreamEnded) => {
                     tracing::warn!("the gateway ended the stream; reconnecting")
                 }
-                Err(error) => tracing::warn!("gateway session failed: {error:#}; reconnecting"),
+                Err(error) => tracing::warn!(%error, "gateway session failed; reconnecting"),
             }
-            if self.pause().await {
-                return Ok(());
+            let wait = self.backoff.next_wait();
+            if self.pause(wait).await {
+                return;
             }
         }
     }
 
-    /// Waits for the next backoff step; true when shutdown came first.
-    async fn pause(&mut self) -> bool {
-        let wait = self.backoff.next_wait();
-        let mut stop = self.stop.clone();
+    /// Waits `wait`; true when shutdown came first.
+    async fn pause(&self, wait: std::time::Duration) -> bool {
+        let mut stop = self.shutdown.clone();
         tokio::select! {
-            () = tokio::time::sleep(wait) => *self.stop.borrow(),
-            _ = stop.wait_for(|stop| *stop) => true,
+            () = tokio::time::sleep(wait) => self.shutdown.is_started(),
+            () = stop.started() => true,
         }
     }
 
-    async fn session(&mut self) -> anyhow::Result<SessionEnd> {
-        if *self.stop.borrow() {
+    async fn session(&mut self) -> Result<SessionEnd, Error> {
+        if self.shutdown.is_started() {
             return Ok(SessionEnd::Shutdown);
         }
         let channel = Endpoint::from_shared(self.config.gateway_url.clone())?
@@ -120,7 +121,7 @@ impl Notifier {
         let mut stream = client.subscribe(request).await?.into_inner();
         let subscription_id = match stream.message().await?.and_then(|m| m.kind) {
             Some(Kind::Subscribed(subscribed)) => subscribed.subscription_id,
-            other => anyhow::bail!("the gateway did not confirm the subscription: {other:?}"),
+            other => return Err(Error::NotSubscribed(format!("{other:?}"))),
         };
         tracing::info!(
             topic = self.config.topic,
@@ -129,11 +130,11 @@ impl Notifier {
             "subscribed"
         );
         self.backoff.reset();
+        let mut stop = self.shutdown.clone();
         loop {
-            let mut stop = self.stop.clone();
             let message = tokio::select! {
                 biased;
-                _ = stop.wait_for(|stop| *stop) => return Ok(SessionEnd::Shutdown),
+                () = stop.started() => return Ok(SessionEnd::Shutdown),
                 message = stream.message() => message,
             };
             match message {
@@ -155,66 +156,47 @@ impl Notifier {
         }
     }
 
-    /// Handles one delivery up to its acknowledgement.
+    /// Handles one delivery up to its acknowledgement, in a CONSUMER span
+    /// that continues the trace the gateway handed over.
     async fn handle(
         &mut self,
         client: &mut EventGatewayClient<Channel>,
         subscription_id: &str,
         delivery: Delivery,
-    ) -> anyhow::Result<Outcome> {
+    ) -> Result<Outcome, Error> {
         let event = delivery.event.clone().unwrap_or_default();
-        // A CONSUMER span continuing the trace the gateway handed over.
-        let span = tracing::info_span!(
+        let span = delivery_span!(
+            target: module_path!(),
             "welcome",
-            otel.name = format!("process {}", delivery.topic),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = %delivery.topic,
-            messaging.destination.partition.id = delivery.partition,
-            messaging.kafka.offset = delivery.offset,
-            messaging.message.id = %event.id,
-            delivery.attempt = delivery.attempt,
-            trace_id = tracing::field::Empty,
+            &delivery,
+            &self.config.group
         );
         trace_context::continue_trace(&span, trace_context::from_attributes(&event.attributes));
-        self.handle_in(client, subscription_id, delivery, event)
-            .instrument(span)
-            .await
+        let delivered = Delivered {
+            client,
+            subscription_id,
+            delivery: &delivery,
+            event: &event,
+        };
+        self.welcome(delivered).instrument(span).await
     }
 
-    async fn handle_in(
-        &mut self,
-        client: &mut EventGatewayClient<Channel>,
-        subscription_id: &str,
-        delivery: Delivery,
-        event: Event,
-    ) -> anyhow::Result<Outcome> {
-        if self.store.contains(&event.id)? {
+    /// Sends the welcome email of one delivery (or skips or rejects it),
+    /// then acknowledges it; retries transient failures until shutdown.
+    async fn welcome(&mut self, mut delivered: Delivered<'_>) -> Result<Outcome, Error> {
+        if self.store.contains(&delivered.event.id)? {
             tracing::info!("already emailed; skipping the redelivery");
-            acknowledge(client, subscription_id, &delivery).await?;
-            return Ok(Outcome::Done);
+            return delivered.acknowledge().await;
         }
-        let user = match registration::parse(&event) {
+        let user = match registration::parse(delivered.event) {
             Ok(user) => user,
-            Err(reason) => {
-                self.dead_letter(client, &delivery, &event, &reason).await?;
-                acknowledge(client, subscription_id, &delivery).await?;
-                return Ok(Outcome::Done);
-            }
+            Err(reason) => return self.reject(delivered, &reason).await,
         };
         let message = match self.templates.render(&self.from, &user) {
             Ok(message) => message,
             Err(error) => {
-                self.dead_letter(
-                    client,
-                    &delivery,
-                    &event,
-                    &format!("cannot build the email: {error}"),
-                )
-                .await?;
-                acknowledge(client, subscription_id, &delivery).await?;
-                return Ok(Outcome::Done);
+                let reason = format!("cannot build the email: {error}");
+                return self.reject(delivered, &reason).await;
             }
         };
         let mut retries = Backoff::new(self.config.min_backoff, self.config.max_backoff);
@@ -228,29 +210,35 @@ impl Notifier {
             match self.mailer.send(message.clone()).instrument(send).await {
                 Ok(()) => {
                     self.metrics.sent.inc();
-                    self.store.insert(&event.id)?;
+                    self.store.insert(&delivered.event.id)?;
                     tracing::info!(user_id = user.user_id, "welcome email sent");
-                    acknowledge(client, subscription_id, &delivery).await?;
-                    return Ok(Outcome::Done);
+                    return delivered.acknowledge().await;
                 }
-                Err(SendError::Permanent(reason)) => {
-                    self.dead_letter(client, &delivery, &event, &reason).await?;
-                    acknowledge(client, subscription_id, &delivery).await?;
-                    return Ok(Outcome::Done);
-                }
+                Err(SendError::Permanent(reason)) => return self.reject(delivered, &reason).await,
                 Err(SendError::Transient(reason)) => {
                     self.metrics.failed.inc();
                     let wait = retries.next_wait();
                     tracing::warn!(%reason, ?wait, "email not sent; retrying");
-                    let mut stop = self.stop.clone();
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        // Not acknowledged: the event is delivered again later.
-                        _ = stop.wait_for(|stop| *stop) => return Ok(Outcome::Shutdown),
+                    // Not acknowledged: the event is delivered again later.
+                    if self.pause(wait).await {
+                        return Ok(Outcome::Shutdown);
                     }
                 }
             }
         }
+    }
+
+    /// The one way an event that cannot be emailed leaves: published to the
+    /// dead-letter topic with `reason`, then acknowledged.
+    async fn reject(&self, mut delivered: Delivered<'_>, reason: &str) -> Result<Outcome, Error> {
+        self.dead_letter(
+            delivered.client,
+            delivered.delivery,
+            delivered.event,
+            reason,
+        )
+        .await?;
+        delivered.acknowledge().await
     }
 
     /// Publishes an unusable event to `<topic>.dlq` with the reason.
@@ -260,7 +248,7 @@ impl Notifier {
         delivery: &Delivery,
         event: &Event,
         reason: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let topic = format!("{}.dlq", self.config.topic);
         let mut attributes: HashMap<String, String> = event.attributes.clone();
         attributes.insert("dlq_reason".into(), reason.to_owned());
@@ -292,18 +280,29 @@ enum Outcome {
     Shutdown,
 }
 
-async fn acknowledge(
-    client: &mut EventGatewayClient<Channel>,
-    subscription_id: &str,
-    delivery: &Delivery,
-) -> anyhow::Result<()> {
-    client
-        .acknowledge(traced(AcknowledgeRequest {
-            subscription_id: subscription_id.to_owned(),
-            ack_ids: vec![delivery.ack_id.clone()],
-        }))
-        .await?;
-    Ok(())
+/// One delivery being handled, and where it is acknowledged.
+struct Delivered<'a> {
+    /// The client of the gateway that serves the subscription.
+    client: &'a mut EventGatewayClient<Channel>,
+    /// The subscription it came on.
+    subscription_id: &'a str,
+    /// The delivery.
+    delivery: &'a Delivery,
+    /// Its event.
+    event: &'a Event,
+}
+
+impl Delivered<'_> {
+    /// Acknowledges the delivery: its handling is done.
+    async fn acknowledge(&mut self) -> Result<Outcome, Error> {
+        self.client
+            .acknowledge(traced(AcknowledgeRequest {
+                subscription_id: self.subscription_id.to_owned(),
+                ack_ids: vec![self.delivery.ack_id.clone()],
+            }))
+            .await?;
+        Ok(Outcome::Done)
+    }
 }
 
 /// A request carrying the current span's trace context.

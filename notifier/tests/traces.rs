@@ -5,13 +5,10 @@
 //! its delivery, then the notifier's handling and its SMTP send, each the
 //! child of the one before. The gateway's log line names the trace too.
 
-#[path = "../../gateway/tests/common/mod.rs"]
-mod common;
 mod support;
 
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use eventgateway::v1::PublishEventRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -22,6 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use support::*;
+use testkit::*;
 
 /// A span as received, with the service that sent it.
 #[derive(Debug, Clone)]
@@ -102,7 +100,7 @@ async fn a_registration_is_one_trace_from_publish_to_email() {
         .parent()
         .unwrap()
         .to_owned();
-    let (mut gateway, log) = gateway_process(
+    let (mut gateway, mut log) = gateway_process(
         &bin_dir.join("gateway"),
         port,
         &broker.brokers(),
@@ -140,7 +138,7 @@ async fn a_registration_is_one_trace_from_publish_to_email() {
         format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
     );
     client.publish_event(request).await.expect("publish");
-    wait_for_recipients(&smtp, 1).await;
+    smtp.wait_for_recipients(1).await;
 
     // Every hop reports a span of the trace, each the child of the last.
     let find = |service: &str, kind: SpanKind| -> Option<Received> {
@@ -188,7 +186,7 @@ async fn a_registration_is_one_trace_from_publish_to_email() {
     assert_eq!(smtp_send.parent_span_id, handle.span_id);
 
     // The gateway's log line of the publish names the trace.
-    let logged: Vec<String> = log.try_iter().collect();
+    let logged = log.so_far();
     assert!(
         logged
             .iter()

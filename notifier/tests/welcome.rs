@@ -2,20 +2,15 @@
 //! and a real SMTP server (Python aiosmtpd). Registrations go in through the
 //! gateway; welcome emails come out at the SMTP server, once per user.
 
-#[path = "../../gateway/tests/common/mod.rs"]
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
-use common::*;
 use serde_json::json;
-
-mod support;
-
 use support::*;
+use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_registration_gets_one_welcome_email_with_both_parts() {
@@ -24,7 +19,7 @@ async fn every_registration_gets_one_welcome_email_with_both_parts() {
     let state = state_dir();
     let _notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
     register(&mut client, &topic, 0..10).await;
-    wait_for_recipients(&smtp, 10).await;
+    smtp.wait_for_recipients(10).await;
     assert_once_each(&smtp, 10);
     for message in smtp.messages() {
         assert!(message.contains("Subject: Welcome"), "{message}");
@@ -41,13 +36,13 @@ async fn every_registration_gets_one_welcome_email_with_both_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notifier_killed_mid_run_emails_every_user_and_repeats_none_it_recorded() {
-    let (_broker, topic, gateway, mut client) = setup("kill").await;
+    let (broker, topic, gateway, mut client) = setup("kill").await;
     let smtp = SmtpServer::start(&[]);
     let state = state_dir();
     let total = 40;
     register(&mut client, &topic, 0..total).await;
     let mut notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
-    wait_for_recipients(&smtp, 5).await;
+    smtp.wait_for_recipients(5).await;
     notifier.kill_9();
     let sent_before = smtp.messages().len();
     assert!(
@@ -55,12 +50,13 @@ async fn a_notifier_killed_mid_run_emails_every_user_and_repeats_none_it_recorde
         "the kill came too late to test anything"
     );
     let _restarted = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
-    wait_for_recipients(&smtp, total).await;
+    smtp.wait_for_recipients(total).await;
+    // Every event handled and acknowledged: no email can come after this.
+    wait_group_done(&broker.brokers(), &group(&topic), &topic).await;
     // Redeliveries after the restart are skipped, not emailed again: every
     // email sent before the kill was recorded, except (at most) the one the
     // kill interrupted between the SMTP server's 250 and the record. That
     // window cannot be closed with SMTP; it is the documented limit.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let per = smtp.per_recipient();
     let twice: Vec<&String> = per
         .iter()
@@ -98,7 +94,7 @@ async fn rejected_recipients_and_unusable_events_go_to_the_dead_letter_topic() {
     register(&mut client, &topic, 3..4).await; // rejected with 550
     publish(&mut client, &topic, "no-email", json!({"user_id": 99})).await;
     register(&mut client, &topic, 4..6).await;
-    wait_for_recipients(&smtp, 5).await;
+    smtp.wait_for_recipients(5).await;
     let per = smtp.per_recipient();
     assert!(!per.contains_key("user3@example.com"));
 
@@ -130,13 +126,19 @@ async fn emails_wait_while_the_smtp_server_is_down() {
     let (_broker, topic, gateway, mut client) = setup("smtp-down").await;
     let mut smtp = SmtpServer::stopped(&[]);
     let state = state_dir();
-    let _notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _notifier = Notifier::start_with(
+        gateway.addr(),
+        &topic,
+        &smtp.url(),
+        &state,
+        &[("NOTIFIER_METRICS_ADDR", metrics.to_string())],
+    );
     register(&mut client, &topic, 0..5).await;
     // Nothing can be sent yet; the notifier keeps retrying.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(smtp.messages().is_empty());
+    metric_reaches(metrics, "notifier_emails_failed_total", 3.0).await;
     smtp.restart();
-    wait_for_recipients(&smtp, 5).await;
+    smtp.wait_for_recipients(5).await;
     assert_once_each(&smtp, 5);
     gateway.shutdown().await.unwrap();
 }
@@ -149,7 +151,7 @@ async fn the_notifier_reconnects_when_the_gateway_restarts() {
     let state = state_dir();
     let _notifier = Notifier::start(addr, &topic, &smtp.url(), &state);
     register(&mut client, &topic, 0..5).await;
-    wait_for_recipients(&smtp, 5).await;
+    smtp.wait_for_recipients(5).await;
 
     gateway.shutdown().await.unwrap();
     let listener = tokio::net::TcpListener::bind(addr)
@@ -159,35 +161,31 @@ async fn the_notifier_reconnects_when_the_gateway_restarts() {
         .await
         .unwrap();
     wait_serving(addr).await;
-    let mut client = common::client(addr).await;
+    let mut client = testkit::client(addr).await;
     register(&mut client, &topic, 5..10).await;
-    wait_for_recipients(&smtp, 10).await;
+    smtp.wait_for_recipients(10).await;
     assert_once_each(&smtp, 10);
     restarted.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_notifier_cleanly_and_nothing_is_sent_twice() {
-    let (_broker, topic, gateway, mut client) = setup("sigterm").await;
+    let (broker, topic, gateway, mut client) = setup("sigterm").await;
     let smtp = SmtpServer::start(&[]);
     let state = state_dir();
     let total = 30;
     register(&mut client, &topic, 0..total).await;
-    let mut notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
-    wait_for_recipients(&smtp, 3).await;
-    let term = Command::new("kill")
-        .args(["-TERM", &notifier.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = tokio::task::spawn_blocking(move || notifier.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let notifier = notifier_command(gateway.addr(), &topic, &smtp.url(), &state)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the notifier binary starts");
+    smtp.wait_for_recipients(3).await;
+    let status = sigterm_and_wait(notifier).await;
     assert_eq!(status.code(), Some(0), "the notifier exits 0 on SIGTERM");
     let _restarted = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
-    wait_for_recipients(&smtp, total).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    smtp.wait_for_recipients(total).await;
+    // Every event handled and acknowledged: no email can come after this.
+    wait_group_done(&broker.brokers(), &group(&topic), &topic).await;
     assert_once_each(&smtp, total);
     gateway.shutdown().await.unwrap();
 }
@@ -205,7 +203,7 @@ async fn the_local_system_script_turns_a_registration_into_an_outbox_email() {
     let state = state_dir();
     let port = free_port();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let mut system = Command::new("bash")
+    let system = command("bash")
         .arg(format!("{root}/scripts/run-local.sh"))
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
         .env("OUTBOX_DIR", &outbox)
@@ -228,7 +226,10 @@ async fn the_local_system_script_turns_a_registration_into_an_outbox_email() {
         .expect("the README shows how to register a user")
         .replacen("grpcurl", &grpcurl().display().to_string(), 1)
         .replace("localhost:50051", &format!("127.0.0.1:{port}"));
-    let output = Command::new("sh").args(["-c", &register]).output().unwrap();
+    let output = std::process::Command::new("sh")
+        .args(["-c", &register])
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -251,13 +252,7 @@ async fn the_local_system_script_turns_a_registration_into_an_outbox_email() {
     .await;
     assert!(emails().iter().all(|m| m.contains("Subject: Welcome")));
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &system.id().to_string()])
-        .status();
-    let status = tokio::task::spawn_blocking(move || system.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = sigterm_and_wait(system).await;
     assert!(
         status.success(),
         "the script stops both services cleanly: {status:?}"
@@ -271,14 +266,7 @@ async fn the_smtp_password_never_reaches_the_logs() {
     let (_broker, topic, gateway, mut client) = setup("secret").await;
     register(&mut client, &topic, 0..1).await;
     let smtp_down = format!("smtp://mailer:s3cret-smtp-pass@127.0.0.1:{}", free_port());
-    let mut notifier = Command::new(env!("CARGO_BIN_EXE_notifier"))
-        .env("GATEWAY_URL", format!("http://{}", gateway.addr()))
-        .env("NOTIFIER_TOPIC", &topic)
-        .env("NOTIFIER_GROUP", format!("secret-{topic}"))
-        .env("SMTP_URL", &smtp_down)
-        .env("STATE_DIR", state_dir())
-        .env("NOTIFIER_METRICS_ADDR", "0")
-        .env("MIN_BACKOFF", "50ms")
+    let mut notifier = notifier_command(gateway.addr(), &topic, &smtp_down, &state_dir())
         .env("MAX_BACKOFF", "100ms")
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
@@ -286,38 +274,12 @@ async fn the_smtp_password_never_reaches_the_logs() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = notifier.stderr.take().expect("stderr is piped");
-    let (tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut lines = Lines::of(notifier.stderr.take().expect("stderr is piped"));
     // Wait until it has tried (and failed) to send.
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !seen
-        .iter()
-        .any(|l: &String| l.contains("email not sent; retrying"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no send attempt: {seen:#?}"
-        );
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-            seen.push(line);
-        }
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &notifier.id().to_string()])
-        .status();
-    let status = tokio::task::spawn_blocking(move || notifier.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    lines.wait_for("email not sent; retrying").await;
+    let status = sigterm_and_wait(notifier).await;
     assert_eq!(status.code(), Some(0));
-    seen.extend(lines.try_iter());
-    for line in &seen {
+    for line in lines.to_end().await {
         assert!(
             !line.contains("s3cret-smtp-pass"),
             "the SMTP password was logged: {line}"

@@ -12,7 +12,7 @@ const BROKERS: i32 = 1;
 
 /// A running embedded cluster; dropping it stops the cluster.
 #[derive(Debug)]
-pub struct EmbeddedKafka {
+pub(crate) struct EmbeddedKafka {
     /// Its bootstrap servers, `host:port`.
     bootstrap_servers: String,
     /// Dropping this tells the cluster's thread to stop.
@@ -22,7 +22,7 @@ pub struct EmbeddedKafka {
 impl EmbeddedKafka {
     /// Starts the cluster on a thread of its own (the mock cluster handle
     /// cannot move between threads).
-    pub fn start() -> anyhow::Result<Self> {
+    pub(crate) fn start() -> anyhow::Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         thread::Builder::new().name("embedded-kafka".into()).spawn(
@@ -46,7 +46,7 @@ impl EmbeddedKafka {
     }
 
     /// The bootstrap servers to connect to.
-    pub fn bootstrap_servers(&self) -> &str {
+    pub(crate) fn bootstrap_servers(&self) -> &str {
         &self.bootstrap_servers
     }
 }

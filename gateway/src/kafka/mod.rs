@@ -1,11 +1,12 @@
-//! The Kafka side of the gateway: one shared producer, topic checks, consumer
-//! subscriptions, health probes, and the embedded development cluster.
+//! Kafka plumbing shared by publishing and subscriptions: client
+//! configuration, blocking calls off the runtime, secret property names,
+//! topic checks, and the embedded development cluster. Nothing here knows
+//! about gRPC.
 
-pub mod embedded;
-pub mod producer;
-pub mod subscription;
-pub mod topics;
+pub(crate) mod embedded;
+pub(crate) mod topics;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -13,7 +14,7 @@ use rdkafka::ClientConfig;
 use crate::error::Error;
 
 /// How long one metadata request (topic check or health probe) may take.
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Properties the gateway sets on every client unless the operator sets them
 /// through `--kafka-property`.
@@ -23,30 +24,67 @@ const CLIENT_DEFAULTS: &[(&str, &str)] = &[
     ("client.id", "event-gateway"),
 ];
 
-/// Builds a client configuration: the gateway's defaults, then the
-/// operator's properties, then the settings a guarantee depends on.
-pub fn client_config(
-    brokers: &str,
-    defaults: &[(&str, &str)],
-    properties: &[(String, String)],
-    enforced: &[(&str, String)],
-) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    for (key, value) in CLIENT_DEFAULTS.iter().chain(defaults) {
-        config.set(*key, *value);
+/// The Kafka cluster the gateway talks to, and how: its bootstrap servers
+/// and the operator's librdkafka properties. Cloning shares it.
+#[derive(Debug, Clone)]
+pub(crate) struct Cluster {
+    /// Bootstrap servers, `host:port,...`.
+    brokers: Arc<str>,
+    /// The operator's properties (`--kafka-property`), for every client.
+    properties: Arc<[(String, String)]>,
+}
+
+impl Cluster {
+    /// The cluster at `brokers`, reached with `properties`.
+    pub(crate) fn new(brokers: &str, properties: &[(String, String)]) -> Self {
+        Self {
+            brokers: brokers.into(),
+            properties: properties.into(),
+        }
     }
-    for (key, value) in properties {
-        config.set(key, value);
+
+    /// A client configuration: the gateway's defaults, then `defaults` of
+    /// this kind of client, then the operator's properties, then the
+    /// settings a guarantee depends on (`enforced`), which nothing overrides.
+    pub(crate) fn client_config(
+        &self,
+        defaults: &[(&str, &str)],
+        enforced: &[(&str, String)],
+    ) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &*self.brokers);
+        for (key, value) in CLIENT_DEFAULTS.iter().chain(defaults) {
+            config.set(*key, *value);
+        }
+        for (key, value) in self.properties.iter() {
+            config.set(key, value);
+        }
+        for (key, value) in enforced {
+            config.set(*key, value);
+        }
+        config
     }
-    for (key, value) in enforced {
-        config.set(*key, value);
+
+    /// What to log of the connection: the brokers, and the properties with
+    /// secret values masked.
+    pub(crate) fn describe(&self) -> (String, Vec<String>) {
+        let shown = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                if is_secret(k) {
+                    format!("{k}=***")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        (self.brokers.to_string(), shown)
     }
-    config
 }
 
 /// Runs a blocking librdkafka call off the async runtime.
-pub async fn blocking<T, F>(call: F) -> Result<T, Error>
+pub(crate) async fn blocking<T, F>(call: F) -> Result<T, Error>
 where
     F: FnOnce() -> Result<T, Error> + Send + 'static,
     T: Send + 'static,
@@ -57,7 +95,7 @@ where
 }
 
 /// Property names whose values are secrets and never logged.
-pub fn is_secret(key: &str) -> bool {
+fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     ["password", "secret", "jaas", "token", "key.pem", "private"]
         .iter()
@@ -70,24 +108,33 @@ mod tests {
 
     #[test]
     fn operator_properties_override_defaults_but_not_enforced_settings() {
-        let config = client_config(
+        let cluster = Cluster::new(
             "k:9092",
-            &[("linger.ms", "5")],
             &[
                 ("linger.ms".into(), "20".into()),
                 ("acks".into(), "1".into()),
             ],
-            &[("acks", "all".into())],
         );
+        let config = cluster.client_config(&[("linger.ms", "5")], &[("acks", "all".into())]);
         assert_eq!(config.get("linger.ms"), Some("20"));
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("bootstrap.servers"), Some("k:9092"));
     }
 
     #[test]
-    fn secrets_are_recognised() {
+    fn secrets_are_recognised_and_masked() {
         assert!(is_secret("sasl.password"));
         assert!(is_secret("ssl.key.password"));
         assert!(!is_secret("security.protocol"));
+        let cluster = Cluster::new(
+            "k:9092",
+            &[
+                ("security.protocol".into(), "SASL_SSL".into()),
+                ("sasl.password".into(), "hunter2".into()),
+            ],
+        );
+        let (brokers, shown) = cluster.describe();
+        assert_eq!(brokers, "k:9092");
+        assert_eq!(shown, ["security.protocol=SASL_SSL", "sasl.password=***"]);
     }
 }

@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 
-use super::{blocking, client_config, METADATA_TIMEOUT};
+use super::{blocking, Cluster, METADATA_TIMEOUT};
 use crate::error::Error;
 
 /// Times a topic that was just created is looked up again until its
@@ -21,7 +21,7 @@ const SETTLE_ATTEMPTS: u32 = 50;
 const SETTLE_PAUSE: Duration = Duration::from_millis(100);
 
 /// What happens to a topic that does not exist.
-pub enum Creation {
+pub(crate) enum Creation {
     /// Nothing: calls get NOT_FOUND.
     Refuse,
     /// The broker creates it when metadata for it is requested (the
@@ -40,14 +40,13 @@ pub enum Creation {
 
 impl Creation {
     /// The admin-API creation for a real cluster.
-    pub fn admin(
-        brokers: &str,
-        properties: &[(String, String)],
+    pub(crate) fn admin(
+        cluster: &Cluster,
         partitions: i32,
         replication: i32,
     ) -> Result<Self, KafkaError> {
         Ok(Creation::Admin {
-            admin: client_config(brokers, &[], properties, &[]).create()?,
+            admin: cluster.client_config(&[], &[]).create()?,
             partitions,
             replication,
         })
@@ -56,7 +55,7 @@ impl Creation {
 
 /// Topic existence checks, with a cache of topics known to exist.
 #[derive(Clone)]
-pub struct Topics {
+pub(crate) struct Topics {
     /// Client whose metadata requests answer "does it exist".
     producer: FutureProducer,
     /// What to do about a missing topic.
@@ -67,7 +66,7 @@ pub struct Topics {
 
 impl Topics {
     /// Checks topics through `producer`'s metadata requests.
-    pub fn new(producer: FutureProducer, creation: Creation) -> Self {
+    pub(crate) fn new(producer: FutureProducer, creation: Creation) -> Self {
         Self {
             producer,
             creation: Arc::new(creation),
@@ -76,7 +75,7 @@ impl Topics {
     }
 
     /// Makes sure `topic` exists (creating it if allowed); cached.
-    pub async fn ensure(&self, topic: &str) -> Result<(), Error> {
+    pub(crate) async fn ensure(&self, topic: &str) -> Result<(), Error> {
         if self.is_known(topic) {
             return Ok(());
         }
@@ -84,12 +83,12 @@ impl Topics {
     }
 
     /// Forgets that `topic` exists, after Kafka said it does not.
-    pub fn forget(&self, topic: &str) {
+    pub(crate) fn forget(&self, topic: &str) {
         self.lock().remove(topic);
     }
 
     /// The partitions of `topic`, looked up now (creating it if allowed).
-    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>, Error> {
+    pub(crate) async fn partitions(&self, topic: &str) -> Result<Vec<i32>, Error> {
         let partitions = match self.settled_lookup(topic).await? {
             Some(partitions) => partitions,
             None => match &*self.creation {
@@ -112,7 +111,8 @@ impl Topics {
         Ok(partitions)
     }
 
-    fn is_known(&self, topic: &str) -> bool {
+    /// Whether `topic` was seen to exist (and not seen missing since).
+    pub(crate) fn is_known(&self, topic: &str) -> bool {
         self.lock().contains(topic)
     }
 
@@ -158,7 +158,7 @@ fn lookup(producer: &FutureProducer, topic: &str) -> Result<Lookup, Error> {
     let metadata = producer
         .client()
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|error| Error::from_kafka(&error, topic))?;
+        .map_err(|error| Error::from_kafka(&error, Some(topic)))?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(Lookup::Missing);
     };
@@ -167,7 +167,10 @@ fn lookup(producer: &FutureProducer, topic: &str) -> Result<Lookup, Error> {
             Ok(Lookup::Missing)
         }
         Some(RDKafkaErrorCode::LeaderNotAvailable) => Ok(Lookup::Settling),
-        Some(code) => Err(Error::from_kafka(&KafkaError::MetadataFetch(code), topic)),
+        Some(code) => Err(Error::from_kafka(
+            &KafkaError::MetadataFetch(code),
+            Some(topic),
+        )),
         None if found.partitions().is_empty() => Ok(Lookup::Settling),
         None if found.partitions().iter().any(|p| p.leader() < 0) => Ok(Lookup::Settling),
         None => Ok(Lookup::Found(
@@ -188,13 +191,13 @@ async fn create(
     let results = admin
         .create_topics([&new_topic], &options)
         .await
-        .map_err(|error| Error::from_kafka(&error, topic))?;
+        .map_err(|error| Error::from_kafka(&error, Some(topic)))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => {
                 tracing::warn!(topic, %code, "could not create topic");
-                return Err(Error::from_kafka(&KafkaError::AdminOp(code), topic));
+                return Err(Error::from_kafka(&KafkaError::AdminOp(code), Some(topic)));
             }
         }
     }

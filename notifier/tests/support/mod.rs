@@ -1,113 +1,47 @@
-//! Helpers of the notifier's end-to-end tests: a real SMTP server (Python
-//! aiosmtpd), the notifier binary, registrations.
+//! Helpers of the notifier's end-to-end tests: the notifier binary, its
+//! fixture, registrations and what its emails must show. The real parts
+//! (broker, gateway, SMTP server) come from testkit.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
+use testkit::*;
 
-use crate::common::*;
-
-/// A real SMTP server process that stores what it accepts as .eml files.
-pub struct SmtpServer {
-    port: u16,
-    dir: PathBuf,
-    rejected: Vec<String>,
-    child: Option<Child>,
+/// The consumer group a test's notifier subscribes to `topic` as.
+pub fn group(topic: &str) -> String {
+    format!("notification-service-{topic}")
 }
 
-impl SmtpServer {
-    pub fn start(rejected: &[&str]) -> Self {
-        let mut server = Self::stopped(rejected);
-        server.restart();
-        server
-    }
-
-    /// A server that is not running yet: its port refuses connections.
-    pub fn stopped(rejected: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("smtp-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self {
-            port: free_port(),
-            dir,
-            rejected: rejected.iter().map(|r| r.to_string()).collect(),
-            child: None,
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_server.py");
-        let mut command = Command::new("python3");
-        command
-            .arg(script)
-            .args(["--port", &self.port.to_string()])
-            .arg("--dir")
-            .arg(&self.dir);
-        for address in &self.rejected {
-            command.args(["--reject", address]);
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the SMTP server (scripts/test.sh installs aiosmtpd)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP server did not start");
-        self.child = Some(child);
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// Every message received so far.
-    pub fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap())
-            .collect()
-    }
-
-    /// How many messages each envelope recipient got.
-    pub fn per_recipient(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for message in self.messages() {
-            let to = message
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("X-Envelope-To: "))
-                .unwrap_or_default()
-                .to_owned();
-            *counts.entry(to).or_default() += 1;
-        }
-        counts
-    }
+/// The notifier binary, set up for `topic`, `smtp_url` and its state in
+/// `state`, subscribing through the gateway at `gateway`: quick retries,
+/// metrics off, errors only in its log (`NOTIFIER_LOG` says otherwise), and
+/// nothing else from the environment.
+pub fn notifier_command(
+    gateway: std::net::SocketAddr,
+    topic: &str,
+    smtp_url: &str,
+    state: &std::path::Path,
+) -> Command {
+    let mut notifier = command(env!("CARGO_BIN_EXE_notifier"));
+    notifier
+        .env("GATEWAY_URL", format!("http://{gateway}"))
+        .env("NOTIFIER_TOPIC", topic)
+        .env("NOTIFIER_GROUP", group(topic))
+        .env("SMTP_URL", smtp_url)
+        .env("STATE_DIR", state)
+        .env("MIN_BACKOFF", "50ms")
+        .env("MAX_BACKOFF", "500ms")
+        .env(
+            "RUST_LOG",
+            std::env::var("NOTIFIER_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .env("NOTIFIER_METRICS_ADDR", "0");
+    notifier
 }
 
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A notifier process.
+/// A notifier process, killed when dropped.
 pub struct Notifier {
     pub child: Child,
 }
@@ -130,20 +64,7 @@ impl Notifier {
         state: &std::path::Path,
         extra: &[(&str, String)],
     ) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_notifier"))
-            .env("GATEWAY_URL", format!("http://{gateway}"))
-            .env("NOTIFIER_TOPIC", topic)
-            .env("NOTIFIER_GROUP", format!("notification-service-{topic}"))
-            .env("SMTP_URL", smtp_url)
-            .env("STATE_DIR", state)
-            .env("MIN_BACKOFF", "50ms")
-            .env("MAX_BACKOFF", "500ms")
-            .env(
-                "RUST_LOG",
-                std::env::var("NOTIFIER_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env("NOTIFIER_METRICS_ADDR", "0")
+        let child = notifier_command(gateway, topic, smtp_url, state)
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -184,13 +105,6 @@ pub async fn register(
     }
 }
 
-pub async fn wait_for_recipients(smtp: &SmtpServer, count: usize) {
-    eventually(&format!("{count} users got an email"), || async {
-        smtp.per_recipient().len() >= count
-    })
-    .await;
-}
-
 /// Fails if any user got more than one email.
 pub fn assert_once_each(smtp: &SmtpServer, count: usize) {
     let per = smtp.per_recipient();
@@ -203,14 +117,9 @@ pub fn assert_once_each(smtp: &SmtpServer, count: usize) {
     }
 }
 
-pub async fn setup(
-    prefix: &str,
-) -> (
-    Broker,
-    String,
-    gateway::RunningGateway,
-    eventgateway::v1::event_gateway_client::EventGatewayClient<tonic::transport::Channel>,
-) {
+/// The notifier's fixture: a topic of two partitions and its dead-letter
+/// topic.
+pub async fn setup(prefix: &str) -> Fixture {
     let (broker, topic, gateway, client) = fixture(prefix, 2).await;
     broker.create_topic(&format!("{topic}.dlq"), 1).await;
     (broker, topic, gateway, client)

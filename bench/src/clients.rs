@@ -1,0 +1,154 @@
+//! The load generator's clients and events: the direct librdkafka producer
+//! (the baseline), connections to the gateway, and the events both sides
+//! send, built the same way so that both move the same bytes.
+
+use std::time::Duration;
+
+use eventgateway::record::{event_to_record, OutgoingRecord};
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
+use eventgateway::v1::{
+    event::Data, AckMode, Event, PublishEventRequest, StartFrom, SubscribeRequest,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::ClientConfig;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+/// How long the gateway may take to report SERVING.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// The benchmark's event: a binary payload of `size` bytes. `id` empty
+/// lets the gateway fill it.
+pub(crate) fn event(size: usize, id: String) -> Event {
+    Event {
+        id,
+        r#type: "bench.event".into(),
+        source: "/gateway-bench".into(),
+        data: Some(Data::Binary(vec![b'x'; size])),
+        ..Event::default()
+    }
+}
+
+/// The record a direct client writes for event `index` (keyed by its index):
+/// the same record the gateway writes for the same event.
+pub(crate) fn direct_record(index: u64, size: usize) -> OutgoingRecord {
+    let key = index.to_string();
+    event_to_record(&key, event(size, uuid::Uuid::now_v7().to_string()))
+}
+
+/// A small record keyed `warm-up`, which no tally counts.
+pub(crate) fn warm_up_record() -> OutgoingRecord {
+    event_to_record(WARM_UP, event(16, uuid::Uuid::now_v7().to_string()))
+}
+
+/// The PublishEvent request of event `index` (keyed by its index).
+pub(crate) fn publish_request(topic: &str, index: u64, size: usize) -> PublishEventRequest {
+    PublishEventRequest {
+        topic: topic.to_owned(),
+        key: index.to_string(),
+        event: Some(event(size, String::new())),
+    }
+}
+
+/// An ephemeral ACK_MODE_AUTO subscription to `topic` from `start`.
+pub(crate) fn subscribe_request(topic: &str, start: StartFrom) -> SubscribeRequest {
+    SubscribeRequest {
+        topics: vec![topic.to_owned()],
+        start_from: start as i32,
+        ack_mode: AckMode::Auto as i32,
+        ..SubscribeRequest::default()
+    }
+}
+
+/// The baseline producer: what a service embedding librdkafka would run,
+/// with the gateway producer's guarantees (acks=all, idempotence).
+pub(crate) fn direct_producer(brokers: &str, linger_ms: u64) -> Result<FutureProducer, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", linger_ms.to_string())
+        .set("compression.type", "none")
+        .create()
+        .map_err(|error| format!("cannot create the direct producer: {error}"))
+}
+
+/// Enqueues one record, waiting for room in librdkafka's queue when full.
+pub(crate) async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    record: &OutgoingRecord,
+) -> Result<DeliveryFuture, String> {
+    let mut future_record = gateway::future_record(topic, record);
+    loop {
+        match producer.send_result(future_record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                future_record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err((error, _)) => return Err(format!("direct produce failed: {error}")),
+        }
+    }
+}
+
+/// Waits until the gateway at `url` reports SERVING.
+pub(crate) async fn wait_serving(url: &str) -> Result<(), String> {
+    let until = Instant::now() + STARTUP;
+    loop {
+        if let Ok(channel) = Channel::from_shared(url.to_owned())
+            .expect("a valid URL")
+            .connect()
+            .await
+        {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(|r| r.into_inner().status);
+            if status.ok() == Some(tonic_health::ServingStatus::Serving as i32) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > until {
+            return Err(format!(
+                "the gateway at {url} did not report SERVING within {STARTUP:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `count` separate connections to the gateway.
+pub(crate) async fn connect(url: &str, count: usize) -> Result<Vec<Channel>, String> {
+    let mut channels = Vec::with_capacity(count);
+    for _ in 0..count {
+        let channel = Channel::from_shared(url.to_owned())
+            .expect("a valid URL")
+            .connect()
+            .await
+            .map_err(|error| format!("cannot connect to the gateway at {url}: {error}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Publishes one small event (key `warm-up`) to `topic` through the gateway:
+/// connections, metadata and the gateway's topic cache are then warm.
+pub(crate) async fn warm_up(channel: &Channel, topic: &str) -> Result<(), String> {
+    let mut client = EventGatewayClient::new(channel.clone());
+    let request = PublishEventRequest {
+        topic: topic.to_owned(),
+        key: WARM_UP.into(),
+        event: Some(event(16, String::new())),
+    };
+    client
+        .publish_event(request)
+        .await
+        .map(drop)
+        .map_err(|status| format!("warm-up publish to {topic} failed: {status}"))
+}
+
+/// The key of warm-up events, which no tally counts.
+pub(crate) const WARM_UP: &str = "warm-up";

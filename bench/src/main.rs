@@ -1,0 +1,166 @@
+//! `gateway-bench`: what the gateway costs over talking to Kafka directly.
+//!
+//! On one broker (a tansu process it starts, or `--brokers`), it runs a
+//! direct librdkafka producer and consumer as the baseline, then the same
+//! work through a gateway process of its own: unary PublishEvent from many
+//! tasks, PublishEvents streams, one Subscribe stream, a fan-out of many
+//! ephemeral streams on one topic, and open-loop publish latency at a fixed
+//! rate. It prints a table, writes the figures as JSON, and fails when an
+//! event is not accounted for (an error, a missing or a repeated event).
+//!
+//! - `options`: the command line.
+//! - `clients`: the direct producer, connections, the events both sides send.
+//! - `scenarios`: what is measured, in order.
+//! - `tally`: which events arrived (by index), rates, percentiles.
+//! - `report`: the table, the JSON, the verdict.
+//! - `cpu`: CPU time per process, from `/proc`.
+//!
+//! `gateway-bench serve-gateway [FLAGS]` runs the gateway itself (the
+//! `gateway` command): the benchmark starts its gateway that way, so that
+//! the gateway's memory is measured apart from the load generator's.
+#![allow(clippy::print_stdout)]
+
+mod clients;
+mod cpu;
+mod options;
+mod report;
+mod scenarios;
+mod tally;
+
+use std::process::{Child, ExitCode, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use options::Options;
+use testkit::tansu;
+
+/// The gateway process it runs allocates as the `gateway` binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "serve-gateway")
+    {
+        let program = args.next();
+        args.next();
+        return gateway::main(program.into_iter().chain(args));
+    }
+    let options = Options::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    let outcome = runtime.block_on(bench(options));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gateway-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Process {
+    /// Asks the process to stop (SIGTERM) and waits for it, at most
+    /// `patience`; then kills it. The gateway shuts down cleanly, and a
+    /// profiler wrapping it writes its output.
+    fn stop(mut self, patience: Duration) {
+        testkit::sigterm(&self.0);
+        let until = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn bench(options: Options) -> Result<(), String> {
+    let (broker, brokers) = match &options.brokers {
+        Some(brokers) => (None::<Process>, brokers.clone()),
+        None => {
+            let port = tansu::free_port();
+            let broker = Process(tansu::spawn(port, "memory://tansu/")?);
+            tansu::wait_accepting(port, Duration::from_secs(30))?;
+            eprintln!(
+                "tansu {} on 127.0.0.1:{port} (log: {})",
+                tansu::VERSION,
+                tansu::log_file(port).0.display()
+            );
+            (Some(broker), format!("127.0.0.1:{port}"))
+        }
+    };
+    let port = tansu::free_port();
+    let gateway = Process(spawn_gateway(&options, &brokers, port)?);
+    let processes = cpu::Processes {
+        gateway: gateway.0.id(),
+        broker: broker.as_ref().map(|b| b.0.id()),
+    };
+    let report = scenarios::run(&options, &brokers, port, processes).await?;
+    gateway.stop(Duration::from_secs(60));
+    report.print();
+    if let Some(path) = &options.json {
+        std::fs::write(path, report.json())
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    }
+    report.check()
+}
+
+/// Starts the gateway process on 127.0.0.1:`port` in front of `brokers`.
+fn spawn_gateway(options: &Options, brokers: &str, port: u16) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
+    let log = std::env::temp_dir().join(format!("event-gateway-bench-gateway-{port}.log"));
+    let stderr = std::fs::File::create(&log)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    eprintln!("gateway on 127.0.0.1:{port} (log: {})", log.display());
+    // GATEWAY_BENCH_WRAPPER runs the gateway under a profiler, e.g.
+    // "valgrind --tool=callgrind" (instruction counts are stable where
+    // timings are not).
+    let wrapper = std::env::var("GATEWAY_BENCH_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    };
+    // The gateway's own log level unless GATEWAY_BENCH_LOG says otherwise:
+    // it is measured as it runs by default.
+    match std::env::var("GATEWAY_BENCH_LOG") {
+        Ok(level) => command.env("RUST_LOG", level),
+        Err(_) => command.env_remove("RUST_LOG"),
+    };
+    command
+        .arg("serve-gateway")
+        .args(["--brokers", brokers])
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg("--metrics-addr=0")
+        .arg(format!("--kafka-property=linger.ms={}", options.linger_ms))
+        .args(&options.gateway_args)
+        .env("NO_COLOR", "1")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("KAFKA_PROPERTIES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|error| format!("cannot start the gateway: {error}"))
+}

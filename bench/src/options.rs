@@ -1,0 +1,72 @@
+//! The benchmark's command line: what to run, how big, against what.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Measures the gateway against direct Kafka clients on the same broker.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway-bench", version)]
+pub(crate) struct Options {
+    /// Kafka bootstrap servers to use; without it a tansu broker (in-memory
+    /// storage) is started on a free port.
+    #[arg(long)]
+    pub(crate) brokers: Option<String>,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Events per throughput scenario.
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) events: u64,
+    /// Payload bytes per event in the throughput scenarios.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) size: usize,
+    /// Partitions of each topic the benchmark creates.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) partitions: i32,
+    /// Runs of the direct produce and streaming scenarios (alternating);
+    /// the median of each is reported.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) repeat: usize,
+    /// Concurrent client tasks calling PublishEvent.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// gRPC connections the unary tasks share.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) channels: usize,
+    /// PublishEvents streams sharing the streaming scenario's events.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) publish_streams: usize,
+    /// Concurrent ephemeral Subscribe streams on one topic (fan-out).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) fanout_streams: usize,
+    /// Events published while the fan-out streams are open; each stream must
+    /// receive every one.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) fanout_events: u64,
+    /// Offered rate of the latency scenario, events per second.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) latency_rate: u64,
+    /// Events of the latency scenario (each side).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) latency_events: u64,
+    /// Payload bytes per event in the latency scenario.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) latency_size: usize,
+    /// linger.ms of both the direct producer and the gateway's producer
+    /// (default: the gateway's default).
+    #[arg(long, default_value = gateway::LINGER_MS)]
+    pub(crate) linger_ms: u64,
+    /// Longest the benchmark waits for an expected event before it counts
+    /// the rest as missing, e.g. 30s.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub(crate) patience: Duration,
+    /// Run only these scenarios (comma-separated): produce, closed, unary,
+    /// stream, consume, subscribe, fanout, latency. The others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "stream", "consume", "subscribe", "fanout", "latency"])]
+    pub(crate) only: Vec<String>,
+    /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
+    #[arg(long = "gateway-arg", allow_hyphen_values = true)]
+    pub(crate) gateway_args: Vec<String>,
+}

@@ -1,0 +1,226 @@
+//! What the benchmark measured: the table it prints, the JSON it writes,
+//! and whether every event of every scenario was accounted for.
+
+use crate::options::Options;
+use crate::tally::{Side, Throughput};
+
+/// What the benchmark measured.
+pub(crate) struct Report {
+    pub(crate) options: Options,
+    pub(crate) direct_produce: Throughput,
+    pub(crate) direct_closed: Throughput,
+    pub(crate) unary: Throughput,
+    pub(crate) stream: Throughput,
+    pub(crate) direct_consume: Throughput,
+    pub(crate) subscribe: Throughput,
+    pub(crate) fanout: Throughput,
+    pub(crate) direct_latency: Side,
+    pub(crate) publish_latency: Side,
+    pub(crate) peak_rss_mib: f64,
+}
+
+impl Report {
+    fn ratio(gateway: &Throughput, direct: &Throughput) -> f64 {
+        gateway.eps() / direct.eps()
+    }
+
+    /// Direct CPU time per event over the gateway path's: the highest
+    /// `ratio` the gateway path can reach where all processes share cores
+    /// that the scenario keeps busy.
+    fn cpu_ratio(gateway: &Throughput, direct: &Throughput) -> f64 {
+        direct.cpu_per_event_us()[3] / gateway.cpu_per_event_us()[3]
+    }
+
+    /// The measured scenarios, with their names in the JSON.
+    fn throughputs(&self) -> [(&'static str, &Throughput); 7] {
+        [
+            ("direct_produce", &self.direct_produce),
+            ("unary_publish", &self.unary),
+            ("direct_closed_loop", &self.direct_closed),
+            ("stream_publish", &self.stream),
+            ("direct_consume", &self.direct_consume),
+            ("subscribe", &self.subscribe),
+            ("fanout", &self.fanout),
+        ]
+    }
+
+    /// The results as JSON.
+    pub(crate) fn json(&self) -> String {
+        let o = &self.options;
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        let cpu: serde_json::Map<String, serde_json::Value> = self
+            .throughputs()
+            .into_iter()
+            .map(|(name, t)| {
+                let [client, gateway, broker, total] = t.cpu_per_event_us();
+                let value = serde_json::json!({
+                    "load_generator": round(client),
+                    "gateway": round(gateway),
+                    "broker": round(broker),
+                    "total": round(total),
+                });
+                (name.to_owned(), value)
+            })
+            .collect();
+        let value = serde_json::json!({
+            "events": o.events,
+            "size_bytes": o.size,
+            "partitions": o.partitions,
+            "concurrency": o.concurrency,
+            "channels": o.channels,
+            "publish_streams": o.publish_streams,
+            "repeat": o.repeat,
+            "linger_ms": o.linger_ms,
+            "direct_produce_eps": round(self.direct_produce.eps()),
+            "unary_publish_eps": round(self.unary.eps()),
+            "unary_ratio": round(Self::ratio(&self.unary, &self.direct_produce)),
+            "direct_closed_loop_eps": round(self.direct_closed.eps()),
+            "unary_closed_loop_ratio": round(Self::ratio(&self.unary, &self.direct_closed)),
+            "stream_publish_eps": round(self.stream.eps()),
+            "stream_ratio": round(Self::ratio(&self.stream, &self.direct_produce)),
+            "direct_consume_eps": round(self.direct_consume.eps()),
+            "subscribe_eps": round(self.subscribe.eps()),
+            "subscribe_ratio": round(Self::ratio(&self.subscribe, &self.direct_consume)),
+            "fanout_streams": o.fanout_streams,
+            "fanout_events": o.fanout_events,
+            "fanout_eps": round(self.fanout.eps()),
+            "latency_rate": o.latency_rate,
+            "latency_events": o.latency_events,
+            "latency_size_bytes": o.latency_size,
+            "direct_p50_ms": round(self.direct_latency.0.p50),
+            "direct_p99_ms": round(self.direct_latency.0.p99),
+            "publish_p50_ms": round(self.publish_latency.0.p50),
+            "publish_p99_ms": round(self.publish_latency.0.p99),
+            "added_p50_ms": round(self.publish_latency.0.p50 - self.direct_latency.0.p50),
+            "added_p99_ms": round(self.publish_latency.0.p99 - self.direct_latency.0.p99),
+            "gateway_peak_rss_mib": round(self.peak_rss_mib),
+            "cpu_us_per_event": cpu,
+            "stream_cpu_ratio": round(Self::cpu_ratio(&self.stream, &self.direct_produce)),
+            "subscribe_cpu_ratio": round(Self::cpu_ratio(&self.subscribe, &self.direct_consume)),
+            "all_accounted": self.problems().is_empty(),
+        });
+        serde_json::to_string_pretty(&value).expect("JSON") + "\n"
+    }
+
+    /// Prints the table.
+    pub(crate) fn print(&self) {
+        let o = &self.options;
+        println!();
+        println!(
+            "{} events of {} B, {} partitions, linger.ms={}",
+            o.events, o.size, o.partitions, o.linger_ms
+        );
+        println!(
+            "{:<34} {:>12} {:>9} {:>8}",
+            "scenario", "events/s", "seconds", "ratio"
+        );
+        let row = |t: &Throughput, ratio: Option<f64>| {
+            println!(
+                "{:<34} {:>12.0} {:>9.2} {:>8}",
+                t.name,
+                t.eps(),
+                t.elapsed.as_secs_f64(),
+                ratio.map(|r| format!("{r:.2}")).unwrap_or_default()
+            );
+        };
+        row(&self.direct_produce, None);
+        row(
+            &self.unary,
+            Some(Self::ratio(&self.unary, &self.direct_produce)),
+        );
+        row(
+            &self.stream,
+            Some(Self::ratio(&self.stream, &self.direct_produce)),
+        );
+        row(&self.direct_closed, None);
+        row(
+            &self.unary,
+            Some(Self::ratio(&self.unary, &self.direct_closed)),
+        );
+        row(&self.direct_consume, None);
+        row(
+            &self.subscribe,
+            Some(Self::ratio(&self.subscribe, &self.direct_consume)),
+        );
+        row(&self.fanout, None);
+        println!(
+            "fan-out: {} streams x {} events",
+            o.fanout_streams, o.fanout_events
+        );
+        println!();
+        println!(
+            "{:<34} {:>9} {:>9} {:>9} {:>9}",
+            "CPU per event, microseconds", "load gen", "gateway", "broker", "all"
+        );
+        for (_, t) in self.throughputs() {
+            let [client, gateway, broker, total] = t.cpu_per_event_us();
+            println!(
+                "{:<34} {client:>9.2} {gateway:>9.2} {broker:>9.2} {total:>9.2}",
+                t.name
+            );
+        }
+        println!(
+            "CPU-bound ceiling of the ratios (direct CPU per event / gateway's): streaming {:.2}, Subscribe {:.2}",
+            Self::cpu_ratio(&self.stream, &self.direct_produce),
+            Self::cpu_ratio(&self.subscribe, &self.direct_consume),
+        );
+        println!();
+        println!(
+            "latency at {} events/s of {} B (open loop, {} events each)",
+            o.latency_rate, o.latency_size, o.latency_events
+        );
+        println!("{:<34} {:>9} {:>9} {:>9}", "", "p50 ms", "p99 ms", "max ms");
+        for (name, l) in [
+            ("direct FutureProducer", self.direct_latency.0),
+            ("PublishEvent", self.publish_latency.0),
+        ] {
+            println!("{name:<34} {:>9.2} {:>9.2} {:>9.2}", l.p50, l.p99, l.max);
+        }
+        println!(
+            "{:<34} {:>9.2} {:>9.2}",
+            "added by the gateway",
+            self.publish_latency.0.p50 - self.direct_latency.0.p50,
+            self.publish_latency.0.p99 - self.direct_latency.0.p99
+        );
+        println!();
+        println!("gateway peak RSS: {:.1} MiB", self.peak_rss_mib);
+        for problem in self.problems() {
+            println!("NOT ACCOUNTED FOR: {problem}");
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let throughputs = [
+            &self.direct_produce,
+            &self.direct_closed,
+            &self.unary,
+            &self.stream,
+            &self.direct_consume,
+            &self.subscribe,
+            &self.fanout,
+        ];
+        let latencies = [
+            ("latency: direct", &self.direct_latency.1),
+            ("latency: PublishEvent", &self.publish_latency.1),
+        ];
+        throughputs
+            .iter()
+            .filter_map(|t| t.problem())
+            .chain(
+                latencies
+                    .iter()
+                    .filter_map(|(name, tally)| tally.problem(name)),
+            )
+            .collect()
+    }
+
+    /// Fails unless every event of every scenario was accounted for.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("events not accounted for: {}", problems.join("; ")))
+        }
+    }
+}

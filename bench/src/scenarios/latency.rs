@@ -1,0 +1,96 @@
+//! Open-loop publish latency at a fixed rate: the direct producer and
+//! PublishEvent, in alternating blocks of one second each, so that both
+//! sides see the same machine over the run, not one the quiet minute and
+//! the other a busy one.
+
+use std::time::Duration;
+
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
+use rdkafka::producer::FutureProducer;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::clients::{direct_record, enqueue, publish_request};
+use crate::tally::{Latency, Side, Tally};
+
+/// A task's outcome: its event's index, and its latency or error.
+type Timed = (u64, Result<Duration, String>);
+
+/// Open loop: event i is due at start + i/rate whatever happened before;
+/// its latency runs from when it was due to when Kafka confirmed it.
+fn schedule(rate: u64) -> impl Fn(u64) -> Instant {
+    let start = Instant::now() + Duration::from_millis(100);
+    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    move |i| start + period.mul_f64(i as f64)
+}
+
+/// The percentiles of `tasks`, each event counted by its index.
+async fn collect(mut tasks: JoinSet<Timed>, events: u64) -> Side {
+    let mut tally = Tally::new(events);
+    let mut samples = Vec::with_capacity(events as usize);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((index, Ok(latency))) => {
+                samples.push(latency);
+                tally.mark(index);
+            }
+            Ok((index, Err(error))) => tally.error(format!("event {index}: {error}")),
+            Err(error) => tally.error(format!("a task failed: {error}")),
+        }
+    }
+    (Latency::of(samples), tally)
+}
+
+/// `events` events at `rate` per second from each side: the direct
+/// producer's, then PublishEvent's.
+pub(crate) async fn latencies(
+    producer: &FutureProducer,
+    channel: &Channel,
+    topic: &str,
+    rate: u64,
+    events: u64,
+    size: usize,
+) -> Result<(Side, Side), String> {
+    let mut direct = JoinSet::new();
+    let mut gateway = JoinSet::new();
+    let block = rate.max(1);
+    let mut first = 0;
+    while first < events {
+        let last = (first + block).min(events);
+        let due = schedule(rate);
+        for index in first..last {
+            let record = direct_record(index, size);
+            let at = due(index - first);
+            tokio::time::sleep_until(at).await;
+            let delivery = enqueue(producer, topic, &record).await?;
+            direct.spawn(async move {
+                let outcome = match delivery.await {
+                    Ok(Ok(_)) => Ok(at.elapsed()),
+                    _ => Err("direct produce failed".to_owned()),
+                };
+                (index, outcome)
+            });
+        }
+        let due = schedule(rate);
+        for index in first..last {
+            let request = publish_request(topic, index, size);
+            let mut client = EventGatewayClient::new(channel.clone());
+            let at = due(index - first);
+            tokio::time::sleep_until(at).await;
+            gateway.spawn(async move {
+                let outcome = client
+                    .publish_event(request)
+                    .await
+                    .map(|_| at.elapsed())
+                    .map_err(|status| format!("PublishEvent: {status}"));
+                (index, outcome)
+            });
+        }
+        first = last;
+    }
+    Ok((
+        collect(direct, events).await,
+        collect(gateway, events).await,
+    ))
+}

@@ -1,0 +1,209 @@
+//! The scenarios, run in order against one gateway process and one broker,
+//! each beside its direct-Kafka baseline.
+//!
+//! - `publish`: direct produce, closed loops, unary and streaming publish.
+//! - `consume`: a plain consumer and one Subscribe stream.
+//! - `fanout`: many streams on one topic.
+//! - `latency`: open-loop publish latency.
+
+mod consume;
+mod fanout;
+mod latency;
+mod publish;
+
+use crate::clients::{connect, direct_producer, enqueue, wait_serving, warm_up, warm_up_record};
+use crate::cpu::Processes;
+use crate::options::Options;
+use crate::report::Report;
+use crate::tally::{median, on_cpu, Latency, Tally, Throughput};
+
+/// Runs every scenario `options` asks for against the gateway listening on
+/// `port` (process `processes.gateway`) in front of `brokers`.
+pub(crate) async fn run(
+    options: &Options,
+    brokers: &str,
+    port: u16,
+    processes: Processes,
+) -> Result<Report, String> {
+    let o = options;
+    let patience = o.patience;
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let topic = |name: &str| format!("bench-{name}-{run_id}");
+    let (direct_topic, closed_topic, unary_topic, stream_topic, fanout_topic, latency_topic) = (
+        topic("direct"),
+        topic("closed"),
+        topic("unary"),
+        topic("stream"),
+        topic("fanout"),
+        topic("latency"),
+    );
+    testkit::create_topics(
+        brokers,
+        &[
+            &direct_topic,
+            &closed_topic,
+            &unary_topic,
+            &stream_topic,
+            &fanout_topic,
+            &latency_topic,
+        ],
+        o.partitions,
+    )
+    .await?;
+    let producer = direct_producer(brokers, o.linger_ms)?;
+    let gateway = format!("http://127.0.0.1:{port}");
+    wait_serving(&gateway).await?;
+    let channels = connect(&gateway, o.channels.max(1)).await?;
+    // Warm both paths up: connections, metadata, the gateway's topic cache.
+    for t in [
+        &direct_topic,
+        &unary_topic,
+        &stream_topic,
+        &fanout_topic,
+        &latency_topic,
+    ] {
+        warm_up(&channels[0], t).await?;
+    }
+    // The direct producer too: its first send fetches metadata and a
+    // producer id.
+    let first = enqueue(&producer, &direct_topic, &warm_up_record()).await?;
+    if !matches!(first.await, Ok(Ok(_))) {
+        return Err("the direct producer cannot write to the broker".into());
+    }
+
+    let runs = |name: &str| o.only.is_empty() || o.only.iter().any(|n| n == name);
+    // The short publish scenarios alternate, `--repeat` times each, and
+    // report their median: one burst of interference on a shared machine
+    // then moves neither side of the ratio much.
+    let (mut direct_runs, mut stream_runs) = (Vec::new(), Vec::new());
+    for round in 1..=o.repeat.max(1) {
+        if runs("produce") {
+            step(&format!("direct produce ({round}/{})", o.repeat));
+            let produce = publish::direct_produce(&producer, &direct_topic, o.events, o.size);
+            direct_runs.push(on_cpu(&processes, produce).await?);
+        }
+        if runs("stream") {
+            step(&format!("streaming PublishEvents ({round}/{})", o.repeat));
+            let streams = publish::stream(
+                &channels,
+                &stream_topic,
+                o.events,
+                o.size,
+                o.publish_streams,
+            );
+            stream_runs.push(on_cpu(&processes, streams).await);
+        }
+    }
+    let direct_produce =
+        median(direct_runs).unwrap_or_else(|| Throughput::skipped("direct produce"));
+    let stream =
+        median(stream_runs).unwrap_or_else(|| Throughput::skipped("streaming PublishEvents"));
+    let direct_closed = if runs("closed") {
+        step("direct closed loop");
+        let closed =
+            publish::direct_closed_loop(&producer, &closed_topic, o.events, o.size, o.concurrency);
+        on_cpu(&processes, closed).await
+    } else {
+        Throughput::skipped("direct closed loop (C tasks)")
+    };
+    let unary = if runs("unary") {
+        step("unary PublishEvent");
+        let calls = publish::unary(&channels, &unary_topic, o.events, o.size, o.concurrency);
+        on_cpu(&processes, calls).await
+    } else {
+        Throughput::skipped("unary PublishEvent")
+    };
+    // Both consumers read what the gateway stored (every event published
+    // through it must be in Kafka), or else what the direct producer stored.
+    let stored = if runs("unary") {
+        Some(&unary_topic)
+    } else if runs("produce") {
+        Some(&direct_topic)
+    } else {
+        None
+    };
+    let (direct_consume, subscribe) = match stored {
+        Some(topic) if runs("consume") || runs("subscribe") => {
+            step("direct consume");
+            let direct = consume::direct_consume(brokers, topic, o.events, patience);
+            let direct = on_cpu(&processes, direct).await?;
+            step("Subscribe");
+            let stream = consume::subscribe(&channels[0], topic, o.events, patience);
+            (direct, on_cpu(&processes, stream).await)
+        }
+        Some(_) => (
+            Throughput::skipped("direct consume"),
+            Throughput::skipped("Subscribe (one stream)"),
+        ),
+        None if runs("consume") || runs("subscribe") => {
+            return Err(
+                "consume and subscribe read what produce or unary stored: run one of them too"
+                    .into(),
+            )
+        }
+        None => (
+            Throughput::skipped("direct consume"),
+            Throughput::skipped("Subscribe (one stream)"),
+        ),
+    };
+    let fanout = if runs("fanout") {
+        step("fan-out");
+        let deliveries = fanout::fanout(
+            &gateway,
+            &producer,
+            &fanout_topic,
+            o.fanout_streams,
+            o.fanout_events,
+            o.size,
+            patience,
+        );
+        on_cpu(&processes, deliveries).await?
+    } else {
+        Throughput::skipped("fan-out (deliveries)")
+    };
+    let (direct_latency, publish_latency) = if runs("latency") {
+        step("latency: direct producer and PublishEvent, alternating each second");
+        latency::latencies(
+            &producer,
+            &channels[0],
+            &latency_topic,
+            o.latency_rate,
+            o.latency_events,
+            o.latency_size,
+        )
+        .await?
+    } else {
+        let none = (Latency::default(), Tally::new(0));
+        (none.clone(), none)
+    };
+    Ok(Report {
+        options: options.clone(),
+        direct_produce,
+        direct_closed,
+        unary,
+        stream,
+        direct_consume,
+        subscribe,
+        fanout,
+        direct_latency,
+        publish_latency,
+        peak_rss_mib: peak_rss_mib(processes.gateway),
+    })
+}
+
+fn step(name: &str) {
+    eprintln!("== {name}");
+}
+
+/// The peak resident memory of process `pid` (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}

@@ -1,0 +1,136 @@
+//! The `eventgateway.v1.EventGateway` gRPC service: each method takes the
+//! call's deadline and trace context, validates the request (`validate`),
+//! and hands it to the publish or subscribe side; what comes back, a
+//! response or an [`Error`], becomes the call's answer.
+//!
+//! - `publish`: one publish request as both publish RPCs handle it.
+//! - `publish_stream`: PublishEvents, answers correlated by request id.
+//! - `deadline`: when a call must be answered.
+
+mod deadline;
+mod publish;
+mod publish_stream;
+mod validate;
+
+use std::time::Duration;
+
+use eventgateway::trace_context;
+use eventgateway::v1::event_gateway_server::EventGateway;
+use eventgateway::v1::{
+    AcknowledgeRequest, AcknowledgeResponse, PublishEventRequest, PublishEventResponse,
+    PublishEventsRequest, SubscribeRequest,
+};
+use eventgateway_runtime::shutdown::Shutdown;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use self::publish::PublishCalls;
+use self::publish_stream::PublishEventsStream;
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::publish::Publishing;
+use crate::spans;
+use crate::subscribe::{ManualAcks, SubscribeStream, Subscriptions};
+
+/// The EventGateway service; cloning shares its state.
+#[derive(Clone)]
+pub(crate) struct Gateway {
+    /// Validates, publishes and counts publish requests.
+    publishes: PublishCalls,
+    /// The subscriptions of this gateway.
+    subscriptions: Subscriptions,
+    /// Upper bound on a unary call (`--request-timeout`).
+    request_timeout: Duration,
+    /// What MANUAL subscriptions get unless they ask otherwise.
+    manual_defaults: ManualAcks,
+    /// Ends PublishEvents streams; their tasks are drained at shutdown.
+    shutdown: Shutdown,
+}
+
+impl Gateway {
+    /// The service over `publishing` and `subscriptions`, with the limits
+    /// and defaults of `config`.
+    pub(crate) fn new(
+        config: &Config,
+        publishing: Publishing,
+        subscriptions: Subscriptions,
+        metrics: Metrics,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            publishes: PublishCalls::new(publishing, metrics, config.max_payload_bytes),
+            subscriptions,
+            request_timeout: config.request_timeout,
+            manual_defaults: ManualAcks {
+                ack_timeout: config.ack_timeout,
+                max_unacked: config.max_unacked as usize,
+            },
+            shutdown,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl EventGateway for Gateway {
+    async fn publish_event(
+        &self,
+        request: Request<PublishEventRequest>,
+    ) -> Result<Response<PublishEventResponse>, Status> {
+        let deadline = deadline::deadline(request.metadata(), self.request_timeout);
+        let span = spans::rpc_server("PublishEvent", request.metadata());
+        let caller = trace_context::from_metadata(request.metadata());
+        let outcome = self
+            .publishes
+            .publish(request.into_inner(), deadline, caller)
+            .instrument(span)
+            .await;
+        Ok(Response::new(outcome?))
+    }
+
+    type PublishEventsStream = PublishEventsStream;
+
+    async fn publish_events(
+        &self,
+        request: Request<Streaming<PublishEventsRequest>>,
+    ) -> Result<Response<Self::PublishEventsStream>, Status> {
+        Ok(Response::new(publish_stream::serve(
+            self.publishes.clone(),
+            self.request_timeout,
+            &self.shutdown,
+            request,
+        )))
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let opened = match validate::subscribe_request(&request.into_inner(), self.manual_defaults)
+        {
+            Ok(spec) => self.subscriptions.open(spec).await,
+            Err(error) => Err(error),
+        };
+        let stream = opened.inspect_err(|error| refused("subscribe", error))?;
+        Ok(Response::new(stream))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<AcknowledgeRequest>,
+    ) -> Result<Response<AcknowledgeResponse>, Status> {
+        let acknowledged = match validate::acknowledge_request(request.into_inner()) {
+            Ok((id, acks)) => self.subscriptions.acknowledge(&id, acks).await,
+            Err(error) => Err(error),
+        };
+        acknowledged.inspect_err(|error| refused("acknowledge", error))?;
+        Ok(Response::new(AcknowledgeResponse {}))
+    }
+}
+
+/// Logs a call that was refused.
+fn refused(call: &'static str, error: &Error) {
+    tracing::info!(%error, code = ?error.code(), "{call} refused");
+}

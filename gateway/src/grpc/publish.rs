@@ -1,0 +1,73 @@
+//! One publish request as PublishEvent and PublishEvents both handle it:
+//! validated, published, its outcome logged and counted.
+
+use std::time::Instant as Clock;
+
+use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
+use tokio::time::Instant;
+
+use super::validate;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::publish::Publishing;
+
+/// Publishes requests; cloning shares what it publishes through.
+#[derive(Clone)]
+pub(super) struct PublishCalls {
+    /// Where the events go.
+    publishing: Publishing,
+    /// Where each call is counted.
+    metrics: Metrics,
+    /// Largest payload accepted (`--max-payload-bytes`).
+    max_payload_bytes: usize,
+}
+
+impl PublishCalls {
+    /// Publishes through `publishing`, counting in `metrics`.
+    pub(super) fn new(publishing: Publishing, metrics: Metrics, max_payload_bytes: usize) -> Self {
+        Self {
+            publishing,
+            metrics,
+            max_payload_bytes,
+        }
+    }
+
+    /// Validates and publishes one request, answering by `deadline`; logs
+    /// the outcome and counts it under its topic, or under `(unknown)` when
+    /// the topic is not known to exist (so that clients cannot make up
+    /// metric series).
+    pub(super) async fn publish(
+        &self,
+        request: PublishEventRequest,
+        deadline: Instant,
+        caller: opentelemetry::Context,
+    ) -> Result<PublishEventResponse, Error> {
+        let started = Clock::now();
+        tracing::debug!(topic = request.topic, "publish received");
+        let topic = request.topic.clone();
+        let outcome = match validate::publish_request(request, self.max_payload_bytes) {
+            // Boxed: the publish state machine is large, and callers keep
+            // many of these futures in flight (PublishEvents); they move a
+            // pointer.
+            Ok(publish) => Box::pin(self.publishing.publish(publish, deadline, caller)).await,
+            Err(error) => Err(error),
+        };
+        let code = match &outcome {
+            Ok(response) => {
+                tracing::debug!(
+                    partition = response.partition,
+                    offset = response.offset,
+                    "event stored"
+                );
+                tonic::Code::Ok
+            }
+            Err(error) => {
+                tracing::info!(%error, code = ?error.code(), "publish refused");
+                error.code()
+            }
+        };
+        let label = (outcome.is_ok() || self.publishing.topic_exists(&topic)).then_some(&*topic);
+        self.metrics.published(label, code, started.elapsed());
+        outcome
+    }
+}

@@ -1,0 +1,108 @@
+//! PublishEvents: a client's stream of events, each published as
+//! PublishEvent publishes it and answered as Kafka confirms it, correlated by
+//! the client's `request_id`. At most [`IN_FLIGHT`] events of one stream are
+//! in flight; a client that does not read its answers stops the gateway
+//! from reading its requests (backpressure, bounded memory).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use eventgateway::trace_context;
+use eventgateway::v1::publish_events_response::Result as Outcome;
+use eventgateway::v1::{PublishError, PublishEventsRequest, PublishEventsResponse};
+use eventgateway_runtime::shutdown::Shutdown;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Status, Streaming};
+use tracing::Instrument;
+
+use super::publish::PublishCalls;
+use crate::error::Error;
+use crate::spans;
+
+/// Events of one stream published at once.
+const IN_FLIGHT: usize = 256;
+
+/// The stream type of PublishEvents.
+pub(super) type PublishEventsStream =
+    Pin<Box<dyn Stream<Item = Result<PublishEventsResponse, Status>> + Send>>;
+
+/// Reads the client's requests and answers each one as it completes. At
+/// shutdown it stops reading, answers what is in flight, and ends.
+///
+/// One task per stream drives both the reading and every publish in flight
+/// (they mostly wait for Kafka): no task or span per event. Each event gets
+/// `request_timeout` to be stored.
+pub(super) fn serve(
+    calls: PublishCalls,
+    request_timeout: Duration,
+    shutdown: &Shutdown,
+    request: Request<Streaming<PublishEventsRequest>>,
+) -> PublishEventsStream {
+    let caller = trace_context::from_metadata(request.metadata());
+    let span = spans::rpc_server("PublishEvents", request.metadata());
+    let mut inbound = request.into_inner();
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    let mut stopping_handle = shutdown.clone();
+    shutdown.spawn(
+        async move {
+            let calls = &calls;
+            let mut in_flight = FuturesUnordered::new();
+            let mut reading = true;
+            // One wait for the shutdown for the whole stream, not one per turn.
+            let stopping = stopping_handle.started();
+            tokio::pin!(stopping);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut stopping, if reading => reading = false,
+                    Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                        // The client may have gone; its answers go with it.
+                        let _ = tx.send(Ok(answer)).await;
+                    }
+                    next = inbound.message(), if reading && in_flight.len() < IN_FLIGHT => match next {
+                        Ok(Some(item)) => {
+                            let deadline = Instant::now() + request_timeout;
+                            in_flight.push(publish(calls, item, deadline, caller.clone()));
+                        }
+                        Ok(None) => reading = false,
+                        Err(status) => {
+                            tracing::debug!(code = ?status.code(), "the publisher's stream failed");
+                            reading = false;
+                        }
+                    },
+                    else => break,
+                }
+            }
+        }
+        .instrument(span),
+    );
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// Publishes one request of the stream and builds its answer.
+async fn publish(
+    calls: &PublishCalls,
+    item: PublishEventsRequest,
+    deadline: Instant,
+    caller: opentelemetry::Context,
+) -> PublishEventsResponse {
+    let outcome = match item.publish {
+        Some(publish) => calls.publish(publish, deadline, caller).await,
+        None => Err(Error::InvalidArgument(
+            "publish is missing: set the event to publish".into(),
+        )),
+    };
+    PublishEventsResponse {
+        request_id: item.request_id,
+        result: Some(match outcome {
+            Ok(stored) => Outcome::Stored(stored),
+            Err(error) => Outcome::Error(PublishError {
+                code: error.code() as i32,
+                message: error.to_string(),
+            }),
+        }),
+    }
+}

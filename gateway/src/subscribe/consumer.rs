@@ -1,0 +1,133 @@
+//! The Kafka consumer of a subscription: configured for at-least-once
+//! (offsets stored only once a delivery was handed over or acknowledged),
+//! then pointed at its partitions: it joins the group, or (ephemeral)
+//! assigns every partition at the asked start.
+
+use std::collections::HashMap;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
+use super::spec::{StartPosition, SubscriptionSpec};
+use crate::error::Error;
+use crate::kafka::{blocking, Cluster, METADATA_TIMEOUT};
+use crate::metrics::Metrics;
+
+/// A subscription's Kafka consumer.
+pub(super) type SubscriptionConsumer = StreamConsumer<SubscriptionContext>;
+
+/// Opens subscription consumers on one cluster; cloning shares it.
+#[derive(Clone)]
+pub(super) struct Consumers {
+    /// The cluster they consume from.
+    cluster: Cluster,
+    /// Where consumer lag is reported.
+    metrics: Metrics,
+}
+
+impl Consumers {
+    /// Consumers of `cluster`, reporting lag to `metrics`.
+    pub(super) fn new(cluster: Cluster, metrics: Metrics) -> Self {
+        Self { cluster, metrics }
+    }
+
+    /// Creates the consumer of a subscription and points it at its
+    /// partitions: joins the group, or (ephemeral) assigns every partition
+    /// of `partitions`. Rebalances are reported to `rebalances`;
+    /// `ephemeral_id` names the group of an ephemeral consumer. Runs off the
+    /// async runtime (librdkafka blocks).
+    pub(super) async fn open(
+        &self,
+        spec: &SubscriptionSpec,
+        partitions: HashMap<String, Vec<i32>>,
+        ephemeral_id: String,
+        rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+    ) -> Result<SubscriptionConsumer, Error> {
+        let (consumers, spec) = (self.clone(), spec.clone());
+        blocking(move || consumers.open_blocking(&spec, &partitions, &ephemeral_id, rebalances))
+            .await
+    }
+
+    fn open_blocking(
+        &self,
+        spec: &SubscriptionSpec,
+        partitions: &HashMap<String, Vec<i32>>,
+        ephemeral_id: &str,
+        rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+    ) -> Result<SubscriptionConsumer, Error> {
+        let reset = match spec.start {
+            StartPosition::Earliest => "earliest",
+            _ => "latest",
+        };
+        let group = spec
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("event-gateway-ephemeral-{ephemeral_id}"));
+        let config = self.cluster.client_config(
+            &[
+                // Bound what librdkafka prefetches for one stream. Less than
+                // 16 MiB held a single stream at about 0.7 of a plain consumer's
+                // rate (gateway-bench): librdkafka backs off fetching for a
+                // second whenever the bound is reached.
+                ("queued.max.messages.kbytes", "16384"),
+                ("session.timeout.ms", "30000"),
+                // Consumer lag for the metrics.
+                ("statistics.interval.ms", "5000"),
+            ],
+            &[
+                ("group.id", group),
+                ("enable.auto.commit", spec.group.is_some().to_string()),
+                // Offsets are stored only once a delivery was handed over.
+                ("enable.auto.offset.store", "false".into()),
+                ("auto.offset.reset", reset.into()),
+                ("enable.partition.eof", "false".into()),
+            ],
+        );
+        let lag_label = spec.group.clone();
+        let context = SubscriptionContext::new(
+            spec.start.clone(),
+            rebalances,
+            self.metrics.clone(),
+            lag_label,
+        );
+        let kafka = |error| Error::from_kafka(&error, None);
+        let consumer: SubscriptionConsumer = config.create_with_context(context).map_err(kafka)?;
+        if spec.group.is_some() {
+            let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&topics).map_err(kafka)?;
+        } else {
+            let all: Vec<(String, i32)> = partitions
+                .iter()
+                .flat_map(|(topic, ids)| ids.iter().map(move |id| (topic.clone(), *id)))
+                .collect();
+            let offsets = start_offsets(&consumer, &spec.start, &all).map_err(kafka)?;
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), offset) in offsets {
+                let offset = match (offset, &spec.start) {
+                    (Some(offset), _) => offset,
+                    (None, StartPosition::Earliest) => Offset::Beginning,
+                    // "Latest" is the end of the partition now, not whenever
+                    // fetching starts: every event stored after the client is
+                    // told `subscribed` reaches it.
+                    (None, _) => consumer
+                        .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                        .map(|(_, high)| Offset::Offset(high))
+                        .map_err(|error| Error::from_kafka(&error, Some(&topic)))?,
+                };
+                tpl.add_partition_offset(&topic, partition, offset)
+                    .map_err(|error| Error::from_kafka(&error, Some(&topic)))?;
+            }
+            consumer.assign(&tpl).map_err(kafka)?;
+        }
+        Ok(consumer)
+    }
+}
+
+/// Closes a consumer (or the last handle of one) off the async runtime:
+/// closing commits the stored offsets and leaves the group, which blocks on
+/// the group coordinator.
+pub(super) async fn close<C: Send + 'static>(consumer: C) {
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+}

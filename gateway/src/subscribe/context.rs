@@ -1,0 +1,204 @@
+//! The consumer context of a subscription: it positions partitions on their
+//! first assignment for timestamp and offset replays, reports every
+//! rebalance to the subscription task, and reports consumer lag (whose
+//! series it removes again when the consumer closes, so that the group
+//! names clients choose never pile up in the metrics).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::sync::mpsc;
+
+use rdkafka::statistics::Statistics;
+
+use super::spec::{Partition, StartPosition};
+use crate::kafka::METADATA_TIMEOUT;
+use crate::metrics::Metrics;
+
+/// The group label of an ephemeral subscription's lag.
+const EPHEMERAL: &str = "(ephemeral)";
+
+/// A change in the partitions a group subscription reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RebalanceEvent {
+    /// These partitions were taken away.
+    Revoked(Vec<Partition>),
+    /// These partitions were given.
+    Assigned(Vec<Partition>),
+}
+
+/// The consumer context of one subscription.
+pub(super) struct SubscriptionContext {
+    /// Where to start.
+    start: StartPosition,
+    /// Partitions already positioned; later assignments resume from the
+    /// group's committed offsets.
+    positioned: Mutex<HashSet<Partition>>,
+    /// Where rebalances are reported (rebalances are rare: unbounded is fine).
+    rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+    /// Where consumer lag goes, from librdkafka's statistics.
+    metrics: Metrics,
+    /// The group label of the lag series.
+    group: String,
+    /// The partitions whose lag it reported.
+    reported: Mutex<HashSet<Partition>>,
+}
+
+impl SubscriptionContext {
+    /// A context starting at `start`, reporting rebalances to `rebalances`
+    /// and consumer lag (labelled with `group`, or as ephemeral) to `metrics`.
+    pub(super) fn new(
+        start: StartPosition,
+        rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+        metrics: Metrics,
+        group: Option<String>,
+    ) -> Self {
+        Self {
+            start,
+            positioned: Mutex::default(),
+            rebalances,
+            metrics,
+            group: group.unwrap_or_else(|| EPHEMERAL.to_owned()),
+            reported: Mutex::default(),
+        }
+    }
+
+    /// Sets start offsets on partitions seen for the first time, for
+    /// timestamp and offset replays.
+    fn position(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let mut positioned = self.positioned.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh: Vec<Partition> = partitions(tpl)
+            .into_iter()
+            .filter(|tp| !positioned.contains(tp))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        match start_offsets(consumer, &self.start, &fresh) {
+            Ok(offsets) => {
+                for ((topic, partition), offset) in offsets {
+                    if let Some(offset) = offset {
+                        let _ = tpl.set_partition_offset(&topic, partition, offset);
+                    }
+                    positioned.insert((topic, partition));
+                }
+            }
+            Err(error) => tracing::error!(
+                %error,
+                "cannot find the start offsets; starting from the group's positions"
+            ),
+        }
+    }
+}
+
+impl ClientContext for SubscriptionContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // -1 is librdkafka's internal partition; a lag of -1 is unknown.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    self.metrics
+                        .lag(&self.group, topic, *partition, stats.consumer_lag);
+                    reported.insert((topic.clone(), *partition));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SubscriptionContext {
+    fn drop(&mut self) {
+        let reported = self.reported.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (topic, partition) in reported.drain() {
+            self.metrics.forget_lag(&self.group, &topic, partition);
+        }
+    }
+}
+
+impl ConsumerContext for SubscriptionContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            self.position(consumer, tpl);
+            tracing::debug!(partitions = tpl.count(), "partitions assigned");
+            if let Err(error) = consumer.assign(tpl) {
+                tracing::error!(%error, "cannot take the assigned partitions");
+            }
+            let _ = self
+                .rebalances
+                .send(RebalanceEvent::Assigned(partitions(tpl)));
+        } else {
+            if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                tracing::warn!(?err, "rebalance error");
+            }
+            tracing::debug!(partitions = tpl.count(), "partitions revoked");
+            // With auto-commit on, librdkafka commits the stored offsets of
+            // the removed partitions before they are handed over.
+            if let Err(error) = consumer.unassign() {
+                tracing::error!(%error, "cannot release the revoked partitions");
+            }
+            let _ = self
+                .rebalances
+                .send(RebalanceEvent::Revoked(partitions(tpl)));
+        }
+    }
+}
+
+/// The partitions of a list.
+fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+/// A topic partition and the offset to start it from, if any.
+pub(super) type StartOffset = (Partition, Option<Offset>);
+
+/// The explicit start offset of each partition; `None` leaves it to the
+/// group's committed offset (or auto.offset.reset), and to the latest offset
+/// for an ephemeral subscription. Blocking for timestamps.
+pub(super) fn start_offsets<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    start: &StartPosition,
+    partitions: &[Partition],
+) -> Result<Vec<StartOffset>, KafkaError> {
+    match start {
+        StartPosition::Latest | StartPosition::Earliest => {
+            Ok(partitions.iter().map(|tp| (tp.clone(), None)).collect())
+        }
+        StartPosition::Offsets(offsets) => Ok(partitions
+            .iter()
+            .map(|tp| (tp.clone(), offsets.get(tp).map(|o| Offset::Offset(*o))))
+            .collect()),
+        StartPosition::Timestamp(millis) => {
+            let mut query = TopicPartitionList::new();
+            for (topic, partition) in partitions {
+                query.add_partition_offset(topic, *partition, Offset::Offset(*millis))?;
+            }
+            let found = consumer.offsets_for_times(query, METADATA_TIMEOUT)?;
+            Ok(found
+                .elements()
+                .iter()
+                .map(|e| {
+                    let offset = match e.offset() {
+                        Offset::Offset(o) => Offset::Offset(o),
+                        // No record at or after the time: wait for new ones.
+                        _ => Offset::End,
+                    };
+                    ((e.topic().to_owned(), e.partition()), Some(offset))
+                })
+                .collect())
+        }
+    }
+}

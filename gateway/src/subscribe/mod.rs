@@ -1,0 +1,219 @@
+//! Where a subscription's deliveries come from. A subscription is opened
+//! with a validated [`SubscriptionSpec`]: it gets a Kafka consumer of its own
+//! (`consumer`, `context`) driven by a task (`task`: flow control, acks and
+//! redelivery, rebalances, shutdown), or, ephemeral from the latest event, a
+//! place on a shared live tail (`fanout`). Either way the client reads a
+//! bounded channel (`stream`), and the open subscriptions are found by id
+//! for Acknowledge (`registry`).
+
+mod acks;
+mod consumer;
+mod context;
+mod delivery;
+mod fanout;
+mod registry;
+mod spec;
+mod stats;
+mod stream;
+mod task;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use eventgateway::v1::SubscribeResponse;
+use eventgateway_runtime::shutdown::Shutdown;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tracing::Instrument;
+
+use self::consumer::Consumers;
+use self::fanout::{FanOut, Subscriber};
+use self::registry::{Registry, SubscriptionHandle};
+use self::stream::DeliveryStream;
+use crate::error::Error;
+use crate::health::Readiness;
+use crate::kafka::topics::Topics;
+use crate::kafka::Cluster;
+use crate::metrics::Metrics;
+
+pub(crate) use self::acks::{parse_ack_id, Acks};
+pub(crate) use self::spec::{ManualAcks, StartPosition, SubscriptionSpec};
+pub use self::stats::SubscriptionStats;
+
+/// Acknowledge calls queued for one subscription task before the next waits.
+const ACK_BATCHES: usize = 64;
+
+/// The stream a Subscribe call answers with.
+pub(crate) type SubscribeStream =
+    Pin<Box<dyn Stream<Item = Result<SubscribeResponse, tonic::Status>> + Send>>;
+
+/// The subscriptions of this gateway; cloning shares them.
+#[derive(Clone)]
+pub(crate) struct Subscriptions {
+    /// Opens the consumers.
+    consumers: Consumers,
+    /// Which topics exist, and their partitions.
+    topics: Topics,
+    /// Whether new subscriptions may open.
+    readiness: Readiness,
+    /// The open subscriptions by id.
+    registry: Registry,
+    /// The live tails shared by ephemeral streams from the latest event.
+    fanout: FanOut,
+    /// Counters served on /metrics.
+    metrics: Metrics,
+    /// Ends the streams; their tasks are drained at shutdown.
+    shutdown: Shutdown,
+    /// Deliveries buffered per subscription.
+    buffer: usize,
+}
+
+impl Subscriptions {
+    /// No subscription open yet: subscriptions will consume from `cluster`
+    /// the `topics` it has, while `readiness` allows, each buffering `buffer`
+    /// deliveries (`--subscription-buffer`); they end at `shutdown`.
+    pub(crate) fn new(
+        cluster: Cluster,
+        topics: Topics,
+        readiness: Readiness,
+        metrics: Metrics,
+        shutdown: Shutdown,
+        buffer: usize,
+    ) -> Self {
+        let consumers = Consumers::new(cluster, metrics.clone());
+        let fanout = FanOut::new(consumers.clone(), metrics.clone(), shutdown.clone());
+        Self {
+            consumers,
+            topics,
+            readiness,
+            registry: Registry::default(),
+            fanout,
+            metrics,
+            shutdown,
+            buffer,
+        }
+    }
+
+    /// The counters of the open subscription `id`.
+    pub(crate) fn stats(&self, id: &str) -> Option<Arc<SubscriptionStats>> {
+        self.registry.stats(id)
+    }
+
+    /// How many live tails have not closed their consumer yet.
+    pub(crate) fn live_tails(&self) -> usize {
+        self.fanout.running()
+    }
+
+    /// Opens a subscription: its stream starts with `subscribed`, then
+    /// carries its deliveries.
+    pub(crate) async fn open(&self, spec: SubscriptionSpec) -> Result<SubscribeStream, Error> {
+        self.readiness.check()?;
+        let mut partitions = HashMap::new();
+        for topic in &spec.topics {
+            partitions.insert(topic.clone(), self.topics.partitions(topic).await?);
+        }
+        if let StartPosition::Offsets(offsets) = &spec.start {
+            for (topic, partition) in offsets.keys() {
+                if !partitions[topic].contains(partition) {
+                    return Err(Error::InvalidArgument(format!(
+                        "start_offsets names partition {partition} of topic {topic:?}, which has partitions {:?}",
+                        partitions[topic]
+                    )));
+                }
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        if spec.shares_a_tail() {
+            return self.join_tail(id, spec, partitions).await;
+        }
+        let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
+        let consumer = self
+            .consumers
+            .open(&spec, partitions, id.clone(), rebalances_tx)
+            .await?;
+        let consumer = Arc::new(consumer);
+        let (tx, rx) = stream::channel(&id, self.buffer);
+        let stats = Arc::new(SubscriptionStats::default());
+        let (acks_tx, acks) = mpsc::channel(ACK_BATCHES);
+        self.registry.insert(
+            &id,
+            SubscriptionHandle {
+                stats: stats.clone(),
+                acks: spec.manual.map(|_| acks_tx),
+            },
+        );
+        // AUTO with a group: offsets are stored as deliveries reach gRPC.
+        let store_offsets =
+            (spec.group.is_some() && spec.manual.is_none()).then(|| Arc::downgrade(&consumer));
+        let span = tracing::info_span!(
+            "EventGateway.Subscribe",
+            subscription = %id,
+            topics = ?spec.topics,
+            group = spec.group.as_deref().unwrap_or(""),
+            manual = spec.manual.is_some()
+        );
+        let (registry, shutdown, metrics) = (
+            self.registry.clone(),
+            self.shutdown.clone(),
+            self.metrics.clone(),
+        );
+        self.shutdown.spawn(
+            async move {
+                tracing::info!("subscription started");
+                metrics.subscriptions(1);
+                let inputs = task::Inputs {
+                    acks,
+                    rebalances,
+                    metrics: metrics.clone(),
+                };
+                task::run(consumer, &spec, tx, stats, shutdown, inputs).await;
+                registry.remove(&id);
+                metrics.subscriptions(-1);
+                tracing::info!("subscription ended");
+            }
+            .instrument(span),
+        );
+        Ok(Box::pin(DeliveryStream::new(rx, store_offsets)))
+    }
+
+    /// An ephemeral AUTO stream from the latest event: one more subscriber
+    /// of the live tail of its topics.
+    async fn join_tail(
+        &self,
+        id: String,
+        spec: SubscriptionSpec,
+        partitions: HashMap<String, Vec<i32>>,
+    ) -> Result<SubscribeStream, Error> {
+        let (tx, rx) = stream::channel(&id, self.buffer);
+        let stats = Arc::new(SubscriptionStats::default());
+        let subscriber = Subscriber {
+            tx,
+            stats: stats.clone(),
+        };
+        self.fanout.join(&spec, partitions, subscriber).await?;
+        self.registry
+            .insert(&id, SubscriptionHandle { stats, acks: None });
+        self.metrics.subscriptions(1);
+        tracing::info!(subscription = %id, topics = ?spec.topics, "subscription started (live tail)");
+        let (registry, metrics) = (self.registry.clone(), self.metrics.clone());
+        Ok(Box::pin(DeliveryStream::new(rx, None).on_end(move || {
+            registry.remove(&id);
+            metrics.subscriptions(-1);
+            tracing::info!(subscription = %id, "subscription ended");
+        })))
+    }
+
+    /// Hands acknowledgements to the task of subscription `id`.
+    pub(crate) async fn acknowledge(&self, id: &str, acks: Acks) -> Result<(), Error> {
+        let sender = self.registry.acks(id)?;
+        if acks.is_empty() {
+            return Ok(());
+        }
+        self.metrics.acked(acks.len());
+        sender
+            .send(acks)
+            .await
+            .map_err(|_| Error::SubscriptionNotFound(id.to_owned()))
+    }
+}

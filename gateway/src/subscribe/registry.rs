@@ -1,0 +1,95 @@
+//! The subscriptions open on this gateway instance, by id: how Acknowledge
+//! reaches a stream's task, and each stream's counters.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use super::acks::Acks;
+use super::stats::SubscriptionStats;
+use crate::error::Error;
+
+/// One open subscription.
+#[derive(Debug, Clone)]
+pub(super) struct SubscriptionHandle {
+    /// Its flow-control and redelivery counters.
+    pub(super) stats: Arc<SubscriptionStats>,
+    /// Where its acknowledgements go; `None` in ACK_MODE_AUTO.
+    pub(super) acks: Option<mpsc::Sender<Acks>>,
+}
+
+/// Open subscriptions by id; cloning shares them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Registry(Arc<Mutex<HashMap<String, SubscriptionHandle>>>);
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, SubscriptionHandle>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records an open subscription.
+    pub(super) fn insert(&self, id: &str, handle: SubscriptionHandle) {
+        self.lock().insert(id.to_owned(), handle);
+    }
+
+    /// Forgets a subscription that ended.
+    pub(super) fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// The counters of an open subscription.
+    pub(super) fn stats(&self, id: &str) -> Option<Arc<SubscriptionStats>> {
+        self.lock().get(id).map(|handle| handle.stats.clone())
+    }
+
+    /// Where the acknowledgements of subscription `id` go.
+    pub(super) fn acks(&self, id: &str) -> Result<mpsc::Sender<Acks>, Error> {
+        let handle = self
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::SubscriptionNotFound(id.to_owned()))?;
+        handle.acks.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "subscription {id:?} is in ACK_MODE_AUTO: its deliveries need no acknowledgement"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn acks_reach_manual_subscriptions_only() {
+        let registry = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        registry.insert(
+            "manual",
+            SubscriptionHandle {
+                stats: Arc::default(),
+                acks: Some(tx),
+            },
+        );
+        registry.insert(
+            "auto",
+            SubscriptionHandle {
+                stats: Arc::default(),
+                acks: None,
+            },
+        );
+        assert!(registry.acks("manual").is_ok());
+        assert_eq!(
+            registry.acks("auto").unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(registry.acks("gone").unwrap_err().code(), Code::NotFound);
+        registry.remove("manual");
+        assert_eq!(registry.acks("manual").unwrap_err().code(), Code::NotFound);
+    }
+}

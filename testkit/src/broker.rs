@@ -1,0 +1,186 @@
+//! A real Kafka-protocol broker (tansu) for one test, and topic creation
+//! through the admin API.
+
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::tansu;
+use crate::wait::{eventually, PATIENCE};
+
+/// How long one metadata or offsets request of a helper may take.
+const REQUEST: Duration = Duration::from_secs(10);
+
+/// A broker process on a free port, killed when dropped.
+pub struct Broker {
+    port: u16,
+    storage: String,
+    child: Option<Child>,
+    /// The SQLite file of a durable broker, removed when it is dropped.
+    file: Option<PathBuf>,
+}
+
+impl Broker {
+    /// Starts a broker with in-memory storage on a free port.
+    pub async fn start() -> Self {
+        Self::start_with_storage("memory://tansu/".into()).await
+    }
+
+    /// Starts a broker whose data survives a restart (SQLite in a temp file).
+    pub async fn start_durable() -> Self {
+        let file = std::env::temp_dir().join(format!(
+            "event-gateway-{}.db",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let mut broker = Self::start_with_storage(format!("sqlite:///{}", file.display())).await;
+        broker.file = Some(file);
+        broker
+    }
+
+    /// Starts a broker with the given storage engine URL.
+    pub async fn start_with_storage(storage: String) -> Self {
+        let mut broker = Broker {
+            port: tansu::free_port(),
+            storage,
+            child: None,
+            file: None,
+        };
+        broker.restart().await;
+        broker
+    }
+
+    /// `host:port` to bootstrap from.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker (again) on the same port and waits until it accepts
+    /// connections.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = tansu::spawn(self.port, &self.storage).expect("tansu starts");
+        self.child = Some(child);
+        let port = self.port;
+        eventually("the broker accepts connections", || async {
+            tansu::accepts(port)
+        })
+        .await;
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        create_topics(&self.brokers(), &[topic], partitions)
+            .await
+            .expect("topic created");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(file) = &self.file {
+            for suffix in ["", "-shm", "-wal"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+    }
+}
+
+/// Creates `topics` with `partitions` partitions each (replication 1) on
+/// the cluster at `brokers`, through the admin API.
+pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|error| format!("cannot create an admin client: {error}"))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|error| format!("cannot create topics: {error}"))?;
+    for result in results {
+        result.map_err(|(topic, code)| format!("cannot create topic {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// A unique topic name for one test.
+pub fn topic(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Waits until consumer group `group` has committed, on every partition of
+/// `topic`, the end of the partition: everything stored so far was handled
+/// (and, with MANUAL acks, acknowledged). Fails the test after [`PATIENCE`].
+pub async fn wait_group_done(brokers: &str, group: &str, topic: &str) {
+    let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        // Reads the group's offsets without joining it.
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a consumer of the group's offsets");
+        let metadata = reader
+            .fetch_metadata(Some(&topic), REQUEST)
+            .expect("the topic's metadata");
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let mut behind = Vec::new();
+            for &partition in &partitions {
+                let (_, end) = reader
+                    .fetch_watermarks(&topic, partition, REQUEST)
+                    .expect("the partition's end");
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&topic, partition);
+                let committed = reader
+                    .committed_offsets(tpl, REQUEST)
+                    .expect("the group's offsets")
+                    .find_partition(&topic, partition)
+                    .map(|e| e.offset());
+                let committed = match committed {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => 0,
+                };
+                if committed < end {
+                    behind.push((partition, committed, end));
+                }
+            }
+            if behind.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "group {group} is still behind on {topic} (partition, committed, end): {behind:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("the wait runs");
+}

@@ -1,0 +1,131 @@
+//! The gateway under test: in this process on a free port (the usual
+//! fixture), or as its binary in a process of its own; clients and health.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
+use gateway::{Config, RunningGateway};
+use tonic::transport::Channel;
+
+use crate::broker::{topic, Broker};
+use crate::process::{command, Lines};
+use crate::wait::eventually;
+
+/// The grpcurl binary: `GRPCURL` (set by scripts/test.sh) or PATH.
+pub fn grpcurl() -> PathBuf {
+    std::env::var_os("GRPCURL").map_or_else(|| PathBuf::from("grpcurl"), PathBuf::from)
+}
+
+/// The configuration tests start from, whatever the environment says:
+/// quick health probes, a short grace, metrics on a free port.
+pub fn config(brokers: Option<String>) -> Config {
+    let mut config = Config::for_brokers(brokers);
+    config.health_interval = Duration::from_millis(200);
+    config.shutdown_grace = Duration::from_secs(5);
+    // Metrics on a free port: tests run side by side.
+    config.metrics_addr =
+        eventgateway_runtime::metrics::MetricsAddr(Some("127.0.0.1:0".parse().unwrap()));
+    config
+}
+
+/// Starts the gateway on a free port and waits until it reports SERVING.
+pub async fn gateway(config: Config) -> RunningGateway {
+    if std::env::var_os("RUST_LOG").is_some() {
+        eventgateway_runtime::telemetry::init("gateway-test");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = gateway::start(config, listener)
+        .await
+        .expect("gateway starts");
+    wait_serving(gateway.addr()).await;
+    gateway
+}
+
+/// What most tests start with: a broker, a fresh topic, a gateway on that
+/// broker and a client of it.
+pub type Fixture = (Broker, String, RunningGateway, EventGatewayClient<Channel>);
+
+/// A broker, a fresh topic named after `prefix` with `partitions`
+/// partitions, a gateway on that broker with the test configuration, and a
+/// client of it.
+pub async fn fixture(prefix: &str, partitions: i32) -> Fixture {
+    fixture_with(prefix, partitions, |_| {}).await
+}
+
+/// [`fixture`], with the gateway's configuration changed by `configure`
+/// first.
+pub async fn fixture_with(
+    prefix: &str,
+    partitions: i32,
+    configure: impl FnOnce(&mut Config),
+) -> Fixture {
+    let broker = Broker::start().await;
+    let topic = topic(prefix);
+    broker.create_topic(&topic, partitions).await;
+    let mut config = config(Some(broker.brokers()));
+    configure(&mut config);
+    let gateway = gateway(config).await;
+    let client = client(gateway.addr()).await;
+    (broker, topic, gateway, client)
+}
+
+/// A client of the gateway at `addr`.
+pub async fn client(addr: SocketAddr) -> EventGatewayClient<Channel> {
+    EventGatewayClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connects to the gateway")
+}
+
+/// Health status of `service` ("" for the server).
+pub async fn health(addr: SocketAddr, service: &str) -> Result<i32, tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+/// Waits until the gateway's health says SERVING.
+pub async fn wait_serving(addr: SocketAddr) {
+    eventually("the gateway reports SERVING", || async {
+        health(addr, "").await.ok() == Some(tonic_health::ServingStatus::Serving as i32)
+    })
+    .await;
+}
+
+/// A gateway binary process on 127.0.0.1:`port` in front of `brokers`:
+/// quick health probes, metrics off, no trace export, and whatever of the
+/// environment the test runs in only where `env` says so; `env` and `args`
+/// add to (and override) that. Its stderr is read line by line.
+pub fn gateway_process(
+    binary: &Path,
+    port: u16,
+    brokers: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Child, Lines) {
+    let mut child = command(binary)
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        .env("KAFKA_BROKERS", brokers)
+        .env("HEALTH_INTERVAL", "200ms")
+        .env("METRICS_ADDR", "0")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the gateway binary starts");
+    let lines = Lines::of(child.stderr.take().expect("stderr is piped"));
+    (child, lines)
+}

@@ -1,0 +1,32 @@
+//! The real parts the test suites (and the benchmark) run against, in one
+//! place: a tansu broker process, the gateway on a free port with the
+//! configuration a test needs, the usual fixture, bounded waits instead of
+//! sleeps, signals and log lines of child processes, a real SMTP server,
+//! and metric scraping. Every item is at the crate root: `use testkit::*;`.
+//!
+//! - [`tansu`]: the broker binary and its process.
+//! - `broker`: a broker for one test, and topic creation.
+//! - `gateway`: the gateway in process or as a binary, clients, health.
+//! - `events`: publishing and subscribing the way tests do.
+//! - `wait`: polling with a bound.
+//! - `process`: SIGTERM and the log lines of a child process.
+//! - `smtp`: a real SMTP server (Python aiosmtpd).
+//! - `metrics`: reading a Prometheus endpoint.
+
+mod broker;
+mod events;
+mod gateway;
+mod metrics;
+mod process;
+mod smtp;
+pub mod tansu;
+mod wait;
+
+pub use broker::*;
+pub use events::*;
+pub use gateway::*;
+pub use metrics::*;
+pub use process::*;
+pub use smtp::*;
+pub use tansu::free_port;
+pub use wait::*;

@@ -1,0 +1,105 @@
+//! Child processes of a test: SIGTERM, and the lines one writes.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus};
+
+use rustix::process::{kill_process, Pid, Signal};
+use tokio::sync::mpsc;
+
+use crate::wait::PATIENCE;
+
+/// A command for `program` that starts from an empty environment but
+/// `PATH` and `HOME`: what a test runs is configured by the test alone, not
+/// by the environment the suite happens to run in.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(name, _)| name == "PATH" || name == "HOME"));
+    command
+}
+
+/// Sends SIGTERM to `child` (how orchestrators stop a service).
+pub fn sigterm(child: &Child) {
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(Pid::from_raw)
+        .expect("a child has a valid pid");
+    kill_process(pid, Signal::TERM).expect("SIGTERM is sent");
+}
+
+/// Sends SIGTERM to `child` and waits (off the runtime) until it exits.
+pub async fn sigterm_and_wait(mut child: Child) -> ExitStatus {
+    sigterm(&child);
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("the wait runs")
+        .expect("the child is waited for")
+}
+
+/// The lines a child process writes (to a pipe), read on a thread of their
+/// own as they come.
+pub struct Lines {
+    /// Lines not yet taken.
+    incoming: mpsc::UnboundedReceiver<String>,
+    /// Lines taken so far.
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Reads `pipe` line by line.
+    pub fn of(pipe: impl Read + Send + 'static) -> Self {
+        let (tx, incoming) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            incoming,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a line containing `needle` comes and returns it; fails
+    /// the test, showing every line, after [`PATIENCE`] or when the process
+    /// closed the pipe first.
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(line) = self.seen.iter().find(|line| line.contains(needle)) {
+                return line.clone();
+            }
+            match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
+                Ok(Some(line)) => self.seen.push(line),
+                Ok(None) => panic!(
+                    "the process ended without a line with {needle:?}: {:#?}",
+                    self.seen
+                ),
+                Err(_) => panic!(
+                    "no line with {needle:?} within {PATIENCE:?}: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Every line written so far.
+    pub fn so_far(&mut self) -> &[String] {
+        while let Ok(line) = self.incoming.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    /// Every line, once the process closed the pipe (it exited).
+    pub async fn to_end(&mut self) -> &[String] {
+        while let Some(line) = self.incoming.recv().await {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+}
