@@ -9,6 +9,9 @@ use tokio::sync::mpsc;
 
 use crate::wait::PATIENCE;
 
+/// How often a process told to stop is looked at again.
+const EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A command for `program` that starts from an empty environment but
 /// `PATH` and `HOME`: what a test runs is configured by the test alone, not
 /// by the environment the suite happens to run in.
@@ -29,13 +32,25 @@ pub fn sigterm(child: &Child) {
     kill_process(pid, Signal::TERM).expect("SIGTERM is sent");
 }
 
-/// Sends SIGTERM to `child` and waits (off the runtime) until it exits.
+/// Sends SIGTERM to `child` and waits until it exits; fails the test (and
+/// kills it) when it is still running [`PATIENCE`] later.
 pub async fn sigterm_and_wait(mut child: Child) -> ExitStatus {
     sigterm(&child);
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("the wait runs")
-        .expect("the child is waited for")
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            return status;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "process {} was still running {PATIENCE:?} after SIGTERM",
+                child.id()
+            );
+        }
+        tokio::time::sleep(EXIT_POLL).await;
+    }
 }
 
 /// The lines a child process writes (to a pipe), read on a thread of their
