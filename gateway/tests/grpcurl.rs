@@ -1,11 +1,8 @@
 //! The gateway through real grpcurl: reflection, health, and the README's
 //! publish and subscribe commands exactly as written there.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use testkit::*;
 
@@ -81,7 +78,7 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
         0,
         gateway.addr(),
     ));
-    subscriber.read_until("subscriptionId");
+    subscriber.read_until("subscriptionId").await;
 
     // Publish as the README shows.
     let publish = readme_command(
@@ -100,8 +97,8 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     let event_id = answer["eventId"].as_str().expect("an event id").to_owned();
 
     // The subscription prints it, with the JSON body as it was sent.
-    subscriber.read_until(&event_id);
-    let output = subscriber.read_until("\"attempt\": 1");
+    subscriber.read_until(&event_id).await;
+    let output = subscriber.read_until("\"attempt\": 1").await;
     assert!(
         output.contains("\"email\": \"ada@example.com\""),
         "{output}"
@@ -115,7 +112,7 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
         1,
         gateway.addr(),
     ));
-    let output = manual.read_until("\"attempt\": 1");
+    let output = manual.read_until("\"attempt\": 1").await;
     let subscription_id = json_string_after(&output, "\"subscriptionId\": ");
     let ack_id = json_string_after(&output, "\"ackId\": ");
     let stats = gateway
@@ -178,7 +175,7 @@ async fn every_cookbook_command_works_as_written() {
     for command in &commands {
         if command.ends_with("/Subscribe") {
             let mut stream = Subscriber::spawn(command);
-            let output = stream.read_until("\"attempt\"");
+            let output = stream.read_until("\"attempt\"").await;
             if command.contains("ACK_MODE_MANUAL") {
                 let id = json_string_after(&output, "\"subscriptionId\": ");
                 let ack = json_string_after(&output, "\"ackId\": ");
@@ -223,8 +220,7 @@ async fn every_cookbook_command_works_as_written() {
 /// A grpcurl command running in the background, its output read line by line.
 struct Subscriber {
     child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    output: String,
+    lines: Lines,
 }
 
 impl Subscriber {
@@ -235,43 +231,15 @@ impl Subscriber {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let (tx, lines) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            output: String::new(),
-        }
+        let lines = Lines::of(child.stdout.take().unwrap());
+        Self { child, lines }
     }
 
-    /// Reads until the output contains `needle`; returns all output so far.
-    fn read_until(&mut self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while !self.output.contains(needle) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left.min(Duration::from_secs(1))) {
-                Ok(line) => {
-                    self.output.push_str(&line);
-                    self.output.push('\n');
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => assert!(
-                    !left.is_zero(),
-                    "grpcurl never printed {needle:?}: {}",
-                    self.output
-                ),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("grpcurl ended: {}", self.output)
-                }
-            }
-        }
-        self.output.clone()
+    /// Reads until the output has a line with `needle`; returns all output
+    /// so far.
+    async fn read_until(&mut self, needle: &str) -> String {
+        self.lines.wait_for(needle).await;
+        self.lines.so_far().join("\n")
     }
 }
 

@@ -82,14 +82,8 @@ async fn rejected_recipients_and_unusable_events_go_to_the_dead_letter_topic() {
     let (_broker, topic, gateway, mut client) = setup("dlq").await;
     let smtp = SmtpServer::start(&["user3@example.com"]);
     let state = state_dir();
-    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _notifier = Notifier::start_with(
-        gateway.addr(),
-        &topic,
-        &smtp.url(),
-        &state,
-        &[("NOTIFIER_METRICS_ADDR", metrics.to_string())],
-    );
+    let (_notifier, metrics) =
+        Notifier::start_with_metrics(gateway.addr(), &topic, &smtp.url(), &state);
     register(&mut client, &topic, 0..3).await;
     register(&mut client, &topic, 3..4).await; // rejected with 550
     publish(&mut client, &topic, "no-email", json!({"user_id": 99})).await;
@@ -126,14 +120,8 @@ async fn emails_wait_while_the_smtp_server_is_down() {
     let (_broker, topic, gateway, mut client) = setup("smtp-down").await;
     let mut smtp = SmtpServer::stopped(&[]);
     let state = state_dir();
-    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _notifier = Notifier::start_with(
-        gateway.addr(),
-        &topic,
-        &smtp.url(),
-        &state,
-        &[("NOTIFIER_METRICS_ADDR", metrics.to_string())],
-    );
+    let (_notifier, metrics) =
+        Notifier::start_with_metrics(gateway.addr(), &topic, &smtp.url(), &state);
     register(&mut client, &topic, 0..5).await;
     // Nothing can be sent yet; the notifier keeps retrying.
     metric_reaches(metrics, "notifier_emails_failed_total", 3.0).await;

@@ -73,6 +73,21 @@ impl Notifier {
         Self { child }
     }
 
+    /// Starts the notifier with its metrics on a free port; returns where.
+    pub fn start_with_metrics(
+        gateway: std::net::SocketAddr,
+        topic: &str,
+        smtp_url: &str,
+        state: &std::path::Path,
+    ) -> (Self, std::net::SocketAddr) {
+        let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let extra = [("NOTIFIER_METRICS_ADDR", metrics.to_string())];
+        (
+            Self::start_with(gateway, topic, smtp_url, state, &extra),
+            metrics,
+        )
+    }
+
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
