@@ -11,6 +11,12 @@ const AFTER_HELP: &str =
 
 /// The shortest ack timeout accepted, from a flag or a subscription.
 pub(crate) const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest ack timeout accepted, from a flag or a subscription (as
+/// Google Pub/Sub's ack deadline).
+pub(crate) const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(600);
+/// The largest ACK_MODE_MANUAL window accepted, from a flag or a
+/// subscription: each delivery out is kept in memory until acknowledged.
+pub(crate) const MAX_UNACKED: u32 = 10_000;
 
 /// gRPC gateway in front of Apache Kafka: publish and subscribe to topics without a Kafka client
 #[derive(Debug, Clone, Parser)]
@@ -129,12 +135,12 @@ impl Config {
         if self.subscription_buffer == 0 {
             return Err("--subscription-buffer must be at least 1".into());
         }
-        if self.max_unacked == 0 {
-            return Err("--max-unacked must be at least 1".into());
+        if !(1..=MAX_UNACKED).contains(&self.max_unacked) {
+            return Err(format!("--max-unacked must be 1 to {MAX_UNACKED}"));
         }
-        if self.ack_timeout < MIN_ACK_TIMEOUT {
+        if !(MIN_ACK_TIMEOUT..=MAX_ACK_TIMEOUT).contains(&self.ack_timeout) {
             return Err(format!(
-                "--ack-timeout must be at least {MIN_ACK_TIMEOUT:?}"
+                "--ack-timeout must be {MIN_ACK_TIMEOUT:?} to {MAX_ACK_TIMEOUT:?}"
             ));
         }
         if self.topic_partitions < 1 {

@@ -12,22 +12,26 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tonic::{Code, Status};
 
+use crate::text::clip;
+
 /// What went wrong with a call or a stream.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum Error {
     /// The request itself is wrong; the message says how.
     #[error("{0}")]
     InvalidArgument(String),
-    /// The topic does not exist and the gateway does not create topics.
+    /// The topic (its name clipped, quoted) does not exist and the gateway
+    /// does not create topics.
     #[error(
-        "topic {0:?} does not exist: create it first, or start the gateway with --create-topics"
+        "topic {0} does not exist: create it first, or start the gateway with --create-topics"
     )]
     TopicNotFound(String),
     /// A topic an open subscription reads was deleted.
     #[error("a subscribed topic no longer exists ({0}); resubscribe once it exists again")]
     TopicGone(String),
-    /// No open subscription has this id on this gateway instance.
-    #[error("subscription {0:?} is not open on this gateway: it ended (its unacknowledged events go to the group's next member) or lives on another instance; acknowledge over the channel that carries the stream")]
+    /// No open ACK_MODE_MANUAL subscription has this id (clipped, quoted)
+    /// on this gateway instance.
+    #[error("subscription {0} is not open on this gateway, or takes no acknowledgements: it ended (its unacknowledged events go to the group's next member), lives on another instance, or is in ACK_MODE_AUTO; acknowledge MANUAL deliveries over the channel that carries their stream")]
     SubscriptionNotFound(String),
     /// Kafka cannot be reached (or did not answer in time).
     #[error("Kafka is unavailable ({0}); retry with backoff")]
@@ -65,6 +69,11 @@ pub(crate) enum Error {
     /// Anything else Kafka reported.
     #[error("Kafka failed the request ({0})")]
     Kafka(String),
+    /// A subscription stopped without a reason: a fault in the gateway.
+    #[error(
+        "the subscription stopped unexpectedly (a fault in the gateway, logged there); resubscribe"
+    )]
+    Interrupted,
 }
 
 impl Error {
@@ -81,7 +90,7 @@ impl Error {
             .unwrap_or_default();
         match code {
             C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition => match topic {
-                Some(topic) => Error::TopicNotFound(topic.to_owned()),
+                Some(topic) => Error::TopicNotFound(clip(topic).to_string()),
                 None => Error::TopicGone(text),
             },
             C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge => {
@@ -145,7 +154,7 @@ impl Error {
             Error::Saturated(_) | Error::SlowSubscriber { .. } => Code::ResourceExhausted,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::Kafka(_) => Code::Internal,
+            Error::Kafka(_) | Error::Interrupted => Code::Internal,
         }
     }
 }
@@ -216,7 +225,7 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_do() {
-        let status = Status::from(Error::TopicNotFound("orders".into()));
+        let status = Status::from(Error::TopicNotFound(clip("orders").to_string()));
         assert!(
             status.message().contains("--create-topics"),
             "{}",

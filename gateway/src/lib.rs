@@ -12,7 +12,8 @@
 //!
 //! Beside them: `server` assembles and runs everything and shuts it down in
 //! order; `cli` is the command; `config`, `error` (the one error -> status
-//! mapping), `health`, `metrics` and `spans` serve every layer.
+//! mapping), `health`, `metrics`, `spans` and `text` (client strings as
+//! messages and logs may show them) serve every layer.
 
 mod cli;
 mod config;
@@ -25,6 +26,7 @@ mod publish;
 mod server;
 mod spans;
 mod subscribe;
+mod text;
 
 pub use cli::main;
 pub use config::Config;

@@ -37,6 +37,16 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
     with_reserved
         .attributes
         .insert("ce_id".into(), "forged".into());
+    // Kafka header names are often compared without case.
+    let mut with_reserved_upper = text("x").unwrap();
+    with_reserved_upper
+        .attributes
+        .insert("CE_ID".into(), "forged".into());
+    let mut far_future = text("x").unwrap();
+    far_future.time = Some(prost_types::Timestamp {
+        seconds: 9_223_372_036_854_775_807,
+        nanos: 0,
+    });
     let publishes = [
         (
             publish_request("", text("x")),
@@ -67,6 +77,16 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
             publish_request(&topic, Some(with_reserved)),
             Code::InvalidArgument,
             "reserved",
+        ),
+        (
+            publish_request(&topic, Some(with_reserved_upper)),
+            Code::InvalidArgument,
+            "reserved",
+        ),
+        (
+            publish_request(&topic, Some(far_future)),
+            Code::InvalidArgument,
+            "years 1 to 9999",
         ),
         (
             publish_request("does-not-exist", text("x")),
@@ -129,6 +149,27 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
             },
             Code::InvalidArgument,
         ),
+        // One stream must not hold an unbounded window, nor a deadline
+        // that no clock can add.
+        (
+            SubscribeRequest {
+                ack_mode: AckMode::Manual as i32,
+                max_unacked: u32::MAX,
+                ..sub(vec![&topic])
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            SubscribeRequest {
+                ack_mode: AckMode::Manual as i32,
+                ack_timeout: Some(prost_types::Duration {
+                    seconds: i64::MAX,
+                    nanos: 0,
+                }),
+                ..sub(vec![&topic])
+            },
+            Code::InvalidArgument,
+        ),
     ];
     for (request, code) in subscribes {
         let status = client.subscribe(request.clone()).await.unwrap_err();
@@ -136,19 +177,23 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
     }
 
     let (auto_id, _auto) = subscribe(&mut client, sub(vec![&topic])).await;
-    let (manual_id, _manual) = subscribe(
+    let (manual_id, mut manual) = subscribe(
         &mut client,
         SubscribeRequest {
             ack_mode: AckMode::Manual as i32,
-            ..sub(vec![&topic])
+            ..from_earliest(&topic)
         },
     )
     .await;
+    publish(&mut client, &topic, "k", json!({"n": 1})).await;
+    let delivered = next_delivery(&mut manual).await;
     let ack = |id: &str, ack_ids: &[&str]| AcknowledgeRequest {
         subscription_id: id.into(),
         ack_ids: ack_ids.iter().map(|a| a.to_string()).collect(),
     };
-    let good_ack = format!("{topic}:0:0");
+    let good_ack = delivered.ack_id.clone();
+    let never_handed_out = format!("{topic}:{}:{}", delivered.partition, delivered.offset + 1);
+    let not_found = "is not open on this gateway, or takes no acknowledgements";
     let acks = [
         (
             ack("", &[&good_ack]),
@@ -166,15 +211,17 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
             "not one the gateway handed out",
         ),
         (
-            ack("no-such-subscription", &[&good_ack]),
-            Code::NotFound,
-            "not open on this gateway",
+            ack(&manual_id, &[&good_ack, &never_handed_out]),
+            Code::InvalidArgument,
+            "never handed out on this subscription",
         ),
         (
-            ack(&auto_id, &[&good_ack]),
-            Code::InvalidArgument,
-            "ACK_MODE_AUTO",
+            ack("no-such-subscription", &[&good_ack]),
+            Code::NotFound,
+            not_found,
         ),
+        // An ACK_MODE_AUTO subscription answers as an unknown one does.
+        (ack(&auto_id, &[&good_ack]), Code::NotFound, not_found),
     ];
     for (request, code, message) in acks {
         let status = client.acknowledge(request.clone()).await.unwrap_err();
@@ -185,11 +232,22 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
             status.message()
         );
     }
-    // An ack of something not (or no longer) outstanding is harmless.
+    // The refused call applied nothing: the delivery is still out. Acking
+    // it, then acking it again, is harmless.
+    let stats = gateway.subscription(&manual_id).unwrap();
+    assert_eq!(stats.unacked.get(), 1);
     client
         .acknowledge(ack(&manual_id, &[&good_ack, &good_ack]))
         .await
         .unwrap();
+    client
+        .acknowledge(ack(&manual_id, &[&good_ack]))
+        .await
+        .unwrap();
+    eventually("the acknowledgement was applied", || async {
+        stats.unacked.get() == 0
+    })
+    .await;
 
     // Nothing above disturbed the gateway (`publish` fails the test unless
     // the event is stored).

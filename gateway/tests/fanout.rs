@@ -154,3 +154,69 @@ async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
         "{status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_that_stop_reading_hold_the_tail_back_no_longer_than_one_would() {
+    let (_broker, topic, gateway, mut client) =
+        fixture_with("fanout-stalls", 1, |config| config.subscription_buffer = 4).await;
+    let mut reader_client = testkit::client(gateway.addr()).await;
+    let (_, mut reader) = subscribe(&mut reader_client, latest(&topic)).await;
+    // Thirty streams that read nothing, on a connection of their own.
+    let mut stalled_client = testkit::client(gateway.addr()).await;
+    let mut stalled = Vec::new();
+    for _ in 0..30 {
+        stalled.push(subscribe(&mut stalled_client, latest(&topic)).await.1);
+    }
+    assert_eq!(gateway.live_tails(), 1);
+
+    // Far more than the stalled streams' channels and HTTP/2 windows hold.
+    let count = 200;
+    let publisher = tokio::spawn(async move {
+        for i in 0..count {
+            let event = Event {
+                data: Some(Data::Binary(vec![b'x'; 16 * 1024])),
+                attributes: [("n".to_owned(), i.to_string())].into(),
+                ..Event::default()
+            };
+            client
+                .publish_event(PublishEventRequest {
+                    topic: topic.clone(),
+                    key: String::new(),
+                    event: Some(event),
+                })
+                .await
+                .expect("publish succeeds");
+        }
+    });
+    // Waited for one after another, thirty stalled streams held the tail
+    // back for 150 s, far past the reader's patience for its next event;
+    // waited for together, for 5 s.
+    let mut got = BTreeSet::new();
+    while got.len() < count {
+        let delivery = next_delivery(&mut reader).await;
+        let event = delivery.event.expect("an event");
+        got.insert(event.attributes["n"].parse::<usize>().unwrap());
+    }
+    assert_eq!(got, (0..count).collect(), "the reader gets every event");
+    tokio::time::timeout(PATIENCE, publisher)
+        .await
+        .expect("every publish is answered")
+        .unwrap();
+    // Read together: they share one connection's window.
+    let ends = stalled.into_iter().map(|mut stream| async move {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("a stalled stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    });
+    let statuses = tokio::time::timeout(PATIENCE, futures_util::future::join_all(ends))
+        .await
+        .expect("every stalled stream ends");
+    for status in statuses {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    }
+    gateway.shutdown().await.unwrap();
+}

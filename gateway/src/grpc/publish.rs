@@ -10,6 +10,7 @@ use super::validate;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::publish::Publishing;
+use crate::text::clip;
 
 /// Publishes requests; cloning shares what it publishes through.
 #[derive(Clone)]
@@ -43,7 +44,7 @@ impl PublishCalls {
         caller: opentelemetry::Context,
     ) -> Result<PublishEventResponse, Error> {
         let started = Clock::now();
-        tracing::debug!(topic = request.topic, "publish received");
+        tracing::debug!(topic = %clip(&request.topic), "publish received");
         let topic = request.topic.clone();
         let outcome = match validate::publish_request(request, self.max_payload_bytes) {
             // Boxed: the publish state machine is large, and callers keep

@@ -1,21 +1,39 @@
 //! Checks on what clients send, before anything reaches Kafka; each turns a
 //! request into what the publish or subscribe side takes. Each failure is an
-//! [`Error::InvalidArgument`] whose message says what to change.
+//! [`Error::InvalidArgument`] whose message says what to change. Every count
+//! and size a client sends is checked against its bound before the work
+//! that grows with it, and every client string a message repeats is clipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use eventgateway::record::{header, timestamp_to_millis, Payload};
 use eventgateway::v1::{
     AckMode, AcknowledgeRequest, PublishEventRequest, StartFrom, SubscribeRequest,
 };
 
-use crate::config::MIN_ACK_TIMEOUT;
+use crate::config::{MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT};
 use crate::error::Error;
 use crate::publish::Publish;
 use crate::subscribe::{parse_ack_id, Acks, ManualAcks, StartPosition, SubscriptionSpec};
+use crate::text::clip;
 
-/// Longest topic name Kafka accepts.
+/// Longest topic (and consumer group) name Kafka accepts.
 const MAX_TOPIC_LEN: usize = 249;
+/// Most topics one subscription reads.
+pub(crate) const MAX_TOPICS: usize = 100;
+/// Most partitions one subscription's `start_offsets` names.
+pub(crate) const MAX_START_OFFSETS: usize = 10_000;
+/// Most ack ids one Acknowledge call carries.
+pub(crate) const MAX_ACK_IDS: usize = 10_000;
+/// Longest ack id the gateway hands out: a topic name, a partition and an
+/// offset.
+const MAX_ACK_ID_LEN: usize = MAX_TOPIC_LEN + 32;
+/// Longest subscription id the gateway hands out (a UUID takes 36).
+const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
+/// The earliest and the latest event time accepted: the years 1 to 9999,
+/// which RFC 3339 (and so the `ce_time` header) can write.
+const TIMES: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 
 /// Which bytes a Kafka topic name may hold: ASCII letters and digits, '.',
 /// '_' and '-'.
@@ -55,7 +73,7 @@ fn topic_name(topic: &str) -> Result<(), Error> {
     }
     if topic.len() > MAX_TOPIC_LEN {
         return Err(Error::InvalidArgument(format!(
-            "topic name is {} characters long; Kafka allows at most {MAX_TOPIC_LEN}",
+            "topic name is {} bytes long; Kafka allows at most {MAX_TOPIC_LEN}",
             topic.len()
         )));
     }
@@ -64,8 +82,18 @@ fn topic_name(topic: &str) -> Result<(), Error> {
         .and_then(|at| topic[at..].chars().next())
         .unwrap_or_default();
     Err(Error::InvalidArgument(format!(
-        "topic {topic:?} contains {bad:?}; Kafka topic names use only letters, digits, '.', '_' and '-'"
+        "topic {} contains {bad:?}; Kafka topic names use only letters, digits, '.', '_' and '-'",
+        clip(topic)
     )))
+}
+
+/// Whether `name` is a header name the event's own fields set: `ce_*` and
+/// `content-type`, in any case (many Kafka clients compare header names
+/// without case).
+fn reserved(name: &str) -> bool {
+    let prefix = name.get(..header::CE_PREFIX.len());
+    prefix.is_some_and(|p| p.eq_ignore_ascii_case(header::CE_PREFIX))
+        || name.eq_ignore_ascii_case(header::CONTENT_TYPE)
 }
 
 /// Checks a publish request and turns it into a [`Publish`], its payload
@@ -84,16 +112,17 @@ pub(super) fn publish_request(
                 "an attribute has an empty name".into(),
             ));
         }
-        if name.starts_with(header::CE_PREFIX) || name.eq_ignore_ascii_case(header::CONTENT_TYPE) {
+        if reserved(name) {
             return Err(Error::InvalidArgument(format!(
-                "attribute {name:?} is reserved: names starting with \"ce_\" and \"content-type\" are set from the event's fields"
+                "attribute {} is reserved: names starting with \"ce_\" and \"content-type\" (in any case) are set from the event's fields",
+                clip(name)
             )));
         }
     }
     if let Some(time) = &event.time {
-        if !(0..1_000_000_000).contains(&time.nanos) {
+        if !(0..1_000_000_000).contains(&time.nanos) || !TIMES.contains(&time.seconds) {
             return Err(Error::InvalidArgument(
-                "event.time has nanos outside 0..1e9".into(),
+                "event.time must lie in the years 1 to 9999, with nanos in 0..1e9".into(),
             ));
         }
     }
@@ -114,10 +143,30 @@ pub(super) fn acknowledge_request(request: AcknowledgeRequest) -> Result<(String
             "subscription_id is empty: pass the id from the stream's Subscribed message".into(),
         ));
     }
+    if request.subscription_id.len() > MAX_SUBSCRIPTION_ID_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "subscription_id is {} bytes; the gateway's ids have at most {MAX_SUBSCRIPTION_ID_LEN}",
+            request.subscription_id.len()
+        )));
+    }
+    if request.ack_ids.len() > MAX_ACK_IDS {
+        return Err(Error::InvalidArgument(format!(
+            "{} ack ids in one call; acknowledge at most {MAX_ACK_IDS} at a time",
+            request.ack_ids.len()
+        )));
+    }
     let acks = request
         .ack_ids
         .iter()
-        .map(|id| parse_ack_id(id))
+        .map(|id| {
+            if id.len() > MAX_ACK_ID_LEN {
+                return Err(Error::InvalidArgument(format!(
+                    "an ack id of {} bytes is not one the gateway handed out (at most {MAX_ACK_ID_LEN})",
+                    id.len()
+                )));
+            }
+            parse_ack_id(id)
+        })
         .collect::<Result<Acks, _>>()?;
     Ok((request.subscription_id, acks))
 }
@@ -133,10 +182,17 @@ pub(super) fn subscribe_request(
             "topics is empty: name at least one topic".into(),
         ));
     }
+    if request.topics.len() > MAX_TOPICS {
+        return Err(Error::InvalidArgument(format!(
+            "{} topics; a subscription reads at most {MAX_TOPICS}",
+            request.topics.len()
+        )));
+    }
+    let mut seen = HashSet::with_capacity(request.topics.len());
     let mut topics: Vec<String> = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         topic_name(topic)?;
-        if !topics.contains(topic) {
+        if seen.insert(topic.as_str()) {
             topics.push(topic.clone());
         }
     }
@@ -147,25 +203,7 @@ pub(super) fn subscribe_request(
         Error::InvalidArgument(format!("ack_mode {} is not an AckMode", request.ack_mode))
     })?;
     let manual = if ack_mode == AckMode::Manual {
-        let ack_timeout = match &request.ack_timeout {
-            None => defaults.ack_timeout,
-            Some(timeout) => std::time::Duration::try_from(*timeout)
-                .ok()
-                .filter(|t| *t >= MIN_ACK_TIMEOUT)
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "ack_timeout must be at least {MIN_ACK_TIMEOUT:?}"
-                    ))
-                })?,
-        };
-        let max_unacked = match request.max_unacked {
-            0 => defaults.max_unacked,
-            n => n as usize,
-        };
-        Some(ManualAcks {
-            ack_timeout,
-            max_unacked,
-        })
+        Some(manual_acks(request, defaults)?)
     } else {
         if request.ack_timeout.is_some() || request.max_unacked != 0 {
             return Err(Error::InvalidArgument(
@@ -174,6 +212,47 @@ pub(super) fn subscribe_request(
         }
         None
     };
+    Ok(SubscriptionSpec {
+        start: start_position(request, &seen)?,
+        topics,
+        group: (!request.group.is_empty()).then(|| request.group.clone()),
+        manual,
+    })
+}
+
+/// The acknowledgement settings of a MANUAL subscription, within bounds.
+fn manual_acks(request: &SubscribeRequest, defaults: ManualAcks) -> Result<ManualAcks, Error> {
+    let ack_timeout = match &request.ack_timeout {
+        None => defaults.ack_timeout,
+        Some(timeout) => Duration::try_from(*timeout)
+            .ok()
+            .filter(|t| (MIN_ACK_TIMEOUT..=MAX_ACK_TIMEOUT).contains(t))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "ack_timeout must be {MIN_ACK_TIMEOUT:?} to {MAX_ACK_TIMEOUT:?}"
+                ))
+            })?,
+    };
+    let max_unacked = match request.max_unacked {
+        0 => defaults.max_unacked,
+        n if n <= MAX_UNACKED => n as usize,
+        n => {
+            return Err(Error::InvalidArgument(format!(
+                "max_unacked is {n}; at most {MAX_UNACKED} deliveries can be out at once"
+            )))
+        }
+    };
+    Ok(ManualAcks {
+        ack_timeout,
+        max_unacked,
+    })
+}
+
+/// Where a subscription starts; `topics` are its (checked) topics.
+fn start_position(
+    request: &SubscribeRequest,
+    topics: &HashSet<&str>,
+) -> Result<StartPosition, Error> {
     let start_from = StartFrom::try_from(request.start_from).map_err(|_| {
         Error::InvalidArgument(format!(
             "start_from {} is not a StartFrom",
@@ -190,7 +269,7 @@ pub(super) fn subscribe_request(
             "start_offsets is set, but start_from is not START_FROM_OFFSETS".into(),
         ));
     }
-    let start = match start_from {
+    Ok(match start_from {
         StartFrom::Unspecified | StartFrom::Latest => StartPosition::Latest,
         StartFrom::Earliest => StartPosition::Earliest,
         StartFrom::Timestamp => {
@@ -205,18 +284,24 @@ pub(super) fn subscribe_request(
                     "START_FROM_OFFSETS needs start_offsets".into(),
                 ));
             }
-            let mut offsets = HashMap::new();
+            if request.start_offsets.len() > MAX_START_OFFSETS {
+                return Err(Error::InvalidArgument(format!(
+                    "start_offsets names {} partitions; at most {MAX_START_OFFSETS}",
+                    request.start_offsets.len()
+                )));
+            }
+            let mut offsets = HashMap::with_capacity(request.start_offsets.len());
             for position in &request.start_offsets {
-                if !topics.contains(&position.topic) {
+                if !topics.contains(position.topic.as_str()) {
                     return Err(Error::InvalidArgument(format!(
-                        "start_offsets names topic {:?}, which is not in topics",
-                        position.topic
+                        "start_offsets names topic {}, which is not in topics",
+                        clip(&position.topic)
                     )));
                 }
                 if position.partition < 0 || position.offset < 0 {
                     return Err(Error::InvalidArgument(format!(
-                        "start_offsets has a negative partition or offset for topic {:?}",
-                        position.topic
+                        "start_offsets has a negative partition or offset for topic {}",
+                        clip(&position.topic)
                     )));
                 }
                 offsets.insert(
@@ -226,12 +311,6 @@ pub(super) fn subscribe_request(
             }
             StartPosition::Offsets(offsets)
         }
-    };
-    Ok(SubscriptionSpec {
-        topics,
-        group: (!request.group.is_empty()).then(|| request.group.clone()),
-        start,
-        manual,
     })
 }
 
@@ -239,7 +318,7 @@ pub(super) fn subscribe_request(
 fn group_name(group: &str) -> Result<(), Error> {
     if group.len() > MAX_TOPIC_LEN || group.chars().any(char::is_control) {
         return Err(Error::InvalidArgument(format!(
-            "group must be at most {MAX_TOPIC_LEN} characters without control characters"
+            "group must be at most {MAX_TOPIC_LEN} bytes without control characters"
         )));
     }
     Ok(())
@@ -420,5 +499,121 @@ mod tests {
                 max_unacked: 10
             })
         );
+    }
+
+    fn invalid<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
+        let error = result.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument, "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn counts_and_sizes_are_bounded_before_the_work_that_grows_with_them() {
+        let defaults = ManualAcks {
+            ack_timeout: Duration::from_secs(30),
+            max_unacked: 100,
+        };
+        let many = SubscribeRequest {
+            topics: (0..100_000).map(|i| format!("topic-{i}")).collect(),
+            ..SubscribeRequest::default()
+        };
+        assert!(invalid(subscribe_request(&many, defaults)).contains("at most 100"));
+        let duplicates = SubscribeRequest {
+            topics: vec!["a".into(); MAX_TOPICS],
+            ..SubscribeRequest::default()
+        };
+        assert_eq!(
+            subscribe_request(&duplicates, defaults).unwrap().topics,
+            ["a"]
+        );
+        let manual = |max_unacked, seconds| SubscribeRequest {
+            topics: vec!["a".into()],
+            ack_mode: AckMode::Manual as i32,
+            max_unacked,
+            ack_timeout: Some(prost_types::Duration { seconds, nanos: 0 }),
+            ..SubscribeRequest::default()
+        };
+        assert!(
+            invalid(subscribe_request(&manual(u32::MAX, 30), defaults)).contains("at most 10000")
+        );
+        assert!(invalid(subscribe_request(&manual(10, i64::MAX), defaults)).contains("600s"));
+        assert!(invalid(subscribe_request(&manual(10, 601), defaults)).contains("600s"));
+        let bounds = subscribe_request(&manual(MAX_UNACKED, 600), defaults).unwrap();
+        assert_eq!(
+            bounds.manual,
+            Some(ManualAcks {
+                ack_timeout: MAX_ACK_TIMEOUT,
+                max_unacked: MAX_UNACKED as usize
+            })
+        );
+
+        let acknowledge = |id: String, ack_ids: Vec<String>| AcknowledgeRequest {
+            subscription_id: id,
+            ack_ids,
+        };
+        let huge = invalid(acknowledge_request(acknowledge(
+            "x".repeat(3 << 20),
+            vec![],
+        )));
+        assert!(huge.len() < 200, "{huge}");
+        let ids = vec!["t:0:0".to_owned(); MAX_ACK_IDS + 1];
+        assert!(invalid(acknowledge_request(acknowledge("s".into(), ids))).contains("at most"));
+        let long = invalid(acknowledge_request(acknowledge(
+            "s".into(),
+            vec!["t".repeat(1 << 20)],
+        )));
+        assert!(long.len() < 200, "{long}");
+    }
+
+    #[test]
+    fn client_strings_in_messages_are_clipped() {
+        let topic = format!("{}/", "x".repeat(300));
+        let request = SubscribeRequest {
+            topics: vec!["a".into()],
+            start_from: StartFrom::Offsets as i32,
+            start_offsets: vec![eventgateway::v1::PartitionOffset {
+                topic: "y".repeat(3 << 20),
+                partition: 0,
+                offset: 0,
+            }],
+            ..SubscribeRequest::default()
+        };
+        let defaults = ManualAcks {
+            ack_timeout: Duration::from_secs(30),
+            max_unacked: 100,
+        };
+        let message = invalid(subscribe_request(&request, defaults));
+        assert!(message.len() < 300, "{} bytes", message.len());
+        let message = invalid(topic_name(&topic));
+        assert!(message.contains("bytes long"), "{message}");
+        let message = invalid(topic_name(&format!("{}/", "x".repeat(200))));
+        assert!(message.contains("'/'"), "{message}");
+        assert!(message.contains("...(+73 bytes)"), "{message}");
+    }
+
+    #[test]
+    fn reserved_names_in_any_case_and_times_beyond_rfc_3339_are_refused() {
+        let publish = |name: &str, seconds: i64| PublishEventRequest {
+            topic: "t".into(),
+            key: String::new(),
+            event: Some(Event {
+                attributes: [(name.to_owned(), "x".to_owned())].into(),
+                time: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+                ..Event::default()
+            }),
+        };
+        for name in ["ce_id", "CE_ID", "Ce_Type", "Content-Type", "CONTENT-TYPE"] {
+            assert!(
+                invalid(publish_request(publish(name, 0), 10)).contains("reserved"),
+                "{name}"
+            );
+        }
+        assert!(publish_request(publish("cetus", 0), 10).is_ok());
+        for seconds in [9_223_372_036_854_775_807, 253_402_300_800, -62_135_596_801] {
+            assert!(invalid(publish_request(publish("a", seconds), 10)).contains("9999"));
+        }
+        for seconds in [253_402_300_799, -62_135_596_800] {
+            assert!(publish_request(publish("a", seconds), 10).is_ok());
+        }
     }
 }

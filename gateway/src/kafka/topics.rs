@@ -13,6 +13,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 
 use super::{blocking, Cluster, METADATA_TIMEOUT};
 use crate::error::Error;
+use crate::text::clip;
 
 /// Times a topic that was just created is looked up again until its
 /// partitions have leaders.
@@ -93,7 +94,7 @@ impl Topics {
             Some(partitions) => partitions,
             None => match &*self.creation {
                 Creation::Refuse | Creation::OnMetadata => {
-                    return Err(Error::TopicNotFound(topic.to_owned()))
+                    return Err(Error::TopicNotFound(clip(topic).to_string()))
                 }
                 Creation::Admin {
                     admin,
@@ -103,7 +104,7 @@ impl Topics {
                     create(admin, topic, *partitions, *replication).await?;
                     self.settled_lookup(topic)
                         .await?
-                        .ok_or_else(|| Error::TopicNotFound(topic.to_owned()))?
+                        .ok_or_else(|| Error::TopicNotFound(clip(topic).to_string()))?
                 }
             },
         };
@@ -136,7 +137,8 @@ impl Topics {
                 }
                 Lookup::Settling => {
                     return Err(Error::KafkaUnavailable(format!(
-                        "topic {topic:?} has partitions without a leader"
+                        "topic {} has partitions without a leader",
+                        clip(topic)
                     )))
                 }
                 Lookup::Missing => return Ok(None),

@@ -9,13 +9,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use eventgateway::v1::Delivery;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::spec::Partition;
+use crate::config::MAX_ACK_TIMEOUT;
 use crate::error::Error;
+use crate::text::clip;
 
 /// Acknowledged deliveries of a MANUAL subscription: partition and offset.
 pub(crate) type Acks = Vec<(Partition, i64)>;
+
+/// One Acknowledge call as its subscription's task gets it.
+#[derive(Debug)]
+pub(super) struct AckRequest {
+    /// The deliveries acknowledged.
+    pub(super) acks: Acks,
+    /// How many were applied, or why none was.
+    pub(super) reply: oneshot::Sender<Result<usize, Error>>,
+}
 
 /// The ack id of a delivery: `<topic>:<partition>:<offset>` (topic names
 /// cannot contain ':').
@@ -27,7 +39,8 @@ pub(super) fn ack_id(topic: &str, partition: i32, offset: i64) -> String {
 pub(crate) fn parse_ack_id(ack_id: &str) -> Result<(Partition, i64), Error> {
     let malformed = || {
         Error::InvalidArgument(format!(
-            "ack id {ack_id:?} is not one the gateway handed out (expected <topic>:<partition>:<offset>)"
+            "ack id {} is not one the gateway handed out (expected <topic>:<partition>:<offset>)",
+            clip(ack_id)
         ))
     };
     let mut parts = ack_id.rsplitn(3, ':');
@@ -70,6 +83,9 @@ pub(super) struct AckTracker {
     unacked: usize,
     /// How long a delivery may stay unacknowledged before it is sent again.
     ack_timeout: Duration,
+    /// The highest offset delivered on this stream, per partition (kept
+    /// after a revocation): an ack beyond it names no delivery.
+    highest: HashMap<Partition, i64>,
 }
 
 impl AckTracker {
@@ -79,6 +95,7 @@ impl AckTracker {
             partitions: HashMap::new(),
             unacked: 0,
             ack_timeout,
+            highest: HashMap::new(),
         }
     }
 
@@ -87,22 +104,51 @@ impl AckTracker {
         self.unacked
     }
 
+    /// When a delivery sent at `now` is due again.
+    fn due(&self, now: Instant) -> Instant {
+        // The ack timeout is bounded (MAX_ACK_TIMEOUT); never overflow.
+        now.checked_add(self.ack_timeout)
+            .unwrap_or_else(|| now + MAX_ACK_TIMEOUT)
+    }
+
     /// Records a first delivery.
     pub(super) fn sent(&mut self, delivery: &Delivery, now: Instant) {
-        let entries = self
-            .partitions
-            .entry((delivery.topic.clone(), delivery.partition))
-            .or_default();
+        let partition = (delivery.topic.clone(), delivery.partition);
+        let highest = self
+            .highest
+            .entry(partition.clone())
+            .or_insert(delivery.offset);
+        *highest = (*highest).max(delivery.offset);
+        let due = self.due(now);
+        let entries = self.partitions.entry(partition).or_default();
         let previous = entries.insert(
             delivery.offset,
             Outstanding {
                 delivery: delivery.clone(),
-                due: now + self.ack_timeout,
+                due,
                 acked: false,
             },
         );
         if previous.is_none_or(|p| p.acked) {
             self.unacked += 1;
+        }
+    }
+
+    /// Checks that every ack names a delivery this stream handed out (out,
+    /// or settled already, which is harmless); the first that does not is
+    /// the error.
+    pub(super) fn check(&self, acks: &Acks) -> Result<(), Error> {
+        let unknown = acks.iter().find(|((topic, partition), offset)| {
+            self.highest
+                .get(&(topic.clone(), *partition))
+                .is_none_or(|highest| offset > highest)
+        });
+        match unknown {
+            None => Ok(()),
+            Some(((topic, partition), offset)) => Err(Error::InvalidArgument(format!(
+                "ack id {} was never handed out on this subscription; nothing of this call was applied",
+                clip(&ack_id(topic, *partition, *offset))
+            ))),
         }
     }
 
@@ -142,11 +188,12 @@ impl AckTracker {
     /// is due again one ack timeout later.
     pub(super) fn take_due(&mut self, now: Instant) -> Vec<Delivery> {
         let mut due = Vec::new();
+        let again = self.due(now);
         for entries in self.partitions.values_mut() {
             for outstanding in entries.values_mut() {
                 if !outstanding.acked && outstanding.due <= now {
-                    outstanding.delivery.attempt += 1;
-                    outstanding.due = now + self.ack_timeout;
+                    outstanding.delivery.attempt = outstanding.delivery.attempt.saturating_add(1);
+                    outstanding.due = again;
                     due.push(outstanding.delivery.clone());
                 }
             }
@@ -235,6 +282,44 @@ mod tests {
             1,
             "a redelivery does not widen the window"
         );
+    }
+
+    #[test]
+    fn acks_must_name_a_delivery_this_stream_handed_out() {
+        let now = Instant::now();
+        let mut tracker = AckTracker::new(Duration::from_secs(30));
+        tracker.sent(&delivery(0, 4), now);
+        tracker.sent(&delivery(0, 2), now);
+        let p0 = ("t".to_owned(), 0);
+        assert!(tracker
+            .check(&vec![(p0.clone(), 4), (p0.clone(), 1)])
+            .is_ok());
+        tracker.ack(&p0, 4);
+        assert!(
+            tracker.check(&vec![(p0.clone(), 4)]).is_ok(),
+            "a second ack is harmless"
+        );
+        for never in [
+            (p0.clone(), 5),
+            (("t".to_owned(), 1), 0),
+            (("u".to_owned(), 0), 2),
+        ] {
+            let error = tracker.check(&vec![(p0.clone(), 2), never]).unwrap_err();
+            assert!(error.to_string().contains("never handed out"), "{error}");
+        }
+        tracker.forget(std::slice::from_ref(&p0));
+        assert!(
+            tracker.check(&vec![(p0, 2)]).is_ok(),
+            "an ack after a revocation is harmless"
+        );
+    }
+
+    #[test]
+    fn the_longest_ack_timeout_never_overflows_the_clock() {
+        let now = Instant::now();
+        let mut tracker = AckTracker::new(Duration::MAX);
+        tracker.sent(&delivery(0, 0), now);
+        assert_eq!(tracker.next_due(), Some(now + MAX_ACK_TIMEOUT));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! A subscriber whose channel stays full holds the tail back (backpressure,
 //! nothing dropped) for at most [`SLOW_SUBSCRIBER`]; then its stream ends
 //! with RESOURCE_EXHAUSTED, so that one stalled client cannot stop the
-//! others. The tail closes its consumer once nobody subscribes to it.
+//! others. Stalled subscribers are waited for together, never one after
+//! another: however many stall, the tail is held back at most that long.
+//! The tail closes its consumer once nobody subscribes to it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use eventgateway::v1::{subscribe_response::Kind, SubscribeResponse};
 use eventgateway_runtime::shutdown::Shutdown;
+use futures_util::future::join_all;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -27,10 +30,11 @@ use super::consumer::{self, Consumers, SubscriptionConsumer};
 use super::delivery::{delivery, delivery_message};
 use super::spec::SubscriptionSpec;
 use super::stats::SubscriptionStats;
-use super::stream::{Deliveries, END_NOTICE};
+use super::stream::Deliveries;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::spans;
+use crate::text::clip_list;
 
 /// How long a subscriber may keep its channel full before its stream ends.
 const SLOW_SUBSCRIBER: Duration = Duration::from_secs(5);
@@ -40,7 +44,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// One stream joining a tail.
 pub(super) struct Subscriber {
     /// Its channel.
-    pub(super) tx: Deliveries,
+    pub(super) deliveries: Deliveries,
     /// Its counters.
     pub(super) stats: Arc<SubscriptionStats>,
 }
@@ -119,7 +123,7 @@ impl FanOut {
         let _ = joins_tx.send(subscriber);
         tails.insert(key.clone(), (number, joins_tx));
         self.0.running.fetch_add(1, Ordering::SeqCst);
-        tracing::info!(topics = ?key, "live tail started");
+        tracing::info!(topics = %clip_list(&key), "live tail started");
         let shutdown = self.0.shutdown.clone();
         shutdown.spawn(run(self.0.clone(), key, number, consumer, joins));
         Ok(())
@@ -128,7 +132,7 @@ impl FanOut {
 
 /// A subscriber as the tail sees it.
 struct Member {
-    tx: Deliveries,
+    deliveries: Deliveries,
     stats: Arc<SubscriptionStats>,
     /// Since when its channel is full, while it is.
     full_since: Option<Instant>,
@@ -139,7 +143,7 @@ struct Member {
 impl Member {
     fn new(subscriber: Subscriber) -> Self {
         Self {
-            tx: subscriber.tx,
+            deliveries: subscriber.deliveries,
             stats: subscriber.stats,
             full_since: None,
             gone: false,
@@ -169,7 +173,7 @@ async fn run(
                     drop(message);
                     spans::deliver(&mut first, None);
                     let topic = first.topic.clone();
-                    let handed = broadcast(&inner.shutdown, &mut members, delivery_message(first)).await;
+                    let handed = broadcast(&mut members, delivery_message(first)).await;
                     inner.metrics.delivered(&topic, handed);
                 }
                 Err(error) => {
@@ -181,7 +185,7 @@ async fn run(
                 }
             },
             _ = idle.tick() => {
-                members.retain(|m| !m.gone && !m.tx.is_closed());
+                members.retain(|m| !m.gone && !m.deliveries.tx.is_closed());
                 if members.is_empty() {
                     let mut tails = inner.tails.lock().await;
                     // Joins happen under this lock: none can slip in now.
@@ -211,42 +215,51 @@ async fn run(
     }
     if let Some(error) = ending {
         for member in members.drain(..) {
-            tell(&inner.shutdown, member.tx, error.clone());
+            member.deliveries.end_with(error.clone());
         }
     }
-    tracing::info!(topics = ?key, "live tail ended");
+    tracing::info!(topics = %clip_list(&key), "live tail ended");
     consumer::close(consumer).await;
     inner.running.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Hands `message` to every member; returns to how many. A member whose
-/// channel stays full longer than [`SLOW_SUBSCRIBER`] is ended.
-async fn broadcast(
-    shutdown: &Shutdown,
-    members: &mut Vec<Member>,
-    message: SubscribeResponse,
-) -> u64 {
+/// Hands `message` to every member; returns to how many. Members whose
+/// channel is full are waited for all at once, each until it has been full
+/// for [`SLOW_SUBSCRIBER`]: however many stall, the tail waits at most that
+/// long. A member still full then is ended with RESOURCE_EXHAUSTED.
+async fn broadcast(members: &mut Vec<Member>, message: SubscribeResponse) -> u64 {
     let mut handed = 0;
-    for member in members.iter_mut() {
-        let item = match member.tx.try_send(Ok(message.clone())) {
+    let mut full = Vec::new();
+    for (index, member) in members.iter_mut().enumerate() {
+        match member.deliveries.tx.try_send(message.clone()) {
             Ok(()) => {
                 member.full_since = None;
                 member.stats.delivered.add(1);
                 handed += 1;
-                continue;
             }
-            Err(TrySendError::Closed(_)) => {
-                member.gone = true;
-                continue;
+            Err(TrySendError::Closed(_)) => member.gone = true,
+            Err(TrySendError::Full(_)) => {
+                let since = *member.full_since.get_or_insert_with(Instant::now);
+                full.push((index, since + SLOW_SUBSCRIBER));
             }
-            Err(TrySendError::Full(item)) => item,
-        };
-        let since = *member.full_since.get_or_insert_with(Instant::now);
-        match tokio::time::timeout_at(since + SLOW_SUBSCRIBER, member.tx.send(item)).await {
+        }
+    }
+    let waits = full.into_iter().map(|(index, deadline)| {
+        let (tx, message) = (members[index].deliveries.tx.clone(), message.clone());
+        async move {
+            (
+                index,
+                tokio::time::timeout_at(deadline, tx.send(message)).await,
+            )
+        }
+    });
+    for (index, sent) in join_all(waits).await {
+        let member = &mut members[index];
+        match sent {
             Ok(Ok(())) => {
                 member.stats.delivered.add(1);
                 handed += 1;
-                if member.tx.capacity() > 0 {
+                if member.deliveries.tx.capacity() > 0 {
                     member.full_since = None;
                 }
             }
@@ -261,11 +274,10 @@ async fn broadcast(
                     at,
                     "a subscriber stayed behind the live tail; ending its stream"
                 );
-                let error = Error::SlowSubscriber {
+                member.deliveries.end_with(Error::SlowSubscriber {
                     after: SLOW_SUBSCRIBER,
                     at,
-                };
-                tell(shutdown, member.tx.clone(), error);
+                });
             }
         }
     }
@@ -273,12 +285,4 @@ async fn broadcast(
         members.retain(|m| !m.gone);
     }
     handed
-}
-
-/// Ends a stream with `error` once its client has read what is buffered
-/// (at most [`END_NOTICE`] after its channel has room).
-fn tell(shutdown: &Shutdown, tx: Deliveries, error: Error) {
-    shutdown.spawn(async move {
-        let _ = tokio::time::timeout(END_NOTICE + SLOW_SUBSCRIBER, tx.send(Err(error))).await;
-    });
 }

@@ -23,10 +23,11 @@ use std::sync::Arc;
 
 use eventgateway::v1::SubscribeResponse;
 use eventgateway_runtime::shutdown::Shutdown;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tracing::Instrument;
 
+use self::acks::AckRequest;
 use self::consumer::Consumers;
 use self::fanout::{FanOut, Subscriber};
 use self::registry::{Registry, SubscriptionHandle};
@@ -36,6 +37,7 @@ use crate::health::Readiness;
 use crate::kafka::topics::Topics;
 use crate::kafka::Cluster;
 use crate::metrics::Metrics;
+use crate::text::{clip, clip_list, id_prefix};
 
 pub(crate) use self::acks::{parse_ack_id, Acks};
 pub(crate) use self::spec::{ManualAcks, StartPosition, SubscriptionSpec};
@@ -117,8 +119,9 @@ impl Subscriptions {
             for (topic, partition) in offsets.keys() {
                 if !partitions[topic].contains(partition) {
                     return Err(Error::InvalidArgument(format!(
-                        "start_offsets names partition {partition} of topic {topic:?}, which has partitions {:?}",
-                        partitions[topic]
+                        "start_offsets names partition {partition} of topic {}, which has {} partitions",
+                        clip(topic),
+                        partitions[topic].len()
                     )));
                 }
             }
@@ -133,10 +136,10 @@ impl Subscriptions {
             .open(&spec, partitions, id.clone(), rebalances_tx)
             .await?;
         let consumer = Arc::new(consumer);
-        let (tx, rx) = stream::channel(&id, self.buffer);
+        let (deliveries, ending) = stream::channel(&id, self.buffer);
         let stats = Arc::new(SubscriptionStats::default());
         let (acks_tx, acks) = mpsc::channel(ACK_BATCHES);
-        self.registry.insert(
+        let open = self.opened(
             &id,
             SubscriptionHandle {
                 stats: stats.clone(),
@@ -148,33 +151,26 @@ impl Subscriptions {
             (spec.group.is_some() && spec.manual.is_none()).then(|| Arc::downgrade(&consumer));
         let span = tracing::info_span!(
             "EventGateway.Subscribe",
-            subscription = %id,
-            topics = ?spec.topics,
+            subscription = id_prefix(&id),
+            topics = %clip_list(&spec.topics),
             group = spec.group.as_deref().unwrap_or(""),
             manual = spec.manual.is_some()
         );
-        let (registry, shutdown, metrics) = (
-            self.registry.clone(),
-            self.shutdown.clone(),
-            self.metrics.clone(),
-        );
+        let (shutdown, metrics) = (self.shutdown.clone(), self.metrics.clone());
         self.shutdown.spawn(
             async move {
-                tracing::info!("subscription started");
-                metrics.subscriptions(1);
+                // Forgets the subscription however the task ends.
+                let _open = open;
                 let inputs = task::Inputs {
                     acks,
                     rebalances,
-                    metrics: metrics.clone(),
+                    metrics,
                 };
-                task::run(consumer, &spec, tx, stats, shutdown, inputs).await;
-                registry.remove(&id);
-                metrics.subscriptions(-1);
-                tracing::info!("subscription ended");
+                task::run(consumer, &spec, deliveries, stats, shutdown, inputs).await;
             }
             .instrument(span),
         );
-        Ok(Box::pin(DeliveryStream::new(rx, store_offsets)))
+        Ok(Box::pin(DeliveryStream::new(ending, store_offsets)))
     }
 
     /// An ephemeral AUTO stream from the latest event: one more subscriber
@@ -185,35 +181,64 @@ impl Subscriptions {
         spec: SubscriptionSpec,
         partitions: HashMap<String, Vec<i32>>,
     ) -> Result<SubscribeStream, Error> {
-        let (tx, rx) = stream::channel(&id, self.buffer);
+        let (deliveries, ending) = stream::channel(&id, self.buffer);
         let stats = Arc::new(SubscriptionStats::default());
         let subscriber = Subscriber {
-            tx,
+            deliveries,
             stats: stats.clone(),
         };
         self.fanout.join(&spec, partitions, subscriber).await?;
-        self.registry
-            .insert(&id, SubscriptionHandle { stats, acks: None });
-        self.metrics.subscriptions(1);
-        tracing::info!(subscription = %id, topics = ?spec.topics, "subscription started (live tail)");
-        let (registry, metrics) = (self.registry.clone(), self.metrics.clone());
-        Ok(Box::pin(DeliveryStream::new(rx, None).on_end(move || {
-            registry.remove(&id);
-            metrics.subscriptions(-1);
-            tracing::info!(subscription = %id, "subscription ended");
-        })))
+        let open = self.opened(&id, SubscriptionHandle { stats, acks: None });
+        tracing::info!(topics = %clip_list(&spec.topics), "live tail joined");
+        Ok(Box::pin(
+            DeliveryStream::new(ending, None).on_end(move || drop(open)),
+        ))
     }
 
-    /// Hands acknowledgements to the task of subscription `id`.
-    pub(crate) async fn acknowledge(&self, id: &str, acks: Acks) -> Result<(), Error> {
+    /// Records subscription `id` as open until the returned guard goes.
+    fn opened(&self, id: &str, handle: SubscriptionHandle) -> Open {
+        self.registry.insert(id, handle);
+        self.metrics.subscriptions(1);
+        tracing::info!(subscription = id_prefix(id), "subscription started");
+        Open {
+            id: id.to_owned(),
+            registry: self.registry.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Hands acknowledgements to the task of subscription `id` and waits
+    /// for its answer: how many it applied, or why none was.
+    pub(crate) async fn acknowledge(&self, id: &str, acks: Acks) -> Result<usize, Error> {
         let sender = self.registry.acks(id)?;
         if acks.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        self.metrics.acked(acks.len());
+        let gone = || Error::SubscriptionNotFound(clip(id).to_string());
+        let (reply, answer) = oneshot::channel();
         sender
-            .send(acks)
+            .send(AckRequest { acks, reply })
             .await
-            .map_err(|_| Error::SubscriptionNotFound(id.to_owned()))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// A subscription recorded as open: forgotten (registry, gauge, log) when
+/// this goes, whichever way its stream or task ends.
+struct Open {
+    /// The subscription's id.
+    id: String,
+    /// Where it is recorded.
+    registry: Registry,
+    /// Where open subscriptions are counted.
+    metrics: Metrics,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.registry.remove(&self.id);
+        self.metrics.subscriptions(-1);
+        tracing::info!(subscription = id_prefix(&self.id), "subscription ended");
     }
 }

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-use super::acks::Acks;
+use super::acks::AckRequest;
 use super::stats::SubscriptionStats;
 use crate::error::Error;
+use crate::text::clip;
 
 /// One open subscription.
 #[derive(Debug, Clone)]
@@ -16,7 +17,7 @@ pub(super) struct SubscriptionHandle {
     /// Its flow-control and redelivery counters.
     pub(super) stats: Arc<SubscriptionStats>,
     /// Where its acknowledgements go; `None` in ACK_MODE_AUTO.
-    pub(super) acks: Option<mpsc::Sender<Acks>>,
+    pub(super) acks: Option<mpsc::Sender<AckRequest>>,
 }
 
 /// Open subscriptions by id; cloning shares them.
@@ -45,18 +46,14 @@ impl Registry {
         self.lock().get(id).map(|handle| handle.stats.clone())
     }
 
-    /// Where the acknowledgements of subscription `id` go.
-    pub(super) fn acks(&self, id: &str) -> Result<mpsc::Sender<Acks>, Error> {
-        let handle = self
-            .lock()
+    /// Where the acknowledgements of subscription `id` go. An id that is
+    /// not open here and the id of an ACK_MODE_AUTO subscription get the
+    /// same answer, so that a caller learns nothing from guessing ids.
+    pub(super) fn acks(&self, id: &str) -> Result<mpsc::Sender<AckRequest>, Error> {
+        self.lock()
             .get(id)
-            .cloned()
-            .ok_or_else(|| Error::SubscriptionNotFound(id.to_owned()))?;
-        handle.acks.ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "subscription {id:?} is in ACK_MODE_AUTO: its deliveries need no acknowledgement"
-            ))
-        })
+            .and_then(|handle| handle.acks.clone())
+            .ok_or_else(|| Error::SubscriptionNotFound(clip(id).to_string()))
     }
 }
 
@@ -84,11 +81,14 @@ mod tests {
             },
         );
         assert!(registry.acks("manual").is_ok());
+        let auto = registry.acks("auto").unwrap_err();
+        let gone = registry.acks("gone").unwrap_err();
+        assert_eq!((auto.code(), gone.code()), (Code::NotFound, Code::NotFound));
         assert_eq!(
-            registry.acks("auto").unwrap_err().code(),
-            Code::InvalidArgument
+            auto.to_string().replace("auto", "gone"),
+            gone.to_string(),
+            "the same answer for both"
         );
-        assert_eq!(registry.acks("gone").unwrap_err().code(), Code::NotFound);
         registry.remove("manual");
         assert_eq!(registry.acks("manual").unwrap_err().code(), Code::NotFound);
     }

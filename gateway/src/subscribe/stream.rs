@@ -1,13 +1,15 @@
 //! A subscription's channel and the stream a client reads from it. The
-//! channel carries deliveries, and at most one [`Error`] that ends the
-//! stream; the error becomes its gRPC status here. With a consumer group in
-//! ACK_MODE_AUTO, each delivery's offset is stored for commit the moment
-//! gRPC takes it from the channel: "handed to the stream".
+//! channel carries the stream's messages; why the stream ends is set beside
+//! it ([`Deliveries::end_with`]) and becomes the stream's final status once
+//! the client has read what is buffered. A stream whose senders all went
+//! without saying why (a task that failed) ends with an INTERNAL status, so
+//! that no subscription ever ends as if it had completed. With a consumer
+//! group in ACK_MODE_AUTO, each delivery's offset is stored for commit the
+//! moment gRPC takes it from the channel: "handed to the stream".
 
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use eventgateway::v1::{subscribe_response::Kind, SubscribeResponse, Subscribed};
 use rdkafka::consumer::Consumer;
@@ -18,18 +20,26 @@ use tonic::Status;
 use super::consumer::SubscriptionConsumer;
 use crate::error::Error;
 
-/// How long a stream that ends waits for room to tell its client why.
-pub(super) const END_NOTICE: Duration = Duration::from_secs(2);
+/// The sending end of a subscription's channel; cloning shares it.
+#[derive(Debug, Clone)]
+pub(super) struct Deliveries {
+    /// The stream's messages.
+    pub(super) tx: mpsc::Sender<SubscribeResponse>,
+    /// Why the stream ends, once known.
+    end: Arc<OnceLock<Error>>,
+}
 
-/// The sending end of a subscription's channel.
-pub(super) type Deliveries = mpsc::Sender<Result<SubscribeResponse, Error>>;
+impl Deliveries {
+    /// Ends the stream with `error` once its client has read what is
+    /// buffered and every sender is gone; the first reason given wins.
+    pub(super) fn end_with(&self, error: Error) {
+        let _ = self.end.set(error);
+    }
+}
 
 /// A new subscription's channel of `buffer` messages, with its `subscribed`
 /// message (naming subscription `id`) already in it.
-pub(super) fn channel(
-    id: &str,
-    buffer: usize,
-) -> (Deliveries, mpsc::Receiver<Result<SubscribeResponse, Error>>) {
+pub(super) fn channel(id: &str, buffer: usize) -> (Deliveries, Ending) {
     let (tx, rx) = mpsc::channel(buffer);
     let subscribed = SubscribeResponse {
         kind: Some(Kind::Subscribed(Subscribed {
@@ -37,15 +47,35 @@ pub(super) fn channel(
         })),
     };
     // The channel is new and has room.
-    let _ = tx.try_send(Ok(subscribed));
-    (tx, rx)
+    let _ = tx.try_send(subscribed);
+    let end = Arc::new(OnceLock::new());
+    (
+        Deliveries {
+            tx,
+            end: end.clone(),
+        },
+        Ending { rx, end },
+    )
+}
+
+/// The receiving end of a subscription's channel, for [`DeliveryStream`].
+pub(super) struct Ending {
+    /// The stream's messages.
+    rx: mpsc::Receiver<SubscribeResponse>,
+    /// Why the stream ends, once known.
+    end: Arc<OnceLock<Error>>,
 }
 
 /// The stream a client reads: the channel's messages, each delivery's
-/// offset stored for commit (AUTO with a group) as it is handed to gRPC.
+/// offset stored for commit (AUTO with a group) as it is handed to gRPC,
+/// then the reason it ended.
 pub(super) struct DeliveryStream {
     /// Messages from the subscription task or the live tail.
-    inner: ReceiverStream<Result<SubscribeResponse, Error>>,
+    inner: ReceiverStream<SubscribeResponse>,
+    /// Why the stream ends.
+    end: Arc<OnceLock<Error>>,
+    /// Whether the final status was handed out.
+    ended: bool,
     /// The consumer to store offsets in; `None` when nothing is committed.
     /// Weak: the task owns the consumer and closes it.
     consumer: Option<Weak<SubscriptionConsumer>>,
@@ -54,13 +84,13 @@ pub(super) struct DeliveryStream {
 }
 
 impl DeliveryStream {
-    /// Streams `rx`, storing offsets in `consumer` when given.
-    pub(super) fn new(
-        rx: mpsc::Receiver<Result<SubscribeResponse, Error>>,
-        consumer: Option<Weak<SubscriptionConsumer>>,
-    ) -> Self {
+    /// Streams what `ending` receives, storing offsets in `consumer` when
+    /// given.
+    pub(super) fn new(ending: Ending, consumer: Option<Weak<SubscriptionConsumer>>) -> Self {
         Self {
-            inner: ReceiverStream::new(rx),
+            inner: ReceiverStream::new(ending.rx),
+            end: ending.end,
+            ended: false,
             consumer,
             on_end: None,
         }
@@ -85,13 +115,20 @@ impl Stream for DeliveryStream {
     type Item = Result<SubscribeResponse, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let Some(message) = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx)) else {
+            self.ended = true;
+            let error = self.end.get().cloned().unwrap_or(Error::Interrupted);
+            return Poll::Ready(Some(Err(Status::from(error))));
+        };
         if let (
-            Some(Ok(SubscribeResponse {
+            SubscribeResponse {
                 kind: Some(Kind::Delivery(delivery)),
-            })),
+            },
             Some(consumer),
-        ) = (&item, &self.consumer)
+        ) = (&message, &self.consumer)
         {
             if let Some(consumer) = consumer.upgrade() {
                 if let Err(error) =
@@ -101,6 +138,56 @@ impl Stream for DeliveryStream {
                 }
             }
         }
-        Poll::Ready(item.map(|message| message.map_err(Status::from)))
+        Poll::Ready(Some(Ok(message)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    fn delivery(offset: i64) -> SubscribeResponse {
+        SubscribeResponse {
+            kind: Some(Kind::Delivery(eventgateway::v1::Delivery {
+                offset,
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_with_its_reason_after_what_was_buffered() {
+        let (deliveries, ending) = channel("s", 4);
+        deliveries.tx.send(delivery(7)).await.unwrap();
+        deliveries.end_with(Error::ShuttingDown);
+        deliveries.end_with(Error::Interrupted);
+        drop(deliveries);
+        let mut stream = DeliveryStream::new(ending, None);
+        assert!(matches!(
+            stream.next().await,
+            Some(Ok(SubscribeResponse {
+                kind: Some(Kind::Subscribed(_))
+            }))
+        ));
+        assert_eq!(stream.next().await.unwrap().unwrap(), delivery(7));
+        let end = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(
+            end.code(),
+            tonic::Code::Unavailable,
+            "the first reason wins"
+        );
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_senders_went_without_a_reason_ends_with_internal() {
+        let (deliveries, ending) = channel("s", 4);
+        drop(deliveries);
+        let mut stream = DeliveryStream::new(ending, None);
+        assert!(stream.next().await.unwrap().is_ok());
+        let end = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(end.code(), tonic::Code::Internal, "{end:?}");
+        assert!(stream.next().await.is_none());
     }
 }

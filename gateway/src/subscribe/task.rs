@@ -27,13 +27,13 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::acks::{AckTracker, Acks};
+use super::acks::{AckRequest, AckTracker, Acks};
 use super::consumer::{self, SubscriptionConsumer};
 use super::context::RebalanceEvent;
 use super::delivery::{delivery, delivery_message};
 use super::spec::{Partition, StartPosition, SubscriptionSpec};
 use super::stats::SubscriptionStats;
-use super::stream::{Deliveries, END_NOTICE};
+use super::stream::Deliveries;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::spans;
@@ -46,8 +46,8 @@ const REPOLL: Duration = Duration::from_millis(100);
 
 /// What feeds a subscription task besides its consumer.
 pub(super) struct Inputs {
-    /// Acknowledgements from the Acknowledge RPC.
-    pub(super) acks: mpsc::Receiver<Acks>,
+    /// Acknowledgements from the Acknowledge RPC, each answered.
+    pub(super) acks: mpsc::Receiver<AckRequest>,
     /// Rebalances reported by the consumer context.
     pub(super) rebalances: mpsc::UnboundedReceiver<RebalanceEvent>,
     /// Where deliveries and redeliveries are counted.
@@ -59,7 +59,7 @@ pub(super) struct Inputs {
 pub(super) async fn run(
     consumer: Arc<SubscriptionConsumer>,
     spec: &SubscriptionSpec,
-    tx: Deliveries,
+    deliveries: Deliveries,
     stats: Arc<SubscriptionStats>,
     mut shutdown: Shutdown,
     mut inputs: Inputs,
@@ -72,6 +72,7 @@ pub(super) async fn run(
     // First deliveries read from Kafka, not yet in the channel.
     let mut fresh: VecDeque<Delivery> = VecDeque::new();
     let mut behind_since: Option<Instant> = None;
+    let tx = &deliveries.tx;
     loop {
         let now = Instant::now();
         let window_full = tracker.as_ref().is_some_and(|t| t.unacked() >= window);
@@ -100,14 +101,12 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             () = shutdown.started() => {
-                let _ = tokio::time::timeout(END_NOTICE, tx.send(Err(Error::ShuttingDown))).await;
+                deliveries.end_with(Error::ShuttingDown);
                 break;
             }
             () = tx.closed() => break,
-            Some(acks) = inputs.acks.recv() => {
-                if let Some(tracker) = tracker.as_mut() {
-                    acknowledge(&consumer, tracker, acks);
-                }
+            Some(request) = inputs.acks.recv() => {
+                answer(&consumer, tracker.as_mut(), request, &inputs.metrics);
             }
             Some(event) = inputs.rebalances.recv() => {
                 rebalanced(event, tracker.as_mut(), &mut urgent, &mut fresh);
@@ -128,14 +127,14 @@ pub(super) async fn run(
                     if let Some(Kind::Delivery(again)) = message.kind.as_mut() {
                         spans::deliver(again, spec.group.as_deref());
                     }
-                    permit.send(Ok(message));
+                    permit.send(message);
                 } else if let Some(mut first) = fresh.pop_front() {
                     spans::deliver(&mut first, spec.group.as_deref());
                     if let Some(tracker) = tracker.as_mut() {
                         tracker.sent(&first, Instant::now());
                     }
                     inputs.metrics.delivered(&first.topic, 1);
-                    permit.send(Ok(delivery_message(first)));
+                    permit.send(delivery_message(first));
                     stats.delivered.add(1);
                 }
             }
@@ -148,7 +147,7 @@ pub(super) async fn run(
                 Err(error) => {
                     if let Some(fatal) = Error::fatal_to_consumer(&error) {
                         tracing::warn!(%error, "Kafka ended the subscription");
-                        let _ = tokio::time::timeout(END_NOTICE, tx.send(Err(fatal))).await;
+                        deliveries.end_with(fatal);
                         break;
                     }
                     tracing::warn!(%error, "Kafka consumer error; the subscription continues");
@@ -159,12 +158,35 @@ pub(super) async fn run(
         }
     }
     // Acknowledgements that arrived just before the end still count.
-    if let Some(tracker) = tracker.as_mut() {
-        while let Ok(acks) = inputs.acks.try_recv() {
-            acknowledge(&consumer, tracker, acks);
-        }
+    inputs.acks.close();
+    while let Ok(request) = inputs.acks.try_recv() {
+        answer(&consumer, tracker.as_mut(), request, &inputs.metrics);
     }
+    drop(deliveries);
     consumer::close(consumer).await;
+}
+
+/// Applies an Acknowledge call's acks and answers it: how many it applied,
+/// or why none was (an ack id never handed out on this stream).
+fn answer(
+    consumer: &SubscriptionConsumer,
+    tracker: Option<&mut AckTracker>,
+    request: AckRequest,
+    metrics: &Metrics,
+) {
+    let Some(tracker) = tracker else {
+        // Only MANUAL subscriptions take acknowledgements: the registry
+        // refuses the others before they get here.
+        let _ = request.reply.send(Ok(0));
+        return;
+    };
+    let outcome = tracker.check(&request.acks).map(|()| {
+        let count = request.acks.len();
+        acknowledge(consumer, tracker, request.acks);
+        metrics.acked(count);
+        count
+    });
+    let _ = request.reply.send(outcome);
 }
 
 /// Applies acknowledgements, storing each partition's new commit point.

@@ -1,0 +1,156 @@
+//! What a hostile or careless client sends must not stall the gateway nor
+//! grow what it writes: huge counts are refused before the work that grows
+//! with them, and huge strings never reach a status message or a log line
+//! whole.
+
+use std::time::Duration;
+
+use eventgateway::v1::{
+    event::Data, AckMode, AcknowledgeRequest, Event, PartitionOffset, PublishEventRequest,
+    StartFrom, SubscribeRequest,
+};
+use serde_json::json;
+use testkit::*;
+use tonic::Code;
+
+/// A client string far beyond any bound: 3 MiB.
+fn huge(fill: char) -> String {
+    std::iter::repeat_n(fill, 3 << 20).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribes_naming_100000_topics_are_refused_at_once_while_publishes_go_on() {
+    let (_broker, topic, gateway, mut client) = fixture("many-topics", 1).await;
+    let many = SubscribeRequest {
+        topics: (0..100_000).map(|i| format!("topic-{i:06}")).collect(),
+        ..SubscribeRequest::default()
+    };
+    let mut refusals = Vec::new();
+    for _ in 0..3 {
+        let mut subscriber = client.clone();
+        let mut request = tonic::Request::new(many.clone());
+        // The bound is the point: checked one by one against a list, such a
+        // request held a runtime worker for over a minute.
+        request.set_timeout(Duration::from_secs(10));
+        refusals.push(tokio::spawn(
+            async move { subscriber.subscribe(request).await },
+        ));
+    }
+    // Meanwhile the gateway serves others (`publish` fails unless stored).
+    publish(&mut client, &topic, "k", json!({"n": 1})).await;
+    wait_serving(gateway.addr()).await;
+    for refusal in refusals {
+        let status = refusal.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("at most 100"), "{status:?}");
+    }
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_client_strings_make_neither_large_statuses_nor_large_log_lines() {
+    let broker = Broker::start().await;
+    let topic = topic("huge");
+    broker.create_topic(&topic, 1).await;
+    let port = free_port();
+    let (gateway, mut log) = gateway_process(
+        env!("CARGO_BIN_EXE_gateway").as_ref(),
+        port,
+        &broker.brokers(),
+        &[("RUST_LOG", "debug")],
+        &[],
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_serving(addr).await;
+    let mut client = client(addr).await;
+
+    let event = |attributes: Vec<(String, String)>| Event {
+        data: Some(Data::Text("x".into())),
+        attributes: attributes.into_iter().collect(),
+        ..Event::default()
+    };
+    let publishes = [
+        PublishEventRequest {
+            topic: huge('t'),
+            key: String::new(),
+            event: Some(event(vec![])),
+        },
+        PublishEventRequest {
+            topic: format!("{}/", huge('t')),
+            key: String::new(),
+            event: Some(event(vec![])),
+        },
+        PublishEventRequest {
+            topic: topic.clone(),
+            key: String::new(),
+            event: Some(event(vec![(format!("ce_{}", huge('a')), "x".into())])),
+        },
+    ];
+    let mut statuses = Vec::new();
+    for request in publishes {
+        statuses.push(client.publish_event(request).await.unwrap_err());
+    }
+    let subscribes = [
+        SubscribeRequest {
+            topics: vec![format!("{}/", huge('s'))],
+            ..SubscribeRequest::default()
+        },
+        SubscribeRequest {
+            topics: vec![topic.clone()],
+            group: format!("{}\n", huge('g')),
+            ..SubscribeRequest::default()
+        },
+        SubscribeRequest {
+            topics: vec![topic.clone()],
+            start_from: StartFrom::Offsets as i32,
+            start_offsets: vec![PartitionOffset {
+                topic: huge('o'),
+                partition: 0,
+                offset: 0,
+            }],
+            ..SubscribeRequest::default()
+        },
+    ];
+    for request in subscribes {
+        statuses.push(client.subscribe(request).await.unwrap_err());
+    }
+    let (id, _stream) = subscribe(
+        &mut client,
+        SubscribeRequest {
+            ack_mode: AckMode::Manual as i32,
+            ..from_earliest(&topic)
+        },
+    )
+    .await;
+    for (subscription_id, ack_id) in [
+        (huge('i'), format!("{topic}:0:0")),
+        (id.clone(), huge('k')),
+        (id.clone(), format!("{}:0:0", "k".repeat(200))),
+    ] {
+        let request = AcknowledgeRequest {
+            subscription_id,
+            ack_ids: vec![ack_id],
+        };
+        statuses.push(client.acknowledge(request).await.unwrap_err());
+    }
+    for status in &statuses {
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.code());
+        assert!(
+            status.message().len() < 1024,
+            "a status message of {} bytes",
+            status.message().len()
+        );
+    }
+
+    let exited = sigterm_and_wait(gateway).await;
+    assert!(exited.success(), "{exited:?}");
+    let lines = log.to_end().await;
+    assert!(
+        lines.iter().any(|l| l.contains("publish refused")),
+        "the refusals are logged"
+    );
+    let longest = lines.iter().map(String::len).max().unwrap_or_default();
+    assert!(longest < 4096, "a log line of {longest} bytes");
+    let total: usize = lines.iter().map(String::len).sum();
+    assert!(total < (1 << 20), "{total} bytes of logs");
+}
