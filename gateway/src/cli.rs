@@ -37,6 +37,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 /// Listens on `--listen` and serves until SIGTERM or Ctrl-C.
 async fn serve(config: Config) -> anyhow::Result<()> {
+    crate::edge::raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -75,10 +75,66 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
-    /// Most calls handled at once across all connections; further calls get
-    /// RESOURCE_EXHAUSTED at once instead of queueing.
+    /// Most unary calls (PublishEvent, Acknowledge) handled at once across
+    /// all connections, counted once a call's request has arrived; further
+    /// calls get RESOURCE_EXHAUSTED at once instead of queueing. Streams
+    /// have limits of their own; health checks have none.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
+
+    /// Most Subscribe streams open at once; further ones get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
+    pub max_subscriptions: usize,
+
+    /// Most Kafka consumers at once: one per subscription with a group,
+    /// MANUAL acks or a replay, one per live tail. A subscription that would
+    /// need another gets RESOURCE_EXHAUSTED (each consumer takes threads and
+    /// connections of its own).
+    #[arg(long, env = "MAX_CONSUMERS", default_value_t = 256)]
+    pub max_consumers: usize,
+
+    /// Most PublishEvents streams open at once; further ones get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_PUBLISH_STREAMS", default_value_t = 1_000)]
+    pub max_publish_streams: usize,
+
+    /// Most client connections at once; a connection beyond it is closed as
+    /// soon as it is accepted (and logged).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most streams (calls) open at once on one HTTP/2 connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value_t = 1_000)]
+    pub max_streams_per_connection: u32,
+
+    /// Longest a unary or server-streaming call's request may take to
+    /// arrive, from its headers to the end of its body; a slower one gets
+    /// DEADLINE_EXCEEDED.
+    #[arg(long, env = "REQUEST_ARRIVAL_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_arrival_timeout: Duration,
+
+    /// Longest a new connection may go without starting a call; then it is
+    /// closed.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Longest a connection may stay open with no call in progress; then it
+    /// is closed.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How often the gateway pings a client over HTTP/2 (and probes its TCP
+    /// connection) to find it is still there.
+    #[arg(long, env = "KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// How long a client has to answer a ping; a connection that does not
+    /// is closed, and its streams end (a frozen subscriber's partitions go
+    /// to the rest of its group).
+    #[arg(long, env = "KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
 
     /// Deliveries a subscription buffers for a slow client before its Kafka
     /// consumer is paused.
@@ -129,8 +185,20 @@ impl Config {
         if self.max_payload_bytes == 0 {
             return Err("--max-payload-bytes must be at least 1".into());
         }
-        if self.max_concurrent_requests == 0 {
-            return Err("--max-concurrent-requests must be at least 1".into());
+        for (name, limit) in [
+            ("--max-concurrent-requests", self.max_concurrent_requests),
+            ("--max-subscriptions", self.max_subscriptions),
+            ("--max-consumers", self.max_consumers),
+            ("--max-publish-streams", self.max_publish_streams),
+            ("--max-connections", self.max_connections),
+            (
+                "--max-streams-per-connection",
+                self.max_streams_per_connection as usize,
+            ),
+        ] {
+            if limit == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
         }
         if self.subscription_buffer == 0 {
             return Err("--subscription-buffer must be at least 1".into());
@@ -153,6 +221,11 @@ impl Config {
             ("--delivery-timeout", self.delivery_timeout),
             ("--request-timeout", self.request_timeout),
             ("--health-interval", self.health_interval),
+            ("--request-arrival-timeout", self.request_arrival_timeout),
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--keepalive-interval", self.keepalive_interval),
+            ("--keepalive-timeout", self.keepalive_timeout),
         ] {
             if duration.is_zero() {
                 return Err(format!("{name} must be longer than zero"));

@@ -69,6 +69,9 @@ pub(crate) enum Error {
     /// Anything else Kafka reported.
     #[error("Kafka failed the request ({0})")]
     Kafka(String),
+    /// A call's request did not arrive whole within the bound.
+    #[error("the request did not arrive whole within {0:?} of its headers; send it at once")]
+    RequestTooSlow(Duration),
     /// A subscription stopped without a reason: a fault in the gateway.
     #[error(
         "the subscription stopped unexpectedly (a fault in the gateway, logged there); resubscribe"
@@ -150,7 +153,7 @@ impl Error {
             Error::KafkaUnavailable(_) | Error::ConsumerFailed(_) | Error::ShuttingDown => {
                 Code::Unavailable
             }
-            Error::DeadlineExceeded => Code::DeadlineExceeded,
+            Error::DeadlineExceeded | Error::RequestTooSlow(_) => Code::DeadlineExceeded,
             Error::Saturated(_) | Error::SlowSubscriber { .. } => Code::ResourceExhausted,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unauthenticated(_) => Code::Unauthenticated,

@@ -10,6 +10,9 @@
 //! acks and redelivery, shared live tails, the open-subscription registry),
 //! which uses `kafka` too.
 //!
+//! Before them, `edge` bounds what a client's connections and calls may
+//! hold (connections, idleness, how long a request takes to arrive).
+//!
 //! Beside them: `server` assembles and runs everything and shuts it down in
 //! order; `cli` is the command; `config`, `error` (the one error -> status
 //! mapping), `health`, `metrics`, `spans` and `text` (client strings as
@@ -17,6 +20,7 @@
 
 mod cli;
 mod config;
+mod edge;
 mod error;
 mod grpc;
 mod health;

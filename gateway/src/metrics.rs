@@ -9,6 +9,8 @@
 //!   first deliveries and redeliveries handed to streams;
 //! - `gateway_acks_total`: acknowledgements received;
 //! - `gateway_active_subscriptions`: open Subscribe streams;
+//! - `gateway_open_connections`, `gateway_refused_connections_total`: client
+//!   connections open, and closed at once for `--max-connections`;
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
 //!   consumer is behind the partition's end (from librdkafka statistics);
 //!   the series of a consumer go when it closes.
@@ -51,6 +53,8 @@ struct Inner {
     redeliveries: Family<Labels, Counter>,
     acks: Counter,
     active_subscriptions: Gauge,
+    open_connections: Gauge,
+    refused_connections: Counter,
     consumer_lag: Family<Labels, Gauge>,
     /// The series the hot paths update, by topic: found with one lookup of
     /// the topic, without building their label sets each time.
@@ -73,6 +77,8 @@ impl Default for Metrics {
         let redeliveries = Family::<Labels, Counter>::default();
         let acks = Counter::default();
         let active_subscriptions = Gauge::default();
+        let open_connections = Gauge::default();
+        let refused_connections = Counter::default();
         let consumer_lag = Family::<Labels, Gauge>::default();
         registry.register(
             "gateway_publish",
@@ -101,6 +107,16 @@ impl Default for Metrics {
             active_subscriptions.clone(),
         );
         registry.register(
+            "gateway_open_connections",
+            "Client connections open",
+            open_connections.clone(),
+        );
+        registry.register(
+            "gateway_refused_connections",
+            "Client connections closed at once: --max-connections were open",
+            refused_connections.clone(),
+        );
+        registry.register(
             "gateway_consumer_lag",
             "Records a subscription's consumer is behind the end of a partition",
             consumer_lag.clone(),
@@ -113,6 +129,8 @@ impl Default for Metrics {
             redeliveries,
             acks,
             active_subscriptions,
+            open_connections,
+            refused_connections,
             consumer_lag,
             publish_series: RwLock::default(),
             delivery_series: RwLock::default(),
@@ -214,6 +232,16 @@ impl Metrics {
     /// A stream opened (`+1`) or closed (`-1`).
     pub(crate) fn subscriptions(&self, change: i64) {
         self.0.active_subscriptions.inc_by(change);
+    }
+
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub(crate) fn connections(&self, change: i64) {
+        self.0.open_connections.inc_by(change);
+    }
+
+    /// Counts a connection closed at once for `--max-connections`.
+    pub(crate) fn connection_refused(&self) {
+        self.0.refused_connections.inc();
     }
 
     /// Sets the lag of a group's consumer on one partition.

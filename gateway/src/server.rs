@@ -1,7 +1,6 @@
 //! Assembling and running the gateway: the Kafka clients, publishing and
-//! subscriptions, the gRPC server with its tower layers (timeout,
-//! concurrency limit with load shedding), health, reflection, and the
-//! shutdown sequence.
+//! subscriptions, the gRPC server behind the edge's bounds, health,
+//! reflection, and the shutdown sequence.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,15 +12,13 @@ use eventgateway::v1::event_gateway_server::EventGatewayServer;
 use eventgateway_runtime::shutdown::{self, Shutdown, Trigger};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::ServiceBuilder;
 
 use crate::config::Config;
+use crate::edge;
 use crate::grpc::Gateway;
 use crate::health::{self, Readiness};
 use crate::kafka::embedded::EmbeddedKafka;
@@ -29,7 +26,7 @@ use crate::kafka::topics::{Creation, Topics};
 use crate::kafka::{blocking, Cluster};
 use crate::metrics::Metrics;
 use crate::publish::{Publisher, Publishing};
-use crate::subscribe::{SubscriptionStats, Subscriptions};
+use crate::subscribe::{self, SubscriptionStats, Subscriptions};
 
 /// Room in a request for the protobuf framing around the payload.
 const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -93,14 +90,15 @@ fn creation(config: &Config, cluster: &Cluster, embedded: bool) -> anyhow::Resul
     })
 }
 
-/// Serves health, reflection and the EventGateway service on `listener`,
-/// behind the request timeout and the concurrency limit, until the shutdown
-/// begins; returns the server's task.
+/// Serves health, reflection and the EventGateway service on `listener`
+/// until the shutdown begins, behind the edge's bounds; returns the
+/// server's task.
 fn serve(
     config: &Config,
     listener: TcpListener,
     health_service: HealthServer<impl Health>,
     gateway: Gateway,
+    metrics: Metrics,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<JoinHandle<Result<(), tonic::transport::Error>>> {
     let max_message = (config.max_payload_bytes.saturating_mul(4))
@@ -114,21 +112,26 @@ fn serve(
         .register_encoded_file_descriptor_set(eventgateway::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let layers = ServiceBuilder::new()
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(
-            config.max_concurrent_requests,
-        ));
     let router = Server::builder()
         .timeout(config.request_timeout)
-        .layer(layers)
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        .layer(edge::TrackCalls)
+        .layer(edge::Arrival(config.request_arrival_timeout))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(EventGatewayServer::new(gateway).max_decoding_message_size(max_message));
-    // Answers leave at once: Nagle's algorithm would hold small responses
-    // back for the client's delayed ACK.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let accepting = edge::Accepting {
+        max_connections: config.max_connections,
+        idle: edge::IdleLimits {
+            handshake: config.handshake_timeout,
+            idle: config.idle_timeout,
+        },
+        keepalive: config.keepalive_interval,
+    };
+    let incoming = edge::incoming(listener, accepting, metrics);
     Ok(tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { shutdown.started().await }),
     ))
@@ -164,22 +167,34 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             .await
             .context("cannot serve metrics on --metrics-addr")?;
     let publishing = Publishing::new(publisher.clone(), topics.clone(), readiness.clone());
+    let limits = subscribe::Limits {
+        buffer: config.subscription_buffer,
+        subscriptions: config.max_subscriptions,
+        consumers: config.max_consumers,
+    };
     let subscriptions = Subscriptions::new(
         cluster,
         topics,
         readiness,
         metrics.clone(),
         shutdown.clone(),
-        config.subscription_buffer,
+        limits,
     );
     let gateway = Gateway::new(
         &config,
         publishing,
         subscriptions.clone(),
-        metrics,
+        metrics.clone(),
         shutdown.clone(),
     );
-    let server = serve(&config, listener, health_service, gateway, shutdown)?;
+    let server = serve(
+        &config,
+        listener,
+        health_service,
+        gateway,
+        metrics,
+        shutdown,
+    )?;
     tracing::info!(%addr, "gateway listening");
     Ok(RunningGateway {
         addr,

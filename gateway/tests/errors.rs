@@ -309,7 +309,7 @@ async fn a_publish_kafka_cannot_confirm_in_time_gets_deadline_exceeded() {
 }
 
 #[tokio::test]
-async fn a_saturated_gateway_answers_resource_exhausted() {
+async fn a_saturated_gateway_answers_resource_exhausted_and_health_stays_open() {
     let topic = topic("saturated");
     let cluster = failing_cluster(&topic);
     let mut config = config(Some(cluster.bootstrap_servers()));
@@ -319,16 +319,29 @@ async fn a_saturated_gateway_answers_resource_exhausted() {
 
     // One publish holds the only slot while Kafka keeps failing it.
     let mut slow_client = client(addr).await;
+    let slow_topic = topic.clone();
     let slow = tokio::spawn(async move {
-        let mut request = tonic::Request::new(publish_request(&topic, text("slow")));
+        let mut request = tonic::Request::new(publish_request(&slow_topic, text("slow")));
         request.set_timeout(Duration::from_secs(10));
         slow_client.publish_event(request).await
     });
-    // Meanwhile other calls are shed at once instead of queueing.
-    eventually("a call is shed with RESOURCE_EXHAUSTED", || async move {
-        matches!(health(addr, "").await, Err(status) if status.code() == Code::ResourceExhausted)
+    // Meanwhile other calls are shed at once instead of queueing...
+    let mut other = client(addr).await;
+    eventually("a publish is shed with RESOURCE_EXHAUSTED", || {
+        let (mut other, topic) = (other.clone(), topic.clone());
+        async move {
+            let shed = other
+                .publish_event(publish_request(&topic, text("x")))
+                .await;
+            matches!(shed, Err(status) if status.code() == Code::ResourceExhausted)
+        }
     })
     .await;
+    // ...and health checks, which count against no limit, still answer.
+    assert_eq!(
+        health(addr, "").await.unwrap(),
+        tonic_health::ServingStatus::Serving as i32
+    );
 
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
     let outcome = slow.await.unwrap();
@@ -336,6 +349,6 @@ async fn a_saturated_gateway_answers_resource_exhausted() {
         outcome.is_ok(),
         "the held publish completes once Kafka recovers: {outcome:?}"
     );
-    wait_serving(addr).await;
+    publish(&mut other, &topic, "", json!({"after": "saturation"})).await;
     gateway.shutdown().await.unwrap();
 }

@@ -1,4 +1,4 @@
-//! Child processes of a test: SIGTERM, and the lines one writes.
+//! Child processes of a test: SIGTERM and SIGSTOP, and the lines one writes.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
@@ -25,11 +25,21 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 
 /// Sends SIGTERM to `child` (how orchestrators stop a service).
 pub fn sigterm(child: &Child) {
+    signal(child, Signal::TERM);
+}
+
+/// Sends SIGSTOP to `child`: it freezes as a hung process (or a dead host)
+/// does, its sockets still open.
+pub fn sigstop(child: &Child) {
+    signal(child, Signal::STOP);
+}
+
+fn signal(child: &Child, signal: Signal) {
     let pid = i32::try_from(child.id())
         .ok()
         .and_then(Pid::from_raw)
         .expect("a child has a valid pid");
-    kill_process(pid, Signal::TERM).expect("SIGTERM is sent");
+    kill_process(pid, signal).expect("the signal is sent");
 }
 
 /// Sends SIGTERM to `child` and waits until it exits; fails the test (and

@@ -1,7 +1,9 @@
 //! The `eventgateway.v1.EventGateway` gRPC service: each method takes the
 //! call's deadline and trace context, validates the request (`validate`),
 //! and hands it to the publish or subscribe side; what comes back, a
-//! response or an [`Error`], becomes the call's answer.
+//! response or an [`Error`], becomes the call's answer. Unary calls are
+//! counted against their limit only once their request has arrived, so
+//! that a client that never finishes sending holds no permit.
 //!
 //! - `publish`: one publish request as both publish RPCs handle it.
 //! - `publish_stream`: PublishEvents, answers correlated by request id.
@@ -12,6 +14,7 @@ mod publish;
 mod publish_stream;
 mod validate;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventgateway::trace_context;
@@ -21,6 +24,7 @@ use eventgateway::v1::{
     PublishEventsRequest, SubscribeRequest,
 };
 use eventgateway_runtime::shutdown::Shutdown;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -46,6 +50,39 @@ pub(crate) struct Gateway {
     manual_defaults: ManualAcks,
     /// Ends PublishEvents streams; their tasks are drained at shutdown.
     shutdown: Shutdown,
+    /// One permit per unary call in progress (`--max-concurrent-requests`).
+    unary: Limit,
+    /// One permit per PublishEvents stream open (`--max-publish-streams`).
+    publish_streams: Limit,
+}
+
+/// A number of permits, and what to say when none is left.
+#[derive(Clone)]
+struct Limit {
+    /// The permits.
+    permits: Arc<Semaphore>,
+    /// What they limit, for RESOURCE_EXHAUSTED.
+    what: &'static str,
+    /// How many there are.
+    size: usize,
+}
+
+impl Limit {
+    fn new(size: usize, what: &'static str) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(size)),
+            what,
+            size,
+        }
+    }
+
+    /// A permit, or RESOURCE_EXHAUSTED at once (no queueing).
+    fn take(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Saturated(format!("{} {}", self.size, self.what)))
+    }
 }
 
 impl Gateway {
@@ -67,6 +104,14 @@ impl Gateway {
                 max_unacked: config.max_unacked as usize,
             },
             shutdown,
+            unary: Limit::new(
+                config.max_concurrent_requests,
+                "calls are in progress, its --max-concurrent-requests",
+            ),
+            publish_streams: Limit::new(
+                config.max_publish_streams,
+                "PublishEvents streams are open, its --max-publish-streams",
+            ),
         }
     }
 }
@@ -77,6 +122,7 @@ impl EventGateway for Gateway {
         &self,
         request: Request<PublishEventRequest>,
     ) -> Result<Response<PublishEventResponse>, Status> {
+        let _permit = self.unary.take()?;
         let deadline = deadline::deadline(request.metadata(), self.request_timeout);
         let span = spans::rpc_server("PublishEvent", request.metadata());
         let caller = trace_context::from_metadata(request.metadata());
@@ -94,11 +140,13 @@ impl EventGateway for Gateway {
         &self,
         request: Request<Streaming<PublishEventsRequest>>,
     ) -> Result<Response<Self::PublishEventsStream>, Status> {
+        let permit = self.publish_streams.take()?;
         Ok(Response::new(publish_stream::serve(
             self.publishes.clone(),
             self.request_timeout,
             &self.shutdown,
             request,
+            permit,
         )))
     }
 
@@ -121,6 +169,7 @@ impl EventGateway for Gateway {
         &self,
         request: Request<AcknowledgeRequest>,
     ) -> Result<Response<AcknowledgeResponse>, Status> {
+        let _permit = self.unary.take()?;
         let acknowledged = match validate::acknowledge_request(request.into_inner()) {
             Ok((id, acks)) => self.subscriptions.acknowledge(&id, acks).await,
             Err(error) => Err(error),

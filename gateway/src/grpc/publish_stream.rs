@@ -12,7 +12,7 @@ use eventgateway::v1::publish_events_response::Result as Outcome;
 use eventgateway::v1::{PublishError, PublishEventsRequest, PublishEventsResponse};
 use eventgateway_runtime::shutdown::Shutdown;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Status, Streaming};
@@ -40,6 +40,7 @@ pub(super) fn serve(
     request_timeout: Duration,
     shutdown: &Shutdown,
     request: Request<Streaming<PublishEventsRequest>>,
+    permit: OwnedSemaphorePermit,
 ) -> PublishEventsStream {
     let caller = trace_context::from_metadata(request.metadata());
     let span = spans::rpc_server("PublishEvents", request.metadata());
@@ -48,6 +49,8 @@ pub(super) fn serve(
     let mut stopping_handle = shutdown.clone();
     shutdown.spawn(
         async move {
+            // The stream counts against --max-publish-streams until it ends.
+            let _permit = permit;
             let calls = &calls;
             let mut in_flight = FuturesUnordered::new();
             let mut reading = true;

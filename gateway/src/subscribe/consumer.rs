@@ -4,10 +4,11 @@
 //! assigns every partition at the asked start.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
 use super::spec::{StartPosition, SubscriptionSpec};
@@ -18,19 +19,43 @@ use crate::metrics::Metrics;
 /// A subscription's Kafka consumer.
 pub(super) type SubscriptionConsumer = StreamConsumer<SubscriptionContext>;
 
-/// Opens subscription consumers on one cluster; cloning shares it.
+/// Opens subscription consumers on one cluster, at most a set number at
+/// once; cloning shares them.
 #[derive(Clone)]
 pub(super) struct Consumers {
     /// The cluster they consume from.
     cluster: Cluster,
     /// Where consumer lag is reported.
     metrics: Metrics,
+    /// One permit per consumer that may be open (`--max-consumers`).
+    slots: Arc<Semaphore>,
+    /// How many that is.
+    limit: usize,
 }
 
+/// A consumer's place among the open ones: held until it is closed.
+pub(super) type Slot = OwnedSemaphorePermit;
+
 impl Consumers {
-    /// Consumers of `cluster`, reporting lag to `metrics`.
-    pub(super) fn new(cluster: Cluster, metrics: Metrics) -> Self {
-        Self { cluster, metrics }
+    /// Consumers of `cluster`, reporting lag to `metrics`, at most `limit`
+    /// open at once.
+    pub(super) fn new(cluster: Cluster, metrics: Metrics, limit: usize) -> Self {
+        Self {
+            cluster,
+            metrics,
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// A place for one more consumer, or RESOURCE_EXHAUSTED.
+    pub(super) fn slot(&self) -> Result<Slot, Error> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            Error::Saturated(format!(
+                "{} Kafka consumers are open, its --max-consumers; subscriptions that share a live tail need none",
+                self.limit
+            ))
+        })
     }
 
     /// Creates the consumer of a subscription and points it at its
@@ -127,7 +152,8 @@ impl Consumers {
 
 /// Closes a consumer (or the last handle of one) off the async runtime:
 /// closing commits the stored offsets and leaves the group, which blocks on
-/// the group coordinator.
-pub(super) async fn close<C: Send + 'static>(consumer: C) {
+/// the group coordinator. Its slot is free once it is closed.
+pub(super) async fn close<C: Send + 'static>(consumer: C, slot: Slot) {
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    drop(slot);
 }

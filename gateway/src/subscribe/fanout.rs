@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::consumer::{self, Consumers, SubscriptionConsumer};
+use super::consumer::{self, Consumers, Slot, SubscriptionConsumer};
 use super::delivery::{delivery, delivery_message};
 use super::spec::SubscriptionSpec;
 use super::stats::SubscriptionStats;
@@ -111,6 +111,7 @@ impl FanOut {
             None => subscriber,
         };
         let number = self.0.next.fetch_add(1, Ordering::SeqCst);
+        let slot = self.0.consumers.slot()?;
         // No group and no rebalances: the tail assigns every partition.
         let (rebalances, _) = mpsc::unbounded_channel();
         let consumer = self
@@ -125,7 +126,7 @@ impl FanOut {
         self.0.running.fetch_add(1, Ordering::SeqCst);
         tracing::info!(topics = %clip_list(&key), "live tail started");
         let shutdown = self.0.shutdown.clone();
-        shutdown.spawn(run(self.0.clone(), key, number, consumer, joins));
+        shutdown.spawn(run(self.0.clone(), key, number, (consumer, slot), joins));
         Ok(())
     }
 }
@@ -156,7 +157,7 @@ async fn run(
     inner: Arc<Inner>,
     key: Vec<String>,
     number: u64,
-    consumer: SubscriptionConsumer,
+    (consumer, slot): (SubscriptionConsumer, Slot),
     mut joins: mpsc::UnboundedReceiver<Subscriber>,
 ) {
     let mut members: Vec<Member> = Vec::new();
@@ -219,7 +220,7 @@ async fn run(
         }
     }
     tracing::info!(topics = %clip_list(&key), "live tail ended");
-    consumer::close(consumer).await;
+    consumer::close(consumer, slot).await;
     inner.running.fetch_sub(1, Ordering::SeqCst);
 }
 

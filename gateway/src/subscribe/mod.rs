@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use eventgateway::v1::SubscribeResponse;
 use eventgateway_runtime::shutdown::Shutdown;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tracing::Instrument;
 
@@ -67,23 +67,37 @@ pub(crate) struct Subscriptions {
     metrics: Metrics,
     /// Ends the streams; their tasks are drained at shutdown.
     shutdown: Shutdown,
-    /// Deliveries buffered per subscription.
-    buffer: usize,
+    /// One permit per subscription that may be open.
+    slots: Arc<Semaphore>,
+    /// The limits subscriptions keep.
+    limits: Limits,
+}
+
+/// How many subscriptions, consumers and buffered deliveries a gateway
+/// allows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Deliveries buffered per subscription (`--subscription-buffer`).
+    pub(crate) buffer: usize,
+    /// Subscriptions open at once (`--max-subscriptions`).
+    pub(crate) subscriptions: usize,
+    /// Kafka consumers open at once (`--max-consumers`).
+    pub(crate) consumers: usize,
 }
 
 impl Subscriptions {
     /// No subscription open yet: subscriptions will consume from `cluster`
-    /// the `topics` it has, while `readiness` allows, each buffering `buffer`
-    /// deliveries (`--subscription-buffer`); they end at `shutdown`.
+    /// the `topics` it has, while `readiness` allows and within `limits`;
+    /// they end at `shutdown`.
     pub(crate) fn new(
         cluster: Cluster,
         topics: Topics,
         readiness: Readiness,
         metrics: Metrics,
         shutdown: Shutdown,
-        buffer: usize,
+        limits: Limits,
     ) -> Self {
-        let consumers = Consumers::new(cluster, metrics.clone());
+        let consumers = Consumers::new(cluster, metrics.clone(), limits.consumers);
         let fanout = FanOut::new(consumers.clone(), metrics.clone(), shutdown.clone());
         Self {
             consumers,
@@ -93,7 +107,8 @@ impl Subscriptions {
             fanout,
             metrics,
             shutdown,
-            buffer,
+            slots: Arc::new(Semaphore::new(limits.subscriptions)),
+            limits,
         }
     }
 
@@ -111,6 +126,12 @@ impl Subscriptions {
     /// carries its deliveries.
     pub(crate) async fn open(&self, spec: SubscriptionSpec) -> Result<SubscribeStream, Error> {
         self.readiness.check()?;
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            Error::Saturated(format!(
+                "{} subscriptions are open, its --max-subscriptions",
+                self.limits.subscriptions
+            ))
+        })?;
         let mut partitions = HashMap::new();
         for topic in &spec.topics {
             partitions.insert(topic.clone(), self.topics.partitions(topic).await?);
@@ -128,15 +149,16 @@ impl Subscriptions {
         }
         let id = uuid::Uuid::now_v7().to_string();
         if spec.shares_a_tail() {
-            return self.join_tail(id, spec, partitions).await;
+            return self.join_tail(id, spec, partitions, slot).await;
         }
+        let consumer_slot = self.consumers.slot()?;
         let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
         let consumer = self
             .consumers
             .open(&spec, partitions, id.clone(), rebalances_tx)
             .await?;
         let consumer = Arc::new(consumer);
-        let (deliveries, ending) = stream::channel(&id, self.buffer);
+        let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
         let stats = Arc::new(SubscriptionStats::default());
         let (acks_tx, acks) = mpsc::channel(ACK_BATCHES);
         let open = self.opened(
@@ -145,6 +167,7 @@ impl Subscriptions {
                 stats: stats.clone(),
                 acks: spec.manual.map(|_| acks_tx),
             },
+            slot,
         );
         // AUTO with a group: offsets are stored as deliveries reach gRPC.
         let store_offsets =
@@ -166,6 +189,7 @@ impl Subscriptions {
                     rebalances,
                     metrics,
                 };
+                let consumer = (consumer, consumer_slot);
                 task::run(consumer, &spec, deliveries, stats, shutdown, inputs).await;
             }
             .instrument(span),
@@ -180,23 +204,25 @@ impl Subscriptions {
         id: String,
         spec: SubscriptionSpec,
         partitions: HashMap<String, Vec<i32>>,
+        slot: OwnedSemaphorePermit,
     ) -> Result<SubscribeStream, Error> {
-        let (deliveries, ending) = stream::channel(&id, self.buffer);
+        let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
         let stats = Arc::new(SubscriptionStats::default());
         let subscriber = Subscriber {
             deliveries,
             stats: stats.clone(),
         };
         self.fanout.join(&spec, partitions, subscriber).await?;
-        let open = self.opened(&id, SubscriptionHandle { stats, acks: None });
+        let open = self.opened(&id, SubscriptionHandle { stats, acks: None }, slot);
         tracing::info!(topics = %clip_list(&spec.topics), "live tail joined");
         Ok(Box::pin(
             DeliveryStream::new(ending, None).on_end(move || drop(open)),
         ))
     }
 
-    /// Records subscription `id` as open until the returned guard goes.
-    fn opened(&self, id: &str, handle: SubscriptionHandle) -> Open {
+    /// Records subscription `id` as open, in `slot`, until the returned
+    /// guard goes.
+    fn opened(&self, id: &str, handle: SubscriptionHandle, slot: OwnedSemaphorePermit) -> Open {
         self.registry.insert(id, handle);
         self.metrics.subscriptions(1);
         tracing::info!(subscription = id_prefix(id), "subscription started");
@@ -204,6 +230,7 @@ impl Subscriptions {
             id: id.to_owned(),
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
+            _slot: slot,
         }
     }
 
@@ -233,6 +260,8 @@ struct Open {
     registry: Registry,
     /// Where open subscriptions are counted.
     metrics: Metrics,
+    /// Its place among the open subscriptions.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Drop for Open {

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::acks::{AckRequest, AckTracker, Acks};
-use super::consumer::{self, SubscriptionConsumer};
+use super::consumer::{self, Slot, SubscriptionConsumer};
 use super::context::RebalanceEvent;
 use super::delivery::{delivery, delivery_message};
 use super::spec::{Partition, StartPosition, SubscriptionSpec};
@@ -57,7 +57,7 @@ pub(super) struct Inputs {
 /// Runs one subscription until the client leaves, Kafka fails it, or the
 /// gateway shuts down; then closes its consumer off the runtime.
 pub(super) async fn run(
-    consumer: Arc<SubscriptionConsumer>,
+    (consumer, slot): (Arc<SubscriptionConsumer>, Slot),
     spec: &SubscriptionSpec,
     deliveries: Deliveries,
     stats: Arc<SubscriptionStats>,
@@ -163,7 +163,7 @@ pub(super) async fn run(
         answer(&consumer, tracker.as_mut(), request, &inputs.metrics);
     }
     drop(deliveries);
-    consumer::close(consumer).await;
+    consumer::close(consumer, slot).await;
 }
 
 /// Applies an Acknowledge call's acks and answers it: how many it applied,

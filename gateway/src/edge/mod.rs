@@ -1,0 +1,22 @@
+//! The gateway's edge: what a client's connection and calls go through
+//! before the EventGateway service sees them, so that no one client can
+//! stall the others.
+//!
+//! - `listener`: accepts connections up to `--max-connections` (one more is
+//!   closed at once, and logged), turns on TCP keepalive, and raises the
+//!   open-files limit.
+//! - `conn`: a connection that is closed when it starts no call within
+//!   `--handshake-timeout`, or has none in progress for `--idle-timeout`.
+//! - `layers`: the calls in progress on each connection (for that idle
+//!   timeout), and a bound on how long a request may take to arrive.
+//!
+//! HTTP/2 keepalive pings, the per-connection stream limit and the call
+//! timeout are set on the server itself (`server`).
+
+mod conn;
+mod layers;
+mod listener;
+
+pub(crate) use conn::IdleLimits;
+pub(crate) use layers::{Arrival, TrackCalls};
+pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};
