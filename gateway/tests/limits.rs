@@ -1,0 +1,107 @@
+//! The caps on what one gateway holds, each met: subscriptions, Kafka
+//! consumers and PublishEvents streams beyond their limit get
+//! RESOURCE_EXHAUSTED naming it, and the place is free again once one ends.
+
+use eventgateway::v1::{PublishEventsRequest, StartFrom, SubscribeRequest};
+use serde_json::json;
+use testkit::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+fn latest(topic: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        topics: vec![topic.to_owned()],
+        start_from: StartFrom::Latest as i32,
+        ..SubscribeRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_beyond_the_cap_are_refused_until_one_ends() {
+    let (_broker, topic, gateway, mut client) = fixture_with("cap-subscriptions", 1, |config| {
+        config.max_subscriptions = 2
+    })
+    .await;
+    let (_, first) = subscribe(&mut client, from_earliest(&topic)).await;
+    let (_, _second) = subscribe(&mut client, latest(&topic)).await;
+    let refused = client.subscribe(latest(&topic)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-subscriptions"),
+        "{refused:?}"
+    );
+    drop(first);
+    eventually("a place is free again", || {
+        let (mut client, topic) = (client.clone(), topic.clone());
+        async move { client.subscribe(latest(&topic)).await.is_ok() }
+    })
+    .await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn subscriptions_that_need_a_consumer_beyond_the_cap_are_refused_and_tails_share() {
+    let (_broker, topic, gateway, mut client) =
+        fixture_with("cap-consumers", 1, |config| config.max_consumers = 1).await;
+    // The one consumer: a live tail, which more streams of the topic share.
+    let (_, _tail) = subscribe(&mut client, latest(&topic)).await;
+    let (_, mut sharing) = subscribe(&mut client, latest(&topic)).await;
+    assert_eq!(gateway.live_tails(), 1);
+    let group = SubscribeRequest {
+        group: format!("group-{topic}"),
+        ..from_earliest(&topic)
+    };
+    let refused = client.subscribe(group).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("--max-consumers"), "{refused:?}");
+    // The refused one took nothing: the tail goes on.
+    publish(&mut client, &topic, "k", json!({"n": 1})).await;
+    assert_eq!(n(&next_delivery(&mut sharing).await), 1);
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn publish_streams_beyond_the_cap_are_refused() {
+    let (_broker, topic, gateway, mut client) =
+        fixture_with("cap-publish", 1, |config| config.max_publish_streams = 1).await;
+    let (tx, rx) = mpsc::channel::<PublishEventsRequest>(1);
+    let mut open = client
+        .publish_events(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let (_tx2, rx2) = mpsc::channel::<PublishEventsRequest>(1);
+    let refused = client
+        .publish_events(ReceiverStream::new(rx2))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-publish-streams"),
+        "{refused:?}"
+    );
+    // The open one works, and once it ends its place is free.
+    tx.send(PublishEventsRequest {
+        request_id: "r1".into(),
+        publish: Some(eventgateway::v1::PublishEventRequest {
+            topic: topic.clone(),
+            key: String::new(),
+            event: Some(json_event(json!({"n": 1}))),
+        }),
+    })
+    .await
+    .unwrap();
+    assert_eq!(open.message().await.unwrap().unwrap().request_id, "r1");
+    drop(tx);
+    assert!(open.message().await.unwrap().is_none());
+    eventually("a place is free again", || {
+        let mut client = client.clone();
+        async move {
+            let (_tx, rx) = mpsc::channel::<PublishEventsRequest>(1);
+            client.publish_events(ReceiverStream::new(rx)).await.is_ok()
+        }
+    })
+    .await;
+    gateway.shutdown().await.unwrap();
+}
