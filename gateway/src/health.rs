@@ -1,7 +1,14 @@
 //! gRPC health (`grpc.health.v1.Health`) that follows Kafka: NOT_SERVING
-//! until Kafka first answers, NOT_SERVING whenever it stops answering, and
-//! SERVING again once it is back. [`Readiness`] is the same answer for the
-//! calls themselves: no new work while Kafka is gone or the gateway stops.
+//! until Kafka first answers, NOT_SERVING once it stops answering (several
+//! probes in a row: one slow answer under load is not an outage), and
+//! SERVING again as soon as it is back. [`Readiness`] is the same answer
+//! for new calls: no new work while Kafka is gone or the gateway stops.
+//! Calls already under way are left to Kafka's own answer and their
+//! deadline.
+//!
+//! A probe asks for the metadata of one topic whose name is illegal: every
+//! broker answers it (an error for that topic), none creates it, and its
+//! cost does not grow with the cluster.
 
 use std::time::Duration;
 
@@ -13,10 +20,15 @@ use tonic_health::ServingStatus;
 
 use crate::error::Error;
 use crate::kafka::blocking;
+use crate::metrics::Metrics;
 
 /// The service names health is reported for: the whole server ("") and the
 /// API service.
 const SERVICES: [&str; 2] = ["", eventgateway::SERVICE_NAME];
+/// Probes that must fail in a row before health turns NOT_SERVING.
+const FAILURES_TO_NOT_SERVING: u32 = 3;
+/// The topic a probe asks about.
+const PROBE_TOPIC: &str = "__event-gateway health probe";
 
 /// Sets every reported service to `status`.
 pub(crate) async fn report(reporter: &HealthReporter, status: ServingStatus) {
@@ -52,35 +64,41 @@ impl Readiness {
         }
         Ok(())
     }
-
-    /// Returns once a probe finds Kafka gone (at once if it is gone now);
-    /// never once the probes stopped (at shutdown), so that what is in
-    /// flight is still answered by Kafka itself.
-    pub(crate) async fn kafka_lost(&self) {
-        let mut kafka_up = self.kafka_up.clone();
-        if kafka_up.wait_for(|up| !up).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
-/// Probes Kafka through `client` every `interval` until shutdown, keeping
-/// `kafka_up` and the health statuses in step with the answers.
-pub(crate) async fn watch_kafka(
-    client: FutureProducer,
-    reporter: HealthReporter,
-    kafka_up: watch::Sender<bool>,
-    interval: Duration,
-    mut shutdown: Shutdown,
-) {
+/// What probes Kafka and where its answers go.
+pub(crate) struct Prober {
+    /// The client that asks.
+    pub(crate) client: FutureProducer,
+    /// The health statuses.
+    pub(crate) reporter: HealthReporter,
+    /// Whether Kafka answers, for [`Readiness`].
+    pub(crate) kafka_up: watch::Sender<bool>,
+    /// How often it asks (`--health-interval`).
+    pub(crate) interval: Duration,
+    /// Where failed probes are counted.
+    pub(crate) metrics: Metrics,
+}
+
+/// Probes Kafka every interval until shutdown, keeping `kafka_up` and the
+/// health statuses in step with the answers.
+pub(crate) async fn watch_kafka(prober: Prober, mut shutdown: Shutdown) {
+    let Prober {
+        client,
+        reporter,
+        kafka_up,
+        interval,
+        metrics,
+    } = prober;
     let probe_timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(5));
     let mut last: Option<bool> = None;
+    let mut failures = 0;
     loop {
         let probe = client.clone();
         let answer = blocking(move || {
             probe
                 .client()
-                .fetch_metadata(None, probe_timeout)
+                .fetch_metadata(Some(PROBE_TOPIC), probe_timeout)
                 .map(drop)
                 .map_err(|error| Error::from_kafka(&error, None))
         })
@@ -88,7 +106,17 @@ pub(crate) async fn watch_kafka(
         if shutdown.is_started() {
             return;
         }
-        let up = answer.is_ok();
+        match &answer {
+            Ok(()) => failures = 0,
+            Err(error) => {
+                failures += 1;
+                metrics.health_probe_failed();
+                tracing::debug!(%error, failures, "a Kafka health probe failed");
+            }
+        }
+        // Down only after several failures in a row (or before Kafka ever
+        // answered); up again at the first answer.
+        let up = answer.is_ok() || (last == Some(true) && failures < FAILURES_TO_NOT_SERVING);
         if last != Some(up) {
             match &answer {
                 Ok(()) => tracing::info!("Kafka answers: serving"),

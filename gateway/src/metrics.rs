@@ -11,6 +11,7 @@
 //! - `gateway_active_subscriptions`: open Subscribe streams;
 //! - `gateway_open_connections`, `gateway_refused_connections_total`: client
 //!   connections open, and closed at once for `--max-connections`;
+//! - `gateway_health_probe_failures_total`: Kafka health probes that failed;
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
 //!   consumer is behind the partition's end (from librdkafka statistics);
 //!   the series of a consumer go when it closes.
@@ -55,6 +56,7 @@ struct Inner {
     active_subscriptions: Gauge,
     open_connections: Gauge,
     refused_connections: Counter,
+    health_probe_failures: Counter,
     consumer_lag: Family<Labels, Gauge>,
     /// The series the hot paths update, by topic: found with one lookup of
     /// the topic, without building their label sets each time.
@@ -79,6 +81,7 @@ impl Default for Metrics {
         let active_subscriptions = Gauge::default();
         let open_connections = Gauge::default();
         let refused_connections = Counter::default();
+        let health_probe_failures = Counter::default();
         let consumer_lag = Family::<Labels, Gauge>::default();
         registry.register(
             "gateway_publish",
@@ -117,6 +120,11 @@ impl Default for Metrics {
             refused_connections.clone(),
         );
         registry.register(
+            "gateway_health_probe_failures",
+            "Kafka health probes that failed (health turns NOT_SERVING after 3 in a row)",
+            health_probe_failures.clone(),
+        );
+        registry.register(
             "gateway_consumer_lag",
             "Records a subscription's consumer is behind the end of a partition",
             consumer_lag.clone(),
@@ -131,6 +139,7 @@ impl Default for Metrics {
             active_subscriptions,
             open_connections,
             refused_connections,
+            health_probe_failures,
             consumer_lag,
             publish_series: RwLock::default(),
             delivery_series: RwLock::default(),
@@ -242,6 +251,11 @@ impl Metrics {
     /// Counts a connection closed at once for `--max-connections`.
     pub(crate) fn connection_refused(&self) {
         self.0.refused_connections.inc();
+    }
+
+    /// Counts a Kafka health probe that failed.
+    pub(crate) fn health_probe_failed(&self) {
+        self.0.health_probe_failures.inc();
     }
 
     /// Sets the lag of a group's consumer on one partition.

@@ -152,16 +152,17 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let (kafka_up, kafka_up_rx) = tokio::sync::watch::channel(false);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&reporter, ServingStatus::NotServing).await;
-    shutdown.spawn(health::watch_kafka(
-        publisher.producer().clone(),
-        reporter.clone(),
+    let metrics = Metrics::default();
+    let prober = health::Prober {
+        client: publisher.producer().clone(),
+        reporter: reporter.clone(),
         kafka_up,
-        config.health_interval,
-        shutdown.clone(),
-    ));
+        interval: config.health_interval,
+        metrics: metrics.clone(),
+    };
+    shutdown.spawn(health::watch_kafka(prober, shutdown.clone()));
     let readiness = Readiness::new(kafka_up_rx, shutdown.clone());
 
-    let metrics = Metrics::default();
     let metrics_endpoint =
         eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry())
             .await

@@ -92,10 +92,11 @@ async fn kafka_down_and_back() {
     cluster.broker_down(1).unwrap();
     let mut down = tonic::Request::new(request(&topic, -1));
     down.set_timeout(Duration::from_secs(10));
+    // A publish that starts before health noticed is left to Kafka's answer
+    // and its deadline; once health noticed, publishes are refused at once.
     let status = client.publish_event(down).await.unwrap_err();
-    assert_eq!(
-        status.code(),
-        Code::Unavailable,
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable),
         "a publish while Kafka is down: {status:?}"
     );
     summary.publish_errors += 1;

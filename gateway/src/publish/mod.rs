@@ -93,28 +93,22 @@ impl Publishing {
         }
         let event_id = event.id.clone();
         let record = payload_to_record(&key, event, payload);
-        let send = self
+        // Once sent, the answer is Kafka's own (or the deadline's): a failed
+        // health probe meanwhile is no reason to give up on the event.
+        let stored = self
             .publisher
             .send(&topic, &record, Some(deadline))
-            .instrument(produce.clone());
-        let stored = tokio::select! {
-            stored = send => stored,
-            // Kafka stopped answering meanwhile: say so now rather than at
-            // the deadline. The producer keeps trying; a retry with the same
-            // event id lets consumers drop a duplicate.
-            () = self.readiness.kafka_lost() => Err(Error::KafkaUnavailable(
-                "Kafka stopped answering before it confirmed the event; it may or may not have been stored".into(),
-            )),
-        }
-        .inspect(|stored| {
-            produce.record("messaging.destination.partition.id", stored.partition);
-            produce.record("messaging.kafka.offset", stored.offset);
-        })
-        .inspect_err(|error| {
-            if matches!(error, Error::TopicNotFound(_)) {
-                self.topics.forget(&topic);
-            }
-        })?;
+            .instrument(produce.clone())
+            .await
+            .inspect(|stored| {
+                produce.record("messaging.destination.partition.id", stored.partition);
+                produce.record("messaging.kafka.offset", stored.offset);
+            })
+            .inspect_err(|error| {
+                if matches!(error, Error::TopicNotFound(_)) {
+                    self.topics.forget(&topic);
+                }
+            })?;
         Ok(PublishEventResponse {
             event_id,
             topic,
