@@ -12,6 +12,8 @@
 //! - `gateway_open_connections`, `gateway_refused_connections_total`: client
 //!   connections open, and closed at once for `--max-connections`;
 //! - `gateway_health_probe_failures_total`: Kafka health probes that failed;
+//! - `gateway_topic_lookups_total`: metadata requests made to find whether a
+//!   topic exists;
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
 //!   consumer is behind the partition's end (from librdkafka statistics);
 //!   the series of a consumer go when it closes.
@@ -57,6 +59,7 @@ struct Inner {
     open_connections: Gauge,
     refused_connections: Counter,
     health_probe_failures: Counter,
+    topic_lookups: Counter,
     consumer_lag: Family<Labels, Gauge>,
     /// The series the hot paths update, by topic: found with one lookup of
     /// the topic, without building their label sets each time.
@@ -82,6 +85,7 @@ impl Default for Metrics {
         let open_connections = Gauge::default();
         let refused_connections = Counter::default();
         let health_probe_failures = Counter::default();
+        let topic_lookups = Counter::default();
         let consumer_lag = Family::<Labels, Gauge>::default();
         registry.register(
             "gateway_publish",
@@ -125,6 +129,11 @@ impl Default for Metrics {
             health_probe_failures.clone(),
         );
         registry.register(
+            "gateway_topic_lookups",
+            "Metadata requests made to find whether a topic exists",
+            topic_lookups.clone(),
+        );
+        registry.register(
             "gateway_consumer_lag",
             "Records a subscription's consumer is behind the end of a partition",
             consumer_lag.clone(),
@@ -140,6 +149,7 @@ impl Default for Metrics {
             open_connections,
             refused_connections,
             health_probe_failures,
+            topic_lookups,
             consumer_lag,
             publish_series: RwLock::default(),
             delivery_series: RwLock::default(),
@@ -256,6 +266,11 @@ impl Metrics {
     /// Counts a Kafka health probe that failed.
     pub(crate) fn health_probe_failed(&self) {
         self.0.health_probe_failures.inc();
+    }
+
+    /// Counts a metadata request made to find whether a topic exists.
+    pub(crate) fn topic_lookup(&self) {
+        self.0.topic_lookups.inc();
     }
 
     /// Sets the lag of a group's consumer on one partition.

@@ -143,16 +143,17 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let (cluster, embedded) = cluster(&config)?;
     let publisher = Publisher::new(&cluster, config.delivery_timeout, embedded.is_some())
         .context("cannot create the Kafka producer")?;
+    let metrics = Metrics::default();
     let topics = Topics::new(
         publisher.producer().clone(),
         creation(&config, &cluster, embedded.is_some())?,
+        metrics.clone(),
     );
 
     let (trigger, shutdown) = shutdown::channel();
     let (kafka_up, kafka_up_rx) = tokio::sync::watch::channel(false);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&reporter, ServingStatus::NotServing).await;
-    let metrics = Metrics::default();
     let prober = health::Prober {
         client: publisher.producer().clone(),
         reporter: reporter.clone(),

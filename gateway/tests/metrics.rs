@@ -80,3 +80,55 @@ async fn metrics_count_publishes_deliveries_acks_subscriptions_and_lag() {
     assert!(!text.contains(&missing), "{text}");
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn topics_that_do_not_exist_neither_grow_the_metrics_nor_ask_kafka_each_time() {
+    let (_broker, topic, gateway, mut client) = fixture("missing", 1).await;
+    let metrics = gateway.metrics_addr().expect("metrics are on");
+    let missing = |name: String| eventgateway::v1::PublishEventRequest {
+        topic: name,
+        key: String::new(),
+        event: Some(json_event(json!({}))),
+    };
+    publish(&mut client, &topic, "", json!({"n": 0})).await;
+    let before = eventgateway_runtime::metrics::scrape(metrics)
+        .await
+        .unwrap();
+    // Many names that do not exist: one series for all of them.
+    for i in 0..300 {
+        let status = client
+            .publish_event(missing(format!("{topic}-missing-{i}")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+    }
+    metrics_show(
+        metrics,
+        &[r#"gateway_publish_total{topic="(unknown)",status="not_found"} 300"#.to_owned()],
+    )
+    .await;
+    let after = eventgateway_runtime::metrics::scrape(metrics)
+        .await
+        .unwrap();
+    assert!(!after.contains("-missing-"), "{after}");
+    assert!(
+        after.len() < before.len() + 2048,
+        "the metrics grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+    // One name asked for again and again: Kafka is asked once (again at
+    // most once more, should the few seconds it is remembered run out).
+    let lookups = "gateway_topic_lookups_total";
+    let asked = metric_value(metrics, lookups).await.unwrap();
+    for _ in 0..50 {
+        let status = client
+            .publish_event(missing(format!("{topic}-gone")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+    }
+    let asked_again = metric_value(metrics, lookups).await.unwrap();
+    assert!(asked_again - asked <= 2.0, "{asked} then {asked_again}");
+    gateway.shutdown().await.unwrap();
+}

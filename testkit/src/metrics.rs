@@ -50,6 +50,12 @@ pub async fn metric_reaches(addr: SocketAddr, series: &str, value: f64) -> f64 {
     }
 }
 
+/// The value of `series` (its name and labels, as the text shows them) at
+/// `addr` now, if it is there.
+pub async fn metric_value(addr: SocketAddr, series: &str) -> Option<f64> {
+    sample(&scrape(addr).await.ok()?, series)
+}
+
 /// The value of `series` in Prometheus text.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -1,10 +1,11 @@
 //! Which topics exist: checked through Kafka metadata before the first
 //! publish to a topic and on every subscribe, and created when the gateway is
-//! told to create missing topics.
+//! told to create missing topics. A topic found missing is answered
+//! NOT_FOUND for a few seconds without asking again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -13,6 +14,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 
 use super::{blocking, Cluster, METADATA_TIMEOUT};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::text::clip;
 
 /// Times a topic that was just created is looked up again until its
@@ -54,7 +56,15 @@ impl Creation {
     }
 }
 
-/// Topic existence checks, with a cache of topics known to exist.
+/// How long a topic found missing is answered NOT_FOUND without asking
+/// Kafka again.
+const MISSING_FOR: Duration = Duration::from_secs(5);
+/// Most topics remembered as missing at once.
+const MAX_MISSING: usize = 10_000;
+
+/// Topic existence checks, with a cache of topics known to exist and a
+/// short one of topics found missing (so that publishes to names that do
+/// not exist cost one metadata request each few seconds, not one each).
 #[derive(Clone)]
 pub(crate) struct Topics {
     /// Client whose metadata requests answer "does it exist".
@@ -63,15 +73,21 @@ pub(crate) struct Topics {
     creation: Arc<Creation>,
     /// Topics seen to exist; a publish checks Kafka only the first time.
     known: Arc<Mutex<HashSet<String>>>,
+    /// Topics found missing, and when.
+    missing: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Where metadata look-ups are counted.
+    metrics: Metrics,
 }
 
 impl Topics {
     /// Checks topics through `producer`'s metadata requests.
-    pub(crate) fn new(producer: FutureProducer, creation: Creation) -> Self {
+    pub(crate) fn new(producer: FutureProducer, creation: Creation, metrics: Metrics) -> Self {
         Self {
             producer,
             creation: Arc::new(creation),
             known: Arc::default(),
+            missing: Arc::default(),
+            metrics,
         }
     }
 
@@ -88,13 +104,19 @@ impl Topics {
         self.lock().remove(topic);
     }
 
-    /// The partitions of `topic`, looked up now (creating it if allowed).
+    /// The partitions of `topic`, looked up now (creating it if allowed);
+    /// a topic found missing within the last seconds is not looked up again.
     pub(crate) async fn partitions(&self, topic: &str) -> Result<Vec<i32>, Error> {
+        let not_found = || Error::TopicNotFound(clip(topic).to_string());
+        if self.recently_missing(topic) {
+            return Err(not_found());
+        }
         let partitions = match self.settled_lookup(topic).await? {
             Some(partitions) => partitions,
             None => match &*self.creation {
                 Creation::Refuse | Creation::OnMetadata => {
-                    return Err(Error::TopicNotFound(clip(topic).to_string()))
+                    self.remember_missing(topic);
+                    return Err(not_found());
                 }
                 Creation::Admin {
                     admin,
@@ -123,11 +145,37 @@ impl Topics {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn lock_missing(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.missing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `topic` was found missing within [`MISSING_FOR`].
+    fn recently_missing(&self, topic: &str) -> bool {
+        self.lock_missing()
+            .get(topic)
+            .is_some_and(|since| since.elapsed() < MISSING_FOR)
+    }
+
+    /// Remembers that `topic` is missing, within [`MAX_MISSING`] names.
+    fn remember_missing(&self, topic: &str) {
+        let mut missing = self.lock_missing();
+        if missing.len() >= MAX_MISSING {
+            missing.retain(|_, since| since.elapsed() < MISSING_FOR);
+            if missing.len() >= MAX_MISSING {
+                missing.clear();
+            }
+        }
+        missing.insert(topic.to_owned(), Instant::now());
+    }
+
     /// Looks the topic up, again while its partitions are still being
     /// created. `None` when it does not exist.
     async fn settled_lookup(&self, topic: &str) -> Result<Option<Vec<i32>>, Error> {
         let mut attempt = 0;
         loop {
+            self.metrics.topic_lookup();
             let producer = self.producer.clone();
             let name = topic.to_owned();
             match blocking(move || lookup(&producer, &name)).await? {
