@@ -1,7 +1,9 @@
 //! Configuration: command-line flags, each with an environment variable
 //! fallback, validated once at start-up.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -35,16 +37,24 @@ pub struct Config {
     /// Extra librdkafka client property as KEY=VALUE, applied to every Kafka
     /// client of the gateway (e.g. security.protocol=SASL_SSL,
     /// sasl.mechanism=PLAIN, sasl.username=..., sasl.password=...). Repeat the
-    /// flag, or separate entries with ';' in the environment variable. The
-    /// producer's acks=all and enable.idempotence=true cannot be overridden.
+    /// flag, or separate entries with ';' in the environment variable (a value
+    /// that holds ';' goes in --kafka-properties-file). The producer's
+    /// acks=all and enable.idempotence=true cannot be overridden. Values are
+    /// never shown, in logs or errors, for secret properties.
     #[arg(
         long = "kafka-property",
         env = "KAFKA_PROPERTIES",
         value_delimiter = ';',
-        value_parser = parse_property,
         hide_env_values = true
     )]
-    pub kafka_properties: Vec<(String, String)>,
+    pub kafka_properties: Vec<KafkaProperty>,
+
+    /// A file of librdkafka client properties, one KEY=VALUE per line (blank
+    /// lines and lines starting with '#' aside; a value is everything after
+    /// the first '=', ';' included): for secrets kept out of the environment
+    /// and the command line. --kafka-property entries apply after it.
+    #[arg(long, env = "KAFKA_PROPERTIES_FILE")]
+    pub kafka_properties_file: Option<PathBuf>,
 
     /// Largest event payload accepted by PublishEvent, in bytes; larger ones
     /// get INVALID_ARGUMENT.
@@ -166,22 +176,86 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
-/// Parses one `KEY=VALUE` librdkafka property.
-fn parse_property(entry: &str) -> Result<(String, String), String> {
-    let (key, value) = entry
-        .split_once('=')
-        .ok_or_else(|| format!("{entry:?} is not KEY=VALUE"))?;
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(format!("{entry:?} has an empty key"));
+/// One librdkafka property as a flag gives it: KEY=VALUE. Anything can be
+/// given (an entry without a key is refused by [`Config::validate`], which
+/// never repeats its text: it may hold a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaProperty {
+    /// The property's name; empty when the entry had none.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+impl KafkaProperty {
+    /// The property `key` set to `value`.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
     }
-    Ok((key.to_owned(), value.trim().to_owned()))
+}
+
+impl std::str::FromStr for KafkaProperty {
+    type Err = std::convert::Infallible;
+
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        Ok(match entry.split_once('=') {
+            Some((key, value)) => Self::new(key.trim(), value.trim()),
+            None => Self::new("", ""),
+        })
+    }
+}
+
+/// The properties of a properties file's text; `Err` names the first line
+/// that is not KEY=VALUE, by number only.
+fn parse_properties_file(text: &str) -> Result<Vec<KafkaProperty>, String> {
+    text.lines()
+        .enumerate()
+        .map(|(number, line)| (number + 1, line.trim_start()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(number, line)| match line.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok(KafkaProperty::new(key.trim(), value.trim_end_matches(['\r', '\n'])))
+            }
+            _ => Err(format!(
+                "line {number} of --kafka-properties-file is not KEY=VALUE (its text is not shown: it may hold a secret)"
+            )),
+        })
+        .collect()
 }
 
 impl Config {
+    /// Every librdkafka property to set, as KEY and VALUE: the properties
+    /// file's, then the flags'. Reads the file; errors never repeat a line.
+    pub fn all_kafka_properties(&self) -> Result<Vec<(String, String)>, String> {
+        let mut all = match &self.kafka_properties_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    format!(
+                        "cannot read --kafka-properties-file {}: {error}",
+                        path.display()
+                    )
+                })?;
+                parse_properties_file(&text)?
+            }
+            None => Vec::new(),
+        };
+        if let Some(at) = self.kafka_properties.iter().position(|p| p.key.is_empty()) {
+            return Err(format!(
+                "--kafka-property / KAFKA_PROPERTIES entry {} is not KEY=VALUE (its text is not shown: it may hold a secret; a value with ';' goes in --kafka-properties-file)",
+                at + 1
+            ));
+        }
+        all.extend(self.kafka_properties.iter().cloned());
+        Ok(all.into_iter().map(|p| (p.key, p.value)).collect())
+    }
+
     /// Checks the values that clap's types cannot, with a message that says
     /// which flag to fix.
     pub fn validate(&self) -> Result<(), String> {
+        self.all_kafka_properties()?;
         if self.max_payload_bytes == 0 {
             return Err("--max-payload-bytes must be at least 1".into());
         }
@@ -272,7 +346,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.brokers.as_deref(), Some("k1:9092,k2:9092"));
         assert_eq!(
-            config.kafka_properties,
+            config.all_kafka_properties().unwrap(),
             vec![
                 ("security.protocol".into(), "SASL_SSL".into()),
                 ("sasl.password".into(), "a=b".into())
@@ -284,8 +358,33 @@ mod tests {
     }
 
     #[test]
+    fn property_entries_that_are_not_key_value_are_refused_without_their_text() {
+        let config = Config::try_parse_from([
+            "gateway",
+            "--kafka-property",
+            "sasl.password=abc;def-hunter2",
+        ])
+        .unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("entry 2"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let file = "# comment\n\nsasl.password = a;b=c \nclient.id=x\n";
+        assert_eq!(
+            parse_properties_file(file).unwrap(),
+            [
+                KafkaProperty::new("sasl.password", " a;b=c "),
+                KafkaProperty::new("client.id", "x")
+            ]
+        );
+        let error = parse_properties_file("a=1\nhunter2\n").unwrap_err();
+        assert!(
+            error.contains("line 2") && !error.contains("hunter2"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_flag_to_fix() {
-        assert!(Config::try_parse_from(["gateway", "--kafka-property", "novalue"]).is_err());
         let mut config = Config::for_brokers(None);
         config.max_payload_bytes = 0;
         assert!(config

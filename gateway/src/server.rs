@@ -72,7 +72,10 @@ fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<EmbeddedKafka>)> 
              DEVELOPMENT ONLY: every event is lost when the gateway stops"
         );
     }
-    let cluster = Cluster::new(brokers, &config.kafka_properties);
+    let properties = config
+        .all_kafka_properties()
+        .map_err(|message| anyhow::anyhow!(message))?;
+    let cluster = Cluster::new(brokers, &properties);
     let (brokers, properties) = cluster.describe();
     tracing::info!(%brokers, ?properties, "connecting to Kafka");
     Ok((cluster, embedded))

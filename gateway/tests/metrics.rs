@@ -11,7 +11,7 @@ async fn metrics_count_publishes_deliveries_acks_subscriptions_and_lag() {
     let (_broker, topic, gateway, mut client) = fixture_with("metrics", 1, |config| {
         config
             .kafka_properties
-            .push(("statistics.interval.ms".into(), "200".into()))
+            .push(gateway::KafkaProperty::new("statistics.interval.ms", "200"))
     })
     .await;
     let metrics = gateway.metrics_addr().expect("metrics are on");

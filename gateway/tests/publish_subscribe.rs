@@ -356,7 +356,7 @@ async fn a_member_whose_client_goes_away_leaves_the_group_at_once() {
     let (_broker, topic, gateway, mut client) = fixture_with("leave", 2, |config| {
         config
             .kafka_properties
-            .push(("session.timeout.ms".into(), "120000".into()))
+            .push(gateway::KafkaProperty::new("session.timeout.ms", "120000"))
     })
     .await;
     let member = SubscribeRequest {

@@ -9,6 +9,7 @@ pub(crate) mod topics;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 use crate::error::Error;
@@ -97,9 +98,35 @@ where
 /// Property names whose values are secrets and never logged.
 fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "jaas", "token", "key.pem", "private"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "password",
+        "secret",
+        "jaas",
+        "token",
+        "key.pem",
+        "private",
+        "oauthbearer.config",
+        "credential",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+}
+
+/// The error of creating a client, with the value of the property
+/// librdkafka refused taken out (librdkafka's error repeats it, and it may
+/// be a secret): what is left names the property and says what is wrong.
+pub(crate) fn redacted(error: KafkaError) -> KafkaError {
+    match error {
+        KafkaError::ClientConfig(code, description, key, value) => {
+            let description = if value.is_empty() {
+                description
+            } else {
+                description.replace(&value, "***")
+            };
+            KafkaError::ClientConfig(code, description, key, "(not shown)".into())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +163,24 @@ mod tests {
         let (brokers, shown) = cluster.describe();
         assert_eq!(brokers, "k:9092");
         assert_eq!(shown, ["security.protocol=SASL_SSL", "sasl.password=***"]);
+        assert!(is_secret("sasl.oauthbearer.config"));
+        assert!(is_secret("sasl.oauthbearer.client.secret"));
+    }
+
+    #[test]
+    fn a_refused_property_is_named_without_its_value() {
+        let cluster = Cluster::new("k:9092", &[("no.such.property".into(), "hunter2".into())]);
+        let error = cluster
+            .client_config(&[], &[])
+            .create::<rdkafka::producer::BaseProducer>()
+            .err()
+            .expect("librdkafka refuses the property");
+        assert!(
+            error.to_string().contains("hunter2"),
+            "librdkafka repeats it"
+        );
+        let shown = redacted(error).to_string();
+        assert!(shown.contains("no.such.property"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 
-use super::{blocking, Cluster, METADATA_TIMEOUT};
+use super::{blocking, redacted, Cluster, METADATA_TIMEOUT};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::text::clip;
@@ -49,7 +49,7 @@ impl Creation {
         replication: i32,
     ) -> Result<Self, KafkaError> {
         Ok(Creation::Admin {
-            admin: cluster.client_config(&[], &[]).create()?,
+            admin: cluster.client_config(&[], &[]).create().map_err(redacted)?,
             partitions,
             replication,
         })

@@ -12,7 +12,7 @@ use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::kafka::Cluster;
+use crate::kafka::{redacted, Cluster};
 
 /// The producer's default linger.ms (`--kafka-property linger.ms=...`
 /// overrides it).
@@ -86,7 +86,7 @@ impl Publisher {
             ],
         );
         Ok(Self {
-            producer: config.create()?,
+            producer: config.create().map_err(redacted)?,
             delivery_timeout,
         })
     }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
 use super::spec::{StartPosition, SubscriptionSpec};
 use crate::error::Error;
-use crate::kafka::{blocking, Cluster, METADATA_TIMEOUT};
+use crate::kafka::{blocking, redacted, Cluster, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
 
 /// A subscription's Kafka consumer.
@@ -118,7 +118,9 @@ impl Consumers {
             lag_label,
         );
         let kafka = |error| Error::from_kafka(&error, None);
-        let consumer: SubscriptionConsumer = config.create_with_context(context).map_err(kafka)?;
+        let consumer: SubscriptionConsumer = config
+            .create_with_context(context)
+            .map_err(|error| kafka(redacted(error)))?;
         if spec.group.is_some() {
             let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
             consumer.subscribe(&topics).map_err(kafka)?;
