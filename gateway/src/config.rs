@@ -57,8 +57,10 @@ pub struct Config {
     pub kafka_properties_file: Option<PathBuf>,
 
     /// Largest event payload accepted by PublishEvent, in bytes; larger ones
-    /// get INVALID_ARGUMENT.
-    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    /// get INVALID_ARGUMENT. The producer takes records up to this plus 64
+    /// KiB (key and headers); the broker's message.max.bytes (1 MiB by
+    /// default) must take them too.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1_000_000)]
     pub max_payload_bytes: usize,
 
     /// Create topics that do not exist when they are first published to or
@@ -353,7 +355,7 @@ mod tests {
             ]
         );
         assert_eq!(config.delivery_timeout, Duration::from_secs(5));
-        assert_eq!(config.max_payload_bytes, 1024 * 1024);
+        assert_eq!(config.max_payload_bytes, 1_000_000);
         config.validate().unwrap();
     }
 

@@ -143,6 +143,25 @@ impl Error {
         }
     }
 
+    /// The error a status of the gRPC library stands for when it means that
+    /// the client sent something it cannot decode (a message that is not
+    /// valid protobuf, or larger than the gateway accepts): bad input,
+    /// INVALID_ARGUMENT, not a fault of the gateway (INTERNAL).
+    pub(crate) fn undecodable(status: &Status) -> Option<Self> {
+        let message = status.message();
+        let undecodable = match status.code() {
+            Code::Internal => {
+                message.starts_with("failed to decode Protobuf message")
+                    || message.starts_with("protocol error:")
+            }
+            Code::OutOfRange => message.contains("message length too large"),
+            _ => false,
+        };
+        undecodable.then(|| {
+            Error::InvalidArgument(format!("the request cannot be decoded: {}", clip(message)))
+        })
+    }
+
     /// The gRPC status code of this error.
     pub(crate) fn code(&self) -> Code {
         match self {
@@ -224,6 +243,21 @@ mod tests {
             Some(Code::Unavailable)
         );
         assert!(fatal(RDKafkaErrorCode::BrokerTransportFailure).is_none());
+    }
+
+    #[test]
+    fn requests_that_cannot_be_decoded_are_bad_input() {
+        for status in [
+            Status::internal("failed to decode Protobuf message: invalid wire type value: 7"),
+            Status::out_of_range(
+                "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes",
+            ),
+        ] {
+            let error = Error::undecodable(&status).expect("bad input");
+            assert_eq!(error.code(), Code::InvalidArgument, "{status:?}");
+        }
+        assert!(Error::undecodable(&Status::internal("Kafka failed")).is_none());
+        assert!(Error::undecodable(&Status::unavailable("protocol error: x")).is_none());
     }
 
     #[test]

@@ -121,6 +121,7 @@ fn serve(
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
         .layer(edge::TrackCalls)
+        .layer(edge::BadInput)
         .layer(edge::Arrival(config.request_arrival_timeout))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -144,8 +145,13 @@ fn serve(
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
     let addr = listener.local_addr()?;
     let (cluster, embedded) = cluster(&config)?;
-    let publisher = Publisher::new(&cluster, config.delivery_timeout, embedded.is_some())
-        .context("cannot create the Kafka producer")?;
+    let publisher = Publisher::new(
+        &cluster,
+        config.delivery_timeout,
+        embedded.is_some(),
+        config.max_payload_bytes,
+    )
+    .context("cannot create the Kafka producer")?;
     let metrics = Metrics::default();
     let topics = Topics::new(
         publisher.producer().clone(),

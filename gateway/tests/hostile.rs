@@ -154,3 +154,101 @@ async fn huge_client_strings_make_neither_large_statuses_nor_large_log_lines() {
     let total: usize = lines.iter().map(String::len).sum();
     assert!(total < (1 << 20), "{total} bytes of logs");
 }
+
+/// Sends `message` (already framed as gRPC wants it, or not) as the whole
+/// request of `method` over a raw HTTP/2 connection; returns the call's
+/// grpc-status and grpc-message, from the headers or the trailers.
+async fn raw_call(addr: std::net::SocketAddr, method: &str, message: Vec<u8>) -> (String, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    let request = http::Request::post(format!(
+        "http://{addr}/eventgateway.v1.EventGateway/{method}"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (response, mut body) = h2.send_request(request, false).unwrap();
+    body.send_data(message.into(), true).unwrap();
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("an answer")
+        .unwrap();
+    let header = |map: &http::HeaderMap, name: &str| {
+        map.get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    if let Some(status) = header(response.headers(), "grpc-status") {
+        let message = header(response.headers(), "grpc-message").unwrap_or_default();
+        return (status, message);
+    }
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    (
+        header(&trailers, "grpc-status").unwrap_or_default(),
+        header(&trailers, "grpc-message").unwrap_or_default(),
+    )
+}
+
+/// A gRPC frame: uncompressed, `length` announced, `payload` following.
+fn frame(length: u32, payload: &[u8]) -> Vec<u8> {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&length.to_be_bytes());
+    framed.extend_from_slice(payload);
+    framed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_be_decoded_are_bad_input_not_a_fault_of_the_gateway() {
+    let (_broker, topic, gateway, mut client) = fixture("undecodable", 1).await;
+    let addr = gateway.addr();
+    // Not protobuf: a field with wire type 7.
+    let garbage = [0x0f, 0xff, 0xff, 0xff];
+    for method in ["PublishEvent", "Subscribe", "Acknowledge", "PublishEvents"] {
+        let (status, message) = raw_call(addr, method, frame(4, &garbage)).await;
+        assert_eq!(status, "3", "{method}: {message}");
+    }
+    // A frame announcing more than the gateway takes.
+    let (status, message) = raw_call(addr, "PublishEvent", frame(u32::MAX, b"")).await;
+    assert_eq!(status, "3", "{message}");
+    // Nothing of that disturbed the gateway.
+    publish(&mut client, &topic, "k", json!({"n": 1})).await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_payload_the_gateway_accepts_by_default_is_stored() {
+    let (_broker, topic, gateway, mut client) = fixture("largest", 1).await;
+    let largest = gateway::Config::for_brokers(None).max_payload_bytes;
+    let event = |size: usize| Event {
+        data: Some(Data::Binary(vec![b'x'; size])),
+        ..Event::default()
+    };
+    let request = |size| PublishEventRequest {
+        topic: topic.clone(),
+        key: "a-key".into(),
+        event: Some(event(size)),
+    };
+    client
+        .publish_event(request(largest))
+        .await
+        .expect("stored");
+    let status = client
+        .publish_event(request(largest + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
+    let delivered = next_delivery(&mut stream).await;
+    assert_eq!(
+        delivered.event.unwrap().data,
+        Some(Data::Binary(vec![b'x'; largest]))
+    );
+    gateway.shutdown().await.unwrap();
+}

@@ -7,6 +7,9 @@
 //!   arrive whole within a bound of its headers; a slower one gets
 //!   DEADLINE_EXCEEDED. Client-streaming calls (PublishEvents, reflection)
 //!   are not bounded: their requests are the stream.
+//! - [`BadInput`]: a request the gRPC library cannot decode (not protobuf,
+//!   or over the size limit) is answered INVALID_ARGUMENT, as bad input is,
+//!   instead of the library's INTERNAL or OUT_OF_RANGE.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -98,6 +101,51 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Answers undecodable requests with INVALID_ARGUMENT: see the module.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BadInput;
+
+impl<S> Layer<S> for BadInput {
+    type Service = BadInputAnswered<S>;
+
+    fn layer(&self, inner: S) -> BadInputAnswered<S> {
+        BadInputAnswered(inner)
+    }
+}
+
+/// The service [`BadInput`] makes.
+#[derive(Debug, Clone)]
+pub(crate) struct BadInputAnswered<S>(S);
+
+impl<S, B> Service<http::Request<Body>> for BadInputAnswered<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<B>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            // A call refused before its handler ran answers with its status
+            // in the headers (trailers-only).
+            let bad = Status::from_header_map(response.headers())
+                .and_then(|status| Error::undecodable(&status));
+            if let Some(error) = bad {
+                let _ = Status::from(error).add_header(response.headers_mut());
+            }
+            Ok(response)
+        })
     }
 }
 

@@ -8,7 +8,8 @@
 //! - `conn`: a connection that is closed when it starts no call within
 //!   `--handshake-timeout`, or has none in progress for `--idle-timeout`.
 //! - `layers`: the calls in progress on each connection (for that idle
-//!   timeout), and a bound on how long a request may take to arrive.
+//!   timeout), a bound on how long a request may take to arrive, and bad
+//!   input answered as such when the gRPC library cannot decode it.
 //!
 //! HTTP/2 keepalive pings, the per-connection stream limit and the call
 //! timeout are set on the server itself (`server`).
@@ -18,5 +19,5 @@ mod layers;
 mod listener;
 
 pub(crate) use conn::IdleLimits;
-pub(crate) use layers::{Arrival, TrackCalls};
+pub(crate) use layers::{Arrival, BadInput, TrackCalls};
 pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};

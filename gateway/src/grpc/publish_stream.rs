@@ -54,6 +54,8 @@ pub(super) fn serve(
             let calls = &calls;
             let mut in_flight = FuturesUnordered::new();
             let mut reading = true;
+            // Why the client's side failed, when it did.
+            let mut failed = None;
             // One wait for the shutdown for the whole stream, not one per turn.
             let stopping = stopping_handle.started();
             tokio::pin!(stopping);
@@ -73,11 +75,17 @@ pub(super) fn serve(
                         Ok(None) => reading = false,
                         Err(status) => {
                             tracing::debug!(code = ?status.code(), "the publisher's stream failed");
+                            failed = Error::undecodable(&status);
                             reading = false;
                         }
                     },
                     else => break,
                 }
+            }
+            // Every answer is out: a request that could not be decoded ends
+            // the stream with what was wrong with it.
+            if let Some(error) = failed {
+                let _ = tx.send(Err(Status::from(error))).await;
             }
         }
         .instrument(span),

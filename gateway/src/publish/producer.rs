@@ -14,6 +14,9 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::kafka::{redacted, Cluster};
 
+/// Room in a record for its key and headers beside the payload.
+const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
+
 /// The producer's default linger.ms (`--kafka-property linger.ms=...`
 /// overrides it).
 pub const LINGER_MS: &str = "2";
@@ -60,9 +63,16 @@ impl Publisher {
         cluster: &Cluster,
         delivery_timeout: Duration,
         create_topics_on_metadata: bool,
+        max_payload_bytes: usize,
     ) -> Result<Self, KafkaError> {
+        // A record is its payload, its key and headers: the producer takes
+        // every payload the gateway accepts.
+        let max_record = max_payload_bytes
+            .saturating_add(RECORD_OVERHEAD_BYTES)
+            .to_string();
         let config = cluster.client_config(
             &[
+                ("message.max.bytes", &max_record),
                 // Gateway traffic is many callers each waiting for its own
                 // answer, so the linger adds to every call, and under load
                 // librdkafka batches anyway while requests are in flight.
