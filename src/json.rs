@@ -1,13 +1,37 @@
 //! Conversion between `google.protobuf.Struct` (how grpcurl and generated
 //! clients send JSON objects) and JSON text (how the object is stored in
 //! Kafka).
+//!
+//! A Struct holds numbers as doubles and nests a few messages per JSON
+//! level, so not every JSON object survives the trip, nor can every client
+//! decode the result. JSON text becomes a Struct only when nothing is lost
+//! and any client with default limits can read it ([`json_to_struct`]):
+//!
+//! - nested at most [`MAX_DEPTH`] levels (each level is three protobuf
+//!   messages; decoders stop at 100);
+//! - every number held exactly by a double: an integer within ±2^53, any
+//!   other number with at most 15 significant digits, and finite;
+//! - at most [`MAX_STRUCT_BYTES`] once encoded (a Struct of numbers can be
+//!   five times its text).
+//!
+//! Otherwise a record's JSON is delivered as `text`, unchanged. The other
+//! way, a Struct to publish is refused when JSON could not carry it
+//! ([`struct_problem`]): deeper than [`MAX_DEPTH`], or with a number that is
+//! not finite.
 
+use prost::Message;
 use prost_types::{value::Kind, ListValue, Struct, Value};
 use serde_json::{Map, Number, Value as Json};
 
+/// Deepest nesting of objects and arrays carried as a Struct.
+pub const MAX_DEPTH: usize = 24;
+/// Largest encoded Struct a record's JSON becomes on delivery.
+pub const MAX_STRUCT_BYTES: usize = 1 << 20;
 /// Largest integer an `f64` holds exactly; whole numbers up to it are written
 /// without a fraction (`123`, not `123.0`).
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+/// Most significant decimal digits every double holds exactly.
+const MAX_DIGITS: usize = 15;
 
 /// Serialises a `Struct` as JSON text.
 pub fn struct_to_json(object: &Struct) -> Vec<u8> {
@@ -15,12 +39,44 @@ pub fn struct_to_json(object: &Struct) -> Vec<u8> {
     serde_json::to_vec(&Json::Object(struct_to_map(object))).unwrap_or_default()
 }
 
-/// Parses JSON text into a `Struct`; `None` unless the text is a JSON object.
+/// Parses JSON text into a `Struct`: `None` unless the text is a JSON object
+/// a Struct carries exactly and any client can decode (see the module).
 pub fn json_to_struct(text: &[u8]) -> Option<Struct> {
-    match serde_json::from_slice::<Json>(text).ok()? {
-        Json::Object(map) => Some(map_to_struct(map)),
-        _ => None,
+    let Json::Object(map) = serde_json::from_slice::<Json>(text).ok()? else {
+        return None;
+    };
+    if depth_of_map(&map) > MAX_DEPTH || !numbers_exact(text) {
+        return None;
     }
+    let object = map_to_struct(map);
+    (object.encoded_len() <= MAX_STRUCT_BYTES).then_some(object)
+}
+
+/// Why JSON cannot carry `object`, if it cannot: it nests deeper than
+/// [`MAX_DEPTH`], or holds a number that is not finite.
+pub fn struct_problem(object: &Struct) -> Option<String> {
+    fn check(value: &Value, depth: usize) -> Option<String> {
+        if depth > MAX_DEPTH {
+            return Some(format!(
+                "the json payload nests more than {MAX_DEPTH} levels"
+            ));
+        }
+        match &value.kind {
+            Some(Kind::NumberValue(n)) if !n.is_finite() => Some(
+                "the json payload holds a number that is not finite (NaN or infinity), which JSON cannot carry"
+                    .into(),
+            ),
+            Some(Kind::StructValue(inner)) => inner
+                .fields
+                .values()
+                .find_map(|value| check(value, depth + 1)),
+            Some(Kind::ListValue(list)) => {
+                list.values.iter().find_map(|value| check(value, depth + 1))
+            }
+            _ => None,
+        }
+    }
+    object.fields.values().find_map(|value| check(value, 1))
 }
 
 fn struct_to_map(object: &Struct) -> Map<String, Json> {
@@ -74,6 +130,73 @@ fn json_to_value(json: Json) -> Value {
     Value { kind: Some(kind) }
 }
 
+/// How deep an object nests: 1 for one with no object or array inside.
+fn depth_of_map(map: &Map<String, Json>) -> usize {
+    1 + map.values().map(depth_of).max().unwrap_or(0)
+}
+
+fn depth_of(json: &Json) -> usize {
+    match json {
+        Json::Object(map) => depth_of_map(map),
+        Json::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Whether a double holds every number of valid JSON `text` exactly.
+fn numbers_exact(text: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut at = 0;
+    while at < text.len() {
+        let byte = text[at];
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            at += 1;
+            continue;
+        }
+        match byte {
+            b'"' => {
+                in_string = true;
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = text[at..]
+                    .iter()
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .map_or(text.len(), |length| at + length);
+                if !number_exact(&text[at..end]) {
+                    return false;
+                }
+                at = end;
+            }
+            _ => at += 1,
+        }
+    }
+    true
+}
+
+/// Whether a double holds the JSON number `token` exactly.
+fn number_exact(token: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(token) else {
+        return false;
+    };
+    if !text.contains(['.', 'e', 'E']) {
+        return text
+            .parse::<i128>()
+            .is_ok_and(|n| n.unsigned_abs() <= MAX_SAFE_INTEGER as u128);
+    }
+    let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0');
+    significant.len() <= MAX_DIGITS && text.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +218,67 @@ mod tests {
         assert!(json_to_struct(b"[1,2]").is_none());
         assert!(json_to_struct(b"\"text\"").is_none());
         assert!(json_to_struct(b"not json").is_none());
+    }
+
+    #[test]
+    fn numbers_a_double_cannot_hold_keep_json_out_of_a_struct() {
+        for inexact in [
+            r#"{"id":1234567890123456789}"#,
+            r#"{"id":-9007199254740993}"#,
+            r#"{"x":0.10000000000000001}"#,
+            r#"{"x":1e400}"#,
+            r#"{"a":{"b":[1,2,12345678901234567890]}}"#,
+        ] {
+            assert!(json_to_struct(inexact.as_bytes()).is_none(), "{inexact}");
+        }
+        for exact in [
+            r#"{"id":9007199254740991,"x":-9007199254740991}"#,
+            r#"{"x":0.1,"z":1.5e300,"w":-2.5E-3}"#,
+            r#"{"s":"12345678901234567890 in a string","e":"\"1e999\""}"#,
+        ] {
+            let object = json_to_struct(exact.as_bytes()).expect(exact);
+            let back: Json = serde_json::from_slice(&struct_to_json(&object)).unwrap();
+            let original: Json = serde_json::from_str(exact).unwrap();
+            assert_eq!(back.to_string(), original.to_string(), "{exact}");
+        }
+        // A whole number written with a fraction is the same number.
+        let whole = json_to_struct(br#"{"y":1.0}"#).expect("exact");
+        assert_eq!(struct_to_json(&whole), br#"{"y":1}"#);
+    }
+
+    #[test]
+    fn deep_or_large_json_stays_out_of_a_struct() {
+        let nested = |depth: usize| format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        assert!(json_to_struct(nested(MAX_DEPTH).as_bytes()).is_some());
+        assert!(json_to_struct(nested(MAX_DEPTH + 1).as_bytes()).is_none());
+        let numbers = format!("{{\"n\":[{}]}}", vec!["1"; 300_000].join(","));
+        assert!(numbers.len() < MAX_STRUCT_BYTES);
+        assert!(
+            json_to_struct(numbers.as_bytes()).is_none(),
+            "its Struct is too large"
+        );
+    }
+
+    #[test]
+    fn structs_json_cannot_carry_are_named() {
+        let object = |value: Value| Struct {
+            fields: [("x".to_owned(), value)].into(),
+        };
+        let number = |n: f64| Value {
+            kind: Some(Kind::NumberValue(n)),
+        };
+        assert!(struct_problem(&object(number(1.5))).is_none());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let problem = struct_problem(&object(number(bad))).expect("refused");
+            assert!(problem.contains("not finite"), "{problem}");
+        }
+        let mut deep = number(1.0);
+        for _ in 0..MAX_DEPTH {
+            deep = Value {
+                kind: Some(Kind::StructValue(object(deep))),
+            };
+        }
+        let problem = struct_problem(&object(deep)).expect("too deep");
+        assert!(problem.contains("levels"), "{problem}");
     }
 }

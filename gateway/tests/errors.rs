@@ -47,7 +47,25 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
         seconds: 9_223_372_036_854_775_807,
         nanos: 0,
     });
+    // JSON cannot carry NaN: the gateway would have written null.
+    let not_a_number = Some(Event {
+        data: Some(Data::Json(prost_types::Struct {
+            fields: [(
+                "x".to_owned(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::NumberValue(f64::NAN)),
+                },
+            )]
+            .into(),
+        })),
+        ..Event::default()
+    });
     let publishes = [
+        (
+            publish_request(&topic, not_a_number),
+            Code::InvalidArgument,
+            "not finite",
+        ),
         (
             publish_request("", text("x")),
             Code::InvalidArgument,

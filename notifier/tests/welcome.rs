@@ -275,3 +275,51 @@ async fn the_smtp_password_never_reaches_the_logs() {
     }
     gateway.shutdown().await.unwrap();
 }
+
+/// A record that a Struct cannot carry (JSON nested 40 levels, past every
+/// protobuf decoder's depth limit as a Struct) once stopped the notifier
+/// for good: its stream failed at that record on every reconnect. It is
+/// delivered as text now, dead-lettered as unusable, and the emails after
+/// it go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_deep_for_a_struct_is_dead_lettered_and_the_rest_go_out() {
+    let (broker, topic, gateway, mut client) = setup("poison").await;
+    let smtp = SmtpServer::start(&[]);
+    let state = state_dir();
+    let _notifier = Notifier::start(gateway.addr(), &topic, &smtp.url(), &state);
+    register(&mut client, &topic, 0..2).await;
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
+    let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+        key: "content-type",
+        value: Some("application/json"),
+    });
+    for partition in 0..2 {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<str, [u8]>::to(&topic)
+                    .partition(partition)
+                    .payload(deep.as_bytes())
+                    .headers(headers.clone()),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .expect("the broker stores the record");
+    }
+    register(&mut client, &topic, 2..6).await;
+    smtp.wait_for_recipients(6).await;
+    assert_once_each(&smtp, 6);
+    let (_, mut dlq) = subscribe(&mut client, from_earliest(&format!("{topic}.dlq"))).await;
+    for _ in 0..2 {
+        let dead = next_delivery(&mut dlq).await;
+        let event = dead.event.unwrap();
+        assert!(
+            event.attributes["dlq_reason"].contains("user_id"),
+            "{event:?}"
+        );
+    }
+    gateway.shutdown().await.unwrap();
+}

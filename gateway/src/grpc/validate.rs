@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eventgateway::record::{header, timestamp_to_millis, Payload};
 use eventgateway::v1::{
-    AckMode, AcknowledgeRequest, PublishEventRequest, StartFrom, SubscribeRequest,
+    event::Data, AckMode, AcknowledgeRequest, PublishEventRequest, StartFrom, SubscribeRequest,
 };
 
 use crate::config::{MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT};
@@ -124,6 +124,13 @@ pub(super) fn publish_request(
             return Err(Error::InvalidArgument(
                 "event.time must lie in the years 1 to 9999, with nanos in 0..1e9".into(),
             ));
+        }
+    }
+    if let Some(Data::Json(object)) = &event.data {
+        if let Some(problem) = eventgateway::json::struct_problem(object) {
+            return Err(Error::InvalidArgument(format!(
+                "{problem}; send it as text instead"
+            )));
         }
     }
     let payload = Payload::encode(event.data.take());
@@ -327,7 +334,6 @@ fn group_name(group: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventgateway::v1::event::Data;
     use eventgateway::v1::Event;
     use tonic::Code;
 

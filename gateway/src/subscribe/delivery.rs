@@ -1,14 +1,51 @@
 //! A Kafka record as the client receives it: a delivery with its event, its
-//! ack id and its attempt.
+//! ack id and its attempt, never larger than a gRPC client takes with its
+//! default limits (a record that is gets its payload left out, and says so:
+//! one record must never break a stream that every reconnect would break
+//! again).
 
 use eventgateway::record::{record_to_event, IncomingRecord};
 use eventgateway::v1::{subscribe_response::Kind, Delivery, SubscribeResponse};
+use prost::Message as _;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use super::acks::ack_id;
 
+/// The largest delivery a client with gRPC's default limit of 4 MiB takes,
+/// with room for the stream message around it.
+const MAX_DELIVERY_BYTES: usize = 4 * 1024 * 1024 - 16 * 1024;
+/// The attribute of a delivery whose payload (and, when that was not
+/// enough, attributes) were left out.
+const OMITTED: &str = "eventgateway-omitted";
+
 /// The first delivery of a Kafka record.
 pub(super) fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
+    fit(record_delivery(message))
+}
+
+/// `delivery`, or, when it is too large for a client to take, the same
+/// without its payload (and attributes), with [`OMITTED`] saying why and
+/// where to read the record.
+fn fit(mut delivery: Delivery) -> Delivery {
+    let size = delivery.encoded_len();
+    if size <= MAX_DELIVERY_BYTES {
+        return delivery;
+    }
+    let note = format!(
+        "the record takes {size} bytes, more than a gRPC client takes by default: read it with a Kafka client at {}/{}@{}",
+        delivery.topic, delivery.partition, delivery.offset
+    );
+    let event = delivery.event.get_or_insert_default();
+    event.data = None;
+    if event.encoded_len() > MAX_DELIVERY_BYTES / 2 {
+        event.attributes.clear();
+    }
+    event.attributes.insert(OMITTED.to_owned(), note);
+    delivery
+}
+
+/// The delivery of a Kafka record, whatever its size.
+fn record_delivery(message: &BorrowedMessage<'_>) -> Delivery {
     let headers = message
         .headers()
         .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
@@ -39,5 +76,37 @@ pub(super) fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
 pub(super) fn delivery_message(delivery: Delivery) -> SubscribeResponse {
     SubscribeResponse {
         kind: Some(Kind::Delivery(delivery)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventgateway::v1::{event::Data, Event};
+
+    fn of_size(bytes: usize) -> Delivery {
+        Delivery {
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+            event: Some(Event {
+                data: Some(Data::Binary(vec![0; bytes])),
+                attributes: [("a".to_owned(), "b".to_owned())].into(),
+                ..Event::default()
+            }),
+            ..Delivery::default()
+        }
+    }
+
+    #[test]
+    fn a_delivery_too_large_for_a_client_leaves_its_payload_out_and_says_where() {
+        let small = of_size(1000);
+        assert_eq!(fit(small.clone()), small);
+        let large = fit(of_size(5 << 20));
+        assert!(large.encoded_len() <= MAX_DELIVERY_BYTES);
+        let event = large.event.unwrap();
+        assert_eq!(event.data, None);
+        assert_eq!(event.attributes["a"], "b");
+        assert!(event.attributes[OMITTED].contains("t/1@7"), "{event:?}");
     }
 }

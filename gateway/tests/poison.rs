@@ -1,0 +1,109 @@
+//! One record must not stop a stream, nor change data: records that a
+//! plain Kafka producer wrote as JSON but that a Struct cannot carry
+//! exactly (too deep, too large once encoded, numbers a double cannot hold)
+//! are delivered as their text, unchanged, and a record too large for any
+//! client's default limit is delivered without its payload, saying so. A
+//! generated Python client at its default limits reads every one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use testkit::*;
+
+/// Runs `program` with `args` from the repository root and returns what it
+/// printed; fails the test if it fails.
+fn run(program: &str, args: &[&str]) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_a_struct_cannot_carry_reach_a_default_client_as_their_text() {
+    let (broker, topic, gateway, _client) = fixture("poison", 1).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("message.max.bytes", (8 << 20).to_string())
+        .create()
+        .unwrap();
+    let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
+    let numbers = format!("{{\"n\":[{}]}}", vec!["7"; 490_000].join(","));
+    let big_id = r#"{"id":1234567890123456789}"#.to_owned();
+    let plain = r#"{"x":0.5}"#.to_owned();
+    let huge = vec![b'x'; 5 << 20];
+    let records: [(&[u8], &str); 5] = [
+        (deep.as_bytes(), "application/json"),
+        (numbers.as_bytes(), "application/json"),
+        (big_id.as_bytes(), "application/json"),
+        (plain.as_bytes(), "application/json"),
+        (&huge, "application/octet-stream"),
+    ];
+    for (value, content_type) in records {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some(content_type),
+        });
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key("k")
+                    .payload(value)
+                    .headers(headers),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("the broker stores the record");
+    }
+
+    run("bash", &["examples/python/generate.sh"]);
+    let addr = gateway.addr().to_string();
+    let printed = run(
+        "python3",
+        &[
+            "gateway/tests/python/read_deliveries.py",
+            "--gateway",
+            &addr,
+            "--topic",
+            &topic,
+            "--count",
+            "5",
+        ],
+    );
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 5, "{printed}");
+    let kind = |i: usize| lines[i].split(' ').nth(1).unwrap();
+    let size = |i: usize| {
+        lines[i]
+            .split(' ')
+            .nth(2)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    // Too deep for a Struct a client can decode: the text, whole.
+    assert_eq!((kind(0), size(0)), ("text", deep.len()), "{}", lines[0]);
+    // Five times larger as a Struct: the text, whole.
+    assert_eq!((kind(1), size(1)), ("text", numbers.len()), "{}", lines[1]);
+    // A number a double rounds: the text, every digit of it.
+    assert_eq!(kind(2), "text", "{}", lines[2]);
+    assert!(lines[2].contains("1234567890123456789"), "{}", lines[2]);
+    // JSON a Struct carries exactly stays JSON.
+    assert_eq!(kind(3), "json", "{}", lines[3]);
+    // Over any client's default limit: no payload, and where to read it.
+    assert_eq!(kind(4), "none", "{}", lines[4]);
+    assert!(lines[4].contains(&format!("{topic}/0@4")), "{}", lines[4]);
+    gateway.shutdown().await.unwrap();
+}
