@@ -149,6 +149,15 @@ async fn huge_client_strings_make_neither_large_statuses_nor_large_log_lines() {
         lines.iter().any(|l| l.contains("publish refused")),
         "the refusals are logged"
     );
+    // A subscription id lets its holder acknowledge: logs name a prefix.
+    assert!(
+        lines.iter().any(|l| l.contains(&id[..8])),
+        "the subscription is logged by its prefix"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&id)),
+        "a whole subscription id was logged"
+    );
     let longest = lines.iter().map(String::len).max().unwrap_or_default();
     assert!(longest < 4096, "a log line of {longest} bytes");
     let total: usize = lines.iter().map(String::len).sum();
