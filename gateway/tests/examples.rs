@@ -2,24 +2,11 @@
 //! their READMEs show, asserting what they print.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use testkit::*;
 
 fn example(dir: &str, program: &str, args: &[&str]) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(format!("{root}{dir}"))
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    run_ok(&format!("examples/{dir}"), program, args)
 }
 
 /// The event ids a run printed on its lines starting with `prefix`.

@@ -5,12 +5,14 @@
 use std::collections::BTreeSet;
 
 use eventgateway::v1::event::Data;
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{
     subscribe_response::Kind, Event, PublishEventRequest, StartFrom, SubscribeRequest,
     SubscribeResponse,
 };
 use testkit::*;
-use tonic::{Code, Streaming};
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
 
 fn latest(topic: &str) -> SubscribeRequest {
     SubscribeRequest {
@@ -27,6 +29,48 @@ async fn numbers(stream: &mut Streaming<SubscribeResponse>, count: usize) -> BTr
         seen.insert(n(&next_delivery(stream).await));
     }
     seen
+}
+
+/// Publishes events 0..count of 16 KiB each, numbered by the attribute `n`:
+/// far more than a stalled stream's channel and HTTP/2 windows hold.
+async fn publish_large(mut client: EventGatewayClient<Channel>, topic: String, count: usize) {
+    for i in 0..count {
+        let event = Event {
+            data: Some(Data::Binary(vec![b'x'; 16 * 1024])),
+            attributes: [("n".to_owned(), i.to_string())].into(),
+            ..Event::default()
+        };
+        client
+            .publish_event(PublishEventRequest {
+                topic: topic.clone(),
+                key: String::new(),
+                event: Some(event),
+            })
+            .await
+            .expect("publish succeeds");
+    }
+}
+
+/// The numbers of what `reader` gets until it has `count` different ones.
+async fn read_large(reader: &mut Streaming<SubscribeResponse>, count: usize) -> BTreeSet<usize> {
+    let mut got = BTreeSet::new();
+    while got.len() < count {
+        let delivery = next_delivery(reader).await;
+        let event = delivery.event.expect("an event");
+        got.insert(event.attributes["n"].parse::<usize>().unwrap());
+    }
+    got
+}
+
+/// Reads a stalled stream's buffered deliveries to the status it ends with.
+async fn end_status(mut stream: Streaming<SubscribeResponse>) -> Status {
+    loop {
+        match stream.message().await {
+            Ok(Some(message)) => assert!(matches!(message.kind, Some(Kind::Delivery(_)))),
+            Ok(None) => panic!("a stalled stream ended without a status"),
+            Err(status) => return status,
+        }
+    }
 }
 
 #[tokio::test]
@@ -94,41 +138,19 @@ async fn latest_streams_of_a_topic_share_one_consumer_and_each_gets_every_event(
 
 #[tokio::test]
 async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
-    let (_broker, topic, gateway, mut client) =
+    let (_broker, topic, gateway, client) =
         fixture_with("fanout-slow", 1, |config| config.subscription_buffer = 4).await;
     // Each on its own connection: the stalled one must not hold the
     // other's connection back.
     let mut reader_client = testkit::client(gateway.addr()).await;
     let mut stalled_client = testkit::client(gateway.addr()).await;
     let (_, mut reader) = subscribe(&mut reader_client, latest(&topic)).await;
-    let (_, mut stalled) = subscribe(&mut stalled_client, latest(&topic)).await;
+    let (_, stalled) = subscribe(&mut stalled_client, latest(&topic)).await;
     assert_eq!(gateway.live_tails(), 1);
 
-    // Far more than the stalled stream's channel and HTTP/2 windows hold.
     let count = 600;
-    let publisher = tokio::spawn(async move {
-        for i in 0..count {
-            let event = Event {
-                data: Some(Data::Binary(vec![b'x'; 16 * 1024])),
-                attributes: [("n".to_owned(), i.to_string())].into(),
-                ..Event::default()
-            };
-            client
-                .publish_event(PublishEventRequest {
-                    topic: topic.clone(),
-                    key: String::new(),
-                    event: Some(event),
-                })
-                .await
-                .expect("publish succeeds");
-        }
-    });
-    let mut got = BTreeSet::new();
-    while got.len() < count {
-        let delivery = next_delivery(&mut reader).await;
-        let event = delivery.event.expect("an event");
-        got.insert(event.attributes["n"].parse::<usize>().unwrap());
-    }
+    let publisher = tokio::spawn(publish_large(client, topic.clone(), count));
+    let got = read_large(&mut reader, count).await;
     assert_eq!(
         got,
         (0..count).collect(),
@@ -137,17 +159,9 @@ async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
     publisher.await.unwrap();
 
     // The stalled stream: what was buffered, then RESOURCE_EXHAUSTED.
-    let status = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match stalled.message().await {
-                Ok(Some(message)) => assert!(matches!(message.kind, Some(Kind::Delivery(_)))),
-                Ok(None) => panic!("the stalled stream ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .expect("the stalled stream ends");
+    let status = tokio::time::timeout(PATIENCE, end_status(stalled))
+        .await
+        .expect("the stalled stream ends");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
         status.message().contains("START_FROM_OFFSETS"),
@@ -157,7 +171,7 @@ async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_that_stop_reading_hold_the_tail_back_no_longer_than_one_would() {
-    let (_broker, topic, gateway, mut client) =
+    let (_broker, topic, gateway, client) =
         fixture_with("fanout-stalls", 1, |config| config.subscription_buffer = 4).await;
     let mut reader_client = testkit::client(gateway.addr()).await;
     let (_, mut reader) = subscribe(&mut reader_client, latest(&topic)).await;
@@ -169,49 +183,19 @@ async fn many_streams_that_stop_reading_hold_the_tail_back_no_longer_than_one_wo
     }
     assert_eq!(gateway.live_tails(), 1);
 
-    // Far more than the stalled streams' channels and HTTP/2 windows hold.
     let count = 200;
-    let publisher = tokio::spawn(async move {
-        for i in 0..count {
-            let event = Event {
-                data: Some(Data::Binary(vec![b'x'; 16 * 1024])),
-                attributes: [("n".to_owned(), i.to_string())].into(),
-                ..Event::default()
-            };
-            client
-                .publish_event(PublishEventRequest {
-                    topic: topic.clone(),
-                    key: String::new(),
-                    event: Some(event),
-                })
-                .await
-                .expect("publish succeeds");
-        }
-    });
+    let publisher = tokio::spawn(publish_large(client, topic.clone(), count));
     // Waited for one after another, thirty stalled streams held the tail
     // back for 150 s, far past the reader's patience for its next event;
     // waited for together, for 5 s.
-    let mut got = BTreeSet::new();
-    while got.len() < count {
-        let delivery = next_delivery(&mut reader).await;
-        let event = delivery.event.expect("an event");
-        got.insert(event.attributes["n"].parse::<usize>().unwrap());
-    }
+    let got = read_large(&mut reader, count).await;
     assert_eq!(got, (0..count).collect(), "the reader gets every event");
     tokio::time::timeout(PATIENCE, publisher)
         .await
         .expect("every publish is answered")
         .unwrap();
     // Read together: they share one connection's window.
-    let ends = stalled.into_iter().map(|mut stream| async move {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("a stalled stream ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    });
+    let ends = stalled.into_iter().map(end_status);
     let statuses = tokio::time::timeout(PATIENCE, futures_util::future::join_all(ends))
         .await
         .expect("every stalled stream ends");

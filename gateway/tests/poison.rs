@@ -5,31 +5,12 @@
 //! client's default limit is delivered without its payload, saying so. A
 //! generated Python client at its default limits reads every one.
 
-use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use testkit::*;
-
-/// Runs `program` with `args` from the repository root and returns what it
-/// printed; fails the test if it fails.
-fn run(program: &str, args: &[&str]) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(root)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_a_struct_cannot_carry_reach_a_default_client_as_their_text() {
@@ -68,9 +49,10 @@ async fn records_a_struct_cannot_carry_reach_a_default_client_as_their_text() {
             .expect("the broker stores the record");
     }
 
-    run("bash", &["examples/python/generate.sh"]);
+    run_ok(".", "bash", &["examples/python/generate.sh"]);
     let addr = gateway.addr().to_string();
-    let printed = run(
+    let printed = run_ok(
+        ".",
         "python3",
         &[
             "gateway/tests/python/read_deliveries.py",

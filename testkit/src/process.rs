@@ -1,4 +1,5 @@
-//! Child processes of a test: SIGTERM and SIGSTOP, and the lines one writes.
+//! Child processes of a test: programs run to completion, SIGTERM and
+//! SIGSTOP, and the lines one writes.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
@@ -21,6 +22,28 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
         .env_clear()
         .envs(std::env::vars_os().filter(|(name, _)| name == "PATH" || name == "HOME"));
     command
+}
+
+/// Runs `program` with `args` in `dir`, the repository-relative folder, as a
+/// user would from a shell (with the suite's environment), and returns what
+/// it printed; fails the test, showing both outputs, if it fails.
+pub fn run_ok(dir: &str, program: &str, args: &[&str]) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir);
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed in {}:\n{stdout}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// Sends SIGTERM to `child` (how orchestrators stop a service).
