@@ -124,10 +124,13 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     let broker = Broker::start().await;
     let mut config = config(Some(broker.brokers()));
     config.max_connections = 3;
+    // Held connections start no call: they must outlast the test.
+    config.handshake_timeout = Duration::from_secs(600);
     let gateway = gateway(config).await;
     let metrics = gateway.metrics_addr().unwrap();
-    // The gateway holds the cap: whatever connections remain from its
-    // start-up checks close when idle; these three are held open.
+    // The start-up health checks' connection is closed by its client;
+    // once it is gone, these three fill the cap.
+    metrics_show(metrics, &["gateway_open_connections 0".to_owned()]).await;
     let mut held = Vec::new();
     while held.len() < 3 {
         held.push(TcpStream::connect(gateway.addr()).await.unwrap());
