@@ -145,14 +145,18 @@ impl Error {
 
     /// The error a status of the gRPC library stands for when it means that
     /// the client sent something it cannot decode (a message that is not
-    /// valid protobuf, or larger than the gateway accepts): bad input,
-    /// INVALID_ARGUMENT, not a fault of the gateway (INTERNAL).
+    /// valid protobuf, none, one cut short, or one larger than the gateway
+    /// accepts): bad input, INVALID_ARGUMENT, not a fault of the gateway
+    /// (INTERNAL).
     pub(crate) fn undecodable(status: &Status) -> Option<Self> {
         let message = status.message();
         let undecodable = match status.code() {
             Code::Internal => {
                 message.starts_with("failed to decode Protobuf message")
                     || message.starts_with("protocol error:")
+                    // A unary request with no message, or one cut short.
+                    || message == "Missing request message."
+                    || message == "Unexpected EOF decoding stream."
             }
             Code::OutOfRange => message.contains("message length too large"),
             _ => false,
@@ -252,6 +256,8 @@ mod tests {
             Status::out_of_range(
                 "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes",
             ),
+            Status::internal("Missing request message."),
+            Status::internal("Unexpected EOF decoding stream."),
         ] {
             let error = Error::undecodable(&status).expect("bad input");
             assert_eq!(error.code(), Code::InvalidArgument, "{status:?}");

@@ -17,22 +17,42 @@ use tokio::net::TcpStream;
 /// PublishEvent calls whose headers were sent and whose body never comes.
 type Stalled = Vec<(h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>)>;
 
-/// Opens `count` PublishEvent calls on one HTTP/2 connection to `addr`,
-/// sending their headers and never their body.
-async fn calls_that_never_arrive(addr: std::net::SocketAddr, count: usize) -> Stalled {
+/// A raw HTTP/2 connection to `addr`, driven in the background.
+async fn h2_connection(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
-    let mut calls = Vec::with_capacity(count);
-    for _ in 0..count {
-        h2 = h2.ready().await.unwrap();
-        let request = http::Request::post(format!(
-            "http://{addr}/eventgateway.v1.EventGateway/PublishEvent"
-        ))
+    h2
+}
+
+/// A gRPC request for `method` over raw HTTP/2.
+fn grpc_request(addr: std::net::SocketAddr, method: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/{method}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
-        .unwrap();
+        .unwrap()
+}
+
+/// The grpc-status of a response whose headers carry it (trailers only).
+fn grpc_status(response: &http::Response<h2::RecvStream>) -> Option<&[u8]> {
+    response
+        .headers()
+        .get("grpc-status")
+        .map(|value| value.as_bytes())
+}
+
+/// Opens `count` PublishEvent calls on `h2`, sending their headers and
+/// never their body.
+async fn calls_that_never_arrive(
+    h2: &mut h2::client::SendRequest<bytes::Bytes>,
+    count: usize,
+    addr: std::net::SocketAddr,
+) -> Stalled {
+    let mut calls = Vec::with_capacity(count);
+    for _ in 0..count {
+        *h2 = h2.clone().ready().await.unwrap();
+        let request = grpc_request(addr, "eventgateway.v1.EventGateway/PublishEvent");
         // The stream stays open: its body never comes.
         calls.push(h2.send_request(request, false).unwrap());
     }
@@ -47,8 +67,8 @@ async fn calls_whose_request_never_arrives_hold_nothing_the_others_need() {
     .await;
     let addr = gateway.addr();
     // More than --max-concurrent-requests (1024), on two connections.
-    let mut stalled = calls_that_never_arrive(addr, 550).await;
-    stalled.extend(calls_that_never_arrive(addr, 550).await);
+    let mut stalled = calls_that_never_arrive(&mut h2_connection(addr).await, 550, addr).await;
+    stalled.extend(calls_that_never_arrive(&mut h2_connection(addr).await, 550, addr).await);
 
     // Health and publishing answer meanwhile: a call counts against the
     // limit only once its request has arrived.
@@ -64,9 +84,52 @@ async fn calls_whose_request_never_arrives_hold_nothing_the_others_need() {
             .await
             .expect("a stalled call is answered")
             .unwrap();
-        let status = response.headers().get("grpc-status").map(|v| v.as_bytes());
-        assert_eq!(status, Some(&b"4"[..]), "{:?}", response.headers());
+        assert_eq!(
+            grpc_status(&response),
+            Some(&b"4"[..]),
+            "{:?}",
+            response.headers()
+        );
     }
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_carries_no_more_calls_at_once_than_its_cap() {
+    let (_broker, _topic, gateway, _client) = fixture_with("stream-cap", 1, |config| {
+        config.max_streams_per_connection = 5;
+    })
+    .await;
+    let addr = gateway.addr();
+    let mut h2 = h2_connection(addr).await;
+    // One whole call first: its answer comes after the server's settings.
+    let (health, mut body) = h2
+        .send_request(grpc_request(addr, "grpc.health.v1.Health/Check"), false)
+        .unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    assert_eq!(health.await.unwrap().status(), http::StatusCode::OK);
+    // The server told the client its cap.
+    assert_eq!(h2.current_max_send_streams(), 5);
+
+    let mut stalled = calls_that_never_arrive(&mut h2, 5, addr).await;
+    // A sixth call, whole, waits for a slot: the client holds it back.
+    let sixth = tokio::spawn(async move {
+        let mut h2 = h2.ready().await.unwrap();
+        let (response, _) = h2
+            .send_request(grpc_request(addr, "grpc.health.v1.Health/Check"), true)
+            .unwrap();
+        response.await
+    });
+    // One stalled call given up frees its slot, and the sixth is answered.
+    drop(stalled.pop());
+    let sixth = tokio::time::timeout(PATIENCE, sixth)
+        .await
+        .expect("the sixth call is answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(sixth.status(), http::StatusCode::OK);
+    assert_eq!(stalled.len(), 4);
     gateway.shutdown().await.unwrap();
 }
 

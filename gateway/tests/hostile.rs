@@ -226,6 +226,13 @@ async fn requests_that_cannot_be_decoded_are_bad_input_not_a_fault_of_the_gatewa
     // A frame announcing more than the gateway takes.
     let (status, message) = raw_call(addr, "PublishEvent", frame(u32::MAX, b"")).await;
     assert_eq!(status, "3", "{message}");
+    // No message at all, and a message cut short.
+    for (what, body) in [("none", Vec::new()), ("cut short", frame(10, b"\x0a\x01"))] {
+        for method in ["PublishEvent", "Subscribe", "Acknowledge"] {
+            let (status, message) = raw_call(addr, method, body.clone()).await;
+            assert_eq!(status, "3", "{method}, {what}: {message}");
+        }
+    }
     // Nothing of that disturbed the gateway.
     publish(&mut client, &topic, "k", json!({"n": 1})).await;
     gateway.shutdown().await.unwrap();
