@@ -164,8 +164,8 @@ pub struct Config {
     pub max_unacked: u32,
 
     /// Where Prometheus metrics are served (GET /metrics); 0 or empty turns
-    /// them off.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    /// them off. Loopback unless an operator opens it to other hosts.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: eventgateway_runtime::metrics::MetricsAddr,
 
     /// How often the gateway checks that Kafka answers (health checks follow).
@@ -356,6 +356,9 @@ mod tests {
         );
         assert_eq!(config.delivery_timeout, Duration::from_secs(5));
         assert_eq!(config.max_payload_bytes, 1_000_000);
+        // Metrics stay on this host unless opened explicitly.
+        let metrics = config.metrics_addr.0.expect("metrics on by default");
+        assert!(metrics.ip().is_loopback(), "{metrics}");
         config.validate().unwrap();
     }
 

@@ -59,8 +59,8 @@ pub struct Config {
 
     /// Where Prometheus metrics are served (GET /metrics); 0 or empty turns
     /// them off. The default port differs from the gateway's, so that both
-    /// run on one host.
-    #[arg(long, env = "NOTIFIER_METRICS_ADDR", default_value = "0.0.0.0:9465")]
+    /// run on one host; loopback unless an operator opens it to other hosts.
+    #[arg(long, env = "NOTIFIER_METRICS_ADDR", default_value = "127.0.0.1:9465")]
     pub metrics_addr: eventgateway_runtime::metrics::MetricsAddr,
 
     /// First wait before retrying a transient SMTP failure or reconnecting to
