@@ -28,6 +28,29 @@ pub struct Config {
     #[arg(long = "listen", env = "GATEWAY_ADDR", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
 
+    /// The server's TLS certificate chain (PEM). With --tls-key, the
+    /// listener speaks TLS only. Re-read when it changes (see
+    /// --reload-interval): new connections get the new certificate.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to: turns
+    /// mutual TLS on, and a client without a valid certificate is refused at
+    /// the handshake. The caller's principal is the certificate's URI SAN,
+    /// else its DNS SAN, else its subject's CN.
+    #[arg(long, env = "TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// How often the certificate, key and CA files are checked for changes.
+    /// A change that does not load keeps the previous settings (logged, and
+    /// counted in gateway_reload_failures_total).
+    #[arg(long, env = "RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+
     /// Kafka bootstrap servers, comma-separated host:port. When unset, the
     /// gateway starts an embedded, in-memory Kafka: for development only,
     /// nothing survives a restart.
@@ -302,10 +325,17 @@ impl Config {
             ("--idle-timeout", self.idle_timeout),
             ("--keepalive-interval", self.keepalive_interval),
             ("--keepalive-timeout", self.keepalive_timeout),
+            ("--reload-interval", self.reload_interval),
         ] {
             if duration.is_zero() {
                 return Err(format!("{name} must be longer than zero"));
             }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
         }
         if matches!(&self.brokers, Some(b) if b.trim().is_empty()) {
             return Err(
@@ -314,6 +344,15 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The listener's TLS files, when TLS is on.
+    pub(crate) fn tls_files(&self) -> Option<crate::edge::TlsFiles> {
+        Some(crate::edge::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The defaults, whatever the environment says, for a gateway that

@@ -18,6 +18,7 @@
 //! mapping), `health`, `metrics`, `spans` and `text` (client strings as
 //! messages and logs may show them) serve every layer.
 
+mod auth;
 mod cli;
 mod config;
 mod edge;

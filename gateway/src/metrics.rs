@@ -14,6 +14,10 @@
 //! - `gateway_health_probe_failures_total`: Kafka health probes that failed;
 //! - `gateway_topic_lookups_total`: metadata requests made to find whether a
 //!   topic exists;
+//! - `gateway_auth_failures_total{reason}`: callers that failed to
+//!   authenticate, by reason (`no_client_certificate`, ...);
+//! - `gateway_reload_failures_total{file}`: changed settings files (`tls`,
+//!   ...) that did not load, so the previous settings stayed;
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
 //!   consumer is behind the partition's end (from librdkafka statistics);
 //!   the series of a consumer go when it closes.
@@ -61,6 +65,8 @@ struct Inner {
     health_probe_failures: Counter,
     topic_lookups: Counter,
     consumer_lag: Family<Labels, Gauge>,
+    auth_failures: Family<Labels, Counter>,
+    reload_failures: Family<Labels, Counter>,
     /// The series the hot paths update, by topic: found with one lookup of
     /// the topic, without building their label sets each time.
     publish_series: RwLock<HashMap<String, PublishSeries>>,
@@ -87,6 +93,8 @@ impl Default for Metrics {
         let health_probe_failures = Counter::default();
         let topic_lookups = Counter::default();
         let consumer_lag = Family::<Labels, Gauge>::default();
+        let auth_failures = Family::<Labels, Counter>::default();
+        let reload_failures = Family::<Labels, Counter>::default();
         registry.register(
             "gateway_publish",
             "PublishEvent calls by topic and gRPC status",
@@ -138,6 +146,16 @@ impl Default for Metrics {
             "Records a subscription's consumer is behind the end of a partition",
             consumer_lag.clone(),
         );
+        registry.register(
+            "gateway_auth_failures",
+            "Callers that failed to authenticate, by reason",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "gateway_reload_failures",
+            "Changed settings files that did not load (the previous settings stay)",
+            reload_failures.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry: Arc::new(registry),
             publishes,
@@ -151,6 +169,8 @@ impl Default for Metrics {
             health_probe_failures,
             topic_lookups,
             consumer_lag,
+            auth_failures,
+            reload_failures,
             publish_series: RwLock::default(),
             delivery_series: RwLock::default(),
         }))
@@ -261,6 +281,22 @@ impl Metrics {
     /// Counts a connection closed at once for `--max-connections`.
     pub(crate) fn connection_refused(&self) {
         self.0.refused_connections.inc();
+    }
+
+    /// Counts a caller that failed to authenticate.
+    pub(crate) fn auth_failed(&self, reason: &'static str) {
+        self.0
+            .auth_failures
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Counts a changed settings file that did not load.
+    pub(crate) fn reload_failed(&self, file: &'static str) {
+        self.0
+            .reload_failures
+            .get_or_create(&vec![("file", file.to_owned())])
+            .inc();
     }
 
     /// Counts a Kafka health probe that failed.

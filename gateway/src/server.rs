@@ -3,15 +3,20 @@
 //! reflection, and the shutdown sequence.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use eventgateway::v1::event_gateway_server::EventGatewayServer;
+use eventgateway_runtime::reload::{self, Reloaded};
 use eventgateway_runtime::shutdown::{self, Shutdown, Trigger};
+use futures_util::Stream;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::ServerConfig;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
@@ -93,12 +98,50 @@ fn creation(config: &Config, cluster: &Cluster, embedded: bool) -> anyhow::Resul
     })
 }
 
+/// The listener's TLS settings, re-read when their files change, when TLS
+/// is on.
+fn tls(
+    config: &Config,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
+    let Some(files) = config.tls_files() else {
+        return Ok(None);
+    };
+    let watch = reload::Watch {
+        what: "TLS certificate and key",
+        paths: files.paths(),
+        interval: config.reload_interval,
+        shutdown,
+    };
+    let metrics = metrics.clone();
+    let loaded = reload::watch(watch, edge::server_config, move || {
+        metrics.reload_failed("tls")
+    })
+    .map_err(|error| anyhow::anyhow!("cannot load the TLS settings: {error}"))?;
+    Ok(Some(loaded))
+}
+
+/// Warns when the listener is open to other hosts with neither TLS nor
+/// client authentication.
+fn warn_if_open(config: &Config, addr: SocketAddr) {
+    if config.tls_files().is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening on a non-loopback address without TLS or client authentication: \
+             anyone who can reach this port can publish to and read every topic \
+             (see --tls-cert, --tls-key and --tls-client-ca)"
+        );
+    }
+}
+
 /// Serves health, reflection and the EventGateway service on `listener`
-/// until the shutdown begins, behind the edge's bounds; returns the
-/// server's task.
+/// until the shutdown begins, behind the edge's bounds (and TLS when `tls`
+/// is set); returns the server's task.
 fn serve(
     config: &Config,
     listener: TcpListener,
+    tls: Option<Reloaded<ServerConfig>>,
     health_service: HealthServer<impl Health>,
     gateway: Gateway,
     metrics: Metrics,
@@ -135,7 +178,16 @@ fn serve(
         },
         keepalive: config.keepalive_interval,
     };
-    let incoming = edge::incoming(listener, accepting, metrics);
+    let incoming = edge::incoming(listener, accepting, metrics.clone());
+    let incoming: Pin<Box<dyn Stream<Item = io::Result<edge::Transport>> + Send>> = match tls {
+        Some(tls) => Box::pin(edge::handshakes(
+            incoming,
+            tls,
+            config.handshake_timeout,
+            metrics,
+        )),
+        None => Box::pin(edge::plain(incoming)),
+    };
     Ok(tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { shutdown.started().await }),
     ))
@@ -198,9 +250,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         metrics.clone(),
         shutdown.clone(),
     );
+    let tls = tls(&config, &metrics, &shutdown)?;
+    warn_if_open(&config, addr);
     let server = serve(
         &config,
         listener,
+        tls,
         health_service,
         gateway,
         metrics,

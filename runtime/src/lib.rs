@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod reload;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use gateway::{Config, RunningGateway};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::broker::{topic, Broker};
+use crate::certs::Pem;
 use crate::process::{command, Lines};
 use crate::wait::eventually;
 
@@ -31,17 +32,73 @@ pub fn config(brokers: Option<String>) -> Config {
     config
 }
 
-/// Starts the gateway on a free port and waits until it reports SERVING.
-pub async fn gateway(config: Config) -> RunningGateway {
+/// Starts the gateway on a free port.
+async fn start(config: Config) -> RunningGateway {
     if std::env::var_os("RUST_LOG").is_some() {
         eventgateway_runtime::telemetry::init("gateway-test");
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = gateway::start(config, listener)
+    gateway::start(config, listener)
         .await
-        .expect("gateway starts");
+        .expect("gateway starts")
+}
+
+/// Starts the gateway on a free port and waits until it reports SERVING.
+pub async fn gateway(config: Config) -> RunningGateway {
+    let gateway = start(config).await;
     wait_serving(gateway.addr()).await;
     gateway
+}
+
+/// Starts a gateway that speaks TLS on a free port and waits until it
+/// reports SERVING to a client that connects as `tls` says.
+pub async fn gateway_tls(config: Config, tls: &ClientTls) -> RunningGateway {
+    let gateway = start(config).await;
+    let addr = gateway.addr();
+    eventually("the gateway reports SERVING over TLS", || async {
+        let Ok(channel) = tls.channel(addr).await else {
+            return false;
+        };
+        health_over(channel, "").await.ok() == Some(tonic_health::ServingStatus::Serving as i32)
+    })
+    .await;
+    gateway
+}
+
+/// How a test client reaches a gateway that speaks TLS: the CA that
+/// signed the gateway's certificate (for `localhost`), and the client's
+/// own certificate for mTLS.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The CA certificate, in PEM.
+    pub ca: String,
+    /// The client's certificate and key, for mTLS.
+    pub identity: Option<Pem>,
+}
+
+impl ClientTls {
+    /// A TLS channel to the gateway at `addr`.
+    pub async fn channel(&self, addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .domain_name("localhost");
+        if let Some(identity) = &self.identity {
+            tls = tls.identity(Identity::from_pem(&identity.cert, &identity.key));
+        }
+        Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)?
+            .connect()
+            .await
+    }
+
+    /// An EventGateway client over a TLS channel to `addr`.
+    pub async fn client(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<EventGatewayClient<Channel>, tonic::transport::Error> {
+        Ok(EventGatewayClient::new(self.channel(addr).await?))
+    }
 }
 
 /// What most tests start with: a broker, a fresh topic, a gateway on that
@@ -86,6 +143,11 @@ pub async fn health(addr: SocketAddr, service: &str) -> Result<i32, tonic::Statu
         .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    health_over(channel, service).await
+}
+
+/// Health status of `service` ("" for the server), asked over `channel`.
+pub async fn health_over(channel: Channel, service: &str) -> Result<i32, tonic::Status> {
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
     client
         .check(tonic_health::pb::HealthCheckRequest {

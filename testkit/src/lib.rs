@@ -6,6 +6,7 @@
 //!
 //! - [`tansu`]: the broker binary and its process.
 //! - `broker`: a broker for one test, and topic creation.
+//! - `certs`: a CA, server and client certificates made at test time.
 //! - `gateway`: the gateway in process or as a binary, clients, health.
 //! - `events`: publishing and subscribing the way tests do.
 //! - `wait`: polling with a bound.
@@ -14,6 +15,7 @@
 //! - `metrics`: reading a Prometheus endpoint.
 
 mod broker;
+mod certs;
 mod events;
 mod gateway;
 mod metrics;
@@ -23,6 +25,7 @@ pub mod tansu;
 mod wait;
 
 pub use broker::*;
+pub use certs::*;
 pub use events::*;
 pub use gateway::*;
 pub use metrics::*;

@@ -106,6 +106,10 @@ impl Drop for Call {
 pub(crate) struct ConnInfo {
     /// The connection's calls.
     pub(crate) activity: Arc<Activity>,
+    /// The client's address.
+    pub(crate) remote: Option<SocketAddr>,
+    /// The principal the client's certificate names (mTLS).
+    pub(crate) certificate_principal: Option<Arc<str>>,
 }
 
 /// An accepted client connection.
@@ -149,6 +153,11 @@ impl Conn {
         }
     }
 
+    /// The client's address.
+    pub(crate) fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
     /// Whether the connection has been idle too long; arms the timer that
     /// wakes the reader at its deadline.
     fn idle_too_long(&mut self, cx: &mut Context<'_>) -> bool {
@@ -176,6 +185,8 @@ impl Connected for Conn {
     fn connect_info(&self) -> ConnInfo {
         ConnInfo {
             activity: self.activity.clone(),
+            remote: self.remote,
+            certificate_principal: None,
         }
     }
 }

@@ -1,0 +1,224 @@
+//! TLS and mutual TLS on the gRPC listener, with certificates made at test
+//! time: real handshakes from the Rust client and from real grpcurl, the
+//! clients that must be refused, and certificates rotated on a running
+//! gateway.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use eventgateway::v1::PublishEventRequest;
+use serde_json::json;
+use testkit::*;
+use tokio::net::TcpStream;
+
+/// A directory of its own for one test's certificates.
+fn cert_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gateway-tls-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The test configuration with TLS from `dir`'s `server.crt`/`server.key`,
+/// quick reloads, and mTLS when `client_ca` is set.
+fn tls_config(brokers: String, dir: &Path, client_ca: Option<PathBuf>) -> gateway::Config {
+    let mut config = config(Some(brokers));
+    config.tls_cert = Some(dir.join("server.crt"));
+    config.tls_key = Some(dir.join("server.key"));
+    config.tls_client_ca = client_ca;
+    config.reload_interval = std::time::Duration::from_millis(100);
+    config
+}
+
+fn grpcurl_output(args: &[&str]) -> Output {
+    Command::new(grpcurl())
+        .args(args)
+        .output()
+        .expect("grpcurl runs (scripts/test.sh installs it)")
+}
+
+fn publish_request(topic: &str) -> PublishEventRequest {
+    PublishEventRequest {
+        topic: topic.into(),
+        event: Some(json_event(json!({"over": "tls"}))),
+        ..Default::default()
+    }
+}
+
+// grpcurl runs as a blocking child process: the gateway needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_rust_and_grpcurl_clients_and_refuses_plaintext() {
+    let dir = cert_dir("serve");
+    let ca = Ca::new("test CA");
+    let ca_path = ca.write(&dir, "ca");
+    ca.server("gateway").write(&dir, "server");
+    let broker = Broker::start().await;
+    let topic = topic("tls");
+    broker.create_topic(&topic, 1).await;
+    let tls = ClientTls {
+        ca: ca.cert.clone(),
+        identity: None,
+    };
+    let gateway = gateway_tls(tls_config(broker.brokers(), &dir, None), &tls).await;
+    let addr = gateway.addr();
+
+    // A connection that never starts its handshake holds no one up.
+    let _silent = TcpStream::connect(addr).await.unwrap();
+    let mut client = tls.client(addr).await.unwrap();
+    let published = client
+        .publish_event(publish_request(&topic))
+        .await
+        .expect("a publish over TLS is stored")
+        .into_inner();
+    assert_eq!(published.offset, 0);
+
+    let target = addr.to_string();
+    let health = grpcurl_output(&[
+        "-cacert",
+        ca_path.to_str().unwrap(),
+        "-authority",
+        "localhost",
+        &target,
+        "grpc.health.v1.Health/Check",
+    ]);
+    assert!(
+        health.status.success() && String::from_utf8_lossy(&health.stdout).contains("SERVING"),
+        "grpcurl over TLS: {}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    let untrusted = grpcurl_output(&[&target, "grpc.health.v1.Health/Check"]);
+    assert!(
+        !untrusted.status.success(),
+        "a server certificate from an unknown CA must not be trusted"
+    );
+
+    let plain = grpcurl_output(&["-plaintext", &target, "grpc.health.v1.Health/Check"]);
+    assert!(!plain.status.success(), "plaintext against the TLS listener");
+    let plaintext_client = async {
+        let mut client = testkit::client(addr).await;
+        client.publish_event(publish_request(&topic)).await
+    };
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(20), plaintext_client)
+        .await
+        .expect("a plaintext call ends at once");
+    assert!(refused.is_err(), "a plaintext call must fail: {refused:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// grpcurl runs as a blocking child process: the gateway needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_takes_a_client_certificate_of_the_client_ca_only() {
+    let dir = cert_dir("mtls");
+    let ca = Ca::new("test CA");
+    let ca_path = ca.write(&dir, "ca");
+    ca.server("gateway").write(&dir, "server");
+    let (client_cert, client_key) = ca
+        .client(CertName::Uri("spiffe://example.org/orders"))
+        .write(&dir, "client");
+    let broker = Broker::start().await;
+    let topic = topic("mtls");
+    broker.create_topic(&topic, 1).await;
+    let with = |identity: Option<Pem>| ClientTls {
+        ca: ca.cert.clone(),
+        identity,
+    };
+    let valid = with(Some(ca.client(CertName::Dns("orders.example"))));
+    let config = tls_config(broker.brokers(), &dir, Some(ca_path.clone()));
+    let gateway = gateway_tls(config, &valid).await;
+    let addr = gateway.addr();
+    let metrics = gateway.metrics_addr().unwrap();
+
+    let mut client = valid.client(addr).await.unwrap();
+    client
+        .publish_event(publish_request(&topic))
+        .await
+        .expect("a client with a certificate of the client CA is served");
+
+    let other_ca = Ca::new("another CA");
+    let refused = [
+        ("no certificate", with(None), "no_client_certificate"),
+        (
+            "another CA's certificate",
+            with(Some(other_ca.client(CertName::CommonName("orders")))),
+            "bad_client_certificate",
+        ),
+        (
+            "an expired certificate",
+            with(Some(ca.expired_client(CertName::CommonName("orders")))),
+            "bad_client_certificate",
+        ),
+    ];
+    for (what, tls, reason) in refused {
+        let series = format!("gateway_auth_failures_total{{reason=\"{reason}\"}}");
+        let before = metric_value(metrics, &series).await.unwrap_or(0.0);
+        let call = async {
+            let mut client = tls.client(addr).await?;
+            client
+                .publish_event(publish_request(&topic))
+                .await
+                .map_err(|status| status.to_string())?;
+            Ok::<_, Box<dyn std::error::Error>>(())
+        };
+        assert!(call.await.is_err(), "{what} must be refused");
+        metric_reaches(metrics, &series, before + 1.0).await;
+    }
+
+    let target = addr.to_string();
+    let mut args = vec!["-cacert", ca_path.to_str().unwrap(), "-authority", "localhost"];
+    let without = grpcurl_output(&[&args[..], &[&target, "grpc.health.v1.Health/Check"]].concat());
+    assert!(!without.status.success(), "grpcurl without a client certificate");
+    args.extend(["-cert", client_cert.to_str().unwrap()]);
+    args.extend(["-key", client_key.to_str().unwrap()]);
+    let with_cert = grpcurl_output(&[&args[..], &[&target, "grpc.health.v1.Health/Check"]].concat());
+    assert!(
+        with_cert.status.success(),
+        "grpcurl with a client certificate: {}",
+        String::from_utf8_lossy(&with_cert.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_to_new_connections_while_open_streams_go_on() {
+    let dir = cert_dir("rotate");
+    let ca = Ca::new("test CA");
+    let first = ca.server("first");
+    first.write(&dir, "server");
+    let broker = Broker::start().await;
+    let topic = topic("rotate");
+    broker.create_topic(&topic, 1).await;
+    let tls = ClientTls {
+        ca: ca.cert.clone(),
+        identity: None,
+    };
+    let gateway = gateway_tls(tls_config(broker.brokers(), &dir, None), &tls).await;
+    let addr = gateway.addr();
+    assert_eq!(served_certificate(addr, &ca.cert).await.unwrap(), first.der());
+
+    let mut subscriber = tls.client(addr).await.unwrap();
+    let (_id, mut stream) = subscribe(&mut subscriber, from_earliest(&topic)).await;
+    let mut publisher = tls.client(addr).await.unwrap();
+    publish_numbered(&mut publisher, &topic, 0, 1).await;
+    assert_eq!(n(&next_delivery(&mut stream).await), 0);
+
+    // A half-done rotation (the new certificate beside the old key) does
+    // not load: the old pair stays in service.
+    let second = ca.server("second");
+    std::fs::write(dir.join("server.crt"), &second.cert).unwrap();
+    let metrics = gateway.metrics_addr().unwrap();
+    metric_reaches(metrics, "gateway_reload_failures_total{file=\"tls\"}", 1.0).await;
+    assert_eq!(served_certificate(addr, &ca.cert).await.unwrap(), first.der());
+
+    std::fs::write(dir.join("server.key"), &second.key).unwrap();
+    let wanted = second.der();
+    eventually("new connections get the new certificate", || async {
+        served_certificate(addr, &ca.cert).await.ok().as_ref() == Some(&wanted)
+    })
+    .await;
+    publish_numbered(&mut publisher, &topic, 1, 1).await;
+    assert_eq!(
+        n(&next_delivery(&mut stream).await),
+        1,
+        "the stream opened before the rotation goes on"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
