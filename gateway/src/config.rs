@@ -19,6 +19,8 @@ pub(crate) const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(600);
 /// The largest ACK_MODE_MANUAL window accepted, from a flag or a
 /// subscription: each delivery out is kept in memory until acknowledged.
 pub(crate) const MAX_UNACKED: u32 = 10_000;
+/// The most slack accepted on a token's exp and nbf.
+const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
 
 /// gRPC gateway in front of Apache Kafka: publish and subscribe to topics without a Kafka client
 #[derive(Debug, Clone, Parser)]
@@ -45,8 +47,57 @@ pub struct Config {
     #[arg(long, env = "TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
-    /// How often the certificate, key and CA files are checked for changes.
-    /// A change that does not load keeps the previous settings (logged, and
+    /// A JWKS document (file) with the keys bearer tokens are verified with:
+    /// turns tokens on, and every call but health checks (and reflection,
+    /// unless --protect-reflection) needs 'authorization: Bearer <JWT>'.
+    /// Re-read when it changes.
+    #[arg(long, env = "JWKS_FILE", conflicts_with = "jwks_url")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// The HTTPS URL of a JWKS document, instead of --jwks-file: fetched at
+    /// start (the gateway does not start without it), every --jwks-refresh,
+    /// and when a token names a key id the cached keys lack (at most every
+    /// 10 s). A failed fetch keeps the cached keys.
+    #[arg(long, env = "JWKS_URL")]
+    pub jwks_url: Option<http::Uri>,
+
+    /// CA certificates (PEM) the --jwks-url server's certificate must chain
+    /// to; without it, the Mozilla root set.
+    #[arg(long, env = "JWKS_CA", requires = "jwks_url")]
+    pub jwks_ca: Option<PathBuf>,
+
+    /// How often the --jwks-url document is fetched again.
+    #[arg(long, env = "JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwks_refresh: Duration,
+
+    /// The issuer (iss) a bearer token must name; required with tokens.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The audience (aud) a bearer token must include; required with tokens.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Slack on a token's exp and nbf, for clocks that disagree (at most 5m).
+    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// Guard reflection with authentication too (by default only the
+    /// EventGateway service is guarded; health checks never are).
+    #[arg(long, env = "PROTECT_REFLECTION", default_value_t = false)]
+    pub protect_reflection: bool,
+
+    /// The policy file (TOML): which principals may publish and subscribe
+    /// to which topics, with which consumer groups, at what rate. Once set,
+    /// everything it does not grant is denied. Needs client authentication.
+    /// Re-read when it changes: a change that does not load keeps the
+    /// previous policy; one that revokes rights ends the affected open
+    /// subscriptions with PERMISSION_DENIED.
+    #[arg(long, env = "POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+
+    /// How often the certificate, key, CA, JWKS and policy files are checked
+    /// for changes. A change that does not load keeps the previous settings (logged, and
     /// counted in gateway_reload_failures_total).
     #[arg(long, env = "RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub reload_interval: Duration,
@@ -233,6 +284,12 @@ impl std::str::FromStr for KafkaProperty {
     }
 }
 
+/// The policy in a policy file's bytes.
+pub(crate) fn parse_policy(bytes: &[u8]) -> Result<crate::auth::policy::Policy, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+    crate::auth::policy::Policy::parse(text)
+}
+
 /// The properties of a properties file's text; `Err` names the first line
 /// that is not KEY=VALUE, by number only.
 fn parse_properties_file(text: &str) -> Result<Vec<KafkaProperty>, String> {
@@ -326,6 +383,7 @@ impl Config {
             ("--keepalive-interval", self.keepalive_interval),
             ("--keepalive-timeout", self.keepalive_timeout),
             ("--reload-interval", self.reload_interval),
+            ("--jwks-refresh", self.jwks_refresh),
         ] {
             if duration.is_zero() {
                 return Err(format!("{name} must be longer than zero"));
@@ -337,6 +395,35 @@ impl Config {
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
         }
+        if self.jwks_file.is_some() || self.jwks_url.is_some() {
+            if self.jwt_issuer.as_deref().is_none_or(str::is_empty)
+                || self.jwt_audience.as_deref().is_none_or(str::is_empty)
+            {
+                return Err("bearer tokens (--jwks-file or --jwks-url) need --jwt-issuer and --jwt-audience".into());
+            }
+            if self.jwt_leeway > MAX_JWT_LEEWAY {
+                return Err(format!("--jwt-leeway must be at most {MAX_JWT_LEEWAY:?}"));
+            }
+            if self
+                .jwks_url
+                .as_ref()
+                .is_some_and(|url| url.scheme_str() != Some("https"))
+            {
+                return Err("--jwks-url must be an https:// URL".into());
+            }
+        }
+        if let Some(path) = &self.policy_file {
+            if !self.authenticates() {
+                return Err("--policy-file needs client authentication (--tls-client-ca, --jwks-file or --jwks-url): a policy grants rights to principals".into());
+            }
+            let bytes = eventgateway_runtime::reload::read_file(path)
+                .map_err(|error| format!("--policy-file: {error}"))?;
+            parse_policy(&bytes)
+                .map_err(|error| format!("--policy-file {}: {error}", path.display()))?;
+        }
+        if self.protect_reflection && !self.authenticates() {
+            return Err("--protect-reflection needs client authentication (--tls-client-ca, --jwks-file or --jwks-url)".into());
+        }
         if matches!(&self.brokers, Some(b) if b.trim().is_empty()) {
             return Err(
                 "KAFKA_BROKERS / --brokers is set but empty; unset it for the embedded Kafka"
@@ -344,6 +431,25 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Whether callers are authenticated (mTLS or bearer tokens).
+    pub(crate) fn authenticates(&self) -> bool {
+        self.tls_client_ca.is_some() || self.jwks_file.is_some() || self.jwks_url.is_some()
+    }
+
+    /// Where token keys come from, when tokens are on.
+    pub(crate) fn jwks_source(&self) -> Option<crate::auth::jwks::JwksSource> {
+        use crate::auth::jwks::JwksSource;
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(path), _) => Some(JwksSource::File(path.clone())),
+            (None, Some(url)) => Some(JwksSource::Url {
+                url: url.clone(),
+                ca: self.jwks_ca.clone(),
+                refresh: self.jwks_refresh,
+            }),
+            (None, None) => None,
+        }
     }
 
     /// The listener's TLS files, when TLS is on.

@@ -57,6 +57,34 @@ pub(crate) enum Error {
         /// The delivery it was ended at, `topic/partition@offset`.
         at: String,
     },
+    /// The policy does not grant the principal this operation.
+    #[error("principal {principal} may not {what}: the policy does not grant it")]
+    Denied {
+        /// The principal, clipped and quoted.
+        principal: String,
+        /// The operation and its target ("publish to topic \"orders\"").
+        what: String,
+    },
+    /// A verb on a subscription another principal opened.
+    #[error("principal {principal} may not act on subscription {id}: another principal opened it")]
+    NotOwner {
+        /// The principal, clipped and quoted.
+        principal: String,
+        /// The subscription id, clipped and quoted.
+        id: String,
+    },
+    /// The principal went over a quota of the policy.
+    #[error("principal {principal} is over its quota of {limit}; {retry}")]
+    OverQuota {
+        /// The principal, clipped and quoted.
+        principal: String,
+        /// The limit ("100 published events per second").
+        limit: String,
+        /// What to do ("retry in 12ms").
+        retry: String,
+        /// When to retry, when waiting helps.
+        retry_after: Option<Duration>,
+    },
     /// Kafka refused the operation for lack of rights.
     #[error("Kafka denied access ({0})")]
     PermissionDenied(String),
@@ -177,8 +205,12 @@ impl Error {
                 Code::Unavailable
             }
             Error::DeadlineExceeded | Error::RequestTooSlow(_) => Code::DeadlineExceeded,
-            Error::Saturated(_) | Error::SlowSubscriber { .. } => Code::ResourceExhausted,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Saturated(_) | Error::SlowSubscriber { .. } | Error::OverQuota { .. } => {
+                Code::ResourceExhausted
+            }
+            Error::PermissionDenied(_) | Error::Denied { .. } | Error::NotOwner { .. } => {
+                Code::PermissionDenied
+            }
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Kafka(_) | Error::Interrupted => Code::Internal,
         }
@@ -187,7 +219,21 @@ impl Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        Status::new(error.code(), error.to_string())
+        match error {
+            // Clients that read google.rpc.RetryInfo get when to retry.
+            Error::OverQuota {
+                retry_after: Some(retry_after),
+                ..
+            } => {
+                use tonic_types::{ErrorDetails, StatusExt as _};
+                Status::with_error_details(
+                    error.code(),
+                    error.to_string(),
+                    ErrorDetails::with_retry_info(Some(retry_after)),
+                )
+            }
+            error => Status::new(error.code(), error.to_string()),
+        }
     }
 }
 

@@ -16,6 +16,11 @@
 //!   topic exists;
 //! - `gateway_auth_failures_total{reason}`: callers that failed to
 //!   authenticate, by reason (`no_client_certificate`, ...);
+//! - `gateway_denied_total{operation}`: calls the policy denied, by
+//!   operation (`publish`, `subscribe`, `acknowledge`);
+//! - `gateway_throttled_total{limit,grant}`: calls over a quota, by limit
+//!   and by the principal pattern of the policy grant the quota comes from
+//!   (principals appear in labels only as the policy names them);
 //! - `gateway_reload_failures_total{file}`: changed settings files (`tls`,
 //!   ...) that did not load, so the previous settings stayed;
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
@@ -66,6 +71,8 @@ struct Inner {
     topic_lookups: Counter,
     consumer_lag: Family<Labels, Gauge>,
     auth_failures: Family<Labels, Counter>,
+    denials: Family<Labels, Counter>,
+    throttled: Family<Labels, Counter>,
     reload_failures: Family<Labels, Counter>,
     /// The series the hot paths update, by topic: found with one lookup of
     /// the topic, without building their label sets each time.
@@ -94,6 +101,8 @@ impl Default for Metrics {
         let topic_lookups = Counter::default();
         let consumer_lag = Family::<Labels, Gauge>::default();
         let auth_failures = Family::<Labels, Counter>::default();
+        let denials = Family::<Labels, Counter>::default();
+        let throttled = Family::<Labels, Counter>::default();
         let reload_failures = Family::<Labels, Counter>::default();
         registry.register(
             "gateway_publish",
@@ -152,6 +161,16 @@ impl Default for Metrics {
             auth_failures.clone(),
         );
         registry.register(
+            "gateway_denied",
+            "Calls the policy denied, by operation",
+            denials.clone(),
+        );
+        registry.register(
+            "gateway_throttled",
+            "Calls over a quota, by limit and policy grant",
+            throttled.clone(),
+        );
+        registry.register(
             "gateway_reload_failures",
             "Changed settings files that did not load (the previous settings stay)",
             reload_failures.clone(),
@@ -170,6 +189,8 @@ impl Default for Metrics {
             topic_lookups,
             consumer_lag,
             auth_failures,
+            denials,
+            throttled,
             reload_failures,
             publish_series: RwLock::default(),
             delivery_series: RwLock::default(),
@@ -289,6 +310,20 @@ impl Metrics {
             .auth_failures
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
+    }
+
+    /// Counts a call the policy denied.
+    pub(crate) fn denied(&self, operation: &'static str) {
+        self.0
+            .denials
+            .get_or_create(&vec![("operation", operation.to_owned())])
+            .inc();
+    }
+
+    /// Counts a call over a quota of the grant named by `grant`.
+    pub(crate) fn throttled(&self, limit: &'static str, grant: &str) {
+        let labels = vec![("limit", limit.to_owned()), ("grant", grant.to_owned())];
+        self.0.throttled.get_or_create(&labels).inc();
     }
 
     /// Counts a changed settings file that did not load.

@@ -22,7 +22,11 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::config::Config;
+use crate::auth::access::Access;
+use crate::auth::jwks::Jwks;
+use crate::auth::jwt::Expected;
+use crate::auth::{Authentication, Tokens};
+use crate::config::{parse_policy, Config};
 use crate::edge;
 use crate::grpc::Gateway;
 use crate::health::{self, Readiness};
@@ -122,15 +126,81 @@ fn tls(
     Ok(Some(loaded))
 }
 
-/// Warns when the listener is open to other hosts with neither TLS nor
+/// What the listener asks of clients: TLS, and how calls are
+/// authenticated.
+struct Security {
+    tls: Option<Reloaded<ServerConfig>>,
+    authentication: Authentication,
+}
+
+/// How callers are authenticated, with the token keys loaded.
+async fn authentication(
+    config: &Config,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Authentication> {
+    let tokens = match config.jwks_source() {
+        Some(source) => {
+            let jwks = Jwks::start(source, config.reload_interval, shutdown, metrics)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot load the token keys: {error}"))?;
+            let expected = Expected {
+                issuer: config.jwt_issuer.clone().unwrap_or_default(),
+                audience: config.jwt_audience.clone().unwrap_or_default(),
+                leeway: config.jwt_leeway,
+            };
+            Some(Tokens { jwks, expected })
+        }
+        None => None,
+    };
+    Ok(Authentication {
+        certificates: config.tls_client_ca.is_some(),
+        tokens,
+        protect_reflection: config.protect_reflection,
+    })
+}
+
+/// What callers may do: the policy file's grants, re-read when it changes,
+/// or everything when there is none.
+fn access(config: &Config, metrics: &Metrics, shutdown: &Shutdown) -> anyhow::Result<Access> {
+    let Some(path) = &config.policy_file else {
+        return Ok(Access::new(None, metrics.clone()));
+    };
+    let watch = reload::Watch {
+        what: "policy",
+        paths: vec![path.clone()],
+        interval: config.reload_interval,
+        shutdown,
+    };
+    let counted = metrics.clone();
+    let policy = reload::watch(
+        watch,
+        |files| parse_policy(&files[0]),
+        move || counted.reload_failed("policy"),
+    )
+    .map_err(|error| anyhow::anyhow!("cannot load --policy-file: {error}"))?;
+    Ok(Access::new(Some(policy), metrics.clone()))
+}
+
+/// Warns when the listener is open to other hosts without TLS, or without
 /// client authentication.
 fn warn_if_open(config: &Config, addr: SocketAddr) {
-    if config.tls_files().is_none() && !addr.ip().is_loopback() {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if config.tls_files().is_none() {
         tracing::warn!(
             %addr,
-            "listening on a non-loopback address without TLS or client authentication: \
-             anyone who can reach this port can publish to and read every topic \
-             (see --tls-cert, --tls-key and --tls-client-ca)"
+            "listening on a non-loopback address without TLS: calls, events and any \
+             credentials cross the network in clear text (see --tls-cert and --tls-key)"
+        );
+    }
+    if !config.authenticates() {
+        tracing::warn!(
+            %addr,
+            "listening on a non-loopback address without client authentication: anyone who \
+             can reach this port can publish to and read every topic (see --tls-client-ca \
+             and --jwks-file)"
         );
     }
 }
@@ -141,7 +211,7 @@ fn warn_if_open(config: &Config, addr: SocketAddr) {
 fn serve(
     config: &Config,
     listener: TcpListener,
-    tls: Option<Reloaded<ServerConfig>>,
+    security: Security,
     health_service: HealthServer<impl Health>,
     gateway: Gateway,
     metrics: Metrics,
@@ -163,6 +233,10 @@ fn serve(
         .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        .layer(edge::Authenticate {
+            authentication: Arc::new(security.authentication),
+            metrics: metrics.clone(),
+        })
         .layer(edge::TrackCalls)
         .layer(edge::BadInput)
         .layer(edge::Arrival(config.request_arrival_timeout))
@@ -179,15 +253,16 @@ fn serve(
         keepalive: config.keepalive_interval,
     };
     let incoming = edge::incoming(listener, accepting, metrics.clone());
-    let incoming: Pin<Box<dyn Stream<Item = io::Result<edge::Transport>> + Send>> = match tls {
-        Some(tls) => Box::pin(edge::handshakes(
-            incoming,
-            tls,
-            config.handshake_timeout,
-            metrics,
-        )),
-        None => Box::pin(edge::plain(incoming)),
-    };
+    let incoming: Pin<Box<dyn Stream<Item = io::Result<edge::Transport>> + Send>> =
+        match security.tls {
+            Some(tls) => Box::pin(edge::handshakes(
+                incoming,
+                tls,
+                config.handshake_timeout,
+                metrics,
+            )),
+            None => Box::pin(edge::plain(incoming)),
+        };
     Ok(tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { shutdown.started().await }),
     ))
@@ -247,15 +322,19 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         &config,
         publishing,
         subscriptions.clone(),
+        access(&config, &metrics, &shutdown)?,
         metrics.clone(),
         shutdown.clone(),
     );
-    let tls = tls(&config, &metrics, &shutdown)?;
+    let security = Security {
+        tls: tls(&config, &metrics, &shutdown)?,
+        authentication: authentication(&config, &metrics, &shutdown).await?,
+    };
     warn_if_open(&config, addr);
     let server = serve(
         &config,
         listener,
-        tls,
+        security,
         health_service,
         gateway,
         metrics,

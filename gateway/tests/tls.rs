@@ -92,7 +92,10 @@ async fn tls_serves_rust_and_grpcurl_clients_and_refuses_plaintext() {
     );
 
     let plain = grpcurl_output(&["-plaintext", &target, "grpc.health.v1.Health/Check"]);
-    assert!(!plain.status.success(), "plaintext against the TLS listener");
+    assert!(
+        !plain.status.success(),
+        "plaintext against the TLS listener"
+    );
     let plaintext_client = async {
         let mut client = testkit::client(addr).await;
         client.publish_event(publish_request(&topic)).await
@@ -163,12 +166,21 @@ async fn mutual_tls_takes_a_client_certificate_of_the_client_ca_only() {
     }
 
     let target = addr.to_string();
-    let mut args = vec!["-cacert", ca_path.to_str().unwrap(), "-authority", "localhost"];
+    let mut args = vec![
+        "-cacert",
+        ca_path.to_str().unwrap(),
+        "-authority",
+        "localhost",
+    ];
     let without = grpcurl_output(&[&args[..], &[&target, "grpc.health.v1.Health/Check"]].concat());
-    assert!(!without.status.success(), "grpcurl without a client certificate");
+    assert!(
+        !without.status.success(),
+        "grpcurl without a client certificate"
+    );
     args.extend(["-cert", client_cert.to_str().unwrap()]);
     args.extend(["-key", client_key.to_str().unwrap()]);
-    let with_cert = grpcurl_output(&[&args[..], &[&target, "grpc.health.v1.Health/Check"]].concat());
+    let with_cert =
+        grpcurl_output(&[&args[..], &[&target, "grpc.health.v1.Health/Check"]].concat());
     assert!(
         with_cert.status.success(),
         "grpcurl with a client certificate: {}",
@@ -192,7 +204,10 @@ async fn a_rotated_certificate_is_served_to_new_connections_while_open_streams_g
     };
     let gateway = gateway_tls(tls_config(broker.brokers(), &dir, None), &tls).await;
     let addr = gateway.addr();
-    assert_eq!(served_certificate(addr, &ca.cert).await.unwrap(), first.der());
+    assert_eq!(
+        served_certificate(addr, &ca.cert).await.unwrap(),
+        first.der()
+    );
 
     let mut subscriber = tls.client(addr).await.unwrap();
     let (_id, mut stream) = subscribe(&mut subscriber, from_earliest(&topic)).await;
@@ -206,7 +221,10 @@ async fn a_rotated_certificate_is_served_to_new_connections_while_open_streams_g
     std::fs::write(dir.join("server.crt"), &second.cert).unwrap();
     let metrics = gateway.metrics_addr().unwrap();
     metric_reaches(metrics, "gateway_reload_failures_total{file=\"tls\"}", 1.0).await;
-    assert_eq!(served_certificate(addr, &ca.cert).await.unwrap(), first.der());
+    assert_eq!(
+        served_certificate(addr, &ca.cert).await.unwrap(),
+        first.der()
+    );
 
     std::fs::write(dir.join("server.key"), &second.key).unwrap();
     let wanted = second.der();
@@ -220,5 +238,55 @@ async fn a_rotated_certificate_is_served_to_new_connections_while_open_streams_g
         1,
         "the stream opened before the rotation goes on"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_principal_of_a_client_certificate_is_its_uri_else_its_dns_name_else_its_cn() {
+    let dir = cert_dir("principal");
+    let ca = Ca::new("test CA");
+    let ca_path = ca.write(&dir, "ca");
+    ca.server("gateway").write(&dir, "server");
+    let broker = Broker::start().await;
+    let topic = topic("principal");
+    broker.create_topic(&topic, 1).await;
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[grant]]\nprincipals = [\"spiffe://example.org/orders\"]\npublish = [\"{topic}\"]\n"
+        ),
+    )
+    .unwrap();
+    let with = |name| ClientTls {
+        ca: ca.cert.clone(),
+        identity: Some(ca.client(name)),
+    };
+    let uri = with(CertName::Uri("spiffe://example.org/orders"));
+    let mut config = tls_config(broker.brokers(), &dir, Some(ca_path));
+    config.policy_file = Some(policy);
+    let gateway = gateway_tls(config, &uri).await;
+    let addr = gateway.addr();
+
+    uri.client(addr)
+        .await
+        .unwrap()
+        .publish_event(publish_request(&topic))
+        .await
+        .expect("the URI SAN is the principal (not the DNS SAN or CN beside it)");
+    for (name, principal) in [
+        (CertName::Dns("billing.example"), "\"billing.example\""),
+        (CertName::CommonName("reports"), "\"reports\""),
+    ] {
+        let status = with(name)
+            .client(addr)
+            .await
+            .unwrap()
+            .publish_event(publish_request(&topic))
+            .await
+            .expect_err("not granted");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains(principal), "{status:?}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -43,6 +43,11 @@ impl<T> Reloaded<T> {
         Self { current }
     }
 
+    /// Values sent on a channel (by a refresher of its own).
+    pub fn new(current: watch::Receiver<Arc<T>>) -> Self {
+        Self { current }
+    }
+
     /// The value loaded last.
     pub fn current(&self) -> Arc<T> {
         self.current.borrow().clone()
@@ -179,10 +184,18 @@ mod tests {
         changes.wait_for(|n| **n == 2).await.unwrap();
         std::fs::write(&path, "two").unwrap();
         failures.wait_for(|failures| *failures > 0).await.unwrap();
-        assert_eq!(*number.current(), 2, "a change that does not load is not taken");
+        assert_eq!(
+            *number.current(),
+            2,
+            "a change that does not load is not taken"
+        );
         std::fs::write(&path, "3").unwrap();
         changes.wait_for(|n| **n == 3).await.unwrap();
-        assert_eq!(trigger.drain(Duration::from_secs(5)).await, 0, "the watch ends");
+        assert_eq!(
+            trigger.drain(Duration::from_secs(5)).await,
+            0,
+            "the watch ends"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 /// A certificate and its key, in PEM.
 #[derive(Debug, Clone)]
@@ -57,8 +57,14 @@ pub async fn served_certificate(addr: SocketAddr, ca: &str) -> std::io::Result<V
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
-    let leaf = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first());
     Ok(leaf.expect("a TLS server presents a certificate").to_vec())
 }
 
@@ -146,7 +152,10 @@ fn client_params(name: CertName<'_>) -> CertificateParams {
                 SanType::URI(uri.try_into().unwrap()),
             ],
         ),
-        CertName::Dns(dns) => ("dns-client", vec![SanType::DnsName(dns.try_into().unwrap())]),
+        CertName::Dns(dns) => (
+            "dns-client",
+            vec![SanType::DnsName(dns.try_into().unwrap())],
+        ),
         CertName::CommonName(cn) => (cn, Vec::new()),
     };
     params.distinguished_name.push(DnType::CommonName, cn);

@@ -76,7 +76,7 @@ pub async fn ack(client: &mut EventGatewayClient<Channel>, id: &str, deliveries:
 /// Opens a subscription and returns its id and stream.
 pub async fn subscribe(
     client: &mut EventGatewayClient<Channel>,
-    request: SubscribeRequest,
+    request: impl tonic::IntoRequest<SubscribeRequest>,
 ) -> (String, Streaming<SubscribeResponse>) {
     let mut stream = client
         .subscribe(request)

@@ -54,7 +54,13 @@ pub async fn gateway(config: Config) -> RunningGateway {
 /// reports SERVING to a client that connects as `tls` says.
 pub async fn gateway_tls(config: Config, tls: &ClientTls) -> RunningGateway {
     let gateway = start(config).await;
-    let addr = gateway.addr();
+    wait_serving_tls(gateway.addr(), tls).await;
+    gateway
+}
+
+/// Waits until the gateway at `addr` reports SERVING to a client that
+/// connects as `tls` says.
+pub async fn wait_serving_tls(addr: SocketAddr, tls: &ClientTls) {
     eventually("the gateway reports SERVING over TLS", || async {
         let Ok(channel) = tls.channel(addr).await else {
             return false;
@@ -62,7 +68,6 @@ pub async fn gateway_tls(config: Config, tls: &ClientTls) -> RunningGateway {
         health_over(channel, "").await.ok() == Some(tonic_health::ServingStatus::Serving as i32)
     })
     .await;
-    gateway
 }
 
 /// How a test client reaches a gateway that speaks TLS: the CA that

@@ -8,7 +8,9 @@
 //! - `broker`: a broker for one test, and topic creation.
 //! - `certs`: a CA, server and client certificates made at test time.
 //! - `gateway`: the gateway in process or as a binary, clients, health.
+//! - `https`: an HTTPS server of one document (a JWKS).
 //! - `events`: publishing and subscribing the way tests do.
+//! - `tokens`: signing keys, their JWKS document, and bearer tokens.
 //! - `wait`: polling with a bound.
 //! - `process`: SIGTERM and the log lines of a child process.
 //! - `smtp`: a real SMTP server (Python aiosmtpd).
@@ -18,18 +20,22 @@ mod broker;
 mod certs;
 mod events;
 mod gateway;
+mod https;
 mod metrics;
 mod process;
 mod smtp;
 pub mod tansu;
+mod tokens;
 mod wait;
 
 pub use broker::*;
 pub use certs::*;
 pub use events::*;
 pub use gateway::*;
+pub use https::*;
 pub use metrics::*;
 pub use process::*;
 pub use smtp::*;
 pub use tansu::free_port;
+pub use tokens::*;
 pub use wait::*;

@@ -5,8 +5,9 @@
 
 use std::net::SocketAddr;
 
-use super::AuthFailure;
+use super::{AuthFailure, Caller};
 use crate::metrics::Metrics;
+use crate::text::{clip, clip_list};
 
 /// The tracing target of audit lines.
 pub(crate) const TARGET: &str = "audit";
@@ -24,4 +25,51 @@ pub(crate) fn authentication_failed(
         reason = failure.reason(),
         peer = ?peer,
     );
+}
+
+/// The policy denied a call: `operation` on `target` (a topic, group or
+/// subscription, as a message shows it).
+pub(crate) fn denied(caller: &Caller, operation: &'static str, target: &str, metrics: &Metrics) {
+    metrics.denied(operation);
+    tracing::warn!(
+        target: TARGET,
+        event = "denied",
+        principal = %principal(caller),
+        operation,
+        target = %target,
+        peer = ?caller.peer,
+    );
+}
+
+/// A call went over a quota.
+pub(crate) fn throttled(caller: &Caller, limit: &'static str, grant: &str, metrics: &Metrics) {
+    metrics.throttled(limit, grant);
+    tracing::debug!(
+        target: TARGET,
+        event = "throttled",
+        principal = %principal(caller),
+        limit,
+        peer = ?caller.peer,
+    );
+}
+
+/// A subscription opened.
+pub(crate) fn subscription_opened(caller: &Caller, topics: &[String], group: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = "subscription_opened",
+        principal = %principal(caller),
+        operation = "subscribe",
+        topics = %clip_list(topics),
+        group = %group.map(|g| clip(g).to_string()).unwrap_or_default(),
+        peer = ?caller.peer,
+    );
+}
+
+/// The caller's principal for a log line: clipped and quoted, or `-`.
+fn principal(caller: &Caller) -> String {
+    caller
+        .principal
+        .as_deref()
+        .map_or_else(|| "-".to_owned(), |p| clip(p).to_string())
 }

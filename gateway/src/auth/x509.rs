@@ -43,7 +43,11 @@ pub(crate) fn principal(der: &[u8]) -> Option<String> {
                 value
                     .decode_as::<Utf8StringRef<'_>>()
                     .map(|s| s.to_string())
-                    .or_else(|_| value.decode_as::<PrintableStringRef<'_>>().map(|s| s.to_string()))
+                    .or_else(|_| {
+                        value
+                            .decode_as::<PrintableStringRef<'_>>()
+                            .map(|s| s.to_string())
+                    })
                     .or_else(|_| value.decode_as::<Ia5StringRef<'_>>().map(|s| s.to_string()))
                     .ok()
             })

@@ -11,19 +11,22 @@
 //!   timeout), a bound on how long a request may take to arrive, and bad
 //!   input answered as such when the gRPC library cannot decode it.
 //!
+//! - `authenticate`: each call's credentials (client certificate, bearer
+//!   token) checked before any service sees it.
 //! - `tls`: TLS on the listener, certificates re-read when they change,
 //!   and client certificates when a client CA is set (mTLS).
 //!
 //! HTTP/2 keepalive pings, the per-connection stream limit and the call
 //! timeout are set on the server itself (`server`).
 
+mod authenticate;
 mod conn;
 mod layers;
 mod listener;
 mod tls;
 
+pub(crate) use authenticate::Authenticate;
 pub(crate) use conn::IdleLimits;
 pub(crate) use layers::{Arrival, BadInput, TrackCalls};
-pub(crate) use conn::ConnInfo;
 pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};
 pub(crate) use tls::{handshakes, plain, server_config, TlsFiles, Transport};

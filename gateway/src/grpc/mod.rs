@@ -30,6 +30,8 @@ use tracing::Instrument;
 
 use self::publish::PublishCalls;
 use self::publish_stream::PublishEventsStream;
+use crate::auth::access::Access;
+use crate::auth::{audit, Caller};
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -44,6 +46,8 @@ pub(crate) struct Gateway {
     publishes: PublishCalls,
     /// The subscriptions of this gateway.
     subscriptions: Subscriptions,
+    /// What callers may subscribe to.
+    access: Access,
     /// Upper bound on a unary call (`--request-timeout`).
     request_timeout: Duration,
     /// What MANUAL subscriptions get unless they ask otherwise.
@@ -86,17 +90,24 @@ impl Limit {
 }
 
 impl Gateway {
-    /// The service over `publishing` and `subscriptions`, with the limits
-    /// and defaults of `config`.
+    /// The service over `publishing` and `subscriptions`, under `access`,
+    /// with the limits and defaults of `config`.
     pub(crate) fn new(
         config: &Config,
         publishing: Publishing,
         subscriptions: Subscriptions,
+        access: Access,
         metrics: Metrics,
         shutdown: Shutdown,
     ) -> Self {
         Self {
-            publishes: PublishCalls::new(publishing, metrics, config.max_payload_bytes),
+            publishes: PublishCalls::new(
+                publishing,
+                metrics,
+                config.max_payload_bytes,
+                access.clone(),
+            ),
+            access,
             subscriptions,
             request_timeout: config.request_timeout,
             manual_defaults: ManualAcks {
@@ -126,9 +137,10 @@ impl EventGateway for Gateway {
         let deadline = deadline::deadline(request.metadata(), self.request_timeout);
         let span = spans::rpc_server("PublishEvent", request.metadata());
         let caller = trace_context::from_metadata(request.metadata());
+        let from = caller_of(&request);
         let outcome = self
             .publishes
-            .publish(request.into_inner(), deadline, caller)
+            .publish(request.into_inner(), &from, deadline, caller)
             .instrument(span)
             .await;
         Ok(Response::new(outcome?))
@@ -156,12 +168,23 @@ impl EventGateway for Gateway {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let opened = match validate::subscribe_request(&request.into_inner(), self.manual_defaults)
-        {
-            Ok(spec) => self.subscriptions.open(spec).await,
-            Err(error) => Err(error),
+        let from = caller_of(&request);
+        let opened = async {
+            let spec = validate::subscribe_request(&request.into_inner(), self.manual_defaults)?;
+            let admission = self
+                .access
+                .subscribe(&from, &spec.topics, spec.group.as_deref())?;
+            let (topics, group) = (spec.topics.clone(), spec.group.clone());
+            let stream = self
+                .subscriptions
+                .open(spec, from.principal.clone())
+                .await?;
+            audit::subscription_opened(&from, &topics, group.as_deref());
+            Ok::<_, Error>(Box::pin(admission.guard(stream)) as SubscribeStream)
         };
-        let stream = opened.inspect_err(|error| refused("subscribe", error))?;
+        let stream = opened
+            .await
+            .inspect_err(|error| refused("subscribe", error))?;
         Ok(Response::new(stream))
     }
 
@@ -170,13 +193,27 @@ impl EventGateway for Gateway {
         request: Request<AcknowledgeRequest>,
     ) -> Result<Response<AcknowledgeResponse>, Status> {
         let _permit = self.unary.take()?;
+        let from = caller_of(&request);
         let acknowledged = match validate::acknowledge_request(request.into_inner()) {
-            Ok((id, acks)) => self.subscriptions.acknowledge(&id, acks).await,
+            Ok((id, acks)) => {
+                self.subscriptions
+                    .acknowledge(&id, acks, from.principal.as_deref())
+                    .await
+            }
             Err(error) => Err(error),
         };
         acknowledged.inspect_err(|error| refused("acknowledge", error))?;
         Ok(Response::new(AcknowledgeResponse {}))
     }
+}
+
+/// Who made `request` (the edge authenticated it).
+fn caller_of<T>(request: &Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Logs a call that was refused.

@@ -19,6 +19,7 @@ use tonic::{Request, Status, Streaming};
 use tracing::Instrument;
 
 use super::publish::PublishCalls;
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::spans;
 
@@ -44,6 +45,11 @@ pub(super) fn serve(
 ) -> PublishEventsStream {
     let caller = trace_context::from_metadata(request.metadata());
     let span = spans::rpc_server("PublishEvents", request.metadata());
+    let from = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
     let mut inbound = request.into_inner();
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let mut stopping_handle = shutdown.clone();
@@ -52,6 +58,7 @@ pub(super) fn serve(
             // The stream counts against --max-publish-streams until it ends.
             let _permit = permit;
             let calls = &calls;
+            let from = &from;
             let mut in_flight = FuturesUnordered::new();
             let mut reading = true;
             // Why the client's side failed, when it did.
@@ -70,7 +77,7 @@ pub(super) fn serve(
                     next = inbound.message(), if reading && in_flight.len() < IN_FLIGHT => match next {
                         Ok(Some(item)) => {
                             let deadline = Instant::now() + request_timeout;
-                            in_flight.push(publish(calls, item, deadline, caller.clone()));
+                            in_flight.push(publish(calls, from, item, deadline, caller.clone()));
                         }
                         Ok(None) => reading = false,
                         Err(status) => {
@@ -96,12 +103,13 @@ pub(super) fn serve(
 /// Publishes one request of the stream and builds its answer.
 async fn publish(
     calls: &PublishCalls,
+    from: &Caller,
     item: PublishEventsRequest,
     deadline: Instant,
     caller: opentelemetry::Context,
 ) -> PublishEventsResponse {
     let outcome = match item.publish {
-        Some(publish) => calls.publish(publish, deadline, caller).await,
+        Some(publish) => calls.publish(publish, from, deadline, caller).await,
         None => Err(Error::InvalidArgument(
             "publish is missing: set the event to publish".into(),
         )),

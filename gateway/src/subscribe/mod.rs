@@ -122,9 +122,14 @@ impl Subscriptions {
         self.fanout.running()
     }
 
-    /// Opens a subscription: its stream starts with `subscribed`, then
+    /// Opens a subscription for `owner` (the principal that may act on it;
+    /// anyone when `None`): its stream starts with `subscribed`, then
     /// carries its deliveries.
-    pub(crate) async fn open(&self, spec: SubscriptionSpec) -> Result<SubscribeStream, Error> {
+    pub(crate) async fn open(
+        &self,
+        spec: SubscriptionSpec,
+        owner: Option<Arc<str>>,
+    ) -> Result<SubscribeStream, Error> {
         self.readiness.check()?;
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             Error::Saturated(format!(
@@ -147,9 +152,10 @@ impl Subscriptions {
                 }
             }
         }
-        let id = uuid::Uuid::now_v7().to_string();
+        // 122 random bits: an id cannot be guessed.
+        let id = uuid::Uuid::new_v4().to_string();
         if spec.shares_a_tail() {
-            return self.join_tail(id, spec, partitions, slot).await;
+            return self.join_tail(id, spec, partitions, slot, owner).await;
         }
         let consumer_slot = self.consumers.slot()?;
         let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
@@ -166,6 +172,7 @@ impl Subscriptions {
             SubscriptionHandle {
                 stats: stats.clone(),
                 acks: spec.manual.map(|_| acks_tx),
+                owner,
             },
             slot,
         );
@@ -205,6 +212,7 @@ impl Subscriptions {
         spec: SubscriptionSpec,
         partitions: HashMap<String, Vec<i32>>,
         slot: OwnedSemaphorePermit,
+        owner: Option<Arc<str>>,
     ) -> Result<SubscribeStream, Error> {
         let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
         let stats = Arc::new(SubscriptionStats::default());
@@ -213,7 +221,12 @@ impl Subscriptions {
             stats: stats.clone(),
         };
         self.fanout.join(&spec, partitions, subscriber).await?;
-        let open = self.opened(&id, SubscriptionHandle { stats, acks: None }, slot);
+        let handle = SubscriptionHandle {
+            stats,
+            acks: None,
+            owner,
+        };
+        let open = self.opened(&id, handle, slot);
         tracing::info!(topics = %clip_list(&spec.topics), "live tail joined");
         Ok(Box::pin(
             DeliveryStream::new(ending, None).on_end(move || drop(open)),
@@ -234,10 +247,16 @@ impl Subscriptions {
         }
     }
 
-    /// Hands acknowledgements to the task of subscription `id` and waits
-    /// for its answer: how many it applied, or why none was.
-    pub(crate) async fn acknowledge(&self, id: &str, acks: Acks) -> Result<usize, Error> {
-        let sender = self.registry.acks(id)?;
+    /// Hands acknowledgements from `principal` to the task of
+    /// subscription `id` and waits for its answer: how many it applied, or
+    /// why none was.
+    pub(crate) async fn acknowledge(
+        &self,
+        id: &str,
+        acks: Acks,
+        principal: Option<&str>,
+    ) -> Result<usize, Error> {
+        let sender = self.registry.acks(id, principal)?;
         if acks.is_empty() {
             return Ok(0);
         }

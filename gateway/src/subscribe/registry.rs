@@ -18,6 +18,9 @@ pub(super) struct SubscriptionHandle {
     pub(super) stats: Arc<SubscriptionStats>,
     /// Where its acknowledgements go; `None` in ACK_MODE_AUTO.
     pub(super) acks: Option<mpsc::Sender<AckRequest>>,
+    /// The principal that opened it, the only one that may act on it; anyone
+    /// when `None` (no authentication).
+    pub(super) owner: Option<Arc<str>>,
 }
 
 /// Open subscriptions by id; cloning shares them.
@@ -46,12 +49,27 @@ impl Registry {
         self.lock().get(id).map(|handle| handle.stats.clone())
     }
 
-    /// Where the acknowledgements of subscription `id` go. An id that is
-    /// not open here and the id of an ACK_MODE_AUTO subscription get the
-    /// same answer, so that a caller learns nothing from guessing ids.
-    pub(super) fn acks(&self, id: &str) -> Result<mpsc::Sender<AckRequest>, Error> {
-        self.lock()
-            .get(id)
+    /// Where the acknowledgements `principal` sends to subscription `id`
+    /// go. An id that is not open here and the id of an ACK_MODE_AUTO
+    /// subscription get the same answer, so that a caller learns nothing
+    /// from guessing ids; a subscription another principal opened is
+    /// refused.
+    pub(super) fn acks(
+        &self,
+        id: &str,
+        principal: Option<&str>,
+    ) -> Result<mpsc::Sender<AckRequest>, Error> {
+        let registry = self.lock();
+        let handle = registry.get(id);
+        if let Some(owner) = handle.and_then(|handle| handle.owner.as_deref()) {
+            if principal != Some(owner) {
+                return Err(Error::NotOwner {
+                    principal: principal.map_or_else(|| "-".into(), |p| clip(p).to_string()),
+                    id: clip(id).to_string(),
+                });
+            }
+        }
+        handle
             .and_then(|handle| handle.acks.clone())
             .ok_or_else(|| Error::SubscriptionNotFound(clip(id).to_string()))
     }
@@ -71,6 +89,7 @@ mod tests {
             SubscriptionHandle {
                 stats: Arc::default(),
                 acks: Some(tx),
+                owner: None,
             },
         );
         registry.insert(
@@ -78,11 +97,12 @@ mod tests {
             SubscriptionHandle {
                 stats: Arc::default(),
                 acks: None,
+                owner: None,
             },
         );
-        assert!(registry.acks("manual").is_ok());
-        let auto = registry.acks("auto").unwrap_err();
-        let gone = registry.acks("gone").unwrap_err();
+        assert!(registry.acks("manual", None).is_ok());
+        let auto = registry.acks("auto", None).unwrap_err();
+        let gone = registry.acks("gone", None).unwrap_err();
         assert_eq!((auto.code(), gone.code()), (Code::NotFound, Code::NotFound));
         assert_eq!(
             auto.to_string().replace("auto", "gone"),
@@ -90,6 +110,9 @@ mod tests {
             "the same answer for both"
         );
         registry.remove("manual");
-        assert_eq!(registry.acks("manual").unwrap_err().code(), Code::NotFound);
+        assert_eq!(
+            registry.acks("manual", None).unwrap_err().code(),
+            Code::NotFound
+        );
     }
 }

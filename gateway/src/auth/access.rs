@@ -1,0 +1,213 @@
+//! What the service asks before it acts for a caller: may it publish to
+//! this topic (and is it within its rates), may it subscribe to these topics
+//! with this group (and within its subscription cap). Without a policy every
+//! caller may do everything, as before. A subscription's stream is watched:
+//! a policy reload that revokes its rights ends it with PERMISSION_DENIED.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use eventgateway_runtime::reload::Reloaded;
+use futures_util::Stream;
+use tokio_stream::wrappers::WatchStream;
+use tonic::Status;
+
+use super::policy::{Operation, Policy, SubscribeDenied};
+use super::quota::{Exceeded, Quotas, SubscriptionSlot};
+use super::{audit, Caller};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::text::clip;
+
+/// The policy and the quotas; cloning shares them.
+#[derive(Clone)]
+pub(crate) struct Access {
+    policy: Option<Reloaded<Policy>>,
+    quotas: Quotas,
+    metrics: Metrics,
+}
+
+/// What a subscription's caller was granted: the subscription slot it
+/// holds, and what its stream is re-checked against.
+pub(crate) struct Admission {
+    /// Held until the stream goes: the principal's subscription count.
+    _slot: Option<SubscriptionSlot>,
+    recheck: Option<Recheck>,
+}
+
+/// A subscription's rights, checked again at each policy change.
+struct Recheck {
+    caller: Caller,
+    principal: Arc<str>,
+    topics: Vec<String>,
+    group: Option<String>,
+    policies: WatchStream<Arc<Policy>>,
+    metrics: Metrics,
+}
+
+impl Access {
+    /// Access under `policy` (none: everything is allowed).
+    pub(crate) fn new(policy: Option<Reloaded<Policy>>, metrics: Metrics) -> Self {
+        Self {
+            policy,
+            quotas: Quotas::default(),
+            metrics,
+        }
+    }
+
+    /// The policy and the caller's principal, when a policy applies.
+    fn applies<'a>(&self, caller: &'a Caller) -> Option<(Arc<Policy>, &'a Arc<str>)> {
+        Some((self.policy.as_ref()?.current(), caller.principal.as_ref()?))
+    }
+
+    fn over_quota(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        grant: &str,
+        exceeded: Exceeded,
+    ) -> Error {
+        audit::throttled(caller, exceeded.limit(), grant, &self.metrics);
+        let retry_after = exceeded.retry_after();
+        Error::OverQuota {
+            principal: clip(principal).to_string(),
+            limit: exceeded.describe(),
+            retry: match retry_after {
+                Some(after) => format!("retry in {} ms", after.as_millis().max(1)),
+                None => "retry once one of its subscriptions has ended".to_owned(),
+            },
+            retry_after,
+        }
+    }
+
+    /// Whether `caller` may publish an event of `bytes` to `topic` now.
+    pub(crate) fn publish(&self, caller: &Caller, topic: &str, bytes: usize) -> Result<(), Error> {
+        let Some((policy, principal)) = self.applies(caller) else {
+            return Ok(());
+        };
+        if !policy.allows(principal, Operation::Publish, topic) {
+            let what = format!("publish to topic {}", clip(topic));
+            audit::denied(caller, "publish", &what, &self.metrics);
+            return Err(Error::Denied {
+                principal: clip(principal).to_string(),
+                what,
+            });
+        }
+        if let Some((quota, grant)) = policy.quota(principal) {
+            self.quotas
+                .publish(principal, &quota, bytes)
+                .map_err(|exceeded| self.over_quota(caller, principal, grant, exceeded))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `caller` may subscribe to `topics` with `group`: what it is
+    /// granted, for its stream to hold.
+    pub(crate) fn subscribe(
+        &self,
+        caller: &Caller,
+        topics: &[String],
+        group: Option<&str>,
+    ) -> Result<Admission, Error> {
+        let Some((policy, principal)) = self.applies(caller) else {
+            return Ok(Admission {
+                _slot: None,
+                recheck: None,
+            });
+        };
+        if let Err(denied) = policy.allows_subscription(principal, topics, group) {
+            let what = denial(&denied);
+            audit::denied(caller, "subscribe", &what, &self.metrics);
+            return Err(Error::Denied {
+                principal: clip(principal).to_string(),
+                what,
+            });
+        }
+        let slot = match policy.quota(principal) {
+            Some((quota, grant)) => Some(
+                self.quotas
+                    .open_subscription(principal, &quota)
+                    .map_err(|exceeded| self.over_quota(caller, principal, grant, exceeded))?,
+            ),
+            None => None,
+        };
+        let policies = self
+            .policy
+            .as_ref()
+            .map(|p| WatchStream::from_changes(p.changes()));
+        Ok(Admission {
+            _slot: slot,
+            recheck: policies.map(|policies| Recheck {
+                caller: caller.clone(),
+                principal: principal.clone(),
+                topics: topics.to_vec(),
+                group: group.map(str::to_owned),
+                policies,
+                metrics: self.metrics.clone(),
+            }),
+        })
+    }
+}
+
+/// The message of a refused subscription.
+fn denial(denied: &SubscribeDenied) -> String {
+    match denied {
+        SubscribeDenied::Topic(topic) => format!("subscribe to topic {}", clip(topic)),
+        SubscribeDenied::Group { topic, group } => format!(
+            "subscribe to topic {} with consumer group {}",
+            clip(topic),
+            clip(group)
+        ),
+    }
+}
+
+impl Admission {
+    /// `stream`, ended with PERMISSION_DENIED when a policy change revokes
+    /// what it was admitted with.
+    pub(crate) fn guard<S>(self, stream: S) -> Guarded<S> {
+        Guarded {
+            stream,
+            admission: Some(self),
+        }
+    }
+}
+
+/// A subscription's stream under its admission: see [`Admission::guard`].
+pub(crate) struct Guarded<S> {
+    stream: S,
+    /// `None` once the stream was ended by a revocation.
+    admission: Option<Admission>,
+}
+
+impl<S, T> Stream for Guarded<S>
+where
+    S: Stream<Item = Result<T, Status>> + Unpin,
+{
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(admission) = &mut self.admission else {
+            return Poll::Ready(None);
+        };
+        if let Some(recheck) = &mut admission.recheck {
+            while let Poll::Ready(Some(policy)) = Pin::new(&mut recheck.policies).poll_next(cx) {
+                let topics = &recheck.topics;
+                let group = recheck.group.as_deref();
+                if let Err(denied) = policy.allows_subscription(&recheck.principal, topics, group) {
+                    let what = denial(&denied);
+                    audit::denied(&recheck.caller, "subscribe", &what, &recheck.metrics);
+                    let error = Error::Denied {
+                        principal: clip(&recheck.principal).to_string(),
+                        what: format!("{what} any longer"),
+                    };
+                    // Dropping the admission frees the slot; the stream goes
+                    // with this value, and its subscription with it.
+                    self.admission = None;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+            }
+        }
+        Pin::new(&mut self.stream).poll_next(cx)
+    }
+}

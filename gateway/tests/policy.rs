@@ -1,0 +1,419 @@
+//! The policy file: principals (from bearer tokens signed at test time)
+//! publish and subscribe only where it grants them, subscriptions belong to
+//! their principal, a reload that revokes a right ends the open streams
+//! that relied on it, quotas hold one principal back and no other, and an
+//! invalid file stops the gateway at start with where it is wrong.
+
+use std::path::{Path, PathBuf};
+
+use eventgateway::v1::{
+    publish_events_response::Result as Outcome, AckMode, AcknowledgeRequest, PublishEventRequest,
+    PublishEventsRequest, SubscribeRequest,
+};
+use serde_json::json;
+use testkit::*;
+use tonic::Code;
+
+const ISSUER: &str = "https://issuer.test";
+const AUDIENCE: &str = "event-gateway";
+
+/// Signs tokens for any principal; its key is in the gateway's JWKS file.
+struct Principals {
+    signer: Signer,
+    dir: PathBuf,
+}
+
+impl Principals {
+    fn new(test: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("gateway-policy-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let signer = Signer::es256("policy-key");
+        std::fs::write(dir.join("jwks.json"), jwks(&[&signer])).unwrap();
+        Self { signer, dir }
+    }
+
+    fn token(&self, principal: &str) -> String {
+        self.signer.sign(&claims(principal, ISSUER, AUDIENCE))
+    }
+
+    fn policy_path(&self) -> PathBuf {
+        self.dir.join("policy.toml")
+    }
+
+    fn write_policy(&self, policy: &str) {
+        // Written whole and renamed into place, as an operator's tools do.
+        let staging = self.dir.join("policy.toml.new");
+        std::fs::write(&staging, policy).unwrap();
+        std::fs::rename(&staging, self.policy_path()).unwrap();
+    }
+
+    /// The test configuration with tokens and this policy file.
+    fn configure(&self, config: &mut gateway::Config) {
+        config.jwks_file = Some(self.dir.join("jwks.json"));
+        config.jwt_issuer = Some(ISSUER.into());
+        config.jwt_audience = Some(AUDIENCE.into());
+        config.policy_file = Some(self.policy_path());
+        config.reload_interval = std::time::Duration::from_millis(100);
+    }
+}
+
+impl Drop for Principals {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn publish_request(topic: &str) -> PublishEventRequest {
+    PublishEventRequest {
+        topic: topic.into(),
+        event: Some(json_event(json!({"n": 1}))),
+        ..Default::default()
+    }
+}
+
+fn manual(topic: &str, group: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        group: group.into(),
+        ack_mode: AckMode::Manual as i32,
+        ..from_earliest(topic)
+    }
+}
+
+/// Grants `svc-a` topic `a` (groups `a-*` only) and `svc-b` topic `b`.
+fn two_teams(a: &str, b: &str) -> String {
+    format!(
+        r#"
+[[grant]]
+principals = ["svc-a"]
+publish = ["{a}"]
+subscribe = ["{a}"]
+groups = ["a-*"]
+
+[[grant]]
+principals = ["svc-b"]
+publish = ["{b}"]
+subscribe = ["{b}"]
+"#
+    )
+}
+
+async fn denied<T: std::fmt::Debug>(call: Result<T, tonic::Status>, says: &[&str]) {
+    let status = call.expect_err("denied");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for part in says {
+        assert!(
+            status.message().contains(part),
+            "{status:?} should name {part}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn principals_publish_subscribe_and_acknowledge_only_where_granted() {
+    let principals = Principals::new("grants");
+    let broker = Broker::start().await;
+    let (a, b) = (topic("team-a"), topic("team-b"));
+    broker.create_topic(&a, 1).await;
+    broker.create_topic(&b, 1).await;
+    principals.write_policy(&two_teams(&a, &b));
+    let mut config = config(Some(broker.brokers()));
+    principals.configure(&mut config);
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let (ta, tb) = (principals.token("svc-a"), principals.token("svc-b"));
+
+    client
+        .publish_event(with_token(publish_request(&a), &ta))
+        .await
+        .expect("A publishes to its topic");
+    denied(
+        client
+            .publish_event(with_token(publish_request(&b), &ta))
+            .await,
+        &["\"svc-a\"", "publish", &b],
+    )
+    .await;
+    let stranger = principals.token("svc-c");
+    denied(
+        client
+            .publish_event(with_token(publish_request(&a), &stranger))
+            .await,
+        &["\"svc-c\"", "publish"],
+    )
+    .await;
+
+    // The streaming publish answers a denied event with its own error.
+    let requests = futures_util::stream::iter([PublishEventsRequest {
+        request_id: "1".into(),
+        publish: Some(publish_request(&b)),
+    }]);
+    let mut answers = client
+        .publish_events(with_token(requests, &ta))
+        .await
+        .unwrap()
+        .into_inner();
+    match answers.message().await.unwrap().unwrap().result {
+        Some(Outcome::Error(error)) => assert_eq!(error.code, Code::PermissionDenied as i32),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+
+    denied(
+        client.subscribe(with_token(from_earliest(&b), &ta)).await,
+        &["\"svc-a\"", "subscribe", &b],
+    )
+    .await;
+    denied(
+        client
+            .subscribe(with_token(manual(&a, "b-group"), &ta))
+            .await,
+        &["\"svc-a\"", "group", "b-group"],
+    )
+    .await;
+    let mut stream = client
+        .subscribe(with_token(manual(&a, "a-group"), &ta))
+        .await
+        .expect("A subscribes to its topic with its group")
+        .into_inner();
+    stream.message().await.unwrap();
+
+    // B's subscription is B's: A cannot acknowledge it, even knowing its id.
+    let (b_id, mut b_stream) = {
+        let mut stream = client
+            .subscribe(with_token(manual(&b, "b-group"), &tb))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        let Some(eventgateway::v1::subscribe_response::Kind::Subscribed(s)) = first.kind else {
+            panic!("subscribed first")
+        };
+        (s.subscription_id, stream)
+    };
+    client
+        .publish_event(with_token(publish_request(&b), &tb))
+        .await
+        .unwrap();
+    let delivery = next_delivery(&mut b_stream).await;
+    let ack = AcknowledgeRequest {
+        subscription_id: b_id.clone(),
+        ack_ids: vec![delivery.ack_id.clone()],
+    };
+    denied(
+        client.acknowledge(with_token(ack.clone(), &ta)).await,
+        &["\"svc-a\"", "another principal"],
+    )
+    .await;
+    client
+        .acknowledge(with_token(ack, &tb))
+        .await
+        .expect("B acknowledges its own subscription");
+    assert_eq!(
+        uuid::Uuid::parse_str(&b_id).unwrap().get_version_num(),
+        4,
+        "subscription ids are random (UUIDv4, 122 random bits)"
+    );
+
+    let metrics = gateway.metrics_addr().unwrap();
+    metric_reaches(metrics, "gateway_denied_total{operation=\"publish\"}", 3.0).await;
+    metric_reaches(
+        metrics,
+        "gateway_denied_total{operation=\"subscribe\"}",
+        2.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_that_revokes_subscribe_ends_the_open_stream_and_a_bad_file_keeps_the_policy() {
+    let principals = Principals::new("revoke");
+    let broker = Broker::start().await;
+    let (a, b) = (topic("revoke-a"), topic("revoke-b"));
+    broker.create_topic(&a, 1).await;
+    broker.create_topic(&b, 1).await;
+    principals.write_policy(&two_teams(&a, &b));
+    let mut config = config(Some(broker.brokers()));
+    principals.configure(&mut config);
+    let gateway = gateway(config).await;
+    let metrics = gateway.metrics_addr().unwrap();
+    let mut client = client(gateway.addr()).await;
+    let (ta, tb) = (principals.token("svc-a"), principals.token("svc-b"));
+    let mut a_stream = client
+        .subscribe(with_token(from_earliest(&a), &ta))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut b_stream = client
+        .subscribe(with_token(from_earliest(&b), &tb))
+        .await
+        .unwrap()
+        .into_inner();
+    a_stream.message().await.unwrap();
+    b_stream.message().await.unwrap();
+
+    // A file that does not parse changes nothing.
+    principals.write_policy("[[grant]]\nprincipals = \"svc-a\"\n");
+    metric_reaches(
+        metrics,
+        "gateway_reload_failures_total{file=\"policy\"}",
+        1.0,
+    )
+    .await;
+    client
+        .publish_event(with_token(publish_request(&a), &ta))
+        .await
+        .expect("the previous policy holds");
+    assert_eq!(
+        next_delivery(&mut a_stream).await.topic,
+        a,
+        "A's stream goes on"
+    );
+
+    // A loses subscribe on its topic (and keeps publish).
+    let revoked =
+        two_teams(&a, &b).replacen(&format!("subscribe = [\"{a}\"]"), "subscribe = []", 1);
+    principals.write_policy(&revoked);
+    let status = loop {
+        match a_stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("\"svc-a\""), "{status:?}");
+    client
+        .publish_event(with_token(publish_request(&b), &tb))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_delivery(&mut b_stream).await.topic,
+        b,
+        "B's stream is untouched"
+    );
+    denied(
+        client.subscribe(with_token(from_earliest(&a), &ta)).await,
+        &["\"svc-a\"", "subscribe"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_principal_over_its_quota_is_throttled_while_others_go_on() {
+    let principals = Principals::new("quota");
+    let broker = Broker::start().await;
+    let shared = topic("quota");
+    broker.create_topic(&shared, 1).await;
+    principals.write_policy(&format!(
+        r#"
+[[grant]]
+principals = ["svc-slow"]
+publish = ["{shared}"]
+subscribe = ["{shared}"]
+quota = {{ publish_events_per_second = 0.01, subscriptions = 1 }}
+
+[[grant]]
+principals = ["svc-*"]
+publish = ["{shared}"]
+"#
+    ));
+    let mut config = config(Some(broker.brokers()));
+    principals.configure(&mut config);
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let (slow, fast) = (principals.token("svc-slow"), principals.token("svc-fast"));
+
+    client
+        .publish_event(with_token(publish_request(&shared), &slow))
+        .await
+        .expect("the burst allows one event");
+    let status = client
+        .publish_event(with_token(publish_request(&shared), &slow))
+        .await
+        .expect_err("over the rate");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("0.01 published events per second")
+            && status.message().contains("retry in"),
+        "{status:?}"
+    );
+    for _ in 0..5 {
+        client
+            .publish_event(with_token(publish_request(&shared), &fast))
+            .await
+            .expect("another principal is not held back");
+    }
+
+    let mut first = client
+        .subscribe(with_token(from_earliest(&shared), &slow))
+        .await
+        .unwrap()
+        .into_inner();
+    first.message().await.unwrap();
+    let status = client
+        .subscribe(with_token(from_earliest(&shared), &slow))
+        .await
+        .expect_err("over the subscription cap");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    drop(first);
+    eventually("the cap frees when a subscription ends", || {
+        let mut client = client.clone();
+        let request = with_token(from_earliest(&shared), &slow);
+        async move { client.subscribe(request).await.is_ok() }
+    })
+    .await;
+    metric_reaches(
+        gateway.metrics_addr().unwrap(),
+        "gateway_throttled_total{limit=\"publish_events_per_second\",grant=\"svc-slow\"}",
+        1.0,
+    )
+    .await;
+}
+
+/// Starts the gateway binary with `policy` and waits for it to exit.
+async fn exit_with_policy(
+    principals: &Principals,
+    policy: &str,
+    brokers: &str,
+) -> (Option<i32>, Vec<String>) {
+    principals.write_policy(policy);
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let (jwks, policy_file) = (
+        path(&principals.dir.join("jwks.json")),
+        path(&principals.policy_path()),
+    );
+    let (mut child, mut log) = gateway_process(
+        env!("CARGO_BIN_EXE_gateway").as_ref(),
+        free_port(),
+        brokers,
+        &[
+            ("JWKS_FILE", &jwks),
+            ("JWT_ISSUER", ISSUER),
+            ("JWT_AUDIENCE", AUDIENCE),
+            ("POLICY_FILE", &policy_file),
+        ],
+        &[],
+    );
+    let lines = log.to_end().await.to_vec();
+    let status = child.wait().unwrap();
+    (status.code(), lines)
+}
+
+#[tokio::test]
+async fn an_invalid_policy_at_start_stops_the_gateway_with_exit_code_2_and_where() {
+    let principals = Principals::new("invalid");
+    let broker = Broker::start().await;
+    let (code, lines) = exit_with_policy(
+        &principals,
+        "[[grant]]\nprincipals = [\"a\"]\npublish = [\"orders\"]\nsubscribe = \"orders\"\n",
+        &broker.brokers(),
+    )
+    .await;
+    assert_eq!(code, Some(2), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("line 4, column 13")),
+        "{lines:#?}"
+    );
+}
