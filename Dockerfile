@@ -3,7 +3,7 @@
 #   docker run event-gateway gateway --help
 FROM rust:1-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential cmake python3 \
+ && apt-get install -y --no-install-recommends build-essential cmake python3 libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -12,7 +12,7 @@ RUN cargo build --release --locked -p gateway -p notifier --bin gateway --bin no
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/event-gateway --create-home app \
  && mkdir -p /var/lib/event-gateway/state \

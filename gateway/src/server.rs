@@ -182,27 +182,27 @@ fn access(config: &Config, metrics: &Metrics, shutdown: &Shutdown) -> anyhow::Re
     Ok(Access::new(Some(policy), metrics.clone()))
 }
 
-/// Warns when the listener is open to other hosts without TLS, or without
-/// client authentication.
-fn warn_if_open(config: &Config, addr: SocketAddr) {
+/// What is wrong with listening on `addr` as `config` says: open to
+/// other hosts without TLS, or without client authentication.
+fn exposure_warnings(config: &Config, addr: SocketAddr) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
     if addr.ip().is_loopback() {
-        return;
+        return warnings;
     }
     if config.tls_files().is_none() {
-        tracing::warn!(
-            %addr,
+        warnings.push(
             "listening on a non-loopback address without TLS: calls, events and any \
-             credentials cross the network in clear text (see --tls-cert and --tls-key)"
+             credentials cross the network in clear text (see --tls-cert and --tls-key)",
         );
     }
     if !config.authenticates() {
-        tracing::warn!(
-            %addr,
+        warnings.push(
             "listening on a non-loopback address without client authentication: anyone who \
              can reach this port can publish to and read every topic (see --tls-client-ca \
-             and --jwks-file)"
+             and --jwks-file)",
         );
     }
+    warnings
 }
 
 /// Serves health, reflection and the EventGateway service on `listener`
@@ -330,7 +330,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         tls: tls(&config, &metrics, &shutdown)?,
         authentication: authentication(&config, &metrics, &shutdown).await?,
     };
-    warn_if_open(&config, addr);
+    for warning in exposure_warnings(&config, addr) {
+        tracing::warn!(%addr, "{warning}");
+    }
     let server = serve(
         &config,
         listener,
@@ -436,5 +438,29 @@ impl RunningGateway {
         drop(embedded);
         tracing::info!("gateway stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_address_without_tls_or_authentication_is_warned_about() {
+        let open: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:50051".parse().unwrap();
+        let mut config = Config::for_brokers(None);
+        assert_eq!(exposure_warnings(&config, open).len(), 2);
+        assert!(exposure_warnings(&config, loopback).is_empty());
+        config.tls_cert = Some("server.crt".into());
+        config.tls_key = Some("server.key".into());
+        let warnings = exposure_warnings(&config, open);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("authentication"), "{warnings:?}");
+        config.tls_client_ca = Some("ca.crt".into());
+        assert!(exposure_warnings(&config, open).is_empty());
+        config.tls_client_ca = None;
+        config.jwks_file = Some("jwks.json".into());
+        assert!(exposure_warnings(&config, open).is_empty());
     }
 }

@@ -20,6 +20,8 @@ const REQUEST: Duration = Duration::from_secs(10);
 pub struct Broker {
     port: u16,
     storage: String,
+    /// Where it tells clients to connect, when not to itself.
+    advertised: Option<String>,
     child: Option<Child>,
     /// The SQLite file of a durable broker, removed when it is dropped.
     file: Option<PathBuf>,
@@ -42,11 +44,32 @@ impl Broker {
         broker
     }
 
+    /// Starts a broker (in memory) that tells clients to connect to
+    /// `advertised` (`host:port`: a proxy in front of it) instead of to
+    /// itself.
+    pub async fn start_advertising(advertised: &str) -> Self {
+        let mut broker = Broker {
+            port: tansu::free_port(),
+            storage: "memory://tansu/".into(),
+            advertised: Some(advertised.to_owned()),
+            child: None,
+            file: None,
+        };
+        broker.restart().await;
+        broker
+    }
+
+    /// The port it listens on itself.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts a broker with the given storage engine URL.
     pub async fn start_with_storage(storage: String) -> Self {
         let mut broker = Broker {
             port: tansu::free_port(),
             storage,
+            advertised: None,
             child: None,
             file: None,
         };
@@ -71,7 +94,8 @@ impl Broker {
     /// connections.
     pub async fn restart(&mut self) {
         self.kill();
-        let child = tansu::spawn(self.port, &self.storage).expect("tansu starts");
+        let advertised = self.advertised.as_deref();
+        let child = tansu::spawn(self.port, &self.storage, advertised).expect("tansu starts");
         self.child = Some(child);
         let port = self.port;
         eventually("the broker accepts connections", || async {

@@ -10,6 +10,7 @@
 //! - `gateway`: the gateway in process or as a binary, clients, health.
 //! - `https`: an HTTPS server of one document (a JWKS).
 //! - `events`: publishing and subscribing the way tests do.
+//! - `tls_front`: a TLS listener in front of the broker.
 //! - `tokens`: signing keys, their JWKS document, and bearer tokens.
 //! - `wait`: polling with a bound.
 //! - `process`: SIGTERM and the log lines of a child process.
@@ -25,6 +26,7 @@ mod metrics;
 mod process;
 mod smtp;
 pub mod tansu;
+mod tls_front;
 mod tokens;
 mod wait;
 
@@ -37,5 +39,6 @@ pub use metrics::*;
 pub use process::*;
 pub use smtp::*;
 pub use tansu::free_port;
+pub use tls_front::*;
 pub use tokens::*;
 pub use wait::*;

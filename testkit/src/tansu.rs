@@ -56,16 +56,18 @@ pub fn log_file(port: u16) -> (PathBuf, Stdio) {
 }
 
 /// Starts tansu on 127.0.0.1:`port` with the `storage` engine URL
-/// (`memory://tansu/`, `sqlite:///file`), its log in [`log_file`].
-pub fn spawn(port: u16, storage: &str) -> Result<Child, String> {
+/// (`memory://tansu/`, `sqlite:///file`), its log in [`log_file`]. It tells
+/// clients to connect to `advertised` (`host:port`), or to itself.
+pub fn spawn(port: u16, storage: &str, advertised: Option<&str>) -> Result<Child, String> {
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
     Command::new(binary()?)
         .args([
             "broker",
             "--kafka-listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
         ])
         .args(["--storage-engine", storage])
         .env(

@@ -1,0 +1,87 @@
+//! The gateway's Kafka clients over TLS: librdkafka is built with OpenSSL,
+//! and reaches a broker only through a TLS listener made at test time
+//! (mutual TLS: the gateway presents a client certificate), publishing,
+//! creating a topic and consuming through it. SASL_SSL with SCRAM is
+//! accepted at start (the broker here has no SASL to log in to).
+
+use std::time::Duration;
+
+use eventgateway::v1::PublishEventRequest;
+use gateway::KafkaProperty;
+use serde_json::json;
+use testkit::*;
+
+#[tokio::test]
+async fn the_gateway_talks_to_kafka_over_mutual_tls() {
+    let dir = std::env::temp_dir().join(format!("gateway-kafka-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = Ca::new("Kafka CA");
+    let ca_path = ca.write(&dir, "ca");
+    let (cert, key) = ca
+        .client(CertName::CommonName("gateway"))
+        .write(&dir, "gateway");
+    let front = BoundFront::bind(&ca, true).await;
+    let broker = Broker::start_advertising(&format!("localhost:{}", front.port())).await;
+    let front = front.relay_to(broker.port());
+
+    let mut config = config(Some(format!("localhost:{}", front.port())));
+    config.create_topics = true;
+    config.topic_partitions = 1;
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    config.kafka_properties = vec![
+        KafkaProperty::new("security.protocol", "SSL"),
+        KafkaProperty::new("ssl.ca.location", path(&ca_path)),
+        KafkaProperty::new("ssl.certificate.location", path(&cert)),
+        KafkaProperty::new("ssl.key.location", path(&key)),
+    ];
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let topic = topic("kafka-tls");
+    let stored = client
+        .publish_event(PublishEventRequest {
+            topic: topic.clone(),
+            event: Some(json_event(json!({"over": "tls"}))),
+            ..Default::default()
+        })
+        .await
+        .expect("stored through the TLS listener")
+        .into_inner();
+    let (_id, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
+    let delivery = next_delivery(&mut stream).await;
+    assert_eq!(
+        (delivery.partition, delivery.offset),
+        (stored.partition, stored.offset)
+    );
+    assert!(front.handshakes() > 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn sasl_ssl_with_scram_or_oauthbearer_is_accepted_at_start() {
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] {
+        let mut config = config(Some("127.0.0.1:1".into()));
+        config.kafka_properties = vec![
+            KafkaProperty::new("security.protocol", "SASL_SSL"),
+            KafkaProperty::new("sasl.mechanism", mechanism),
+        ];
+        if mechanism.starts_with("SCRAM") {
+            config.kafka_properties.extend([
+                KafkaProperty::new("sasl.username", "gateway"),
+                KafkaProperty::new("sasl.password", "secret"),
+            ]);
+        } else {
+            config.kafka_properties.extend([
+                KafkaProperty::new("enable.sasl.oauthbearer.unsecure.jwt", "true"),
+                KafkaProperty::new("sasl.oauthbearer.config", "principal=gateway"),
+            ]);
+        }
+        config.shutdown_grace = Duration::from_secs(1);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = gateway::start(config, listener)
+            .await
+            .unwrap_or_else(|error| {
+                panic!("librdkafka takes SASL_SSL with {mechanism}: {error:#}")
+            });
+        gateway.shutdown().await.unwrap();
+    }
+}

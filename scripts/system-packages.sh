@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests need when they are
+# missing: OpenSSL's headers and pkg-config (librdkafka is built with TLS,
+# SCRAM and OAUTHBEARER), and the openssl command (the tests and the README's
+# "Securing the gateway" make keys and certificates with it).
+set -euo pipefail
+
+missing=()
+if ! pkg-config --exists openssl 2>/dev/null; then
+  missing+=(libssl-dev pkg-config)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  missing+=(openssl)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
