@@ -242,6 +242,11 @@ pub struct Config {
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: eventgateway_runtime::metrics::MetricsAddr,
 
+    /// Serve the metrics over HTTPS, with --tls-cert and --tls-key (no
+    /// client certificate is asked for).
+    #[arg(long, env = "METRICS_TLS", default_value_t = false)]
+    pub metrics_tls: bool,
+
     /// How often the gateway checks that Kafka answers (health checks follow).
     #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
@@ -394,6 +399,9 @@ impl Config {
         }
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
+        }
+        if self.metrics_tls && self.tls_cert.is_none() {
+            return Err("--metrics-tls needs --tls-cert and --tls-key".into());
         }
         if self.jwks_file.is_some() || self.jwks_url.is_some() {
             if self.jwt_issuer.as_deref().is_none_or(str::is_empty)

@@ -133,6 +133,30 @@ struct Security {
     authentication: Authentication,
 }
 
+/// The metrics endpoint's TLS settings, when --metrics-tls is on: the
+/// listener's certificate and key, re-read when they change.
+fn metrics_tls(
+    config: &Config,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
+    let (true, Some(files)) = (config.metrics_tls, config.tls_files()) else {
+        return Ok(None);
+    };
+    let watch = reload::Watch {
+        what: "metrics TLS certificate and key",
+        paths: vec![files.cert, files.key],
+        interval: config.reload_interval,
+        shutdown,
+    };
+    let metrics = metrics.clone();
+    let loaded = reload::watch(watch, edge::metrics_server_config, move || {
+        metrics.reload_failed("tls")
+    })
+    .map_err(|error| anyhow::anyhow!("cannot load the metrics TLS settings: {error}"))?;
+    Ok(Some(loaded))
+}
+
 /// How callers are authenticated, with the token keys loaded.
 async fn authentication(
     config: &Config,
@@ -300,8 +324,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     shutdown.spawn(health::watch_kafka(prober, shutdown.clone()));
     let readiness = Readiness::new(kafka_up_rx, shutdown.clone());
 
+    let metrics_tls = metrics_tls(&config, &metrics, &shutdown)?;
     let metrics_endpoint =
-        eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry())
+        eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry(), metrics_tls)
             .await
             .context("cannot serve metrics on --metrics-addr")?;
     let publishing = Publishing::new(publisher.clone(), topics.clone(), readiness.clone());

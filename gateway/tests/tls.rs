@@ -290,3 +290,27 @@ async fn the_principal_of_a_client_certificate_is_its_uri_else_its_dns_name_else
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn metrics_can_be_served_over_https_with_the_listener_certificate() {
+    let dir = cert_dir("metrics");
+    let ca = Ca::new("test CA");
+    ca.server("gateway").write(&dir, "server");
+    let broker = Broker::start().await;
+    let tls = ClientTls {
+        ca: ca.cert.clone(),
+        identity: None,
+    };
+    let mut config = tls_config(broker.brokers(), &dir, None);
+    config.metrics_tls = true;
+    let gateway = gateway_tls(config, &tls).await;
+    let metrics = gateway.metrics_addr().unwrap();
+    let body = scrape_tls(metrics, &ca.cert).await.unwrap();
+    assert!(body.contains("gateway_open_connections"), "{body}");
+    let plain = eventgateway_runtime::metrics::scrape(metrics).await;
+    assert!(
+        plain.map_or(true, |body| !body.contains("gateway_")),
+        "plaintext scrapes get nothing"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

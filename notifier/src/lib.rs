@@ -36,7 +36,7 @@ pub async fn run(config: Config, signal: impl Future<Output = ()>) -> anyhow::Re
     let (trigger, shutdown) = eventgateway_runtime::shutdown::channel();
     let metrics = metrics::Metrics::default();
     let endpoint =
-        eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry()).await?;
+        eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry(), None).await?;
     let notifier = worker::Notifier::new(config, shutdown, metrics)?;
     let mut work = tokio::spawn(notifier.run());
     tokio::select! {

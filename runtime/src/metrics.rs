@@ -1,15 +1,20 @@
 //! The Prometheus endpoint both binaries serve: `GET /metrics` answers the
 //! registry in the text exposition format (OpenMetrics flavour), anything
 //! else 404. A deliberately small HTTP/1.1 responder: one request per
-//! connection, no keep-alive.
+//! connection, no keep-alive; over TLS when given a TLS configuration
+//! (reloaded: each connection takes the latest).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+use crate::reload::Reloaded;
 
 /// Longest a scrape may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,19 +31,21 @@ impl std::str::FromStr for MetricsAddr {
     }
 }
 
-/// Binds the endpoint's listener (when on) and serves `registry` there;
-/// returns the task and the bound address.
+/// Binds the endpoint's listener (when on) and serves `registry` there,
+/// over TLS when `tls` is set; returns the task and the bound address.
 pub async fn start(
     addr: MetricsAddr,
     registry: Arc<Registry>,
+    tls: Option<Reloaded<ServerConfig>>,
 ) -> std::io::Result<Option<(tokio::task::JoinHandle<()>, SocketAddr)>> {
     let Some(addr) = addr.0 else {
         return Ok(None);
     };
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tracing::info!(addr = %bound, "serving metrics on /metrics");
-    Ok(Some((tokio::spawn(serve(listener, registry)), bound)))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %bound, "serving metrics on {scheme}://{bound}/metrics");
+    Ok(Some((tokio::spawn(serve(listener, registry, tls)), bound)))
 }
 
 /// Parses a metrics address flag: empty or `0` turns the endpoint off.
@@ -60,45 +67,63 @@ pub fn render(registry: &Registry) -> String {
     text
 }
 
-/// Serves `registry` on `listener` until the task is dropped or aborted.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+/// Serves `registry` on `listener` (over TLS when `tls` is set) until the
+/// task is dropped or aborted.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    tls: Option<Reloaded<ServerConfig>>,
+) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let registry = registry.clone();
+        let tls = tls.as_ref().map(|tls| TlsAcceptor::from(tls.current()));
         tokio::spawn(async move {
-            let mut request = Vec::with_capacity(512);
-            let mut buf = [0u8; 512];
-            let read = tokio::time::timeout(READ_TIMEOUT, async {
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
+            match tls {
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        answer(stream, &registry).await;
                     }
                 }
-            })
-            .await;
-            if read.is_err() {
-                return;
+                None => answer(stream, &registry).await,
             }
-            let line = String::from_utf8_lossy(&request);
-            let mut parts = line.split_whitespace();
-            let response = match (parts.next(), parts.next()) {
-                (Some("GET"), Some("/metrics")) => {
-                    let body = render(&registry);
-                    format!(
+        });
+    }
+}
+
+/// Reads one request from `stream` and answers it.
+async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, registry: &Registry) {
+    let mut request = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    let read = tokio::time::timeout(READ_TIMEOUT, async {
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        return;
+    }
+    let line = String::from_utf8_lossy(&request);
+    let mut parts = line.split_whitespace();
+    let response = match (parts.next(), parts.next()) {
+        (Some("GET"), Some("/metrics")) => {
+            let body = render(registry);
+            format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     )
-                }
-                _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_owned(),
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
+        }
+        _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+    };
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Scrapes `http://addr/metrics` and returns the body (for tests and tools).
@@ -139,7 +164,7 @@ mod tests {
         counter.inc_by(3);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(serve(listener, Arc::new(registry)));
+        let server = tokio::spawn(serve(listener, Arc::new(registry), None));
         let body = scrape(addr).await.unwrap();
         assert!(body.contains("demo_events_total 3"), "{body}");
         server.abort();

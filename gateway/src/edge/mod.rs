@@ -29,4 +29,6 @@ pub(crate) use authenticate::Authenticate;
 pub(crate) use conn::IdleLimits;
 pub(crate) use layers::{Arrival, BadInput, TrackCalls};
 pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};
-pub(crate) use tls::{handshakes, plain, server_config, TlsFiles, Transport};
+pub(crate) use tls::{
+    handshakes, metrics_server_config, plain, server_config, TlsFiles, Transport,
+};

@@ -95,6 +95,15 @@ pub(crate) fn server_config(files: &[Vec<u8>]) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
+/// The metrics endpoint's rustls configuration, of the listener's
+/// certificate and key bytes: no client certificate is asked for (a scraper
+/// rarely has one), and it speaks HTTP/1.1.
+pub(crate) fn metrics_server_config(files: &[Vec<u8>]) -> Result<ServerConfig, String> {
+    let mut config = server_config(&files[..2])?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A client connection, in the clear or over TLS.
 pub(crate) enum Transport {
     /// Plaintext.
