@@ -14,6 +14,30 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:50051")]
     pub gateway_url: String,
 
+    /// CA certificates (PEM) the gateway's certificate must chain to, for an
+    /// https:// --gateway-url; without it, the Mozilla root set.
+    #[arg(long, env = "GATEWAY_CA")]
+    pub gateway_ca: Option<PathBuf>,
+
+    /// The notifier's client certificate (PEM), for a gateway that requires
+    /// one (mTLS); with --gateway-key. Read at each connect.
+    #[arg(long, env = "GATEWAY_CERT", requires = "gateway_key")]
+    pub gateway_cert: Option<PathBuf>,
+
+    /// The private key of --gateway-cert (PEM).
+    #[arg(long, env = "GATEWAY_KEY", requires = "gateway_cert")]
+    pub gateway_key: Option<PathBuf>,
+
+    /// A file holding the bearer token (JWT) sent on every call; re-read
+    /// when it changes (see --reload-interval), so a token renewed in place
+    /// is used from the next call on.
+    #[arg(long, env = "GATEWAY_TOKEN_FILE")]
+    pub gateway_token_file: Option<PathBuf>,
+
+    /// How often the token file is checked for changes.
+    #[arg(long, env = "RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+
     /// Topic of the registration events.
     #[arg(long, env = "NOTIFIER_TOPIC", default_value = "user-registered")]
     pub topic: String,
@@ -81,6 +105,13 @@ impl Config {
                 "--gateway-url {:?} must start with http:// or https://",
                 self.gateway_url
             ));
+        }
+        let https = self.gateway_url.starts_with("https://");
+        if !https && (self.gateway_ca.is_some() || self.gateway_cert.is_some()) {
+            return Err("--gateway-ca and --gateway-cert need an https:// --gateway-url".into());
+        }
+        if self.reload_interval.is_zero() {
+            return Err("--reload-interval must be longer than zero".into());
         }
         if let Some(url) = &self.smtp_url {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {

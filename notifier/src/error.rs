@@ -14,6 +14,9 @@ pub enum Error {
     /// The subscription's stream did not start with `subscribed`.
     #[error("the gateway did not confirm the subscription (it sent {0})")]
     NotSubscribed(String),
+    /// A certificate, key or token file could not be read or used.
+    #[error("{0}")]
+    Settings(String),
     /// The sent-store could not be read or written.
     #[error("the sent-store under --state-dir failed: {0}")]
     Store(Box<redb::Error>),

@@ -8,6 +8,7 @@
 //! - `config` - flags and environment variables.
 //! - `worker` - the subscribe / email / remember / acknowledge loop.
 //! - `error` - what ends a session with the gateway.
+//! - `gateway` - the connection: TLS, client certificate, bearer token.
 //! - `registration` - the event schema it understands.
 //! - `templates` - the welcome email, from replaceable templates.
 //! - `mailer` - SMTP, or .eml files in an outbox directory.
@@ -18,6 +19,7 @@
 mod backoff;
 mod config;
 mod error;
+mod gateway;
 mod mailer;
 mod metrics;
 mod registration;

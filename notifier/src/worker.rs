@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 
-use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{
     subscribe_response::Kind, AckMode, AcknowledgeRequest, Delivery, Event, PublishEventRequest,
     StartFrom, SubscribeRequest,
@@ -21,13 +20,13 @@ use eventgateway::v1::{
 use eventgateway::{delivery_span, trace_context};
 use eventgateway_runtime::shutdown::Shutdown;
 use lettre::message::Mailbox;
-use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::Error;
+use crate::gateway::{Client, Gateway};
 use crate::mailer::{Mailer, SendError};
 use crate::metrics::Metrics;
 use crate::registration;
@@ -55,6 +54,8 @@ pub(crate) struct Notifier {
     backoff: Backoff,
     /// Counters served on /metrics.
     metrics: Metrics,
+    /// Where the gateway is, and how to reach it.
+    gateway: Gateway,
 }
 
 impl Notifier {
@@ -70,6 +71,7 @@ impl Notifier {
             store: SentStore::open(&config.state_dir)?,
             from: config.mail_from.parse()?,
             backoff: Backoff::new(config.min_backoff, config.max_backoff),
+            gateway: Gateway::new(&config, &shutdown)?,
             config,
             shutdown,
             metrics,
@@ -106,10 +108,7 @@ impl Notifier {
         if self.shutdown.is_started() {
             return Ok(SessionEnd::Shutdown);
         }
-        let channel = Endpoint::from_shared(self.config.gateway_url.clone())?
-            .connect()
-            .await?;
-        let mut client = EventGatewayClient::new(channel);
+        let mut client = self.gateway.connect().await?;
         let request = SubscribeRequest {
             topics: vec![self.config.topic.clone()],
             group: self.config.group.clone(),
@@ -160,7 +159,7 @@ impl Notifier {
     /// that continues the trace the gateway handed over.
     async fn handle(
         &mut self,
-        client: &mut EventGatewayClient<Channel>,
+        client: &mut Client,
         subscription_id: &str,
         delivery: Delivery,
     ) -> Result<Outcome, Error> {
@@ -244,7 +243,7 @@ impl Notifier {
     /// Publishes an unusable event to `<topic>.dlq` with the reason.
     async fn dead_letter(
         &self,
-        client: &mut EventGatewayClient<Channel>,
+        client: &mut Client,
         delivery: &Delivery,
         event: &Event,
         reason: &str,
@@ -283,7 +282,7 @@ enum Outcome {
 /// One delivery being handled, and where it is acknowledged.
 struct Delivered<'a> {
     /// The client of the gateway that serves the subscription.
-    client: &'a mut EventGatewayClient<Channel>,
+    client: &'a mut Client,
     /// The subscription it came on.
     subscription_id: &'a str,
     /// The delivery.
