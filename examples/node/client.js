@@ -1,12 +1,36 @@
 // The event-gateway client, loaded from proto/ at run time with
 // @grpc/proto-loader, and helpers for google.protobuf.Struct payloads.
+// Options: --gateway host:port; --ca FILE connects over TLS, --cert FILE and
+// --key FILE add a client certificate (mutual TLS); --token-file FILE sends
+// `authorization: Bearer <token>` on every call.
+const fs = require("fs");
 const path = require("path");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
 const PROTO_ROOT = path.join(__dirname, "..", "..", "proto");
 
-function connect(address) {
+function credentials() {
+  const ca = option("ca");
+  if (!ca) return grpc.credentials.createInsecure();
+  const cert = option("cert");
+  const key = option("key");
+  return grpc.credentials.createSsl(
+    fs.readFileSync(ca),
+    key ? fs.readFileSync(key) : null,
+    cert ? fs.readFileSync(cert) : null,
+  );
+}
+
+// The metadata every call carries: the bearer token, when there is one.
+function metadata() {
+  const md = new grpc.Metadata();
+  const tokenFile = option("token-file");
+  if (tokenFile) md.add("authorization", `Bearer ${fs.readFileSync(tokenFile, "utf8").trim()}`);
+  return md;
+}
+
+function connect() {
   const definition = protoLoader.loadSync("eventgateway/v1/gateway.proto", {
     includeDirs: [PROTO_ROOT],
     keepCase: true,
@@ -16,7 +40,7 @@ function connect(address) {
     oneofs: true,
   });
   const { EventGateway } = grpc.loadPackageDefinition(definition).eventgateway.v1;
-  return new EventGateway(address, grpc.credentials.createInsecure());
+  return new EventGateway(option("gateway", "localhost:50051"), credentials());
 }
 
 function toValue(value) {
@@ -56,4 +80,4 @@ function option(name, fallback) {
   return index > 0 ? process.argv[index + 1] : fallback;
 }
 
-module.exports = { connect, toStruct, fromStruct, option };
+module.exports = { connect, metadata, toStruct, fromStruct, option };

@@ -1,7 +1,7 @@
 // Publishes user-registered events through the gateway, keyed by user id.
-const { connect, toStruct, option } = require("./client");
+const { connect, metadata, toStruct, option } = require("./client");
 
-const gateway = connect(option("gateway", "localhost:50051"));
+const gateway = connect();
 const topic = option("topic", "user-registered");
 const count = Number(option("count", "3"));
 
@@ -18,6 +18,7 @@ async function main() {
             json: toStruct({ user_id: userId, email: `node${userId}@example.com` }),
           },
         },
+        metadata(),
         { deadline: Date.now() + 10000 },
         (error, response) => (error ? reject(error) : resolve(response)),
       ),

@@ -1,8 +1,8 @@
 // Consumes user-registered events through the gateway as a consumer group
 // with MANUAL acknowledgements, and stops after --count events.
-const { connect, fromStruct, option } = require("./client");
+const { connect, metadata, fromStruct, option } = require("./client");
 
-const gateway = connect(option("gateway", "localhost:50051"));
+const gateway = connect();
 const count = Number(option("count", "3"));
 let subscriptionId = null;
 let handled = 0;
@@ -12,7 +12,7 @@ const stream = gateway.Subscribe({
   group: option("group", "node-example"),
   start_from: "START_FROM_EARLIEST",
   ack_mode: "ACK_MODE_MANUAL",
-});
+}, metadata());
 
 stream.on("data", (message) => {
   if (message.kind === "subscribed") {
@@ -24,7 +24,7 @@ stream.on("data", (message) => {
   const delivery = message.delivery;
   const user = fromStruct(delivery.event.json);
   console.log(`received user ${user.user_id} <${user.email}> as ${delivery.event.id} attempt ${delivery.attempt}`);
-  gateway.Acknowledge({ subscription_id: subscriptionId, ack_ids: [delivery.ack_id] }, (error) => {
+  gateway.Acknowledge({ subscription_id: subscriptionId, ack_ids: [delivery.ack_id] }, metadata(), (error) => {
     if (error) {
       console.error(`acknowledge failed: ${error.details}`);
       process.exit(1);

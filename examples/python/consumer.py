@@ -7,21 +7,21 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "gen"))
 
-import grpc  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 
 from eventgateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
+import connection  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--gateway", default="localhost:50051")
+    connection.add_arguments(parser)
     parser.add_argument("--topic", default="user-registered")
     parser.add_argument("--group", default="python-example")
     parser.add_argument("--count", type=int, default=3, help="stop after this many events")
     args = parser.parse_args()
 
-    with grpc.insecure_channel(args.gateway) as channel:
+    with connection.open_channel(args) as channel:
         gateway = gateway_pb2_grpc.EventGatewayStub(channel)
         stream = gateway.Subscribe(
             gateway_pb2.SubscribeRequest(
@@ -29,7 +29,8 @@ def main():
                 group=args.group,
                 start_from=gateway_pb2.START_FROM_EARLIEST,
                 ack_mode=gateway_pb2.ACK_MODE_MANUAL,
-            )
+            ),
+            metadata=connection.metadata(args),
         )
         subscription_id = None
         handled = 0
@@ -48,6 +49,7 @@ def main():
                 gateway.Acknowledge(
                     gateway_pb2.AcknowledgeRequest(subscription_id=subscription_id, ack_ids=[delivery.ack_id]),
                     timeout=10,
+                    metadata=connection.metadata(args),
                 )
                 handled += 1
                 if handled >= args.count:

@@ -7,20 +7,20 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "gen"))
 
-import grpc  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
 
 from eventgateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
+import connection  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--gateway", default="localhost:50051")
+    connection.add_arguments(parser)
     parser.add_argument("--topic", default="user-registered")
     parser.add_argument("--count", type=int, default=3)
     args = parser.parse_args()
 
-    with grpc.insecure_channel(args.gateway) as channel:
+    with connection.open_channel(args) as channel:
         gateway = gateway_pb2_grpc.EventGatewayStub(channel)
         for user_id in range(1, args.count + 1):
             body = struct_pb2.Struct()
@@ -32,6 +32,7 @@ def main():
                     event=gateway_pb2.Event(type="user.registered", source="/user-service", json=body),
                 ),
                 timeout=10,
+                metadata=connection.metadata(args),
             )
             print(f"published user {user_id} as {answer.event_id} -> partition {answer.partition} offset {answer.offset}", flush=True)
 
