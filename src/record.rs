@@ -123,6 +123,7 @@ pub fn payload_to_record(key: &str, event: Event, payload: Payload) -> OutgoingR
         attributes,
         data: _,
         content_type,
+        binary_attributes,
     } = event;
     let Payload {
         value,
@@ -133,7 +134,8 @@ pub fn payload_to_record(key: &str, event: Event, payload: Payload) -> OutgoingR
     } else {
         content_type.into_bytes()
     };
-    let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = Vec::with_capacity(6 + attributes.len());
+    let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> =
+        Vec::with_capacity(6 + attributes.len() + binary_attributes.len());
     headers.push((header::SPECVERSION.into(), header::SPECVERSION_VALUE.into()));
     headers.push((header::ID.into(), id.into_bytes()));
     if !r#type.is_empty() {
@@ -146,12 +148,16 @@ pub fn payload_to_record(key: &str, event: Event, payload: Payload) -> OutgoingR
         headers.push((header::TIME.into(), rfc3339(time).into_bytes()));
     }
     headers.push((header::CONTENT_TYPE.into(), content_type));
-    let mut attributes: Vec<(String, String)> = attributes.into_iter().collect();
+    let mut attributes: Vec<(String, Vec<u8>)> = attributes
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .chain(binary_attributes)
+        .collect();
     attributes.sort_unstable();
     headers.extend(
         attributes
             .into_iter()
-            .map(|(name, value)| (Cow::Owned(name), value.into_bytes())),
+            .map(|(name, value)| (Cow::Owned(name), value)),
     );
     OutgoingRecord {
         key: (!key.is_empty()).then(|| key.as_bytes().to_vec()),
@@ -166,7 +172,15 @@ pub fn record_to_event(record: &IncomingRecord<'_>) -> Event {
     let mut event = Event::default();
     let mut time = None;
     for (name, value) in &record.headers {
-        let text = || String::from_utf8_lossy(value.unwrap_or_default()).into_owned();
+        let bytes = value.unwrap_or_default();
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            // Not text: kept as it is, under its own name, whatever it is.
+            event
+                .binary_attributes
+                .insert((*name).to_owned(), bytes.to_vec());
+            continue;
+        };
+        let text = || text.to_owned();
         match *name {
             header::ID => event.id = text(),
             header::TYPE => event.r#type = text(),
@@ -423,6 +437,7 @@ mod tests {
             attributes: HashMap::from([("tenant".into(), "acme".into())]),
             data: json_to_struct(br#"{"user_id":1}"#).map(Data::Json),
             content_type: String::new(),
+            binary_attributes: HashMap::from([("signature".into(), vec![0xff, 0x00, 0x80])]),
         };
         let record = event_to_record("user-1", event.clone());
         assert_eq!(record.key.as_deref(), Some(&b"user-1"[..]));
@@ -436,6 +451,24 @@ mod tests {
                 ..event
             }
         );
+    }
+
+    #[test]
+    fn header_values_that_are_not_text_arrive_as_bytes_unchanged() {
+        let headers = [
+            ("tenant", b"acme".to_vec()),
+            ("digest", vec![0xde, 0xad, 0xbe, 0xef]),
+            ("ce_id", vec![0xff]),
+        ];
+        let event = record_to_event(&incoming(Some(b"x"), &headers));
+        assert_eq!(event.attributes["tenant"], "acme");
+        assert_eq!(event.binary_attributes["digest"], [0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(event.binary_attributes["ce_id"], [0xff]);
+        assert_eq!(
+            event.id, "orders-2-41",
+            "an id that is not text is not the id"
+        );
+        assert!(!event.attributes.contains_key("digest"));
     }
 
     #[test]

@@ -338,6 +338,84 @@ async fn plain_kafka_clients_interoperate_both_ways() {
 }
 
 #[tokio::test]
+async fn keys_and_headers_that_are_not_text_arrive_byte_for_byte_both_ways() {
+    let (broker, topic, gateway, mut client) = fixture("bytes", 1).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let key: &[u8] = &[0xff, b'k', 0x00, 0xc3];
+    let digest: &[u8] = &[0xde, 0xad, 0xbe, 0xef];
+    producer
+        .send(
+            FutureRecord::to(&topic).key(key).payload("x").headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: "digest",
+                        value: Some(digest),
+                    })
+                    .insert(Header {
+                        key: "tenant",
+                        value: Some("acme"),
+                    }),
+            ),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("plain produce");
+    let (_, mut stream) = subscribe(&mut client, request(&topic, StartFrom::Earliest)).await;
+    let delivery = next_delivery(&mut stream).await;
+    assert_eq!(delivery.key_bytes, key, "the key's exact bytes");
+    assert_eq!(delivery.key, String::from_utf8_lossy(key));
+    let event = delivery.event.unwrap();
+    assert_eq!(event.binary_attributes["digest"], digest);
+    assert_eq!(event.attributes["tenant"], "acme");
+    assert!(!event.attributes.contains_key("digest"));
+
+    // What a client publishes as binary attributes, a plain consumer reads
+    // byte for byte.
+    let stored = client
+        .publish_event(eventgateway::v1::PublishEventRequest {
+            topic: topic.clone(),
+            key: "k".into(),
+            event: Some(eventgateway::v1::Event {
+                binary_attributes: [("digest".to_owned(), digest.to_vec())].into(),
+                ..json_event(json!({"n": 1}))
+            }),
+        })
+        .await
+        .expect("binary attributes are published")
+        .into_inner();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", format!("plain-{topic}"))
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(stored.offset))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let message = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plain consumer got nothing"
+        );
+        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            break result.expect("plain consume").detach();
+        }
+    };
+    let header = message
+        .headers()
+        .unwrap()
+        .iter()
+        .find(|h| h.key == "digest")
+        .expect("the header is there");
+    assert_eq!(header.value, Some(digest));
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_embedded_kafka_works_without_any_broker_configured() {
     let gateway = gateway(config(None)).await;
     let mut client = client(gateway.addr()).await;

@@ -31,6 +31,18 @@ pub(crate) const MAX_ACK_IDS: usize = 10_000;
 const MAX_ACK_ID_LEN: usize = MAX_TOPIC_LEN + 32;
 /// Longest subscription id the gateway hands out (a UUID takes 36).
 const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
+/// Most attributes (text and binary together) on one event.
+pub(crate) const MAX_ATTRIBUTES: usize = 100;
+/// Longest attribute name.
+pub(crate) const MAX_ATTRIBUTE_NAME_LEN: usize = 256;
+/// Largest attribute value.
+pub(crate) const MAX_ATTRIBUTE_VALUE_LEN: usize = 16 * 1024;
+/// Largest sum of an event's attribute names and values.
+pub(crate) const MAX_ATTRIBUTES_BYTES: usize = 32 * 1024;
+/// Longest partition key.
+pub(crate) const MAX_KEY_LEN: usize = 4 * 1024;
+/// Longest event id, type, source and content type.
+pub(crate) const MAX_FIELD_LEN: usize = 2 * 1024;
 /// The earliest and the latest event time accepted: the years 1 to 9999,
 /// which RFC 3339 (and so the `ce_time` header) can write.
 const TIMES: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
@@ -96,6 +108,70 @@ fn reserved(name: &str) -> bool {
         || name.eq_ignore_ascii_case(header::CONTENT_TYPE)
 }
 
+/// Checks an event's attributes, text and binary: how many, how large, and
+/// their names.
+fn attributes(event: &eventgateway::v1::Event) -> Result<(), Error> {
+    let count = event.attributes.len() + event.binary_attributes.len();
+    if count > MAX_ATTRIBUTES {
+        return Err(Error::InvalidArgument(format!(
+            "the event has {count} attributes; at most {MAX_ATTRIBUTES}"
+        )));
+    }
+    let text = event
+        .attributes
+        .iter()
+        .map(|(name, value)| (name, value.as_bytes()));
+    let binary = event
+        .binary_attributes
+        .iter()
+        .map(|(name, value)| (name, value.as_slice()));
+    let mut total = 0;
+    for (name, value) in text.chain(binary) {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an attribute has an empty name".into(),
+            ));
+        }
+        if name.len() > MAX_ATTRIBUTE_NAME_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "attribute name {} is {} bytes; at most {MAX_ATTRIBUTE_NAME_LEN}",
+                clip(name),
+                name.len()
+            )));
+        }
+        if reserved(name) {
+            return Err(Error::InvalidArgument(format!(
+                "attribute {} is reserved: names starting with \"ce_\" and \"content-type\" (in any case) are set from the event's fields",
+                clip(name)
+            )));
+        }
+        if value.len() > MAX_ATTRIBUTE_VALUE_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "attribute {} has a value of {} bytes; at most {MAX_ATTRIBUTE_VALUE_LEN}",
+                clip(name),
+                value.len()
+            )));
+        }
+        total += name.len() + value.len();
+    }
+    if total > MAX_ATTRIBUTES_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "the event's attributes take {total} bytes; at most {MAX_ATTRIBUTES_BYTES}"
+        )));
+    }
+    if let Some(name) = event
+        .binary_attributes
+        .keys()
+        .find(|name| event.attributes.contains_key(*name))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "attribute {} is in both attributes and binary_attributes; a name goes in one",
+            clip(name)
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a publish request and turns it into a [`Publish`], its payload
 /// encoded (once) to check its size.
 pub(super) fn publish_request(
@@ -106,19 +182,26 @@ pub(super) fn publish_request(
     let event = request.event.as_mut().ok_or_else(|| {
         Error::InvalidArgument("event is missing: set the event to publish".into())
     })?;
-    for name in event.attributes.keys() {
-        if name.is_empty() {
-            return Err(Error::InvalidArgument(
-                "an attribute has an empty name".into(),
-            ));
-        }
-        if reserved(name) {
+    if request.key.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "the key is {} bytes; at most {MAX_KEY_LEN}",
+            request.key.len()
+        )));
+    }
+    for (field, value) in [
+        ("event.id", &event.id),
+        ("event.type", &event.r#type),
+        ("event.source", &event.source),
+        ("event.content_type", &event.content_type),
+    ] {
+        if value.len() > MAX_FIELD_LEN {
             return Err(Error::InvalidArgument(format!(
-                "attribute {} is reserved: names starting with \"ce_\" and \"content-type\" (in any case) are set from the event's fields",
-                clip(name)
+                "{field} is {} bytes; at most {MAX_FIELD_LEN}",
+                value.len()
             )));
         }
     }
+    attributes(event)?;
     if let Some(time) = &event.time {
         if !(0..1_000_000_000).contains(&time.nanos) || !TIMES.contains(&time.seconds) {
             return Err(Error::InvalidArgument(
@@ -384,6 +467,67 @@ mod tests {
         let event = request.event.as_mut().unwrap();
         event.attributes.insert("ce_id".into(), "x".into());
         assert!(refused(&request, 5).contains("reserved"));
+    }
+
+    #[test]
+    fn keys_fields_and_attributes_are_bounded_each_refusal_naming_its_limit() {
+        let publish = |key: String, event: Event| PublishEventRequest {
+            topic: "t".into(),
+            key,
+            event: Some(event),
+        };
+        let refused = |request: PublishEventRequest| {
+            let error = publish_request(request, 1 << 20).unwrap_err();
+            assert_eq!(error.code(), tonic::Code::InvalidArgument);
+            let message = error.to_string();
+            assert!(message.len() < 512, "{message}");
+            message
+        };
+        let many = |n: usize| -> HashMap<String, String> {
+            (0..n).map(|i| (format!("a{i}"), "v".to_owned())).collect()
+        };
+        let text = |attributes| Event {
+            attributes,
+            ..Event::default()
+        };
+        assert!(
+            publish_request(publish(String::new(), text(many(MAX_ATTRIBUTES))), 1 << 20).is_ok()
+        );
+        assert!(
+            refused(publish(String::new(), text(many(MAX_ATTRIBUTES + 1)))).contains("at most 100")
+        );
+        let mixed = Event {
+            attributes: many(60),
+            binary_attributes: (0..41).map(|i| (format!("b{i}"), vec![0xff])).collect(),
+            ..Event::default()
+        };
+        assert!(refused(publish(String::new(), mixed)).contains("101 attributes"));
+        let long_name = [("n".repeat(MAX_ATTRIBUTE_NAME_LEN + 1), String::new())].into();
+        assert!(refused(publish(String::new(), text(long_name))).contains("at most 256"));
+        let large_value = [("n".to_owned(), "v".repeat(MAX_ATTRIBUTE_VALUE_LEN + 1))].into();
+        assert!(refused(publish(String::new(), text(large_value))).contains("at most 16384"));
+        let total: HashMap<String, String> = (0..3)
+            .map(|i| (format!("n{i}"), "v".repeat(MAX_ATTRIBUTE_VALUE_LEN - 10)))
+            .collect();
+        assert!(refused(publish(String::new(), text(total))).contains("at most 32768"));
+        let both = Event {
+            attributes: [("n".to_owned(), "v".to_owned())].into(),
+            binary_attributes: [("n".to_owned(), vec![1])].into(),
+            ..Event::default()
+        };
+        assert!(refused(publish(String::new(), both)).contains("in both"));
+        let reserved = Event {
+            binary_attributes: [("CE_type".to_owned(), vec![1])].into(),
+            ..Event::default()
+        };
+        assert!(refused(publish(String::new(), reserved)).contains("reserved"));
+        let key = "k".repeat(MAX_KEY_LEN + 1);
+        assert!(refused(publish(key, Event::default())).contains("at most 4096"));
+        let source = Event {
+            source: "s".repeat(MAX_FIELD_LEN + 1),
+            ..Event::default()
+        };
+        assert!(refused(publish(String::new(), source)).contains("event.source"));
     }
 
     #[test]

@@ -66,6 +66,12 @@ fn record_delivery(message: &BorrowedMessage<'_>) -> Delivery {
             .key()
             .map(|key| String::from_utf8_lossy(key).into_owned())
             .unwrap_or_default(),
+        // A key that is not text arrives exactly too.
+        key_bytes: message
+            .key()
+            .filter(|key| std::str::from_utf8(key).is_err())
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default(),
         event: Some(record_to_event(&record)),
         ack_id: ack_id(message.topic(), message.partition(), message.offset()),
         attempt: 1,
