@@ -11,7 +11,9 @@
 //! which uses `kafka` too.
 //!
 //! Before them, `edge` bounds what a client's connections and calls may
-//! hold (connections, idleness, how long a request takes to arrive).
+//! hold (connections, idleness, how long a request takes to arrive), speaks
+//! TLS, and authenticates each call; `auth` says who a caller is and what it
+//! may do (principals, tokens, the policy, quotas, the audit log).
 //!
 //! Beside them: `server` assembles and runs everything and shuts it down in
 //! order; `cli` is the command; `config`, `error` (the one error -> status
@@ -23,6 +25,9 @@ mod cli;
 mod config;
 mod edge;
 mod error;
+/// What the fuzz targets (`fuzz/`) drive; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod health;
 mod kafka;

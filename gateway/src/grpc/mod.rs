@@ -12,7 +12,7 @@
 mod deadline;
 mod publish;
 mod publish_stream;
-mod validate;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -174,7 +174,7 @@ fn attributes(event: &eventgateway::v1::Event) -> Result<(), Error> {
 
 /// Checks a publish request and turns it into a [`Publish`], its payload
 /// encoded (once) to check its size.
-pub(super) fn publish_request(
+pub(crate) fn publish_request(
     mut request: PublishEventRequest,
     max_payload_bytes: usize,
 ) -> Result<Publish, Error> {
@@ -227,7 +227,7 @@ pub(super) fn publish_request(
 }
 
 /// Checks an acknowledge request: the subscription id and every ack id.
-pub(super) fn acknowledge_request(request: AcknowledgeRequest) -> Result<(String, Acks), Error> {
+pub(crate) fn acknowledge_request(request: AcknowledgeRequest) -> Result<(String, Acks), Error> {
     if request.subscription_id.is_empty() {
         return Err(Error::InvalidArgument(
             "subscription_id is empty: pass the id from the stream's Subscribed message".into(),
@@ -263,7 +263,7 @@ pub(super) fn acknowledge_request(request: AcknowledgeRequest) -> Result<(String
 
 /// Checks a subscribe request and turns it into what the consumer needs;
 /// `defaults` fill what a MANUAL subscription leaves unset.
-pub(super) fn subscribe_request(
+pub(crate) fn subscribe_request(
     request: &SubscribeRequest,
     defaults: ManualAcks,
 ) -> Result<SubscriptionSpec, Error> {

@@ -1,0 +1,201 @@
+//! Everything that parses client or broker input, as the fuzz targets
+//! (`fuzz/`) and their regression tests drive it: protobuf bytes a client
+//! could send, decoded and checked (a publish that passes is mapped to a
+//! record and back, asserting that nothing was changed on the way); any
+//! Kafka record becoming an event; JSON text becoming a Struct and back.
+//! Not an API: hidden, and only for those callers.
+
+use eventgateway::json::{json_to_struct, struct_problem, struct_to_json};
+use eventgateway::record::{payload_to_record, record_to_event, IncomingRecord};
+use eventgateway::v1::{event::Data, AcknowledgeRequest, PublishEventRequest, SubscribeRequest};
+use prost::Message as _;
+
+use crate::grpc::validate;
+use crate::subscribe::ManualAcks;
+
+/// The payload bound the publish target checks against.
+const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// Checks a PublishEventRequest; one that passes becomes a record whose
+/// headers carry its attributes exactly, and that reads back as the same
+/// attributes and payload bytes.
+pub fn publish(bytes: &[u8]) {
+    let Ok(request) = PublishEventRequest::decode(bytes) else {
+        return;
+    };
+    let Ok(publish) = validate::publish_request(request, MAX_PAYLOAD_BYTES) else {
+        return;
+    };
+    let key = publish.request.key.clone();
+    let event = publish.request.event.clone().unwrap_or_default();
+    let value = publish.payload.value.clone();
+    let record = payload_to_record(&key, event.clone(), publish.payload);
+    assert_eq!(
+        record.value, value,
+        "the payload is written as it was checked"
+    );
+    assert_eq!(record.key.unwrap_or_default(), key.as_bytes());
+    let headers: Vec<(String, Vec<u8>)> = record
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    let incoming = IncomingRecord {
+        topic: &publish.request.topic,
+        partition: 0,
+        offset: 0,
+        value: Some(&record.value),
+        timestamp_ms: record.timestamp_ms,
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), Some(value.as_slice())))
+            .collect(),
+    };
+    let back = record_to_event(&incoming);
+    for (name, value) in &event.attributes {
+        assert_eq!(back.attributes.get(name), Some(value), "attribute {name:?}");
+    }
+    for (name, value) in &event.binary_attributes {
+        let text = std::str::from_utf8(value).ok();
+        let came = match text {
+            Some(_) => back.attributes.get(name).map(|v| v.as_bytes().to_vec()),
+            None => back.binary_attributes.get(name).cloned(),
+        };
+        assert_eq!(came.as_ref(), Some(value), "binary attribute {name:?}");
+    }
+    if !event.id.is_empty() {
+        assert_eq!(back.id, event.id);
+    }
+}
+
+/// Checks a SubscribeRequest.
+pub fn subscribe(bytes: &[u8]) {
+    if let Ok(request) = SubscribeRequest::decode(bytes) {
+        let defaults = ManualAcks {
+            ack_timeout: std::time::Duration::from_secs(30),
+            max_unacked: 100,
+        };
+        let _ = validate::subscribe_request(&request, defaults);
+    }
+}
+
+/// Checks an AcknowledgeRequest.
+pub fn acknowledge(bytes: &[u8]) {
+    if let Ok(request) = AcknowledgeRequest::decode(bytes) {
+        let _ = validate::acknowledge_request(request);
+    }
+}
+
+/// Splits fuzz input into a record's headers and value: a header count,
+/// then each header as a name and a value, each one length byte first; the
+/// rest is the value (none when the input ends in the headers).
+fn split_record(bytes: &[u8]) -> (Vec<(String, Vec<u8>)>, Option<&[u8]>) {
+    let mut rest = bytes;
+    let mut take = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        let (&len, tail) = rest.split_first()?;
+        let len = (len as usize).min(tail.len());
+        let (taken, tail) = tail.split_at(len);
+        *rest = tail;
+        Some(taken.to_vec())
+    };
+    let count = take(&mut rest).map_or(0, |c| c.first().copied().unwrap_or(0) % 16);
+    let mut headers = Vec::new();
+    for _ in 0..count {
+        let (Some(name), Some(value)) = (take(&mut rest), take(&mut rest)) else {
+            return (headers, None);
+        };
+        // Header names reach the gateway as text (the Kafka client's API).
+        headers.push((String::from_utf8_lossy(&name).into_owned(), value));
+    }
+    (headers, Some(rest))
+}
+
+/// Any Kafka record becomes an event, without a byte of its value or of a
+/// header's value lost.
+pub fn record(bytes: &[u8]) {
+    let (headers, value) = split_record(bytes);
+    let incoming = IncomingRecord {
+        topic: "t",
+        partition: 0,
+        offset: 0,
+        value,
+        timestamp_ms: Some(0),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), Some(value.as_slice())))
+            .collect(),
+    };
+    let event = record_to_event(&incoming);
+    match (&event.data, value) {
+        (None, None) => {}
+        (Some(Data::Binary(data)), Some(value)) => assert_eq!(data, value),
+        (Some(Data::Text(text)), Some(value)) => assert_eq!(text.as_bytes(), value),
+        (Some(Data::Json(object)), Some(value)) => {
+            let original: serde_json::Value = serde_json::from_slice(value).unwrap();
+            let carried: serde_json::Value =
+                serde_json::from_slice(&struct_to_json(object)).unwrap();
+            assert_eq!(original, carried, "JSON comes as a Struct only unchanged");
+        }
+        (data, value) => panic!("{data:?} from {value:?}"),
+    }
+    let mut last = std::collections::HashMap::new();
+    for (name, value) in &headers {
+        last.insert(name.as_str(), value.as_slice());
+    }
+    for (name, value) in last {
+        if std::str::from_utf8(value).is_err() {
+            assert_eq!(
+                event.binary_attributes.get(name).map(Vec::as_slice),
+                Some(value)
+            );
+        }
+    }
+}
+
+/// JSON text becomes a Struct only when it comes back the same; a Struct a
+/// client sends is either refused or written as JSON that parses.
+pub fn json(bytes: &[u8]) {
+    if let Some(object) = json_to_struct(bytes) {
+        let original: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&struct_to_json(&object)).unwrap();
+        assert_eq!(original, back);
+    }
+    if let Ok(object) = prost_types::Struct::decode(bytes) {
+        if struct_problem(&object).is_none() {
+            let text = struct_to_json(&object);
+            assert!(serde_json::from_slice::<serde_json::Value>(&text).is_ok());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Every input kept under `fuzz/regressions/<target>/` (a crash once
+    /// found, or an input worth keeping) still passes its target.
+    #[test]
+    fn the_kept_fuzz_inputs_pass() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+        let targets: [(&str, fn(&[u8])); 5] = [
+            ("publish_request", publish),
+            ("subscribe_request", subscribe),
+            ("acknowledge_request", acknowledge),
+            ("record", record),
+            ("json", json),
+        ];
+        let mut seen = 0;
+        for (target, run) in targets {
+            let Ok(entries) = std::fs::read_dir(root.join(target)) else {
+                continue;
+            };
+            for entry in entries {
+                run(&std::fs::read(entry.unwrap().path()).unwrap());
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "fuzz/regressions holds inputs");
+    }
+}
