@@ -39,6 +39,7 @@ fn fit(mut delivery: Delivery) -> Delivery {
     event.data = None;
     if event.encoded_len() > MAX_DELIVERY_BYTES / 2 {
         event.attributes.clear();
+        event.binary_attributes.clear();
     }
     event.attributes.insert(OMITTED.to_owned(), note);
     delivery
