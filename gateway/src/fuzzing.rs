@@ -91,7 +91,7 @@ pub fn acknowledge(bytes: &[u8]) {
 /// rest is the value (none when the input ends in the headers).
 fn split_record(bytes: &[u8]) -> (Vec<(String, Vec<u8>)>, Option<&[u8]>) {
     let mut rest = bytes;
-    let mut take = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+    let take = |rest: &mut &[u8]| -> Option<Vec<u8>> {
         let (&len, tail) = rest.split_first()?;
         let len = (len as usize).min(tail.len());
         let (taken, tail) = tail.split_at(len);
