@@ -13,7 +13,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
-use tonic::transport::Channel;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 /// How long the gateway may take to report SERVING.
 const STARTUP: Duration = Duration::from_secs(60);
@@ -93,50 +96,115 @@ pub(crate) async fn enqueue(
     }
 }
 
-/// Waits until the gateway at `url` reports SERVING.
-pub(crate) async fn wait_serving(url: &str) -> Result<(), String> {
-    let until = Instant::now() + STARTUP;
-    loop {
-        if let Ok(channel) = Channel::from_shared(url.to_owned())
-            .expect("a valid URL")
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let status = health
-                .check(tonic_health::pb::HealthCheckRequest::default())
-                .await
-                .map(|r| r.into_inner().status);
-            if status.ok() == Some(tonic_health::ServingStatus::Serving as i32) {
-                return Ok(());
-            }
+/// A connection to a gateway, with the call credentials it needs.
+pub(crate) type GatewayChannel = InterceptedService<Channel, Credentials>;
+
+/// Adds `authorization: Bearer <token>` to every call, when there is one.
+#[derive(Clone)]
+pub(crate) struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
-        if Instant::now() > until {
-            return Err(format!(
-                "the gateway at {url} did not report SERVING within {STARTUP:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(request)
     }
 }
 
-/// `count` separate connections to the gateway.
-pub(crate) async fn connect(url: &str, count: usize) -> Result<Vec<Channel>, String> {
-    let mut channels = Vec::with_capacity(count);
-    for _ in 0..count {
-        let channel = Channel::from_shared(url.to_owned())
-            .expect("a valid URL")
+/// Where a gateway listens and how to reach it: plaintext, or TLS with a
+/// bearer token.
+#[derive(Clone)]
+pub(crate) struct Target {
+    /// `http://` or `https://` URL.
+    pub(crate) url: String,
+    tls: Option<ClientTlsConfig>,
+    credentials: Credentials,
+}
+
+impl Target {
+    /// A plaintext gateway on 127.0.0.1:`port`.
+    pub(crate) fn plain(port: u16) -> Self {
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            tls: None,
+            credentials: Credentials(None),
+        }
+    }
+
+    /// A gateway on localhost:`port` speaking TLS with a certificate of the
+    /// CA `ca_pem`, taking `token`.
+    pub(crate) fn tls(port: u16, ca_pem: &str, token: &str) -> Result<Self, String> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+            .domain_name("localhost");
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the token is not a header value".to_owned())?;
+        Ok(Self {
+            url: format!("https://127.0.0.1:{port}"),
+            tls: Some(tls),
+            credentials: Credentials(Some(value)),
+        })
+    }
+
+    /// A new connection.
+    async fn channel(&self) -> Result<Channel, String> {
+        let mut endpoint = Channel::from_shared(self.url.clone()).expect("a valid URL");
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|error| format!("TLS settings: {error}"))?;
+        }
+        endpoint
             .connect()
             .await
-            .map_err(|error| format!("cannot connect to the gateway at {url}: {error}"))?;
-        channels.push(channel);
+            .map_err(|error| format!("cannot connect to the gateway at {}: {error}", self.url))
     }
-    Ok(channels)
+
+    /// Waits until the gateway reports SERVING.
+    pub(crate) async fn wait_serving(&self) -> Result<(), String> {
+        let until = Instant::now() + STARTUP;
+        loop {
+            if let Ok(channel) = self.channel().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                let status = health
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await
+                    .map(|r| r.into_inner().status);
+                if status.ok() == Some(tonic_health::ServingStatus::Serving as i32) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "the gateway at {} did not report SERVING within {STARTUP:?}",
+                    self.url
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `count` separate connections to the gateway.
+    pub(crate) async fn connect(&self, count: usize) -> Result<Vec<GatewayChannel>, String> {
+        let mut channels = Vec::with_capacity(count);
+        for _ in 0..count {
+            let channel = self.channel().await?;
+            channels.push(InterceptedService::new(channel, self.credentials.clone()));
+        }
+        Ok(channels)
+    }
 }
 
 /// Publishes one small event (key `warm-up`) to `topic` through the gateway:
 /// connections, metadata and the gateway's topic cache are then warm.
-pub(crate) async fn warm_up(channel: &Channel, topic: &str) -> Result<(), String> {
+pub(crate) async fn warm_up(channel: &GatewayChannel, topic: &str) -> Result<(), String> {
     let mut client = EventGatewayClient::new(channel.clone());
     let request = PublishEventRequest {
         topic: topic.to_owned(),

@@ -5,7 +5,8 @@
 //! work through a gateway process of its own: unary PublishEvent from many
 //! tasks, PublishEvents streams, one Subscribe stream, a fan-out of many
 //! ephemeral streams on one topic, and open-loop publish latency at a fixed
-//! rate. It prints a table, writes the figures as JSON, and fails when an
+//! rate; and, against a second gateway with TLS, bearer tokens and a policy
+//! on, the streaming publish and the latency again. It prints a table, writes the figures as JSON, and fails when an
 //! event is not accounted for (an error, a missing or a repeated event).
 //!
 //! - `options`: the command line.
@@ -14,6 +15,7 @@
 //! - `tally`: which events arrived (by index), rates, percentiles.
 //! - `report`: the table, the JSON, the verdict.
 //! - `cpu`: CPU time per process, from `/proc`.
+//! - `secure`: the second gateway's TLS, token and policy files.
 //!
 //! `gateway-bench serve-gateway [FLAGS]` runs the gateway itself (the
 //! `gateway` command): the benchmark starts its gateway that way, so that
@@ -25,6 +27,7 @@ mod cpu;
 mod options;
 mod report;
 mod scenarios;
+mod secure;
 mod tally;
 
 use std::process::{Child, ExitCode, Stdio};
@@ -106,13 +109,35 @@ async fn bench(options: Options) -> Result<(), String> {
         }
     };
     let port = tansu::free_port();
-    let gateway = Process(spawn_gateway(&options, &brokers, port)?);
+    let gateway = Process(spawn_gateway(&options, &brokers, port, &[])?);
     let processes = cpu::Processes {
         gateway: gateway.0.id(),
         broker: broker.as_ref().map(|b| b.0.id()),
     };
-    let report = scenarios::run(&options, &brokers, port, processes).await?;
+    let runs_secure = options.only.is_empty() || options.only.iter().any(|n| n == "secure");
+    let secure = if runs_secure {
+        let port = tansu::free_port();
+        let files = secure::Secure::new(port)?;
+        let process = Process(spawn_gateway(&options, &brokers, port, &files.args)?);
+        let processes = cpu::Processes {
+            gateway: process.0.id(),
+            broker: processes.broker,
+        };
+        Some((files, process, processes))
+    } else {
+        None
+    };
+    let targets = scenarios::Targets {
+        plain: (clients::Target::plain(port), processes),
+        secure: secure
+            .as_ref()
+            .map(|(files, _, processes)| (files.target.clone(), *processes)),
+    };
+    let report = scenarios::run(&options, &brokers, targets).await?;
     gateway.stop(Duration::from_secs(60));
+    if let Some((_, process, _)) = secure {
+        process.stop(Duration::from_secs(60));
+    }
     report.print();
     if let Some(path) = &options.json {
         std::fs::write(path, report.json())
@@ -121,8 +146,14 @@ async fn bench(options: Options) -> Result<(), String> {
     report.check()
 }
 
-/// Starts the gateway process on 127.0.0.1:`port` in front of `brokers`.
-fn spawn_gateway(options: &Options, brokers: &str, port: u16) -> Result<Child, String> {
+/// Starts the gateway process on 127.0.0.1:`port` in front of `brokers`,
+/// with `extra` flags.
+fn spawn_gateway(
+    options: &Options,
+    brokers: &str,
+    port: u16,
+    extra: &[String],
+) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
     let log = std::env::temp_dir().join(format!("event-gateway-bench-gateway-{port}.log"));
     let stderr = std::fs::File::create(&log)
@@ -155,6 +186,7 @@ fn spawn_gateway(options: &Options, brokers: &str, port: u16) -> Result<Child, S
         .arg("--metrics-addr=0")
         .arg(format!("--kafka-property=linger.ms={}", options.linger_ms))
         .args(&options.gateway_args)
+        .args(extra)
         .env("NO_COLOR", "1")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("KAFKA_PROPERTIES")

@@ -16,6 +16,12 @@ pub(crate) struct Report {
     pub(crate) fanout: Throughput,
     pub(crate) direct_latency: Side,
     pub(crate) publish_latency: Side,
+    /// Streaming publish through the gateway with TLS, tokens and a policy.
+    pub(crate) secure_stream: Throughput,
+    /// The direct producer's latency beside the secured gateway's.
+    pub(crate) secure_direct_latency: Side,
+    /// PublishEvent's latency through the secured gateway.
+    pub(crate) secure_latency: Side,
     pub(crate) peak_rss_mib: f64,
 }
 
@@ -31,8 +37,21 @@ impl Report {
         direct.cpu_per_event_us()[3] / gateway.cpu_per_event_us()[3]
     }
 
+    /// The secured gateway's CPU per streamed event over the plain one's,
+    /// minus one: what TLS, tokens and the policy add.
+    fn secure_cpu_overhead(&self) -> f64 {
+        self.secure_stream.cpu_per_event_us()[1] / self.stream.cpu_per_event_us()[1] - 1.0
+    }
+
+    /// What TLS and a token add to PublishEvent's p50 latency: each
+    /// gateway's p50 over the direct producer's measured beside it.
+    fn secure_added_p50_ms(&self) -> f64 {
+        (self.secure_latency.0.p50 - self.secure_direct_latency.0.p50)
+            - (self.publish_latency.0.p50 - self.direct_latency.0.p50)
+    }
+
     /// The measured scenarios, with their names in the JSON.
-    fn throughputs(&self) -> [(&'static str, &Throughput); 7] {
+    fn throughputs(&self) -> [(&'static str, &Throughput); 8] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
@@ -41,6 +60,7 @@ impl Report {
             ("direct_consume", &self.direct_consume),
             ("subscribe", &self.subscribe),
             ("fanout", &self.fanout),
+            ("secure_stream_publish", &self.secure_stream),
         ]
     }
 
@@ -97,6 +117,11 @@ impl Report {
             "cpu_us_per_event": cpu,
             "stream_cpu_ratio": round(Self::cpu_ratio(&self.stream, &self.direct_produce)),
             "subscribe_cpu_ratio": round(Self::cpu_ratio(&self.subscribe, &self.direct_consume)),
+            "secure_stream_publish_eps": round(self.secure_stream.eps()),
+            "secure_stream_cpu_overhead": round(self.secure_cpu_overhead()),
+            "secure_publish_p50_ms": round(self.secure_latency.0.p50),
+            "secure_publish_p99_ms": round(self.secure_latency.0.p99),
+            "secure_added_p50_ms": round(self.secure_added_p50_ms()),
             "all_accounted": self.problems().is_empty(),
         });
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
@@ -143,6 +168,10 @@ impl Report {
             Some(Self::ratio(&self.subscribe, &self.direct_consume)),
         );
         row(&self.fanout, None);
+        row(
+            &self.secure_stream,
+            Some(Self::ratio(&self.secure_stream, &self.direct_produce)),
+        );
         println!(
             "fan-out: {} streams x {} events",
             o.fanout_streams, o.fanout_events
@@ -182,6 +211,15 @@ impl Report {
             self.publish_latency.0.p50 - self.direct_latency.0.p50,
             self.publish_latency.0.p99 - self.direct_latency.0.p99
         );
+        println!(
+            "{:<34} {:>9.2} {:>9.2}",
+            "PublishEvent, TLS and a token", self.secure_latency.0.p50, self.secure_latency.0.p99
+        );
+        println!(
+            "TLS, tokens and a policy add {:+.1}% gateway CPU per streamed event and {:+.3} ms to the unary p50",
+            self.secure_cpu_overhead() * 100.0,
+            self.secure_added_p50_ms()
+        );
         println!();
         println!("gateway peak RSS: {:.1} MiB", self.peak_rss_mib);
         for problem in self.problems() {
@@ -198,10 +236,16 @@ impl Report {
             &self.direct_consume,
             &self.subscribe,
             &self.fanout,
+            &self.secure_stream,
         ];
         let latencies = [
             ("latency: direct", &self.direct_latency.1),
             ("latency: PublishEvent", &self.publish_latency.1),
+            (
+                "latency: direct (beside TLS)",
+                &self.secure_direct_latency.1,
+            ),
+            ("latency: PublishEvent (TLS)", &self.secure_latency.1),
         ];
         throughputs
             .iter()

@@ -22,6 +22,8 @@ const FIELDS: &[&str] = &[
     "fanout_streams",
     "fanout_eps",
     "gateway_peak_rss_mib",
+    "secure_stream_publish_eps",
+    "secure_publish_p50_ms",
 ];
 
 fn json_file(name: &str) -> PathBuf {
@@ -80,6 +82,16 @@ fn every_scenario_accounts_for_every_event() {
         assert!(
             value.is_some_and(|v| v.is_finite() && v > 0.0),
             "{field} is {:?} in {report:#}",
+            report[field]
+        );
+    }
+    // Differences between the secured gateway and the plain one: either
+    // sign in a small run on a shared machine, never missing.
+    for field in ["secure_stream_cpu_overhead", "secure_added_p50_ms"] {
+        let value = report[field].as_f64();
+        assert!(
+            value.is_some_and(f64::is_finite),
+            "{field} is {:?}",
             report[field]
         );
     }

@@ -10,10 +10,9 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::Streaming;
 
-use crate::clients::{subscribe_request, WARM_UP};
+use crate::clients::{subscribe_request, GatewayChannel, WARM_UP};
 use crate::tally::{Tally, Throughput};
 
 /// Reads every record of `topic` from the beginning with a plain consumer.
@@ -103,7 +102,7 @@ pub(super) async fn receive(
 
 /// One Subscribe stream reading `topic` from its earliest event.
 pub(crate) async fn subscribe(
-    channel: &Channel,
+    channel: &GatewayChannel,
     topic: &str,
     events: u64,
     patience: Duration,

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::consume::receive;
-use crate::clients::{connect, direct_record, enqueue, subscribe_request};
+use crate::clients::{direct_record, enqueue, subscribe_request, Target};
 use crate::tally::{Tally, Throughput};
 
 /// Fan-out streams per gRPC connection.
@@ -23,7 +23,7 @@ const STREAMS_PER_CONNECTION: usize = 100;
 /// every one. Throughput counts deliveries: streams x events, each by the
 /// index `stream * events + event`.
 pub(crate) async fn fanout(
-    url: &str,
+    gateway: &Target,
     producer: &FutureProducer,
     topic: &str,
     streams: usize,
@@ -31,7 +31,9 @@ pub(crate) async fn fanout(
     size: usize,
     patience: Duration,
 ) -> Result<Throughput, String> {
-    let channels = connect(url, streams.div_ceil(STREAMS_PER_CONNECTION).max(1)).await?;
+    let channels = gateway
+        .connect(streams.div_ceil(STREAMS_PER_CONNECTION).max(1))
+        .await?;
     let subscribed = Arc::new(Barrier::new(streams + 1));
     let mut tasks = JoinSet::new();
     for s in 0..streams {

@@ -9,9 +9,8 @@ use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
-use crate::clients::{direct_record, enqueue, publish_request};
+use crate::clients::{direct_record, enqueue, publish_request, GatewayChannel};
 use crate::tally::{Latency, Side, Tally};
 
 /// A task's outcome: its event's index, and its latency or error.
@@ -46,7 +45,7 @@ async fn collect(mut tasks: JoinSet<Timed>, events: u64) -> Side {
 /// producer's, then PublishEvent's.
 pub(crate) async fn latencies(
     producer: &FutureProducer,
-    channel: &Channel,
+    channel: &GatewayChannel,
     topic: &str,
     rate: u64,
     events: u64,

@@ -5,26 +5,38 @@
 //! - `consume`: a plain consumer and one Subscribe stream.
 //! - `fanout`: many streams on one topic.
 //! - `latency`: open-loop publish latency.
+//!
+//! With a second, secured gateway (TLS, bearer tokens, a policy), its
+//! streaming publish alternates with the plain gateway's, and its latency
+//! is measured after the plain one's, each against the direct producer.
 
 mod consume;
 mod fanout;
 mod latency;
 mod publish;
 
-use crate::clients::{connect, direct_producer, enqueue, wait_serving, warm_up, warm_up_record};
+use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, Target};
 use crate::cpu::Processes;
 use crate::options::Options;
 use crate::report::Report;
 use crate::tally::{median, on_cpu, Latency, Tally, Throughput};
 
-/// Runs every scenario `options` asks for against the gateway listening on
-/// `port` (process `processes.gateway`) in front of `brokers`.
+/// The gateways under test, with the processes whose CPU time counts.
+pub(crate) struct Targets {
+    /// The gateway as it runs by default.
+    pub(crate) plain: (Target, Processes),
+    /// The gateway with TLS, bearer tokens and a policy, when it runs.
+    pub(crate) secure: Option<(Target, Processes)>,
+}
+
+/// Runs every scenario `options` asks for against the gateways in front of
+/// `brokers`.
 pub(crate) async fn run(
     options: &Options,
     brokers: &str,
-    port: u16,
-    processes: Processes,
+    targets: Targets,
 ) -> Result<Report, String> {
+    let (gateway, processes) = targets.plain;
     let o = options;
     let patience = o.patience;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
@@ -51,9 +63,19 @@ pub(crate) async fn run(
     )
     .await?;
     let producer = direct_producer(brokers, o.linger_ms)?;
-    let gateway = format!("http://127.0.0.1:{port}");
-    wait_serving(&gateway).await?;
-    let channels = connect(&gateway, o.channels.max(1)).await?;
+    gateway.wait_serving().await?;
+    let channels = gateway.connect(o.channels.max(1)).await?;
+    let secure = match &targets.secure {
+        Some((target, processes)) => {
+            target.wait_serving().await?;
+            let channels = target.connect(o.channels.max(1)).await?;
+            for t in [&stream_topic, &latency_topic] {
+                warm_up(&channels[0], t).await?;
+            }
+            Some((channels, *processes))
+        }
+        None => None,
+    };
     // Warm both paths up: connections, metadata, the gateway's topic cache.
     for t in [
         &direct_topic,
@@ -75,7 +97,7 @@ pub(crate) async fn run(
     // The short publish scenarios alternate, `--repeat` times each, and
     // report their median: one burst of interference on a shared machine
     // then moves neither side of the ratio much.
-    let (mut direct_runs, mut stream_runs) = (Vec::new(), Vec::new());
+    let (mut direct_runs, mut stream_runs, mut secure_runs) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=o.repeat.max(1) {
         if runs("produce") {
             step(&format!("direct produce ({round}/{})", o.repeat));
@@ -93,7 +115,18 @@ pub(crate) async fn run(
             );
             stream_runs.push(on_cpu(&processes, streams).await);
         }
+        if let (Some((channels, processes)), true) = (&secure, runs("stream")) {
+            step(&format!(
+                "streaming PublishEvents, TLS and tokens ({round}/{})",
+                o.repeat
+            ));
+            let streams =
+                publish::stream(channels, &stream_topic, o.events, o.size, o.publish_streams);
+            secure_runs.push(on_cpu(processes, streams).await);
+        }
     }
+    let secure_stream = median(secure_runs)
+        .unwrap_or_else(|| Throughput::skipped("streaming PublishEvents, TLS and tokens"));
     let direct_produce =
         median(direct_runs).unwrap_or_else(|| Throughput::skipped("direct produce"));
     let stream =
@@ -176,6 +209,24 @@ pub(crate) async fn run(
         let none = (Latency::default(), Tally::new(0));
         (none.clone(), none)
     };
+    let (secure_direct_latency, secure_latency) = match &secure {
+        Some((channels, _)) if runs("latency") => {
+            step("latency: direct producer and PublishEvent with TLS and a token, alternating");
+            latency::latencies(
+                &producer,
+                &channels[0],
+                &latency_topic,
+                o.latency_rate,
+                o.latency_events,
+                o.latency_size,
+            )
+            .await?
+        }
+        _ => {
+            let none = (Latency::default(), Tally::new(0));
+            (none.clone(), none)
+        }
+    };
     Ok(Report {
         options: options.clone(),
         direct_produce,
@@ -187,6 +238,9 @@ pub(crate) async fn run(
         fanout,
         direct_latency,
         publish_latency,
+        secure_stream,
+        secure_direct_latency,
+        secure_latency,
         peak_rss_mib: peak_rss_mib(processes.gateway),
     })
 }

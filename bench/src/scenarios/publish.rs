@@ -15,9 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-use crate::clients::{direct_record, enqueue, publish_request};
+use crate::clients::{direct_record, enqueue, publish_request, GatewayChannel};
 use crate::tally::{Tally, Throughput};
 
 /// Direct producer: events enqueued and not yet confirmed, at most.
@@ -126,7 +125,7 @@ pub(crate) async fn direct_closed_loop(
 
 /// Unary PublishEvent from `concurrency` tasks over `channels`.
 pub(crate) async fn unary(
-    channels: &[Channel],
+    channels: &[GatewayChannel],
     topic: &str,
     events: u64,
     size: usize,
@@ -164,7 +163,7 @@ pub(super) async fn gather(mut tasks: JoinSet<Tally>, events: u64) -> Tally {
 
 /// `streams` PublishEvents streams sharing `events` events.
 pub(crate) async fn stream(
-    channels: &[Channel],
+    channels: &[GatewayChannel],
     topic: &str,
     events: u64,
     size: usize,
@@ -184,7 +183,7 @@ pub(crate) async fn stream(
 
 /// One PublishEvents stream of the events `mine` (of `events`).
 async fn one_stream(
-    mut client: EventGatewayClient<Channel>,
+    mut client: EventGatewayClient<GatewayChannel>,
     topic: String,
     mine: Vec<u64>,
     events: u64,
