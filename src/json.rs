@@ -199,6 +199,21 @@ fn number_exact(token: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_are_read_as_the_closest_double() {
+        // Without correct rounding, 37e070 was read one unit in the last
+        // place off (3.7000000000000005e71): a changed number.
+        let object = json_to_struct(br#"{"n": 37e070, "m": 0.1}"#).unwrap();
+        let number = |name: &str| match object.fields[name].kind {
+            Some(Kind::NumberValue(n)) => n,
+            ref other => panic!("{other:?}"),
+        };
+        assert_eq!(number("n"), 3.7e71);
+        assert_eq!(number("m"), 0.1);
+        let back: Json = serde_json::from_slice(&struct_to_json(&object)).unwrap();
+        assert_eq!(back["n"].as_f64(), Some(3.7e71));
+    }
+
     use super::*;
 
     #[test]
