@@ -3,18 +3,14 @@
 //! JWKS file, and a policy that grants the benchmark's principal every
 //! topic. Its files live in a temporary directory until this goes.
 
-use std::path::PathBuf;
-
-use testkit::{claims, jwks, Ca, Signer};
+use testkit::{SecureEdge, AUDIENCE, ISSUER};
 
 use crate::clients::Target;
 
-const ISSUER: &str = "https://gateway-bench.invalid";
-const AUDIENCE: &str = "event-gateway";
-
 /// The secured gateway's flags and how to reach it.
 pub(crate) struct Secure {
-    dir: PathBuf,
+    /// Its files, kept while it runs.
+    _edge: SecureEdge,
     /// The gateway flags that turn TLS, tokens and the policy on.
     pub(crate) args: Vec<String>,
     /// How the benchmark's clients reach it.
@@ -25,38 +21,24 @@ impl Secure {
     /// Certificates, keys, a JWKS file, a policy and a token for a gateway
     /// on `port`.
     pub(crate) fn new(port: u16) -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!("event-gateway-bench-secure-{port}"));
-        std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
-        let ca = Ca::new("gateway-bench CA");
-        let (cert, key) = ca.server("gateway-bench").write(&dir, "server");
-        let signer = Signer::es256("gateway-bench");
-        let write = |name: &str, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
-            Ok::<_, String>(path)
-        };
-        let jwks_file = write("jwks.json", &jwks(&[&signer]))?;
-        let policy = write(
-            "policy.toml",
+        let edge = SecureEdge::new("bench-secure");
+        edge.write_policy(
             "[[grant]]\nprincipals = [\"gateway-bench\"]\npublish = [\"*\"]\nsubscribe = [\"*\"]\n",
-        )?;
-        let token = signer.sign(&claims("gateway-bench", ISSUER, AUDIENCE));
-        let path = |p: PathBuf| p.display().to_string();
+        );
+        let path = |p: &std::path::Path| p.display().to_string();
         let args = vec![
-            format!("--tls-cert={}", path(cert)),
-            format!("--tls-key={}", path(key)),
-            format!("--jwks-file={}", path(jwks_file)),
+            format!("--tls-cert={}", path(&edge.server.0)),
+            format!("--tls-key={}", path(&edge.server.1)),
+            format!("--jwks-file={}", path(&edge.jwks_path)),
             format!("--jwt-issuer={ISSUER}"),
             format!("--jwt-audience={AUDIENCE}"),
-            format!("--policy-file={}", path(policy)),
+            format!("--policy-file={}", path(&edge.policy_path())),
         ];
-        let target = Target::tls(port, &ca.cert, &token)?;
-        Ok(Self { dir, args, target })
-    }
-}
-
-impl Drop for Secure {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let target = Target::tls(port, &edge.ca.cert, &edge.token("gateway-bench"))?;
+        Ok(Self {
+            _edge: edge,
+            args,
+            target,
+        })
     }
 }

@@ -8,8 +8,6 @@ use eventgateway::v1::PublishEventRequest;
 use serde_json::json;
 use testkit::*;
 
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "event-gateway";
 const KAFKA_PASSWORD: &str = "kafka-pass-7f3a9c";
 
 fn publish_request(topic: &str) -> PublishEventRequest {
@@ -22,24 +20,15 @@ fn publish_request(topic: &str) -> PublishEventRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_lines_name_principal_and_peer_and_no_secret_is_logged_at_debug_level() {
-    let dir = std::env::temp_dir().join(format!("gateway-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = Ca::new("audit CA");
-    let server = ca.server("gateway");
-    let (cert, key) = server.write(&dir, "server");
-    let signer = Signer::es256("audit-key");
-    let jwks_path = dir.join("jwks.json");
-    std::fs::write(&jwks_path, jwks(&[&signer])).unwrap();
+    let edge = SecureEdge::new("audit");
+    let (cert, key) = &edge.server;
     let broker = Broker::start().await;
     let (mine, theirs) = (topic("audit-mine"), topic("audit-theirs"));
     broker.create_topic(&mine, 1).await;
     broker.create_topic(&theirs, 1).await;
-    let policy_path = dir.join("policy.toml");
-    std::fs::write(
-        &policy_path,
-        format!("[[grant]]\nprincipals = [\"svc-audit\"]\npublish = [\"{mine}\"]\nsubscribe = [\"{mine}\"]\n"),
-    )
-    .unwrap();
+    edge.write_policy(&format!(
+        "[[grant]]\nprincipals = [\"svc-audit\"]\npublish = [\"{mine}\"]\nsubscribe = [\"{mine}\"]\n"
+    ));
     let port = free_port();
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     let (child, mut log) = gateway_process(
@@ -48,12 +37,12 @@ async fn audit_lines_name_principal_and_peer_and_no_secret_is_logged_at_debug_le
         &broker.brokers(),
         &[
             ("RUST_LOG", "debug"),
-            ("TLS_CERT", &path(&cert)),
-            ("TLS_KEY", &path(&key)),
-            ("JWKS_FILE", &path(&jwks_path)),
+            ("TLS_CERT", &path(cert)),
+            ("TLS_KEY", &path(key)),
+            ("JWKS_FILE", &path(&edge.jwks_path)),
             ("JWT_ISSUER", ISSUER),
             ("JWT_AUDIENCE", AUDIENCE),
-            ("POLICY_FILE", &path(&policy_path)),
+            ("POLICY_FILE", &path(&edge.policy_path())),
             (
                 "KAFKA_PROPERTIES",
                 &format!("sasl.username=gateway;sasl.password={KAFKA_PASSWORD}"),
@@ -62,17 +51,14 @@ async fn audit_lines_name_principal_and_peer_and_no_secret_is_logged_at_debug_le
         &[],
     );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let tls = ClientTls {
-        ca: ca.cert.clone(),
-        identity: None,
-    };
+    let tls = edge.client(None);
     wait_serving_tls(addr, &tls).await;
     let mut client = tls.client(addr).await.unwrap();
 
-    let valid = signer.sign(&claims("svc-audit", ISSUER, AUDIENCE));
+    let valid = edge.token("svc-audit");
     let mut old = claims("svc-audit", ISSUER, AUDIENCE);
     old["exp"] = json!(now() - 3600);
-    let expired = signer.sign(&old);
+    let expired = edge.signer.sign(&old);
     client
         .publish_event(with_token(publish_request(&mine), &valid))
         .await
@@ -107,8 +93,8 @@ async fn audit_lines_name_principal_and_peer_and_no_secret_is_logged_at_debug_le
 
     sigterm_and_wait(child).await;
     let lines = log.to_end().await;
-    let key_body: Vec<&str> = server
-        .key
+    let key_text = std::fs::read_to_string(key).unwrap();
+    let key_body: Vec<&str> = key_text
         .lines()
         .filter(|line| !line.starts_with("-----"))
         .collect();
@@ -128,5 +114,4 @@ async fn audit_lines_name_principal_and_peer_and_no_secret_is_logged_at_debug_le
             );
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -129,45 +129,28 @@ async fn the_node_publisher_and_consumer_work_through_the_gateway() {
 // The examples run as blocking child processes: the gateway needs threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_examples_connect_with_tls_a_client_certificate_and_a_token() {
-    let dir = std::env::temp_dir().join(format!("gateway-examples-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = Ca::new("examples CA");
-    let ca_path = ca.write(&dir, "ca");
-    let (server_cert, server_key) = ca.server("gateway").write(&dir, "server");
-    let (cert, key) = ca
+    let edge = SecureEdge::new("examples-tls");
+    let (cert, key) = edge
+        .ca
         .client(CertName::Uri("spiffe://example.org/examples"))
-        .write(&dir, "client");
-    let signer = Signer::eddsa("examples");
-    let jwks_path = dir.join("jwks.json");
-    std::fs::write(&jwks_path, jwks(&[&signer])).unwrap();
-    let token = dir.join("token");
-    let (issuer, audience) = ("https://issuer.example", "event-gateway");
-    std::fs::write(&token, signer.sign(&claims("examples", issuer, audience))).unwrap();
-    let policy = dir.join("policy.toml");
-    std::fs::write(
-        &policy,
+        .write(edge.dir(), "client");
+    let token = edge.dir().join("token");
+    std::fs::write(&token, edge.token("examples")).unwrap();
+    edge.write_policy(
         "[[grant]]\nprincipals = [\"examples\"]\npublish = [\"user-registered\"]\nsubscribe = [\"user-registered\"]\n",
-    )
-    .unwrap();
+    );
 
     let broker = Broker::start().await;
     broker.create_topic("user-registered", 3).await;
     let mut config = config(Some(broker.brokers()));
-    config.tls_cert = Some(server_cert);
-    config.tls_key = Some(server_key);
-    config.tls_client_ca = Some(ca_path.clone());
-    config.jwks_file = Some(jwks_path);
-    config.jwt_issuer = Some(issuer.into());
-    config.jwt_audience = Some(audience.into());
-    config.policy_file = Some(policy);
-    let tls = ClientTls {
-        ca: ca.cert.clone(),
-        identity: Some(ca.client(CertName::CommonName("probe"))),
-    };
-    let gateway = gateway_tls(config, &tls).await;
+    edge.tls(&mut config, true);
+    edge.tokens(&mut config);
+    edge.policy(&mut config);
+    let probe = edge.client(Some(edge.ca.client(CertName::CommonName("probe"))));
+    let gateway = gateway_tls(config, &probe).await;
     let addr = gateway.addr().to_string();
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    let (ca_path, cert, key, token) = (path(&ca_path), path(&cert), path(&key), path(&token));
+    let (ca_path, cert, key, token) = (path(&edge.ca_path), path(&cert), path(&key), path(&token));
     let secure = [
         "--gateway",
         &addr,
@@ -224,5 +207,4 @@ async fn the_examples_connect_with_tls_a_client_certificate_and_a_token() {
     );
     assert_eq!(ids_after(&consumed, "received user").len(), 4, "{consumed}");
     gateway.shutdown().await.unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }

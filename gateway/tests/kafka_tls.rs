@@ -54,6 +54,8 @@ async fn the_gateway_talks_to_kafka_over_mutual_tls() {
     );
     assert!(front.handshakes() > 0);
     std::fs::remove_dir_all(&dir).unwrap();
+    // Consumers close while their broker still runs.
+    gateway.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -4,64 +4,49 @@
 //! that relied on it, quotas hold one principal back and no other, and an
 //! invalid file stops the gateway at start with where it is wrong.
 
-use std::path::{Path, PathBuf};
-
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{
     publish_events_response::Result as Outcome, AckMode, AcknowledgeRequest, PublishEventRequest,
     PublishEventsRequest, SubscribeRequest,
 };
 use serde_json::json;
 use testkit::*;
+use tonic::transport::Channel;
 use tonic::Code;
 
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "event-gateway";
-
-/// Signs tokens for any principal; its key is in the gateway's JWKS file.
-struct Principals {
-    signer: Signer,
-    dir: PathBuf,
+/// Starts a gateway on `broker` that takes tokens of `edge` under its
+/// policy (written first), and a client of it.
+async fn policed(
+    edge: &SecureEdge,
+    broker: &Broker,
+) -> (gateway::RunningGateway, EventGatewayClient<Channel>) {
+    let mut config = config(Some(broker.brokers()));
+    edge.tokens(&mut config);
+    edge.policy(&mut config);
+    let gateway = gateway(config).await;
+    let client = client(gateway.addr()).await;
+    (gateway, client)
 }
 
-impl Principals {
-    fn new(test: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("gateway-policy-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let signer = Signer::es256("policy-key");
-        std::fs::write(dir.join("jwks.json"), jwks(&[&signer])).unwrap();
-        Self { signer, dir }
-    }
-
-    fn token(&self, principal: &str) -> String {
-        self.signer.sign(&claims(principal, ISSUER, AUDIENCE))
-    }
-
-    fn policy_path(&self) -> PathBuf {
-        self.dir.join("policy.toml")
-    }
-
-    fn write_policy(&self, policy: &str) {
-        // Written whole and renamed into place, as an operator's tools do.
-        let staging = self.dir.join("policy.toml.new");
-        std::fs::write(&staging, policy).unwrap();
-        std::fs::rename(&staging, self.policy_path()).unwrap();
-    }
-
-    /// The test configuration with tokens and this policy file.
-    fn configure(&self, config: &mut gateway::Config) {
-        config.jwks_file = Some(self.dir.join("jwks.json"));
-        config.jwt_issuer = Some(ISSUER.into());
-        config.jwt_audience = Some(AUDIENCE.into());
-        config.policy_file = Some(self.policy_path());
-        config.reload_interval = std::time::Duration::from_millis(100);
-    }
-}
-
-impl Drop for Principals {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A broker with two fresh topics named after `prefix`, and a gateway on it
+/// under the policy of [`two_teams`].
+async fn two_teams_gateway(
+    edge: &SecureEdge,
+    prefix: &str,
+) -> (
+    Broker,
+    String,
+    String,
+    gateway::RunningGateway,
+    EventGatewayClient<Channel>,
+) {
+    let broker = Broker::start().await;
+    let (a, b) = (topic(&format!("{prefix}-a")), topic(&format!("{prefix}-b")));
+    broker.create_topic(&a, 1).await;
+    broker.create_topic(&b, 1).await;
+    edge.write_policy(&two_teams(&a, &b));
+    let (gateway, client) = policed(edge, &broker).await;
+    (broker, a, b, gateway, client)
 }
 
 fn publish_request(topic: &str) -> PublishEventRequest {
@@ -111,17 +96,9 @@ async fn denied<T: std::fmt::Debug>(call: Result<T, tonic::Status>, says: &[&str
 
 #[tokio::test]
 async fn principals_publish_subscribe_and_acknowledge_only_where_granted() {
-    let principals = Principals::new("grants");
-    let broker = Broker::start().await;
-    let (a, b) = (topic("team-a"), topic("team-b"));
-    broker.create_topic(&a, 1).await;
-    broker.create_topic(&b, 1).await;
-    principals.write_policy(&two_teams(&a, &b));
-    let mut config = config(Some(broker.brokers()));
-    principals.configure(&mut config);
-    let gateway = gateway(config).await;
-    let mut client = client(gateway.addr()).await;
-    let (ta, tb) = (principals.token("svc-a"), principals.token("svc-b"));
+    let edge = SecureEdge::new("policy-grants");
+    let (_broker, a, b, gateway, mut client) = two_teams_gateway(&edge, "team").await;
+    let (ta, tb) = (edge.token("svc-a"), edge.token("svc-b"));
 
     client
         .publish_event(with_token(publish_request(&a), &ta))
@@ -134,7 +111,7 @@ async fn principals_publish_subscribe_and_acknowledge_only_where_granted() {
         &["\"svc-a\"", "publish", &b],
     )
     .await;
-    let stranger = principals.token("svc-c");
+    let stranger = edge.token("svc-c");
     denied(
         client
             .publish_event(with_token(publish_request(&a), &stranger))
@@ -222,22 +199,16 @@ async fn principals_publish_subscribe_and_acknowledge_only_where_granted() {
         2.0,
     )
     .await;
+    // Consumers close while their broker still runs.
+    gateway.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_reload_that_revokes_subscribe_ends_the_open_stream_and_a_bad_file_keeps_the_policy() {
-    let principals = Principals::new("revoke");
-    let broker = Broker::start().await;
-    let (a, b) = (topic("revoke-a"), topic("revoke-b"));
-    broker.create_topic(&a, 1).await;
-    broker.create_topic(&b, 1).await;
-    principals.write_policy(&two_teams(&a, &b));
-    let mut config = config(Some(broker.brokers()));
-    principals.configure(&mut config);
-    let gateway = gateway(config).await;
+    let edge = SecureEdge::new("policy-revoke");
+    let (_broker, a, b, gateway, mut client) = two_teams_gateway(&edge, "revoke").await;
     let metrics = gateway.metrics_addr().unwrap();
-    let mut client = client(gateway.addr()).await;
-    let (ta, tb) = (principals.token("svc-a"), principals.token("svc-b"));
+    let (ta, tb) = (edge.token("svc-a"), edge.token("svc-b"));
     let mut a_stream = client
         .subscribe(with_token(from_earliest(&a), &ta))
         .await
@@ -252,7 +223,7 @@ async fn a_reload_that_revokes_subscribe_ends_the_open_stream_and_a_bad_file_kee
     b_stream.message().await.unwrap();
 
     // A file that does not parse changes nothing.
-    principals.write_policy("[[grant]]\nprincipals = \"svc-a\"\n");
+    edge.write_policy("[[grant]]\nprincipals = \"svc-a\"\n");
     metric_reaches(
         metrics,
         "gateway_reload_failures_total{file=\"policy\"}",
@@ -272,7 +243,7 @@ async fn a_reload_that_revokes_subscribe_ends_the_open_stream_and_a_bad_file_kee
     // A loses subscribe on its topic (and keeps publish).
     let revoked =
         two_teams(&a, &b).replacen(&format!("subscribe = [\"{a}\"]"), "subscribe = []", 1);
-    principals.write_policy(&revoked);
+    edge.write_policy(&revoked);
     let status = loop {
         match a_stream.message().await {
             Ok(Some(_)) => continue,
@@ -296,15 +267,17 @@ async fn a_reload_that_revokes_subscribe_ends_the_open_stream_and_a_bad_file_kee
         &["\"svc-a\"", "subscribe"],
     )
     .await;
+    // Consumers close while their broker still runs.
+    gateway.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_principal_over_its_quota_is_throttled_while_others_go_on() {
-    let principals = Principals::new("quota");
+    let edge = SecureEdge::new("policy-quota");
     let broker = Broker::start().await;
     let shared = topic("quota");
     broker.create_topic(&shared, 1).await;
-    principals.write_policy(&format!(
+    edge.write_policy(&format!(
         r#"
 [[grant]]
 principals = ["svc-slow"]
@@ -317,11 +290,8 @@ principals = ["svc-*"]
 publish = ["{shared}"]
 "#
     ));
-    let mut config = config(Some(broker.brokers()));
-    principals.configure(&mut config);
-    let gateway = gateway(config).await;
-    let mut client = client(gateway.addr()).await;
-    let (slow, fast) = (principals.token("svc-slow"), principals.token("svc-fast"));
+    let (gateway, mut client) = policed(&edge, &broker).await;
+    let (slow, fast) = (edge.token("svc-slow"), edge.token("svc-fast"));
 
     client
         .publish_event(with_token(publish_request(&shared), &slow))
@@ -370,20 +340,19 @@ publish = ["{shared}"]
         1.0,
     )
     .await;
+    // Consumers close while their broker still runs.
+    gateway.shutdown().await.unwrap();
 }
 
 /// Starts the gateway binary with `policy` and waits for it to exit.
 async fn exit_with_policy(
-    principals: &Principals,
+    edge: &SecureEdge,
     policy: &str,
     brokers: &str,
 ) -> (Option<i32>, Vec<String>) {
-    principals.write_policy(policy);
-    let path = |p: &Path| p.to_str().unwrap().to_owned();
-    let (jwks, policy_file) = (
-        path(&principals.dir.join("jwks.json")),
-        path(&principals.policy_path()),
-    );
+    edge.write_policy(policy);
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (jwks, policy_file) = (path(&edge.jwks_path), path(&edge.policy_path()));
     let (mut child, mut log) = gateway_process(
         env!("CARGO_BIN_EXE_gateway").as_ref(),
         free_port(),
@@ -403,10 +372,10 @@ async fn exit_with_policy(
 
 #[tokio::test]
 async fn an_invalid_policy_at_start_stops_the_gateway_with_exit_code_2_and_where() {
-    let principals = Principals::new("invalid");
+    let edge = SecureEdge::new("policy-invalid");
     let broker = Broker::start().await;
     let (code, lines) = exit_with_policy(
-        &principals,
+        &edge,
         "[[grant]]\nprincipals = [\"a\"]\npublish = [\"orders\"]\nsubscribe = \"orders\"\n",
         &broker.brokers(),
     )

@@ -31,6 +31,16 @@ fn blocks(text: &str, language: &str) -> Vec<String> {
         .collect()
 }
 
+/// A child process, killed if the test fails before it stopped it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `line` with bash in `dir`; fails the test unless it succeeds.
 fn shell(dir: &Path, line: &str, env: &[(&str, &str)]) -> String {
     let output = Command::new("bash")
@@ -94,7 +104,7 @@ async fn the_securing_commands_work_as_written() {
     for (start, call) in gateways.iter().zip(calls) {
         let port = free_port();
         let line = start.replacen("cargo run --release --bin gateway --", binary, 1);
-        let mut gateway = Command::new("bash")
+        let gateway = Command::new("bash")
             .args(["-c", &format!("exec {line}")])
             .current_dir(&dir)
             .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
@@ -104,6 +114,7 @@ async fn the_securing_commands_work_as_written() {
             .stderr(Stdio::null())
             .spawn()
             .expect("the gateway starts");
+        let mut gateway = Running(gateway);
         let call = call
             .replacen("grpcurl", &grpcurl().display().to_string(), 1)
             .replace("localhost:50051", &format!("localhost:{port}"));
@@ -129,8 +140,8 @@ async fn the_securing_commands_work_as_written() {
             answer.contains("\"eventId\"") && answer.contains("\"topic\": \"orders\""),
             "{answer}"
         );
-        sigterm(&gateway);
-        gateway.wait().unwrap();
+        sigterm(&gateway.0);
+        gateway.0.wait().unwrap();
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

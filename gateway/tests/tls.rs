@@ -3,7 +3,6 @@
 //! clients that must be refused, and certificates rotated on a running
 //! gateway.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use eventgateway::v1::PublishEventRequest;
@@ -11,22 +10,25 @@ use serde_json::json;
 use testkit::*;
 use tokio::net::TcpStream;
 
-/// A directory of its own for one test's certificates.
-fn cert_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gateway-tls-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The test configuration with TLS from `dir`'s `server.crt`/`server.key`,
-/// quick reloads, and mTLS when `client_ca` is set.
-fn tls_config(brokers: String, dir: &Path, client_ca: Option<PathBuf>) -> gateway::Config {
-    let mut config = config(Some(brokers));
-    config.tls_cert = Some(dir.join("server.crt"));
-    config.tls_key = Some(dir.join("server.key"));
-    config.tls_client_ca = client_ca;
-    config.reload_interval = std::time::Duration::from_millis(100);
-    config
+/// A broker with a fresh topic named after `prefix`, and a gateway on it
+/// speaking TLS with `edge`'s certificate (requiring client certificates
+/// of its CA when `mutual`), changed by `configure`, reported SERVING to a
+/// client that connects as `client` says.
+async fn tls_gateway(
+    edge: &SecureEdge,
+    prefix: &str,
+    mutual: bool,
+    client: &ClientTls,
+    configure: impl FnOnce(&mut gateway::Config),
+) -> (Broker, String, gateway::RunningGateway) {
+    let broker = Broker::start().await;
+    let topic = topic(prefix);
+    broker.create_topic(&topic, 1).await;
+    let mut config = config(Some(broker.brokers()));
+    edge.tls(&mut config, mutual);
+    configure(&mut config);
+    let gateway = gateway_tls(config, client).await;
+    (broker, topic, gateway)
 }
 
 fn grpcurl_output(args: &[&str]) -> Output {
@@ -47,18 +49,10 @@ fn publish_request(topic: &str) -> PublishEventRequest {
 // grpcurl runs as a blocking child process: the gateway needs threads of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_rust_and_grpcurl_clients_and_refuses_plaintext() {
-    let dir = cert_dir("serve");
-    let ca = Ca::new("test CA");
-    let ca_path = ca.write(&dir, "ca");
-    ca.server("gateway").write(&dir, "server");
-    let broker = Broker::start().await;
-    let topic = topic("tls");
-    broker.create_topic(&topic, 1).await;
-    let tls = ClientTls {
-        ca: ca.cert.clone(),
-        identity: None,
-    };
-    let gateway = gateway_tls(tls_config(broker.brokers(), &dir, None), &tls).await;
+    let edge = SecureEdge::new("tls-serve");
+    let tls = edge.client(None);
+    let (_broker, topic, gateway) = tls_gateway(&edge, "tls", false, &tls, |_| {}).await;
+    let ca_path = &edge.ca_path;
     let addr = gateway.addr();
 
     // A connection that never starts its handshake holds no one up.
@@ -104,29 +98,20 @@ async fn tls_serves_rust_and_grpcurl_clients_and_refuses_plaintext() {
         .await
         .expect("a plaintext call ends at once");
     assert!(refused.is_err(), "a plaintext call must fail: {refused:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // grpcurl runs as a blocking child process: the gateway needs threads of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_takes_a_client_certificate_of_the_client_ca_only() {
-    let dir = cert_dir("mtls");
-    let ca = Ca::new("test CA");
-    let ca_path = ca.write(&dir, "ca");
-    ca.server("gateway").write(&dir, "server");
+    let edge = SecureEdge::new("tls-mtls");
+    let ca = &edge.ca;
     let (client_cert, client_key) = ca
         .client(CertName::Uri("spiffe://example.org/orders"))
-        .write(&dir, "client");
-    let broker = Broker::start().await;
-    let topic = topic("mtls");
-    broker.create_topic(&topic, 1).await;
-    let with = |identity: Option<Pem>| ClientTls {
-        ca: ca.cert.clone(),
-        identity,
-    };
+        .write(edge.dir(), "client");
+    let with = |identity: Option<Pem>| edge.client(identity);
     let valid = with(Some(ca.client(CertName::Dns("orders.example"))));
-    let config = tls_config(broker.brokers(), &dir, Some(ca_path.clone()));
-    let gateway = gateway_tls(config, &valid).await;
+    let (_broker, topic, gateway) = tls_gateway(&edge, "mtls", true, &valid, |_| {}).await;
+    let ca_path = &edge.ca_path;
     let addr = gateway.addr();
     let metrics = gateway.metrics_addr().unwrap();
 
@@ -186,23 +171,16 @@ async fn mutual_tls_takes_a_client_certificate_of_the_client_ca_only() {
         "grpcurl with a client certificate: {}",
         String::from_utf8_lossy(&with_cert.stderr)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_to_new_connections_while_open_streams_go_on() {
-    let dir = cert_dir("rotate");
-    let ca = Ca::new("test CA");
+    let edge = SecureEdge::new("tls-rotate");
+    let (ca, dir) = (&edge.ca, edge.dir());
     let first = ca.server("first");
-    first.write(&dir, "server");
-    let broker = Broker::start().await;
-    let topic = topic("rotate");
-    broker.create_topic(&topic, 1).await;
-    let tls = ClientTls {
-        ca: ca.cert.clone(),
-        identity: None,
-    };
-    let gateway = gateway_tls(tls_config(broker.brokers(), &dir, None), &tls).await;
+    first.write(dir, "server");
+    let tls = edge.client(None);
+    let (_broker, topic, gateway) = tls_gateway(&edge, "rotate", false, &tls, |_| {}).await;
     let addr = gateway.addr();
     assert_eq!(
         served_certificate(addr, &ca.cert).await.unwrap(),
@@ -238,34 +216,21 @@ async fn a_rotated_certificate_is_served_to_new_connections_while_open_streams_g
         1,
         "the stream opened before the rotation goes on"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    // Consumers close while their broker still runs.
+    gateway.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_principal_of_a_client_certificate_is_its_uri_else_its_dns_name_else_its_cn() {
-    let dir = cert_dir("principal");
-    let ca = Ca::new("test CA");
-    let ca_path = ca.write(&dir, "ca");
-    ca.server("gateway").write(&dir, "server");
-    let broker = Broker::start().await;
-    let topic = topic("principal");
-    broker.create_topic(&topic, 1).await;
-    let policy = dir.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[[grant]]\nprincipals = [\"spiffe://example.org/orders\"]\npublish = [\"{topic}\"]\n"
-        ),
-    )
-    .unwrap();
-    let with = |name| ClientTls {
-        ca: ca.cert.clone(),
-        identity: Some(ca.client(name)),
-    };
+    let edge = SecureEdge::new("tls-principal");
+    // Granted before the topic is known: every topic of the test's prefix.
+    edge.write_policy(
+        "[[grant]]\nprincipals = [\"spiffe://example.org/orders\"]\npublish = [\"principal-*\"]\n",
+    );
+    let with = |name| edge.client(Some(edge.ca.client(name)));
     let uri = with(CertName::Uri("spiffe://example.org/orders"));
-    let mut config = tls_config(broker.brokers(), &dir, Some(ca_path));
-    config.policy_file = Some(policy);
-    let gateway = gateway_tls(config, &uri).await;
+    let (_broker, topic, gateway) =
+        tls_gateway(&edge, "principal", true, &uri, |config| edge.policy(config)).await;
     let addr = gateway.addr();
 
     uri.client(addr)
@@ -288,29 +253,22 @@ async fn the_principal_of_a_client_certificate_is_its_uri_else_its_dns_name_else
         assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
         assert!(status.message().contains(principal), "{status:?}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn metrics_can_be_served_over_https_with_the_listener_certificate() {
-    let dir = cert_dir("metrics");
-    let ca = Ca::new("test CA");
-    ca.server("gateway").write(&dir, "server");
-    let broker = Broker::start().await;
-    let tls = ClientTls {
-        ca: ca.cert.clone(),
-        identity: None,
-    };
-    let mut config = tls_config(broker.brokers(), &dir, None);
-    config.metrics_tls = true;
-    let gateway = gateway_tls(config, &tls).await;
+    let edge = SecureEdge::new("tls-metrics");
+    let tls = edge.client(None);
+    let (_broker, _topic, gateway) = tls_gateway(&edge, "metrics", false, &tls, |config| {
+        config.metrics_tls = true
+    })
+    .await;
     let metrics = gateway.metrics_addr().unwrap();
-    let body = scrape_tls(metrics, &ca.cert).await.unwrap();
+    let body = scrape_tls(metrics, &edge.ca.cert).await.unwrap();
     assert!(body.contains("gateway_open_connections"), "{body}");
     let plain = eventgateway_runtime::metrics::scrape(metrics).await;
     assert!(
         plain.map_or(true, |body| !body.contains("gateway_")),
         "plaintext scrapes get nothing"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,16 +3,12 @@
 //! UNAUTHENTICATED and why (never echoing the token), what stays open, and
 //! how the keys follow changes to their source.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use eventgateway::v1::PublishEventRequest;
 use serde_json::json;
 use testkit::*;
 use tonic::Code;
-
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "event-gateway";
 
 fn publish_request(topic: &str) -> PublishEventRequest {
     PublishEventRequest {
@@ -22,20 +18,10 @@ fn publish_request(topic: &str) -> PublishEventRequest {
     }
 }
 
-fn jwks_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gateway-jwt-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The test configuration with tokens checked against the JWKS at `path`.
-fn token_config(brokers: String, path: PathBuf) -> gateway::Config {
-    let mut config = config(Some(brokers));
-    config.jwks_file = Some(path);
-    config.jwt_issuer = Some(ISSUER.into());
-    config.jwt_audience = Some(AUDIENCE.into());
-    config.reload_interval = std::time::Duration::from_millis(100);
-    config
+/// A fixture whose gateway takes tokens signed by `signers`.
+async fn with_signers(edge: &SecureEdge, prefix: &str, signers: &[&Signer]) -> Fixture {
+    std::fs::write(&edge.jwks_path, jwks(signers)).unwrap();
+    fixture_with(prefix, 1, |config| edge.tokens(config)).await
 }
 
 // grpcurl runs as a blocking child process: the gateway needs threads of its own.
@@ -44,13 +30,8 @@ async fn tokens_of_each_accepted_kind_pass_and_every_bad_one_is_unauthenticated(
     let es = Signer::es256("es-key");
     let ed = Signer::eddsa("ed-key");
     let rs = Signer::rs256("rs-key");
-    let dir = jwks_dir("kinds");
-    let path = dir.join("jwks.json");
-    std::fs::write(&path, jwks(&[&es, &ed, &rs])).unwrap();
-    let (_broker, topic, gateway, mut client) = fixture_with("jwt", 1, |config| {
-        *config = token_config(config.brokers.clone().unwrap(), path.clone())
-    })
-    .await;
+    let edge = SecureEdge::new("jwt-kinds");
+    let (_broker, topic, gateway, mut client) = with_signers(&edge, "jwt", &[&es, &ed, &rs]).await;
     let metrics = gateway.metrics_addr().unwrap();
 
     for signer in [&es, &ed, &rs] {
@@ -155,18 +136,16 @@ async fn tokens_of_each_accepted_kind_pass_and_every_bad_one_is_unauthenticated(
         .output()
         .unwrap();
     assert!(listed.status.success(), "reflection stays open by default");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // grpcurl runs as a blocking child process: the gateway needs threads of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_reflection_needs_a_token() {
     let es = Signer::es256("es-key");
-    let dir = jwks_dir("reflection");
-    let path = dir.join("jwks.json");
-    std::fs::write(&path, jwks(&[&es])).unwrap();
+    let edge = SecureEdge::new("jwt-reflection");
+    std::fs::write(&edge.jwks_path, jwks(&[&es])).unwrap();
     let (_broker, _topic, gateway, _client) = fixture_with("jwt-reflection", 1, |config| {
-        *config = token_config(config.brokers.clone().unwrap(), path.clone());
+        edge.tokens(config);
         config.protect_reflection = true;
     })
     .await;
@@ -194,20 +173,14 @@ async fn protected_reflection_needs_a_token() {
         "{}",
         String::from_utf8_lossy(&with.stderr)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_jwks_file_is_read_again_when_it_changes() {
     let old = Signer::es256("old-key");
     let new = Signer::eddsa("new-key");
-    let dir = jwks_dir("file");
-    let path = dir.join("jwks.json");
-    std::fs::write(&path, jwks(&[&old])).unwrap();
-    let (_broker, topic, _gateway, mut client) = fixture_with("jwt-file", 1, |config| {
-        *config = token_config(config.brokers.clone().unwrap(), path.clone())
-    })
-    .await;
+    let edge = SecureEdge::new("jwt-file");
+    let (_broker, topic, _gateway, mut client) = with_signers(&edge, "jwt-file", &[&old]).await;
     let token = new.sign(&claims("svc", ISSUER, AUDIENCE));
     let status = client
         .publish_event(with_token(publish_request(&topic), &token))
@@ -215,7 +188,7 @@ async fn a_jwks_file_is_read_again_when_it_changes() {
         .expect_err("a key not in the file yet");
     assert_eq!(status.code(), Code::Unauthenticated);
 
-    std::fs::write(&path, jwks(&[&new])).unwrap();
+    std::fs::write(&edge.jwks_path, jwks(&[&new])).unwrap();
     eventually("the new key verifies tokens", || {
         let mut client = client.clone();
         let request = with_token(publish_request(&topic), &token);
@@ -228,7 +201,6 @@ async fn a_jwks_file_is_read_again_when_it_changes() {
         .await
         .expect_err("a key gone from the file");
     assert_eq!(status.code(), Code::Unauthenticated);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -237,8 +209,8 @@ async fn jwks_from_https_is_fetched_for_new_keys_and_an_unreachable_server_keeps
     let first = Signer::es256("first");
     let second = Signer::rs256("second");
     let server = DocumentServer::start(&ca, jwks(&[&first])).await;
-    let dir = jwks_dir("https");
-    let ca_path = ca.write(&dir, "ca");
+    let edge = SecureEdge::new("jwt-https");
+    let ca_path = ca.write(edge.dir(), "jwks-ca");
     let (_broker, topic, _gateway, mut client) = fixture_with("jwt-https", 1, |config| {
         config.jwks_url = Some(server.url().parse().unwrap());
         config.jwks_ca = Some(ca_path.clone());
@@ -276,5 +248,4 @@ async fn jwks_from_https_is_fetched_for_new_keys_and_an_unreachable_server_keeps
             .await
             .expect("cached keys verify while the key server is down");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,32 +8,21 @@ mod support;
 use support::*;
 use testkit::*;
 
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "event-gateway";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_notifier_connects_with_tls_a_client_certificate_and_a_renewed_token() {
-    let dir = state_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = Ca::new("notifier test CA");
-    let ca_path = ca.write(&dir, "ca");
-    let (server_cert, server_key) = ca.server("gateway").write(&dir, "server");
-    let (cert, key) = ca
+    let edge = SecureEdge::new("notifier-secure");
+    let dir = edge.dir();
+    let (cert, key) = edge
+        .ca
         .client(CertName::Dns("notifier.example"))
-        .write(&dir, "notifier");
-    let signer = Signer::es256("notifier-test");
-    let jwks_path = dir.join("jwks.json");
-    std::fs::write(&jwks_path, jwks(&[&signer])).unwrap();
+        .write(dir, "notifier");
 
     let broker = Broker::start().await;
     let topic = topic("secure-welcome");
     broker.create_topic(&topic, 2).await;
     broker.create_topic(&format!("{topic}.dlq"), 1).await;
-    let policy = dir.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            r#"
+    edge.write_policy(&format!(
+        r#"
 [[grant]]
 principals = ["notifier"]
 subscribe = ["{topic}"]
@@ -44,30 +33,17 @@ publish = ["{topic}.dlq"]
 principals = ["registrations"]
 publish = ["{topic}"]
 "#
-        ),
-    )
-    .unwrap();
+    ));
     let mut config = config(Some(broker.brokers()));
-    config.tls_cert = Some(server_cert);
-    config.tls_key = Some(server_key);
-    config.tls_client_ca = Some(ca_path.clone());
-    config.jwks_file = Some(jwks_path);
-    config.jwt_issuer = Some(ISSUER.into());
-    config.jwt_audience = Some(AUDIENCE.into());
-    config.policy_file = Some(policy);
-    let tls = ClientTls {
-        ca: ca.cert.clone(),
-        identity: Some(ca.client(CertName::Dns("registrations.example"))),
-    };
+    edge.tls(&mut config, true);
+    edge.tokens(&mut config);
+    edge.policy(&mut config);
+    let tls = edge.client(Some(edge.ca.client(CertName::Dns("registrations.example"))));
     let gateway = gateway_tls(config, &tls).await;
 
     // A token the policy does not know: the notifier cannot subscribe yet.
     let token_file = dir.join("token");
-    std::fs::write(
-        &token_file,
-        signer.sign(&claims("intruder", ISSUER, AUDIENCE)),
-    )
-    .unwrap();
+    std::fs::write(&token_file, edge.token("intruder")).unwrap();
     let smtp = SmtpServer::start(&[]);
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     let url = format!("https://localhost:{}", gateway.addr().port());
@@ -78,7 +54,7 @@ publish = ["{topic}"]
         &dir.join("state"),
         &[
             ("GATEWAY_URL", url),
-            ("GATEWAY_CA", path(&ca_path)),
+            ("GATEWAY_CA", path(&edge.ca_path)),
             ("GATEWAY_CERT", path(&cert)),
             ("GATEWAY_KEY", path(&key)),
             ("GATEWAY_TOKEN_FILE", path(&token_file)),
@@ -86,7 +62,7 @@ publish = ["{topic}"]
         ],
     );
     let mut publisher = tls.client(gateway.addr()).await.unwrap();
-    let token = signer.sign(&claims("registrations", ISSUER, AUDIENCE));
+    let token = edge.token("registrations");
     for i in 0..3 {
         let request = eventgateway::v1::PublishEventRequest {
             topic: topic.clone(),
@@ -111,12 +87,9 @@ publish = ["{topic}"]
     );
 
     // The token is renewed in place: the notifier's next attempt uses it.
-    std::fs::write(
-        &token_file,
-        signer.sign(&claims("notifier", ISSUER, AUDIENCE)),
-    )
-    .unwrap();
+    std::fs::write(&token_file, edge.token("notifier")).unwrap();
     smtp.wait_for_recipients(3).await;
     assert_once_each(&smtp, 3);
-    std::fs::remove_dir_all(&dir).unwrap();
+    // Consumers close while their broker still runs.
+    gateway.shutdown().await.unwrap();
 }

@@ -11,8 +11,9 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::TlsConnector;
 
 /// A certificate and its key, in PEM.
@@ -34,6 +35,28 @@ impl Pem {
         (cert, key)
     }
 
+    /// A rustls server configuration presenting this certificate, asking
+    /// for a client certificate of `client_ca` (PEM) when given.
+    pub fn server_config(&self, client_ca: Option<&str>) -> ServerConfig {
+        let chain = vec![CertificateDer::from_pem_slice(self.cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => {
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(roots(ca).into(), provider)
+                        .build()
+                        .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        builder.with_single_cert(chain, key).unwrap()
+    }
+
     /// The certificate's DER bytes.
     pub fn der(&self) -> Vec<u8> {
         CertificateDer::from_pem_slice(self.cert.as_bytes())
@@ -42,24 +65,37 @@ impl Pem {
     }
 }
 
-/// The certificate the TLS server at `addr` presents for `localhost`, as
-/// checked against `ca` (DER).
-pub async fn served_certificate(addr: SocketAddr, ca: &str) -> std::io::Result<Vec<u8>> {
+/// The roots of a CA certificate (PEM).
+fn roots(ca: &str) -> RootCertStore {
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
         .unwrap();
+    roots
+}
+
+/// A TLS connection to `localhost` at `addr`, trusting `ca` (PEM).
+async fn connect_tls(
+    addr: SocketAddr,
+    ca: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(roots(ca))
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    let tls = TlsConnector::from(Arc::new(config))
+    TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await?;
+        .await
+}
+
+/// The certificate the TLS server at `addr` presents for `localhost`, as
+/// checked against `ca` (DER).
+pub async fn served_certificate(addr: SocketAddr, ca: &str) -> std::io::Result<Vec<u8>> {
+    let tls = connect_tls(addr, ca).await?;
     let leaf = tls
         .get_ref()
         .1
@@ -167,21 +203,7 @@ fn client_params(name: CertName<'_>) -> CertificateParams {
 /// returns the body.
 pub async fn scrape_tls(addr: SocketAddr, ca: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await?;
+    let mut tls = connect_tls(addr, ca).await?;
     tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await?;
     let mut response = String::new();

@@ -5,12 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use crate::certs::Ca;
@@ -26,16 +23,7 @@ pub struct DocumentServer {
 impl DocumentServer {
     /// Serves `document` over HTTPS with a `localhost` certificate of `ca`.
     pub async fn start(ca: &Ca, document: String) -> Self {
-        let pem = ca.server("document server");
-        let chain = vec![CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
+        let config = ca.server("document server").server_config(None);
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

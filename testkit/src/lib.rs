@@ -7,6 +7,7 @@
 //! - [`tansu`]: the broker binary and its process.
 //! - `broker`: a broker for one test, and topic creation.
 //! - `certs`: a CA, server and client certificates made at test time.
+//! - `edge`: a secured gateway's files (TLS, JWKS, policy) and settings.
 //! - `gateway`: the gateway in process or as a binary, clients, health.
 //! - `https`: an HTTPS server of one document (a JWKS).
 //! - `events`: publishing and subscribing the way tests do.
@@ -19,6 +20,7 @@
 
 mod broker;
 mod certs;
+mod edge;
 mod events;
 mod gateway;
 mod https;
@@ -32,6 +34,7 @@ mod wait;
 
 pub use broker::*;
 pub use certs::*;
+pub use edge::*;
 pub use events::*;
 pub use gateway::*;
 pub use https::*;

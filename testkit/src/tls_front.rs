@@ -5,13 +5,10 @@
 
 use std::sync::Arc;
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::certs::Ca;
@@ -34,26 +31,8 @@ impl BoundFront {
     /// Listens on a free loopback port with a `localhost` certificate of
     /// `ca`, requiring a client certificate of `ca` when `mutual`.
     pub async fn bind(ca: &Ca, mutual: bool) -> Self {
-        let pem = ca.server("kafka TLS front");
-        let chain = vec![CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = if mutual {
-            let mut roots = RootCertStore::empty();
-            roots
-                .add(CertificateDer::from_pem_slice(ca.cert.as_bytes()).unwrap())
-                .unwrap();
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                .build()
-                .unwrap();
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
-        };
-        let config = builder.with_single_cert(chain, key).unwrap();
+        let client_ca = mutual.then_some(ca.cert.as_str());
+        let config = ca.server("kafka TLS front").server_config(client_ca);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self { listener, config }
     }
