@@ -102,28 +102,70 @@ fn creation(config: &Config, cluster: &Cluster, embedded: bool) -> anyhow::Resul
     })
 }
 
-/// The listener's TLS settings, re-read when their files change, when TLS
-/// is on.
-fn tls(
-    config: &Config,
-    metrics: &Metrics,
-    shutdown: &Shutdown,
-) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
-    let Some(files) = config.tls_files() else {
-        return Ok(None);
-    };
-    let watch = reload::Watch {
-        what: "TLS certificate and key",
-        paths: files.paths(),
-        interval: config.reload_interval,
-        shutdown,
-    };
-    let metrics = metrics.clone();
-    let loaded = reload::watch(watch, edge::server_config, move || {
-        metrics.reload_failed("tls")
-    })
-    .map_err(|error| anyhow::anyhow!("cannot load the TLS settings: {error}"))?;
-    Ok(Some(loaded))
+/// What settings files are loaded and watched with: the interval, where a
+/// change that does not load is counted, and the shutdown that ends it.
+struct Reloading<'a> {
+    config: &'a Config,
+    metrics: &'a Metrics,
+    shutdown: &'a Shutdown,
+}
+
+impl Reloading<'_> {
+    /// `paths` (the `what` of messages) loaded with `load`, and loaded again
+    /// when they change; a change that does not load is counted under
+    /// `file`.
+    fn watch<T: Send + Sync + 'static>(
+        &self,
+        what: &'static str,
+        file: &'static str,
+        paths: Vec<std::path::PathBuf>,
+        load: fn(&[Vec<u8>]) -> Result<T, String>,
+    ) -> anyhow::Result<Reloaded<T>> {
+        let watch = reload::Watch {
+            what,
+            paths,
+            interval: self.config.reload_interval,
+            shutdown: self.shutdown,
+        };
+        let metrics = self.metrics.clone();
+        reload::watch(watch, load, move || metrics.reload_failed(file))
+            .map_err(|error| anyhow::anyhow!("cannot load the {what}: {error}"))
+    }
+
+    /// The listener's TLS settings, when TLS is on.
+    fn tls(&self) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
+        let Some(files) = self.config.tls_files() else {
+            return Ok(None);
+        };
+        let what = "TLS certificate and key";
+        self.watch(what, "tls", files.paths(), edge::server_config)
+            .map(Some)
+    }
+
+    /// The metrics endpoint's TLS settings, when --metrics-tls is on: the
+    /// listener's certificate and key.
+    fn metrics_tls(&self) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
+        let (true, Some(files)) = (self.config.metrics_tls, self.config.tls_files()) else {
+            return Ok(None);
+        };
+        let what = "metrics TLS certificate and key";
+        let paths = vec![files.cert, files.key];
+        self.watch(what, "tls", paths, edge::metrics_server_config)
+            .map(Some)
+    }
+
+    /// What callers may do: the policy file's grants, or everything when
+    /// there is none.
+    fn access(&self) -> anyhow::Result<Access> {
+        let policy = match &self.config.policy_file {
+            Some(path) => {
+                let load = |files: &[Vec<u8>]| parse_policy(&files[0]);
+                Some(self.watch("policy", "policy", vec![path.clone()], load)?)
+            }
+            None => None,
+        };
+        Ok(Access::new(policy, self.metrics.clone()))
+    }
 }
 
 /// What the listener asks of clients: TLS, and how calls are
@@ -131,30 +173,6 @@ fn tls(
 struct Security {
     tls: Option<Reloaded<ServerConfig>>,
     authentication: Authentication,
-}
-
-/// The metrics endpoint's TLS settings, when --metrics-tls is on: the
-/// listener's certificate and key, re-read when they change.
-fn metrics_tls(
-    config: &Config,
-    metrics: &Metrics,
-    shutdown: &Shutdown,
-) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
-    let (true, Some(files)) = (config.metrics_tls, config.tls_files()) else {
-        return Ok(None);
-    };
-    let watch = reload::Watch {
-        what: "metrics TLS certificate and key",
-        paths: vec![files.cert, files.key],
-        interval: config.reload_interval,
-        shutdown,
-    };
-    let metrics = metrics.clone();
-    let loaded = reload::watch(watch, edge::metrics_server_config, move || {
-        metrics.reload_failed("tls")
-    })
-    .map_err(|error| anyhow::anyhow!("cannot load the metrics TLS settings: {error}"))?;
-    Ok(Some(loaded))
 }
 
 /// How callers are authenticated, with the token keys loaded.
@@ -182,28 +200,6 @@ async fn authentication(
         tokens,
         protect_reflection: config.protect_reflection,
     })
-}
-
-/// What callers may do: the policy file's grants, re-read when it changes,
-/// or everything when there is none.
-fn access(config: &Config, metrics: &Metrics, shutdown: &Shutdown) -> anyhow::Result<Access> {
-    let Some(path) = &config.policy_file else {
-        return Ok(Access::new(None, metrics.clone()));
-    };
-    let watch = reload::Watch {
-        what: "policy",
-        paths: vec![path.clone()],
-        interval: config.reload_interval,
-        shutdown,
-    };
-    let counted = metrics.clone();
-    let policy = reload::watch(
-        watch,
-        |files| parse_policy(&files[0]),
-        move || counted.reload_failed("policy"),
-    )
-    .map_err(|error| anyhow::anyhow!("cannot load --policy-file: {error}"))?;
-    Ok(Access::new(Some(policy), metrics.clone()))
 }
 
 /// What is wrong with listening on `addr` as `config` says: open to
@@ -324,7 +320,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     shutdown.spawn(health::watch_kafka(prober, shutdown.clone()));
     let readiness = Readiness::new(kafka_up_rx, shutdown.clone());
 
-    let metrics_tls = metrics_tls(&config, &metrics, &shutdown)?;
+    let reloading = Reloading {
+        config: &config,
+        metrics: &metrics,
+        shutdown: &shutdown,
+    };
+    let metrics_tls = reloading.metrics_tls()?;
     let metrics_endpoint =
         eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry(), metrics_tls)
             .await
@@ -347,12 +348,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         &config,
         publishing,
         subscriptions.clone(),
-        access(&config, &metrics, &shutdown)?,
+        reloading.access()?,
         metrics.clone(),
         shutdown.clone(),
     );
     let security = Security {
-        tls: tls(&config, &metrics, &shutdown)?,
+        tls: reloading.tls()?,
         authentication: authentication(&config, &metrics, &shutdown).await?,
     };
     for warning in exposure_warnings(&config, addr) {

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use eventgateway::v1::{PartitionOffset, StartFrom, SubscribeRequest};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -294,26 +293,7 @@ async fn plain_kafka_clients_interoperate_both_ways() {
         json!({"user_id": 9, "email": "u9@example.com"}),
     )
     .await;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("group.id", format!("plain-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(stored.offset))
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let message = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the plain consumer got nothing"
-        );
-        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
-            break result.expect("plain consume").detach();
-        }
-    };
+    let message = read_plain(&broker.brokers(), &topic, 0, stored.offset);
     let value: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
     assert_eq!(value, json!({"user_id": 9, "email": "u9@example.com"}));
     assert_eq!(message.key(), Some(&b"user-9"[..]));
@@ -386,25 +366,7 @@ async fn keys_and_headers_that_are_not_text_arrive_byte_for_byte_both_ways() {
         .await
         .expect("binary attributes are published")
         .into_inner();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("group.id", format!("plain-{topic}"))
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(stored.offset))
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let message = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the plain consumer got nothing"
-        );
-        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
-            break result.expect("plain consume").detach();
-        }
-    };
+    let message = read_plain(&broker.brokers(), &topic, 0, stored.offset);
     let header = message
         .headers()
         .unwrap()

@@ -208,3 +208,36 @@ pub async fn wait_group_done(brokers: &str, group: &str, topic: &str) {
     .await
     .expect("the wait runs");
 }
+
+/// The record at `offset` of `topic`'s `partition`, read by a plain Kafka
+/// consumer (blocking). Fails the test after [`PATIENCE`].
+pub fn read_plain(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> rdkafka::message::OwnedMessage {
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("plain-{topic}"))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plain consumer got nothing"
+        );
+        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            let message = result.expect("plain consume").detach();
+            if message.offset() == offset {
+                return message;
+            }
+        }
+    }
+}

@@ -15,11 +15,11 @@ mod fanout;
 mod latency;
 mod publish;
 
-use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, Target};
+use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, GatewayChannel, Target};
 use crate::cpu::Processes;
 use crate::options::Options;
 use crate::report::Report;
-use crate::tally::{median, on_cpu, Latency, Tally, Throughput};
+use crate::tally::{median, on_cpu, Latency, Side, Tally, Throughput};
 
 /// The gateways under test, with the processes whose CPU time counts.
 pub(crate) struct Targets {
@@ -194,39 +194,21 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("fan-out (deliveries)")
     };
-    let (direct_latency, publish_latency) = if runs("latency") {
-        step("latency: direct producer and PublishEvent, alternating each second");
-        latency::latencies(
-            &producer,
-            &channels[0],
-            &latency_topic,
-            o.latency_rate,
-            o.latency_events,
-            o.latency_size,
-        )
-        .await?
-    } else {
-        let none = (Latency::default(), Tally::new(0));
-        (none.clone(), none)
-    };
-    let (secure_direct_latency, secure_latency) = match &secure {
-        Some((channels, _)) if runs("latency") => {
-            step("latency: direct producer and PublishEvent with TLS and a token, alternating");
-            latency::latencies(
-                &producer,
-                &channels[0],
-                &latency_topic,
-                o.latency_rate,
-                o.latency_events,
-                o.latency_size,
-            )
-            .await?
-        }
-        _ => {
-            let none = (Latency::default(), Tally::new(0));
-            (none.clone(), none)
-        }
-    };
+    let plain_channel = Some(&channels[0]).filter(|_| runs("latency"));
+    let (direct_latency, publish_latency) =
+        latency_beside_direct(o, &producer, &latency_topic, "PublishEvent", plain_channel).await?;
+    let secure_channel = secure
+        .as_ref()
+        .map(|(channels, _)| &channels[0])
+        .filter(|_| runs("latency"));
+    let (secure_direct_latency, secure_latency) = latency_beside_direct(
+        o,
+        &producer,
+        &latency_topic,
+        "PublishEvent with TLS and a token",
+        secure_channel,
+    )
+    .await?;
     Ok(Report {
         options: options.clone(),
         direct_produce,
@@ -243,6 +225,33 @@ pub(crate) async fn run(
         secure_latency,
         peak_rss_mib: peak_rss_mib(processes.gateway),
     })
+}
+
+/// Open-loop latency of `what` through `channel`, beside the direct
+/// producer's; nothing measured without a channel.
+async fn latency_beside_direct(
+    o: &Options,
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    what: &str,
+    channel: Option<&GatewayChannel>,
+) -> Result<(Side, Side), String> {
+    let Some(channel) = channel else {
+        let none = (Latency::default(), Tally::new(0));
+        return Ok((none.clone(), none));
+    };
+    step(&format!(
+        "latency: direct producer and {what}, alternating each second"
+    ));
+    latency::latencies(
+        producer,
+        channel,
+        topic,
+        o.latency_rate,
+        o.latency_events,
+        o.latency_size,
+    )
+    .await
 }
 
 fn step(name: &str) {
