@@ -191,7 +191,11 @@ async fn authentication(
                 audience: config.jwt_audience.clone().unwrap_or_default(),
                 leeway: config.jwt_leeway,
             };
-            Some(Tokens { jwks, expected })
+            Some(Tokens {
+                jwks,
+                expected,
+                verified: Arc::default(),
+            })
         }
         None => None,
     };

@@ -181,6 +181,12 @@ async fn a_jwks_file_is_read_again_when_it_changes() {
     let new = Signer::eddsa("new-key");
     let edge = SecureEdge::new("jwt-file");
     let (_broker, topic, _gateway, mut client) = with_signers(&edge, "jwt-file", &[&old]).await;
+    // Verified once, and remembered as verified.
+    let retired = old.sign(&claims("svc", ISSUER, AUDIENCE));
+    client
+        .publish_event(with_token(publish_request(&topic), &retired))
+        .await
+        .expect("a key of the file");
     let token = new.sign(&claims("svc", ISSUER, AUDIENCE));
     let status = client
         .publish_event(with_token(publish_request(&topic), &token))
@@ -195,12 +201,41 @@ async fn a_jwks_file_is_read_again_when_it_changes() {
         async move { client.publish_event(request).await.is_ok() }
     })
     .await;
-    let retired = old.sign(&claims("svc", ISSUER, AUDIENCE));
     let status = client
         .publish_event(with_token(publish_request(&topic), &retired))
         .await
-        .expect_err("a key gone from the file");
+        .expect_err("a token verified before, by a key gone from the file");
     assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_token_verified_before_still_expires() {
+    let edge = SecureEdge::new("jwt-expiry");
+    let (_broker, topic, _gateway, mut client) = fixture_with("jwt-expiry", 1, |config| {
+        edge.tokens(config);
+        config.jwt_leeway = std::time::Duration::ZERO;
+    })
+    .await;
+    let mut soon = claims("svc", ISSUER, AUDIENCE);
+    soon["exp"] = json!(now() + 2);
+    let token = edge.signer.sign(&soon);
+    client
+        .publish_event(with_token(publish_request(&topic), &token))
+        .await
+        .expect("valid for two more seconds");
+    // The same token, remembered as verified, is refused once its time
+    // has passed.
+    eventually("the token expires", || {
+        let mut client = client.clone();
+        let request = with_token(publish_request(&topic), &token);
+        async move {
+            client
+                .publish_event(request)
+                .await
+                .is_err_and(|status| status.message().contains("expired"))
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

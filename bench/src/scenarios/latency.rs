@@ -1,7 +1,7 @@
 //! Open-loop publish latency at a fixed rate: the direct producer and
-//! PublishEvent, in alternating blocks of one second each, so that both
-//! sides see the same machine over the run, not one the quiet minute and
-//! the other a busy one.
+//! PublishEvent through each gateway under test, in alternating blocks of
+//! one second each, so that every side sees the same machine over the run,
+//! not one the quiet minute and another a busy one.
 
 use std::time::Duration;
 
@@ -42,17 +42,18 @@ async fn collect(mut tasks: JoinSet<Timed>, events: u64) -> Side {
 }
 
 /// `events` events at `rate` per second from each side: the direct
-/// producer's, then PublishEvent's.
+/// producer's, then PublishEvent's through each of `gateways`, a block of
+/// one second each in turn.
 pub(crate) async fn latencies(
     producer: &FutureProducer,
-    channel: &GatewayChannel,
+    gateways: &[&GatewayChannel],
     topic: &str,
     rate: u64,
     events: u64,
     size: usize,
-) -> Result<(Side, Side), String> {
+) -> Result<(Side, Vec<Side>), String> {
     let mut direct = JoinSet::new();
-    let mut gateway = JoinSet::new();
+    let mut through: Vec<JoinSet<Timed>> = gateways.iter().map(|_| JoinSet::new()).collect();
     let block = rate.max(1);
     let mut first = 0;
     while first < events {
@@ -71,25 +72,29 @@ pub(crate) async fn latencies(
                 (index, outcome)
             });
         }
-        let due = schedule(rate);
-        for index in first..last {
-            let request = publish_request(topic, index, size);
-            let mut client = EventGatewayClient::new(channel.clone());
-            let at = due(index - first);
-            tokio::time::sleep_until(at).await;
-            gateway.spawn(async move {
-                let outcome = client
-                    .publish_event(request)
-                    .await
-                    .map(|_| at.elapsed())
-                    .map_err(|status| format!("PublishEvent: {status}"));
-                (index, outcome)
-            });
+        for (channel, gateway) in gateways.iter().zip(&mut through) {
+            let due = schedule(rate);
+            for index in first..last {
+                let request = publish_request(topic, index, size);
+                let mut client = EventGatewayClient::new((*channel).clone());
+                let at = due(index - first);
+                tokio::time::sleep_until(at).await;
+                gateway.spawn(async move {
+                    let outcome = client
+                        .publish_event(request)
+                        .await
+                        .map(|_| at.elapsed())
+                        .map_err(|status| format!("PublishEvent: {status}"));
+                    (index, outcome)
+                });
+            }
         }
         first = last;
     }
-    Ok((
-        collect(direct, events).await,
-        collect(gateway, events).await,
-    ))
+    let direct = collect(direct, events).await;
+    let mut sides = Vec::with_capacity(through.len());
+    for gateway in through {
+        sides.push(collect(gateway, events).await);
+    }
+    Ok((direct, sides))
 }

@@ -15,11 +15,11 @@ mod fanout;
 mod latency;
 mod publish;
 
-use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, GatewayChannel, Target};
+use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, Target};
 use crate::cpu::Processes;
 use crate::options::Options;
 use crate::report::Report;
-use crate::tally::{median, on_cpu, Latency, Side, Tally, Throughput};
+use crate::tally::{median, on_cpu, Latency, Tally, Throughput};
 
 /// The name of the secured gateway's streaming scenario.
 const SECURE_STREAM: &str = "streaming, TLS + token + policy";
@@ -202,21 +202,27 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("fan-out (deliveries)")
     };
-    let plain_channel = Some(&channels[0]).filter(|_| runs("latency"));
-    let (direct_latency, publish_latency) =
-        latency_beside_direct(o, &producer, &latency_topic, "PublishEvent", plain_channel).await?;
-    let secure_channel = secure
-        .as_ref()
-        .map(|(channels, _)| &channels[0])
-        .filter(|_| runs("latency"));
-    let (secure_direct_latency, secure_latency) = latency_beside_direct(
-        o,
-        &producer,
-        &latency_topic,
-        "PublishEvent with TLS and a token",
-        secure_channel,
-    )
-    .await?;
+    // Direct, plain and secured blocks alternate, so that all three see
+    // the same machine.
+    let mut gateways = vec![&channels[0]];
+    gateways.extend(secure.as_ref().map(|(channels, _)| &channels[0]));
+    let none = || (Latency::default(), Tally::new(0));
+    let (direct_latency, mut sides) = if runs("latency") {
+        step("latency: direct producer, PublishEvent, and with TLS and a token, alternating each second");
+        latency::latencies(
+            &producer,
+            &gateways,
+            &latency_topic,
+            o.latency_rate,
+            o.latency_events,
+            o.latency_size,
+        )
+        .await?
+    } else {
+        (none(), Vec::new())
+    };
+    let secure_latency = if sides.len() > 1 { sides.pop() } else { None }.unwrap_or_else(none);
+    let publish_latency = sides.pop().unwrap_or_else(none);
     Ok(Report {
         options: options.clone(),
         direct_produce,
@@ -229,37 +235,9 @@ pub(crate) async fn run(
         direct_latency,
         publish_latency,
         secure_stream,
-        secure_direct_latency,
         secure_latency,
         peak_rss_mib: peak_rss_mib(processes.gateway),
     })
-}
-
-/// Open-loop latency of `what` through `channel`, beside the direct
-/// producer's; nothing measured without a channel.
-async fn latency_beside_direct(
-    o: &Options,
-    producer: &rdkafka::producer::FutureProducer,
-    topic: &str,
-    what: &str,
-    channel: Option<&GatewayChannel>,
-) -> Result<(Side, Side), String> {
-    let Some(channel) = channel else {
-        let none = (Latency::default(), Tally::new(0));
-        return Ok((none.clone(), none));
-    };
-    step(&format!(
-        "latency: direct producer and {what}, alternating each second"
-    ));
-    latency::latencies(
-        producer,
-        channel,
-        topic,
-        o.latency_rate,
-        o.latency_events,
-        o.latency_size,
-    )
-    .await
 }
 
 fn step(name: &str) {

@@ -8,7 +8,8 @@
 //! unsupported keys in the document are left out.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
@@ -139,6 +140,21 @@ pub(crate) struct Expected {
 struct Claims {
     #[serde(default)]
     sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
+/// A token that verified: its principal, and what is checked again on
+/// every later use.
+pub(crate) struct VerifiedToken {
+    /// The `sub` claim.
+    pub(crate) principal: Arc<str>,
+    /// `exp`, seconds since the epoch.
+    expires: u64,
+    /// `nbf`, seconds since the epoch (0 without one).
+    not_before: u64,
 }
 
 /// The key id a token names, if it parses as a JWT at all.
@@ -157,7 +173,7 @@ pub(crate) fn verify(
     token: &str,
     keys: &KeySet,
     expected: &Expected,
-) -> Result<String, AuthFailure> {
+) -> Result<VerifiedToken, AuthFailure> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthFailure::TokenMalformed);
     }
@@ -192,8 +208,78 @@ pub(crate) fn verify(
                 _ => AuthFailure::TokenMalformed,
             }
         })?;
-    data.claims
+    let principal = data
+        .claims
         .sub
         .filter(|sub| !sub.is_empty())
-        .ok_or(AuthFailure::TokenMissingClaim)
+        .ok_or(AuthFailure::TokenMissingClaim)?;
+    Ok(VerifiedToken {
+        principal: principal.into(),
+        expires: data.claims.exp.ok_or(AuthFailure::TokenMissingClaim)?,
+        not_before: data.claims.nbf.unwrap_or(0),
+    })
+}
+
+/// Seconds since the epoch, now.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The tokens that verified lately, so that a client sending the same
+/// token on every call pays for its signature check once. An entry holds
+/// only while the key set it was verified with is the current one (a JWKS
+/// change verifies every token again), and its `exp` and `nbf` are checked
+/// on every use, with the same leeway. Only tokens that verified are kept,
+/// at most [`CACHED_TOKENS`] of at most [`MAX_CACHED_TOKEN_BYTES`] each.
+#[derive(Default)]
+pub(crate) struct VerifiedTokens(Mutex<HashMap<Box<str>, Cached>>);
+
+/// A verified token, and the key set it verified with.
+type Cached = (Weak<KeySet>, Arc<VerifiedToken>);
+
+/// Most tokens kept verified.
+const CACHED_TOKENS: usize = 4096;
+/// Longest token kept verified.
+const MAX_CACHED_TOKEN_BYTES: usize = 2048;
+
+impl VerifiedTokens {
+    /// The principal of `token`: from the cache when it verified with
+    /// `keys` before and is still within its times, else verified now.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        keys: &Arc<KeySet>,
+        expected: &Expected,
+    ) -> Result<Arc<str>, AuthFailure> {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = lock()
+            .get(token)
+            .filter(|(with, _)| Weak::ptr_eq(with, &Arc::downgrade(keys)))
+            .map(|(_, verified)| verified.clone());
+        let verified = match cached {
+            Some(verified) => verified,
+            None => {
+                let verified = Arc::new(verify(token, keys, expected)?);
+                if token.len() <= MAX_CACHED_TOKEN_BYTES {
+                    let mut entries = lock();
+                    if entries.len() >= CACHED_TOKENS {
+                        entries.clear();
+                    }
+                    let entry = (Arc::downgrade(keys), verified.clone());
+                    entries.insert(token.into(), entry);
+                }
+                verified
+            }
+        };
+        let (now, leeway) = (now(), expected.leeway.as_secs());
+        if verified.expires.saturating_add(leeway) < now {
+            return Err(AuthFailure::TokenExpired);
+        }
+        if verified.not_before > now.saturating_add(leeway) {
+            return Err(AuthFailure::TokenNotYetValid);
+        }
+        Ok(verified.principal.clone())
+    }
 }

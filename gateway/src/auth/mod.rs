@@ -33,11 +33,13 @@ pub(crate) struct Caller {
     pub(crate) peer: Option<SocketAddr>,
 }
 
-/// Bearer tokens: where their keys come from and what they must say.
+/// Bearer tokens: where their keys come from, what they must say, and the
+/// ones that verified lately.
 #[derive(Clone)]
 pub(crate) struct Tokens {
     pub(crate) jwks: Jwks,
     pub(crate) expected: Expected,
+    pub(crate) verified: Arc<jwt::VerifiedTokens>,
 }
 
 /// How calls are authenticated.
@@ -87,7 +89,7 @@ impl Authentication {
             .ok_or(AuthFailure::NotBearer)?;
         let kid = jwt::key_id(token)?;
         let keys = tokens.jwks.keys_for(kid.as_deref()).await;
-        jwt::verify(token, &keys, &tokens.expected).map(Arc::from)
+        tokens.verified.verify(token, &keys, &tokens.expected)
     }
 }
 
