@@ -58,7 +58,7 @@ pub struct Config {
     /// start (the gateway does not start without it), every --jwks-refresh,
     /// and when a token names a key id the cached keys lack (at most every
     /// 10 s). A failed fetch keeps the cached keys.
-    #[arg(long, env = "JWKS_URL")]
+    #[arg(long, env = "JWKS_URL", hide_env_values = true)]
     pub jwks_url: Option<http::Uri>,
 
     /// CA certificates (PEM) the --jwks-url server's certificate must chain

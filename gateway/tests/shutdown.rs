@@ -130,21 +130,26 @@ async fn json_logs_and_no_secret_in_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_value_reaches_a_log_line_or_an_error() {
     let broker = Broker::start().await;
-    // Properties this build of librdkafka refuses (no OpenSSL, no OIDC):
-    // its error repeats the value; the gateway must not.
+    // Properties this build of librdkafka refuses (a key that is not PEM,
+    // OIDC without libcurl): its error repeats the value; the gateway must
+    // not. Bounded: a property librdkafka takes would start the gateway.
     for property in [
-        "ssl.key.password=HUNTER2-key-password",
-        "ssl.keystore.password=HUNTER2-keystore",
         "ssl.key.pem=HUNTER2-pem",
         "sasl.oauthbearer.client.secret=HUNTER2-oidc",
-        "sasl.oauthbearer.config=principal=HUNTER2-config",
     ] {
-        let output = command(env!("CARGO_BIN_EXE_gateway"))
+        let mut gateway = command(env!("CARGO_BIN_EXE_gateway"));
+        gateway
             .args(["--brokers", &broker.brokers(), "--kafka-property", property])
+            .args(["--kafka-property", "security.protocol=SSL"])
             .args(["--listen", "127.0.0.1:0", "--metrics-addr", "0"])
             .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .output()
+            .env("NO_COLOR", "1");
+        let output = tokio::process::Command::from(gateway)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(PATIENCE, output)
+            .await
+            .unwrap_or_else(|_| panic!("{property} is refused at start"))
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{property}: {stderr}");

@@ -180,6 +180,8 @@ async fn refresh_loop(
 /// A minimal HTTPS client for one URL.
 struct HttpsClient {
     url: http::Uri,
+    /// The URL as messages show it: without any user or password in it.
+    shown: String,
     host: String,
     port: u16,
     tls: TlsConnector,
@@ -218,8 +220,10 @@ impl HttpsClient {
             .map_err(|error| error.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let shown = format!("https://{host}:{port}{}", url.path());
         Ok(Self {
             url,
+            shown,
             host,
             port,
             tls: TlsConnector::from(Arc::new(config)),
@@ -230,12 +234,13 @@ impl HttpsClient {
     async fn fetch(&self) -> Result<KeySet, String> {
         let body = tokio::time::timeout(FETCH_TIMEOUT, self.get())
             .await
-            .map_err(|_| format!("no answer from {} within {FETCH_TIMEOUT:?}", self.url))??;
+            .map_err(|_| format!("no answer from {} within {FETCH_TIMEOUT:?}", self.shown))??;
         KeySet::parse(&body)
     }
 
     async fn get(&self) -> Result<Bytes, String> {
-        let failed = |error: &dyn std::fmt::Display| format!("cannot fetch {}: {error}", self.url);
+        let failed =
+            |error: &dyn std::fmt::Display| format!("cannot fetch {}: {error}", self.shown);
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| failed(&e))?;
@@ -268,5 +273,20 @@ impl HttpsClient {
             .await
             .map_err(|e| failed(&e))?;
         Ok(body.to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_the_jwks_url_without_credentials() {
+        let url: http::Uri = "https://user:hunter2@idp.example:8443/keys?x=1"
+            .parse()
+            .unwrap();
+        let client = HttpsClient::new(url, None).unwrap();
+        assert_eq!(client.shown, "https://idp.example:8443/keys");
+        assert!(HttpsClient::new("http://idp.example/keys".parse().unwrap(), None).is_err());
     }
 }
