@@ -98,7 +98,11 @@ async fn bench(options: Options) -> Result<(), String> {
         Some(brokers) => (None::<Process>, brokers.clone()),
         None => {
             let port = tansu::free_port();
-            let broker = Process(tansu::spawn(port, "memory://tansu/", None)?);
+            let broker = Process(tansu::spawn(
+                port,
+                "memory://tansu/",
+                &tansu::Listening::default(),
+            )?);
             tansu::wait_accepting(port, Duration::from_secs(30))?;
             eprintln!(
                 "tansu {} on 127.0.0.1:{port} (log: {})",

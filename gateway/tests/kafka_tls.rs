@@ -1,8 +1,8 @@
 //! The gateway's Kafka clients over TLS: librdkafka is built with OpenSSL,
 //! and reaches a broker only through a TLS listener made at test time
 //! (mutual TLS: the gateway presents a client certificate), publishing,
-//! creating a topic and consuming through it. SASL_SSL with SCRAM is
-//! accepted at start (the broker here has no SASL to log in to).
+//! creating a topic and consuming through it; and SASL_SSL with SCRAM
+//! against a broker that requires it, behind such a listener.
 
 use std::time::Duration;
 
@@ -86,4 +86,57 @@ async fn sasl_ssl_with_scram_or_oauthbearer_is_accepted_at_start() {
             });
         gateway.shutdown().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn sasl_ssl_with_scram_logs_in_to_a_broker_that_requires_it() {
+    let dir = std::env::temp_dir().join(format!("gateway-kafka-scram-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = Ca::new("Kafka CA");
+    let ca_path = ca.write(&dir, "ca");
+    let front = BoundFront::bind(&ca, false).await;
+    // The user is made first, then the broker requires authentication,
+    // and tells clients to come through the TLS listener.
+    let mut broker = Broker::start_durable().await;
+    broker.create_user("gateway", "scram-s3cret");
+    let listening = testkit::tansu::Listening {
+        advertised: Some(format!("localhost:{}", front.port())),
+        authentication: true,
+    };
+    broker.restart_listening(listening).await;
+    let front = front.relay_to(broker.port());
+    let scram = |password: &str| {
+        let mut config = config(Some(format!("localhost:{}", front.port())));
+        config.create_topics = true;
+        config.topic_partitions = 1;
+        config.kafka_properties = vec![
+            KafkaProperty::new("security.protocol", "SASL_SSL"),
+            KafkaProperty::new("sasl.mechanism", "SCRAM-SHA-512"),
+            KafkaProperty::new("sasl.username", "gateway"),
+            KafkaProperty::new("sasl.password", password),
+            KafkaProperty::new("ssl.ca.location", ca_path.to_str().unwrap()),
+        ];
+        config
+    };
+
+    let gateway = gateway(scram("scram-s3cret")).await;
+    let mut client = client(gateway.addr()).await;
+    let topic = topic("kafka-scram");
+    let stored = publish(&mut client, &topic, "k", json!({"over": "sasl_ssl"})).await;
+    let (_id, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
+    assert_eq!(next_delivery(&mut stream).await.offset, stored.offset);
+    gateway.shutdown().await.unwrap();
+
+    // A wrong password: Kafka refuses the gateway, which never reports
+    // SERVING and counts its failed probes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = gateway::start(scram("wrong"), listener).await.unwrap();
+    let metrics = refused.metrics_addr().unwrap();
+    metric_reaches(metrics, "gateway_health_probe_failures_total", 1.0).await;
+    assert_ne!(
+        health(refused.addr(), "").await.ok(),
+        Some(tonic_health::ServingStatus::Serving as i32)
+    );
+    refused.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -20,8 +20,8 @@ const REQUEST: Duration = Duration::from_secs(10);
 pub struct Broker {
     port: u16,
     storage: String,
-    /// Where it tells clients to connect, when not to itself.
-    advertised: Option<String>,
+    /// How it listens.
+    listening: tansu::Listening,
     child: Option<Child>,
     /// The SQLite file of a durable broker, removed when it is dropped.
     file: Option<PathBuf>,
@@ -51,12 +51,27 @@ impl Broker {
         let mut broker = Broker {
             port: tansu::free_port(),
             storage: "memory://tansu/".into(),
-            advertised: Some(advertised.to_owned()),
+            listening: tansu::Listening {
+                advertised: Some(advertised.to_owned()),
+                authentication: false,
+            },
             child: None,
             file: None,
         };
         broker.restart().await;
         broker
+    }
+
+    /// Restarts the broker listening as `listening` says (a durable broker
+    /// keeps its topics and users).
+    pub async fn restart_listening(&mut self, listening: tansu::Listening) {
+        self.listening = listening;
+        self.restart().await;
+    }
+
+    /// Creates a SCRAM-SHA-512 user (before authentication is required).
+    pub fn create_user(&self, name: &str, password: &str) {
+        tansu::create_user(self.port, name, password).expect("the user is created");
     }
 
     /// The port it listens on itself.
@@ -69,7 +84,7 @@ impl Broker {
         let mut broker = Broker {
             port: tansu::free_port(),
             storage,
-            advertised: None,
+            listening: tansu::Listening::default(),
             child: None,
             file: None,
         };
@@ -94,8 +109,7 @@ impl Broker {
     /// connections.
     pub async fn restart(&mut self) {
         self.kill();
-        let advertised = self.advertised.as_deref();
-        let child = tansu::spawn(self.port, &self.storage, advertised).expect("tansu starts");
+        let child = tansu::spawn(self.port, &self.storage, &self.listening).expect("tansu starts");
         self.child = Some(child);
         let port = self.port;
         eventually("the broker accepts connections", || async {

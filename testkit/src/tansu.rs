@@ -55,12 +55,26 @@ pub fn log_file(port: u16) -> (PathBuf, Stdio) {
     (path, stdio)
 }
 
+/// How a broker listens: where it tells clients to connect (`host:port`;
+/// itself when `None`), and whether clients must authenticate (SASL SCRAM,
+/// users made with [`create_user`]).
+#[derive(Debug, Clone, Default)]
+pub struct Listening {
+    /// The advertised `host:port`.
+    pub advertised: Option<String>,
+    /// Whether clients must authenticate.
+    pub authentication: bool,
+}
+
 /// Starts tansu on 127.0.0.1:`port` with the `storage` engine URL
-/// (`memory://tansu/`, `sqlite:///file`), its log in [`log_file`]. It tells
-/// clients to connect to `advertised` (`host:port`), or to itself.
-pub fn spawn(port: u16, storage: &str, advertised: Option<&str>) -> Result<Child, String> {
+/// (`memory://tansu/`, `sqlite:///file`), listening as `listening` says,
+/// its log in [`log_file`].
+pub fn spawn(port: u16, storage: &str, listening: &Listening) -> Result<Child, String> {
     let url = format!("tcp://127.0.0.1:{port}");
-    let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
+    let advertised = listening
+        .advertised
+        .as_ref()
+        .map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
     Command::new(binary()?)
         .args([
             "broker",
@@ -69,6 +83,7 @@ pub fn spawn(port: u16, storage: &str, advertised: Option<&str>) -> Result<Child
             "--advertised-listener-url",
             &advertised,
         ])
+        .args(listening.authentication.then_some("--authentication"))
         .args(["--storage-engine", storage])
         .env(
             "RUST_LOG",
@@ -80,6 +95,29 @@ pub fn spawn(port: u16, storage: &str, advertised: Option<&str>) -> Result<Child
         .stderr(log_file(port).1)
         .spawn()
         .map_err(|error| format!("cannot start tansu: {error}"))
+}
+
+/// Creates a SCRAM-SHA-512 user on the broker at 127.0.0.1:`port` (one
+/// that does not require authentication yet).
+pub fn create_user(port: u16, name: &str, password: &str) -> Result<(), String> {
+    let status = Command::new(binary()?)
+        .args([
+            "user",
+            "create",
+            "--broker",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .args(["--mechanism", "scram512", name, password])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|error| format!("cannot run tansu user create: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("tansu user create {name} failed: {status}"))
+    }
 }
 
 /// Whether something accepts connections on 127.0.0.1:`port`.
