@@ -89,3 +89,34 @@ async fn records_a_struct_cannot_carry_reach_a_default_client_as_their_text() {
     assert!(lines[4].contains(&format!("{topic}/0@4")), "{}", lines[4]);
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_header_name_that_is_not_utf8_does_not_end_the_stream() {
+    let (broker, topic, gateway, mut client) = fixture("raw-header", 1).await;
+    // Only a raw-protocol producer can write such a name; the Kafka client
+    // the gateway uses panics reading it.
+    let offset = produce_raw(
+        &broker.brokers(),
+        &topic,
+        0,
+        b"hello",
+        &[(b"\xff\xfe", b"v"), (b"tenant", b"acme")],
+    );
+    publish(&mut client, &topic, "after", serde_json::json!({"n": 2})).await;
+    let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
+    let first = next_delivery(&mut stream).await;
+    assert_eq!(first.offset, offset);
+    let event = first.event.unwrap();
+    assert_eq!(
+        event.attributes["tenant"], "acme",
+        "the readable header comes"
+    );
+    let note = &event.attributes["eventgateway-unreadable-headers"];
+    assert!(
+        note.contains("1 header(s)") && note.contains(&format!("{topic}/0@{offset}")),
+        "{note}"
+    );
+    let second = next_delivery(&mut stream).await;
+    assert_eq!(n(&second), 2, "the stream goes on");
+    gateway.shutdown().await.unwrap();
+}

@@ -255,3 +255,36 @@ pub fn read_plain(
         }
     }
 }
+
+/// Writes one record with `value` and `headers` (names as raw bytes, which
+/// no Kafka client library writes but the protocol carries) to
+/// `topic`'s `partition` over the raw Kafka protocol (`raw_produce.py`);
+/// returns its offset.
+pub fn produce_raw(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    value: &[u8],
+    headers: &[(&[u8], &[u8])],
+) -> i64 {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/raw_produce.py");
+    let output = std::process::Command::new("python3")
+        .args([script, brokers, topic, &partition.to_string(), &hex(value)])
+        .args(
+            headers
+                .iter()
+                .map(|(name, value)| format!("{}={}", hex(name), hex(value))),
+        )
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "raw produce failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("an offset")
+}

@@ -17,6 +17,34 @@ const MAX_DELIVERY_BYTES: usize = 4 * 1024 * 1024 - 16 * 1024;
 /// The attribute of a delivery whose payload (and, when that was not
 /// enough, attributes) were left out.
 const OMITTED: &str = "eventgateway-omitted";
+/// The attribute of a delivery whose record had headers the Kafka client
+/// cannot read (a name that is not UTF-8).
+const UNREADABLE: &str = "eventgateway-unreadable-headers";
+
+/// A record header: its name and value.
+type Header<'a> = (&'a str, Option<&'a [u8]>);
+
+/// The headers of `message` that the Kafka client can read, and how many
+/// it cannot: rdkafka panics on a header name that is not UTF-8 (which only
+/// a raw-protocol producer can write), and one such record must not end
+/// every stream that meets it.
+fn readable_headers<'a>(message: &'a BorrowedMessage<'_>) -> (Vec<Header<'a>>, usize) {
+    let Some(headers) = message.headers() else {
+        return (Vec::new(), 0);
+    };
+    let mut readable = Vec::with_capacity(headers.count());
+    let mut unreadable = 0;
+    for index in 0..headers.count() {
+        let read =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| headers.try_get(index)));
+        match read {
+            Ok(Some(header)) => readable.push((header.key, header.value)),
+            Ok(None) => {}
+            Err(_) => unreadable += 1,
+        }
+    }
+    (readable, unreadable)
+}
 
 /// The first delivery of a Kafka record.
 pub(super) fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
@@ -47,10 +75,7 @@ fn fit(mut delivery: Delivery) -> Delivery {
 
 /// The delivery of a Kafka record, whatever its size.
 fn record_delivery(message: &BorrowedMessage<'_>) -> Delivery {
-    let headers = message
-        .headers()
-        .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default();
+    let (headers, unreadable) = readable_headers(message);
     let record = IncomingRecord {
         topic: message.topic(),
         partition: message.partition(),
@@ -73,10 +98,33 @@ fn record_delivery(message: &BorrowedMessage<'_>) -> Delivery {
             .filter(|key| std::str::from_utf8(key).is_err())
             .map(<[u8]>::to_vec)
             .unwrap_or_default(),
-        event: Some(record_to_event(&record)),
+        event: Some(noting_unreadable(
+            record_to_event(&record),
+            unreadable,
+            message,
+        )),
         ack_id: ack_id(message.topic(), message.partition(), message.offset()),
         attempt: 1,
     }
+}
+
+/// `event`, saying so when `unreadable` headers of its record were left
+/// out, and where to read them.
+fn noting_unreadable(
+    mut event: eventgateway::v1::Event,
+    unreadable: usize,
+    message: &BorrowedMessage<'_>,
+) -> eventgateway::v1::Event {
+    if unreadable > 0 {
+        let note = format!(
+            "{unreadable} header(s) whose name is not UTF-8 were left out: read them with a Kafka client at {}/{}@{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
+        event.attributes.insert(UNREADABLE.to_owned(), note);
+    }
+    event
 }
 
 /// A stream message carrying one delivery.
