@@ -35,14 +35,6 @@ impl<T> Clone for Reloaded<T> {
 }
 
 impl<T> Reloaded<T> {
-    /// A value that never changes.
-    pub fn fixed(value: T) -> Self {
-        let (tx, current) = watch::channel(Arc::new(value));
-        // The receiver keeps the last value when its sender goes.
-        drop(tx);
-        Self { current }
-    }
-
     /// Values sent on a channel (by a refresher of its own).
     pub fn new(current: watch::Receiver<Arc<T>>) -> Self {
         Self { current }

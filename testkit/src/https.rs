@@ -86,15 +86,6 @@ impl DocumentServer {
         *self.fetches.borrow()
     }
 
-    /// Waits until the document was served more than `count` times.
-    pub async fn fetched_more_than(&self, count: usize) {
-        let mut fetches = self.fetches.clone();
-        tokio::time::timeout(crate::wait::PATIENCE, fetches.wait_for(|n| *n > count))
-            .await
-            .expect("the document is fetched again")
-            .unwrap();
-    }
-
     /// Stops serving: connections are refused from now on.
     pub fn stop(&self) {
         self.task.abort();
