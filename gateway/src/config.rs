@@ -251,6 +251,21 @@ pub struct Config {
     #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
 
+    /// How often a subscription with a consumer group commits its offsets
+    /// (what was settled in ACK_MODE_MANUAL, what was handed over in AUTO):
+    /// after a gateway crash, what was settled since the last commit is
+    /// delivered again.
+    #[arg(long, env = "COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub commit_interval: Duration,
+
+    /// At shutdown, how long an ACK_MODE_MANUAL stream with deliveries out
+    /// keeps taking their acks (on a StreamingSubscribe stream) before it
+    /// ends, sending nothing new meanwhile: what is settled then is
+    /// committed, so a client that keeps acking gets nothing twice after a
+    /// rolling restart. 0 ends streams at once. Within --shutdown-grace.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
     /// Longest time shutdown waits for in-flight calls and for the producer
     /// to flush.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "15s", value_parser = humantime::parse_duration)]
@@ -389,10 +404,14 @@ impl Config {
             ("--keepalive-timeout", self.keepalive_timeout),
             ("--reload-interval", self.reload_interval),
             ("--jwks-refresh", self.jwks_refresh),
+            ("--commit-interval", self.commit_interval),
         ] {
             if duration.is_zero() {
                 return Err(format!("{name} must be longer than zero"));
             }
+        }
+        if self.drain_timeout >= self.shutdown_grace {
+            return Err("--drain-timeout must be shorter than --shutdown-grace".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());
@@ -552,5 +571,11 @@ mod tests {
         let mut config = Config::for_brokers(Some(" ".into()));
         config.max_payload_bytes = 10;
         assert!(config.validate().unwrap_err().contains("KAFKA_BROKERS"));
+        let mut config = Config::for_brokers(None);
+        config.drain_timeout = config.shutdown_grace;
+        assert!(config.validate().unwrap_err().contains("--drain-timeout"));
+        config.drain_timeout = Duration::ZERO;
+        config.commit_interval = Duration::ZERO;
+        assert!(config.validate().unwrap_err().contains("--commit-interval"));
     }
 }

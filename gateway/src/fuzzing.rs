@@ -7,7 +7,9 @@
 
 use eventgateway::json::{json_to_struct, struct_problem, struct_to_json};
 use eventgateway::record::{payload_to_record, record_to_event, IncomingRecord};
-use eventgateway::v1::{event::Data, AcknowledgeRequest, PublishEventRequest, SubscribeRequest};
+use eventgateway::v1::{
+    event::Data, AcknowledgeRequest, PublishEventRequest, SettleRequest, SubscribeRequest,
+};
 use prost::Message as _;
 
 use crate::grpc::validate;
@@ -71,18 +73,19 @@ pub fn publish(bytes: &[u8]) {
 /// Checks a SubscribeRequest.
 pub fn subscribe(bytes: &[u8]) {
     if let Ok(request) = SubscribeRequest::decode(bytes) {
-        let defaults = ManualAcks {
-            ack_timeout: std::time::Duration::from_secs(30),
-            max_unacked: 100,
-        };
-        let _ = validate::subscribe_request(&request, defaults);
+        let defaults = ManualAcks::new(std::time::Duration::from_secs(30), 100);
+        let _ = validate::subscribe_request(&request, &defaults);
     }
 }
 
-/// Checks an AcknowledgeRequest.
+/// Checks an AcknowledgeRequest, and the same bytes as a SettleRequest.
 pub fn acknowledge(bytes: &[u8]) {
     if let Ok(request) = AcknowledgeRequest::decode(bytes) {
         let _ = validate::acknowledge_request(request);
+    }
+    if let Ok(request) = SettleRequest::decode(bytes) {
+        let _ = validate::settle_subscription(&request);
+        let _ = validate::settle_request(request);
     }
 }
 

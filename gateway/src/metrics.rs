@@ -74,6 +74,10 @@ struct Inner {
     denials: Family<Labels, Counter>,
     throttled: Family<Labels, Counter>,
     reload_failures: Family<Labels, Counter>,
+    nacks: Family<Labels, Counter>,
+    extensions: Family<Labels, Counter>,
+    dead_letters: Family<Labels, Counter>,
+    dead_letter_failures: Family<Labels, Counter>,
     /// The series the hot paths update, by topic: found with one lookup of
     /// the topic, without building their label sets each time.
     publish_series: RwLock<HashMap<String, PublishSeries>>,
@@ -104,6 +108,30 @@ impl Default for Metrics {
         let denials = Family::<Labels, Counter>::default();
         let throttled = Family::<Labels, Counter>::default();
         let reload_failures = Family::<Labels, Counter>::default();
+        let nacks = Family::<Labels, Counter>::default();
+        let extensions = Family::<Labels, Counter>::default();
+        let dead_letters = Family::<Labels, Counter>::default();
+        let dead_letter_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "gateway_nacks",
+            "Deliveries given back by their client, by topic",
+            nacks.clone(),
+        );
+        registry.register(
+            "gateway_extensions",
+            "Delivery deadlines pushed out by their client, by topic",
+            extensions.clone(),
+        );
+        registry.register(
+            "gateway_dead_letters",
+            "Events written to a dead-letter topic, by topic read and reason (client, max_attempts)",
+            dead_letters.clone(),
+        );
+        registry.register(
+            "gateway_dead_letter_failures",
+            "Dead-letter writes that failed (the event stays unsettled and is written again), by dead-letter topic",
+            dead_letter_failures.clone(),
+        );
         registry.register(
             "gateway_publish",
             "PublishEvent calls by topic and gRPC status",
@@ -121,7 +149,7 @@ impl Default for Metrics {
         );
         registry.register(
             "gateway_redeliveries",
-            "Redeliveries after the ack timeout",
+            "Redeliveries after a nack or the ack timeout",
             redeliveries.clone(),
         );
         registry.register("gateway_acks", "Acknowledgements received", acks.clone());
@@ -192,6 +220,10 @@ impl Default for Metrics {
             denials,
             throttled,
             reload_failures,
+            nacks,
+            extensions,
+            dead_letters,
+            dead_letter_failures,
             publish_series: RwLock::default(),
             delivery_series: RwLock::default(),
         }))
@@ -280,6 +312,42 @@ impl Metrics {
     pub(crate) fn redelivered(&self, topic: &str) {
         self.0
             .redeliveries
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .inc();
+    }
+
+    /// Counts a delivery of `topic` given back.
+    pub(crate) fn nacked(&self, topic: &str) {
+        self.0
+            .nacks
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .inc();
+    }
+
+    /// Counts a delivery of `topic` whose deadline moved out.
+    pub(crate) fn extended(&self, topic: &str) {
+        self.0
+            .extensions
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .inc();
+    }
+
+    /// Counts an event of `topic` stored in its dead-letter topic, for a
+    /// reason of class `reason`.
+    pub(crate) fn dead_lettered(&self, topic: &str, reason: &'static str) {
+        self.0
+            .dead_letters
+            .get_or_create(&vec![
+                ("topic", topic.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Counts a write to dead-letter topic `topic` that failed.
+    pub(crate) fn dead_letter_failed(&self, topic: &str) {
+        self.0
+            .dead_letter_failures
             .get_or_create(&vec![("topic", topic.to_owned())])
             .inc();
     }

@@ -339,9 +339,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         buffer: config.subscription_buffer,
         subscriptions: config.max_subscriptions,
         consumers: config.max_consumers,
+        drain: config.drain_timeout,
+        commit_interval: config.commit_interval,
     };
     let subscriptions = Subscriptions::new(
         cluster,
+        publisher.clone(),
         topics,
         readiness,
         metrics.clone(),

@@ -210,7 +210,7 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
         ack_ids: ack_ids.iter().map(|a| a.to_string()).collect(),
     };
     let good_ack = delivered.ack_id.clone();
-    let never_handed_out = format!("{topic}:{}:{}", delivered.partition, delivered.offset + 1);
+    let never_handed_out = format!("{topic}:{}:{}:1", delivered.partition, delivered.offset + 1);
     let not_found = "is not open on this gateway, or takes no acknowledgements";
     let acks = [
         (
@@ -224,7 +224,7 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
             "not one the gateway handed out",
         ),
         (
-            ack(&manual_id, &[&good_ack, "t:x:1"]),
+            ack(&manual_id, &[&good_ack, "t:x:1:1"]),
             Code::InvalidArgument,
             "not one the gateway handed out",
         ),

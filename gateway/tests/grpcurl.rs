@@ -128,7 +128,7 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
         gateway.addr(),
     )
     .replace("SUBSCRIPTION_ID", &subscription_id)
-    .replace("user-registered:2:0", &ack_id);
+    .replace("user-registered:2:0:1", &ack_id);
     let acked = Command::new("sh")
         .args(["-c", &acknowledge])
         .output()
@@ -204,6 +204,10 @@ async fn every_cookbook_command_works_as_written() {
             "{command}\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        if command.ends_with("/Settle") {
+            let answer = String::from_utf8_lossy(&output.stdout);
+            assert!(answer.contains("SETTLE_OUTCOME_ACCEPTED"), "{answer}");
+        }
     }
     let (_stream, id, _) = manual.expect("the cookbook has a MANUAL subscription");
     let stats = gateway

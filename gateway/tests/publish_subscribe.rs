@@ -53,7 +53,7 @@ async fn a_published_event_comes_back_with_its_metadata() {
     assert_eq!(event.source, "/tests");
     assert_eq!(event.time, stored.timestamp);
     assert_eq!(event.content_type, "application/json");
-    assert_eq!(delivery.ack_id, format!("{topic}:0:0"));
+    assert_eq!(delivery.ack_id, format!("{topic}:0:0:1"));
     gateway.shutdown().await.unwrap();
 }
 

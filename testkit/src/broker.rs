@@ -161,6 +161,47 @@ pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> R
     Ok(())
 }
 
+/// Deletes `topic` from the cluster at `brokers`, through the admin API.
+pub async fn delete_topic(brokers: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("an admin client");
+    let results = admin
+        .delete_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("the delete request is answered");
+    for result in results {
+        result.expect("the topic is deleted");
+    }
+}
+
+/// The offset consumer group `group` committed on `topic`'s `partition`
+/// (the next offset it reads), or `None` when it committed none; read
+/// without joining the group (blocking).
+pub fn committed_offset(brokers: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer of the group's offsets");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = reader
+        .committed_offsets(tpl, REQUEST)
+        .expect("the group's offsets")
+        .find_partition(topic, partition)
+        .map(|e| e.offset());
+    match committed {
+        Some(Offset::Offset(offset)) => Some(offset),
+        _ => None,
+    }
+}
+
 /// A unique topic name for one test.
 pub fn topic(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
@@ -254,6 +295,20 @@ pub fn read_plain(
             }
         }
     }
+}
+
+/// [`read_plain`] off the async runtime, so that a gateway on the same
+/// runtime goes on meanwhile.
+pub async fn read_plain_async(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> rdkafka::message::OwnedMessage {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_plain(&brokers, &topic, partition, offset))
+        .await
+        .expect("the plain consumer ran")
 }
 
 /// Writes one record with `value` and `headers` (names as raw bytes, which

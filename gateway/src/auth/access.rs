@@ -86,20 +86,44 @@ impl Access {
         let Some((policy, principal)) = self.applies(caller) else {
             return Ok(());
         };
-        if !policy.allows(principal, Operation::Publish, topic) {
-            let what = format!("publish to topic {}", clip(topic));
-            audit::denied(caller, "publish", &what, &self.metrics);
-            return Err(Error::Denied {
-                principal: clip(principal).to_string(),
-                what,
-            });
-        }
+        self.may_publish(caller, &policy, principal, topic, "publish to topic")?;
         if let Some((quota, grant)) = policy.quota(principal) {
             self.quotas
                 .publish(principal, &quota, bytes)
                 .map_err(|exceeded| self.over_quota(caller, principal, grant, exceeded))?;
         }
         Ok(())
+    }
+
+    /// Whether `caller`'s subscriptions may write dead letters to `topic`:
+    /// the policy must let it publish there (no publish quota is spent).
+    pub(crate) fn dead_letter(&self, caller: &Caller, topic: &str) -> Result<(), Error> {
+        match self.applies(caller) {
+            Some((policy, principal)) => {
+                self.may_publish(caller, &policy, principal, topic, "dead-letter to topic")
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses (and audits) a publish the policy does not grant.
+    fn may_publish(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
+        principal: &Arc<str>,
+        topic: &str,
+        operation: &str,
+    ) -> Result<(), Error> {
+        if policy.allows(principal, Operation::Publish, topic) {
+            return Ok(());
+        }
+        let what = format!("{operation} {}", clip(topic));
+        audit::denied(caller, "publish", &what, &self.metrics);
+        Err(Error::Denied {
+            principal: clip(principal).to_string(),
+            what,
+        })
     }
 
     /// Whether `caller` may subscribe to `topics` with `group`: what it is

@@ -5,8 +5,8 @@
 //!   that only connections with no call in progress count as idle.
 //! - [`Arrival`]: the request of a unary or server-streaming call must
 //!   arrive whole within a bound of its headers; a slower one gets
-//!   DEADLINE_EXCEEDED. Client-streaming calls (PublishEvents, reflection)
-//!   are not bounded: their requests are the stream.
+//!   DEADLINE_EXCEEDED. Client-streaming calls (PublishEvents,
+//!   StreamingSubscribe, reflection) are not bounded: their requests are the stream.
 //! - [`BadInput`]: a request the gRPC library cannot decode (not protobuf,
 //!   or over the size limit) is answered INVALID_ARGUMENT, as bad input is,
 //!   instead of the library's INTERNAL or OUT_OF_RANGE.
@@ -29,7 +29,11 @@ use crate::error::Error;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Methods whose request is a stream of messages.
-const STREAMING_REQUESTS: [&str; 2] = ["/PublishEvents", "/ServerReflectionInfo"];
+const STREAMING_REQUESTS: [&str; 3] = [
+    "/PublishEvents",
+    "/StreamingSubscribe",
+    "/ServerReflectionInfo",
+];
 
 /// Records calls on their connection: see the module.
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,11 +7,15 @@
 //!
 //! - `publish`: one publish request as both publish RPCs handle it.
 //! - `publish_stream`: PublishEvents, answers correlated by request id.
+//! - `streaming`: StreamingSubscribe, verbs and answers on the stream.
+//! - `settle`: verbs answered id by id (Settle and StreamingSubscribe).
 //! - `deadline`: when a call must be answered.
 
 mod deadline;
 mod publish;
 mod publish_stream;
+mod settle;
+mod streaming;
 pub(crate) mod validate;
 
 use std::sync::Arc;
@@ -19,9 +23,11 @@ use std::time::Duration;
 
 use eventgateway::trace_context;
 use eventgateway::v1::event_gateway_server::EventGateway;
+use eventgateway::v1::streaming_subscribe_request::Kind as Inbound;
 use eventgateway::v1::{
     AcknowledgeRequest, AcknowledgeResponse, PublishEventRequest, PublishEventResponse,
-    PublishEventsRequest, SubscribeRequest,
+    PublishEventsRequest, SettleRequest, SettleResponse, StreamingSubscribeRequest,
+    SubscribeRequest,
 };
 use eventgateway_runtime::shutdown::Shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,6 +36,7 @@ use tracing::Instrument;
 
 use self::publish::PublishCalls;
 use self::publish_stream::PublishEventsStream;
+use self::streaming::StreamingStream;
 use crate::auth::access::Access;
 use crate::auth::{audit, Caller};
 use crate::config::Config;
@@ -37,7 +44,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::publish::Publishing;
 use crate::spans;
-use crate::subscribe::{ManualAcks, SubscribeStream, Subscriptions};
+use crate::subscribe::{ManualAcks, Settler, SubscribeStream, Subscriptions};
 
 /// The EventGateway service; cloning shares its state.
 #[derive(Clone)]
@@ -110,10 +117,7 @@ impl Gateway {
             access,
             subscriptions,
             request_timeout: config.request_timeout,
-            manual_defaults: ManualAcks {
-                ack_timeout: config.ack_timeout,
-                max_unacked: config.max_unacked as usize,
-            },
+            manual_defaults: ManualAcks::new(config.ack_timeout, config.max_unacked as usize),
             shutdown,
             unary: Limit::new(
                 config.max_concurrent_requests,
@@ -169,22 +173,7 @@ impl EventGateway for Gateway {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let from = caller_of(&request);
-        let opened = async {
-            let spec = validate::subscribe_request(&request.into_inner(), self.manual_defaults)?;
-            let admission = self
-                .access
-                .subscribe(&from, &spec.topics, spec.group.as_deref())?;
-            let (topics, group) = (spec.topics.clone(), spec.group.clone());
-            let stream = self
-                .subscriptions
-                .open(spec, from.principal.clone())
-                .await?;
-            audit::subscription_opened(&from, &topics, group.as_deref());
-            Ok::<_, Error>(Box::pin(admission.guard(stream)) as SubscribeStream)
-        };
-        let stream = opened
-            .await
-            .inspect_err(|error| refused("subscribe", error))?;
+        let (stream, _) = self.open(&from, &request.into_inner(), false).await?;
         Ok(Response::new(stream))
     }
 
@@ -204,6 +193,93 @@ impl EventGateway for Gateway {
         };
         acknowledged.inspect_err(|error| refused("acknowledge", error))?;
         Ok(Response::new(AcknowledgeResponse {}))
+    }
+
+    type StreamingSubscribeStream = StreamingStream;
+
+    async fn streaming_subscribe(
+        &self,
+        request: Request<Streaming<StreamingSubscribeRequest>>,
+    ) -> Result<Response<Self::StreamingSubscribeStream>, Status> {
+        let from = caller_of(&request);
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(self.request_timeout, inbound.message())
+            .await
+            .map_err(|_| Error::RequestTooSlow(self.request_timeout))
+            .inspect_err(|error| refused("subscribe", error))?;
+        let subscribe = match first? {
+            Some(StreamingSubscribeRequest {
+                kind: Some(Inbound::Subscribe(subscribe)),
+            }) => subscribe,
+            Some(_) => {
+                let error = Error::InvalidArgument(
+                    "the first message of a StreamingSubscribe stream must be subscribe".into(),
+                );
+                refused("subscribe", &error);
+                return Err(error.into());
+            }
+            None => {
+                return Err(Status::cancelled(
+                    "the client ended the stream before subscribing",
+                ))
+            }
+        };
+        let (stream, settler) = self.open(&from, &subscribe, true).await?;
+        Ok(Response::new(streaming::serve(stream, settler, inbound)))
+    }
+
+    async fn settle(
+        &self,
+        request: Request<SettleRequest>,
+    ) -> Result<Response<SettleResponse>, Status> {
+        let _permit = self.unary.take()?;
+        let from = caller_of(&request);
+        let request = request.into_inner();
+        let answered = async {
+            validate::settle_subscription(&request)?;
+            let settler = self
+                .subscriptions
+                .settler(&request.subscription_id, from.principal.as_deref())?;
+            settle::settle(&settler, validate::settle_request(request)?).await
+        };
+        let answer = answered
+            .await
+            .inspect_err(|error| refused("settle", error))?;
+        Ok(Response::new(answer))
+    }
+}
+
+impl Gateway {
+    /// Opens the subscription `request` asks `from` for: checked against
+    /// the policy (its topics, group and dead-letter topics), guarded so
+    /// that a policy change ends it, audited. `acks_on_stream`: opened by
+    /// StreamingSubscribe.
+    async fn open(
+        &self,
+        from: &Caller,
+        request: &SubscribeRequest,
+        acks_on_stream: bool,
+    ) -> Result<(SubscribeStream, Option<Settler>), Error> {
+        let opened = async {
+            let spec = validate::subscribe_request(request, &self.manual_defaults)?;
+            let admission = self
+                .access
+                .subscribe(from, &spec.topics, spec.group.as_deref())?;
+            for topic in spec.dead_letter_topics() {
+                self.access.dead_letter(from, &topic)?;
+            }
+            let (topics, group) = (spec.topics.clone(), spec.group.clone());
+            let opened = self
+                .subscriptions
+                .open(spec, from.principal.clone(), acks_on_stream)
+                .await?;
+            audit::subscription_opened(from, &topics, group.as_deref());
+            let stream = Box::pin(admission.guard(opened.stream)) as SubscribeStream;
+            Ok::<_, Error>((stream, opened.settler))
+        };
+        opened
+            .await
+            .inspect_err(|error| refused("subscribe", error))
     }
 }
 

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use eventgateway::record::{header, timestamp_to_millis, Payload};
 use eventgateway::v1::{
-    event::Data, AckMode, AcknowledgeRequest, PublishEventRequest, StartFrom, SubscribeRequest,
+    event::Data, AckMode, AcknowledgeRequest, PublishEventRequest, SettleRequest, StartFrom,
+    SubscribeRequest,
 };
 
 use crate::config::{MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT};
 use crate::error::Error;
 use crate::publish::Publish;
-use crate::subscribe::{parse_ack_id, Acks, ManualAcks, StartPosition, SubscriptionSpec};
+use crate::subscribe::{
+    parse_ack_id, AckRef, Backoff, DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
+    Verb, MAX_DELAY,
+};
 use crate::text::clip;
 
 /// Longest topic (and consumer group) name Kafka accepts.
@@ -26,9 +30,15 @@ pub(crate) const MAX_TOPICS: usize = 100;
 pub(crate) const MAX_START_OFFSETS: usize = 10_000;
 /// Most ack ids one Acknowledge call carries.
 pub(crate) const MAX_ACK_IDS: usize = 10_000;
-/// Longest ack id the gateway hands out: a topic name, a partition and an
-/// offset.
-const MAX_ACK_ID_LEN: usize = MAX_TOPIC_LEN + 32;
+/// Longest ack id the gateway hands out: a topic name, a partition, an
+/// offset and an attempt.
+pub(crate) const MAX_ACK_ID_LEN: usize = MAX_TOPIC_LEN + 48;
+/// Longest dead-letter reason.
+pub(crate) const MAX_REASON_LEN: usize = 1024;
+/// Longest request id of a settle request.
+pub(crate) const MAX_REQUEST_ID_LEN: usize = 256;
+/// Most delivery attempts a dead-letter policy allows.
+pub(crate) const MAX_DELIVERY_ATTEMPTS: u32 = 1000;
 /// Longest subscription id the gateway hands out (a UUID takes 36).
 const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
 /// Most attributes (text and binary together) on one event.
@@ -226,19 +236,39 @@ pub(crate) fn publish_request(
     Ok(Publish { request, payload })
 }
 
-/// Checks an acknowledge request: the subscription id and every ack id.
-pub(crate) fn acknowledge_request(request: AcknowledgeRequest) -> Result<(String, Acks), Error> {
-    if request.subscription_id.is_empty() {
+/// Checks a subscription id a client sends back.
+fn subscription_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() {
         return Err(Error::InvalidArgument(
             "subscription_id is empty: pass the id from the stream's Subscribed message".into(),
         ));
     }
-    if request.subscription_id.len() > MAX_SUBSCRIPTION_ID_LEN {
+    if id.len() > MAX_SUBSCRIPTION_ID_LEN {
         return Err(Error::InvalidArgument(format!(
             "subscription_id is {} bytes; the gateway's ids have at most {MAX_SUBSCRIPTION_ID_LEN}",
-            request.subscription_id.len()
+            id.len()
         )));
     }
+    Ok(())
+}
+
+/// Reads an ack id, refusing one longer than any the gateway hands out
+/// before looking into it.
+fn ack_ref(id: &str) -> Result<AckRef, Error> {
+    if id.len() > MAX_ACK_ID_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "an ack id of {} bytes is not one the gateway handed out (at most {MAX_ACK_ID_LEN})",
+            id.len()
+        )));
+    }
+    parse_ack_id(id)
+}
+
+/// Checks an acknowledge request: the subscription id and every ack id.
+pub(crate) fn acknowledge_request(
+    request: AcknowledgeRequest,
+) -> Result<(String, Vec<AckRef>), Error> {
+    subscription_id(&request.subscription_id)?;
     if request.ack_ids.len() > MAX_ACK_IDS {
         return Err(Error::InvalidArgument(format!(
             "{} ack ids in one call; acknowledge at most {MAX_ACK_IDS} at a time",
@@ -248,24 +278,115 @@ pub(crate) fn acknowledge_request(request: AcknowledgeRequest) -> Result<(String
     let acks = request
         .ack_ids
         .iter()
-        .map(|id| {
-            if id.len() > MAX_ACK_ID_LEN {
-                return Err(Error::InvalidArgument(format!(
-                    "an ack id of {} bytes is not one the gateway handed out (at most {MAX_ACK_ID_LEN})",
-                    id.len()
-                )));
-            }
-            parse_ack_id(id)
-        })
-        .collect::<Result<Acks, _>>()?;
+        .map(|id| ack_ref(id))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((request.subscription_id, acks))
+}
+
+/// A settle request that passed its bounds.
+#[derive(Debug)]
+pub(crate) struct Settle {
+    /// The request id to echo.
+    pub(crate) request_id: String,
+    /// Each verb with the attempt its ack id names, or why it names none.
+    pub(crate) verbs: Vec<(Verb, Result<AckRef, String>)>,
+    /// Each verb's ack id as sent (clipped to [`MAX_ACK_ID_LEN`]), for the
+    /// answer.
+    pub(crate) ack_ids: Vec<String>,
+}
+
+/// Checks a settle request's bounds (the subscription id is the caller's
+/// to check: a stream settles its own). Ack ids that name nothing are not
+/// refused here: each is answered UNKNOWN.
+pub(crate) fn settle_request(request: SettleRequest) -> Result<Settle, Error> {
+    let count = request.acks.len()
+        + request.nacks.len()
+        + request.extends.len()
+        + request.dead_letters.len();
+    if count > MAX_ACK_IDS {
+        return Err(Error::InvalidArgument(format!(
+            "{count} ack ids in one settle request; at most {MAX_ACK_IDS}"
+        )));
+    }
+    if request.request_id.len() > MAX_REQUEST_ID_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "request_id is {} bytes; at most {MAX_REQUEST_ID_LEN}",
+            request.request_id.len()
+        )));
+    }
+    let within = |what: &str, duration: Option<prost_types::Duration>| {
+        duration
+            .map(|d| {
+                Duration::try_from(d)
+                    .ok()
+                    .filter(|d| *d <= MAX_DELAY)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "a {what} must be 0 to {}s",
+                            MAX_DELAY.as_secs()
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let mut verbs = Vec::with_capacity(count);
+    for id in request.acks {
+        verbs.push((Verb::Ack, id));
+    }
+    for nack in request.nacks {
+        verbs.push((Verb::Nack(within("nack delay", nack.delay)?), nack.ack_id));
+    }
+    for extend in request.extends {
+        let by = within("extension", extend.extension)?;
+        verbs.push((Verb::Extend(by), extend.ack_id));
+    }
+    for letter in request.dead_letters {
+        if letter.reason.len() > MAX_REASON_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "a dead-letter reason is {} bytes; at most {MAX_REASON_LEN}",
+                letter.reason.len()
+            )));
+        }
+        verbs.push((Verb::DeadLetter(letter.reason), letter.ack_id));
+    }
+    let mut ack_ids = Vec::with_capacity(count);
+    let verbs = verbs
+        .into_iter()
+        .map(|(verb, id)| {
+            let named = ack_ref(&id).map_err(|error| error.to_string());
+            ack_ids.push(truncated(id, MAX_ACK_ID_LEN));
+            (verb, named)
+        })
+        .collect();
+    Ok(Settle {
+        request_id: request.request_id,
+        verbs,
+        ack_ids,
+    })
+}
+
+/// Checks the subscription id of a Settle call.
+pub(crate) fn settle_subscription(request: &SettleRequest) -> Result<(), Error> {
+    subscription_id(&request.subscription_id)
+}
+
+/// `text`, cut to at most `max` bytes at a character boundary.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// Checks a subscribe request and turns it into what the consumer needs;
 /// `defaults` fill what a MANUAL subscription leaves unset.
 pub(crate) fn subscribe_request(
     request: &SubscribeRequest,
-    defaults: ManualAcks,
+    defaults: &ManualAcks,
 ) -> Result<SubscriptionSpec, Error> {
     if request.topics.is_empty() {
         return Err(Error::InvalidArgument(
@@ -293,11 +414,16 @@ pub(crate) fn subscribe_request(
         Error::InvalidArgument(format!("ack_mode {} is not an AckMode", request.ack_mode))
     })?;
     let manual = if ack_mode == AckMode::Manual {
-        Some(manual_acks(request, defaults)?)
+        Some(manual_acks(request, defaults, &topics)?)
     } else {
-        if request.ack_timeout.is_some() || request.max_unacked != 0 {
+        if request.ack_timeout.is_some()
+            || request.max_unacked != 0
+            || request.retry_policy.is_some()
+            || request.dead_letter_policy.is_some()
+            || request.ordered_by_key
+        {
             return Err(Error::InvalidArgument(
-                "ack_timeout and max_unacked apply only to ACK_MODE_MANUAL".into(),
+                "ack_timeout, max_unacked, retry_policy, dead_letter_policy and ordered_by_key apply only to ACK_MODE_MANUAL".into(),
             ));
         }
         None
@@ -311,7 +437,11 @@ pub(crate) fn subscribe_request(
 }
 
 /// The acknowledgement settings of a MANUAL subscription, within bounds.
-fn manual_acks(request: &SubscribeRequest, defaults: ManualAcks) -> Result<ManualAcks, Error> {
+fn manual_acks(
+    request: &SubscribeRequest,
+    defaults: &ManualAcks,
+    topics: &[String],
+) -> Result<ManualAcks, Error> {
     let ack_timeout = match &request.ack_timeout {
         None => defaults.ack_timeout,
         Some(timeout) => Duration::try_from(*timeout)
@@ -335,7 +465,74 @@ fn manual_acks(request: &SubscribeRequest, defaults: ManualAcks) -> Result<Manua
     Ok(ManualAcks {
         ack_timeout,
         max_unacked,
+        retry: request
+            .retry_policy
+            .as_ref()
+            .map(retry_policy)
+            .transpose()?,
+        dead_letter: request
+            .dead_letter_policy
+            .as_ref()
+            .map(|policy| dead_letter_policy(policy, topics))
+            .transpose()?,
+        ordered_by_key: request.ordered_by_key,
     })
+}
+
+/// A retry policy within bounds.
+fn retry_policy(policy: &eventgateway::v1::RetryPolicy) -> Result<Backoff, Error> {
+    let bounded = |what: &str, value: Option<prost_types::Duration>, unset: Duration| {
+        value.map_or(Ok(unset), |d| {
+            Duration::try_from(d)
+                .ok()
+                .filter(|d| *d <= MAX_DELAY)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "retry_policy.{what} must be 0 to {}s",
+                        MAX_DELAY.as_secs()
+                    ))
+                })
+        })
+    };
+    let min = bounded("minimum_backoff", policy.minimum_backoff, Duration::ZERO)?;
+    let max = bounded("maximum_backoff", policy.maximum_backoff, MAX_DELAY)?;
+    if min > max {
+        return Err(Error::InvalidArgument(format!(
+            "retry_policy.minimum_backoff ({min:?}) is longer than maximum_backoff ({max:?})"
+        )));
+    }
+    Ok(Backoff { min, max })
+}
+
+/// A dead-letter policy for `topics`: a legal dead-letter topic for each,
+/// none of them a topic it reads.
+fn dead_letter_policy(
+    policy: &eventgateway::v1::DeadLetterPolicy,
+    topics: &[String],
+) -> Result<DeadLetterPolicy, Error> {
+    if policy.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS {
+        return Err(Error::InvalidArgument(format!(
+            "dead_letter_policy.max_delivery_attempts is {}; at most {MAX_DELIVERY_ATTEMPTS}",
+            policy.max_delivery_attempts
+        )));
+    }
+    let dead_letters = DeadLetterPolicy {
+        topic: (!policy.topic.is_empty()).then(|| policy.topic.clone()),
+        max_attempts: policy.max_delivery_attempts,
+    };
+    for topic in topics {
+        let target = dead_letters.topic_for(topic);
+        topic_name(&target).map_err(|error| {
+            Error::InvalidArgument(format!("dead-letter topic of {}: {error}", clip(topic)))
+        })?;
+        if topics.contains(&target) {
+            return Err(Error::InvalidArgument(format!(
+                "the dead-letter topic {} is one of the subscription's topics",
+                clip(&target)
+            )));
+        }
+    }
+    Ok(dead_letters)
 }
 
 /// Where a subscription starts; `topics` are its (checked) topics.
@@ -553,12 +750,146 @@ mod tests {
             subscription_id: id.into(),
             ack_ids: ack_ids.iter().map(|a| a.to_string()).collect(),
         };
-        let (id, acks) = acknowledge_request(request("s", &["t:1:2"])).unwrap();
-        assert_eq!((id.as_str(), acks), ("s", vec![(("t".into(), 1), 2)]));
-        for bad in [request("", &["t:1:2"]), request("s", &["t:1:2", "t:x:1"])] {
+        let (id, acks) = acknowledge_request(request("s", &["t:1:2:3"])).unwrap();
+        let named = AckRef {
+            partition: ("t".into(), 1),
+            offset: 2,
+            attempt: 3,
+        };
+        assert_eq!((id.as_str(), acks), ("s", vec![named]));
+        for bad in [
+            request("", &["t:1:2:1"]),
+            request("s", &["t:1:2:1", "t:x:1:1"]),
+            request("s", &["t:1:2"]),
+        ] {
             let error = acknowledge_request(bad).unwrap_err();
             assert_eq!(error.code(), Code::InvalidArgument);
         }
+    }
+
+    #[test]
+    fn settle_requests_keep_their_bounds_and_answer_bad_ids_one_by_one() {
+        use eventgateway::v1::{DeadLetter, Extend, Nack};
+        let seconds = |seconds: i64| Some(prost_types::Duration { seconds, nanos: 0 });
+        let request = SettleRequest {
+            request_id: "r".into(),
+            acks: vec!["t:0:1:1".into(), "nonsense".into()],
+            nacks: vec![Nack {
+                ack_id: "t:0:2:1".into(),
+                delay: seconds(5),
+            }],
+            extends: vec![Extend {
+                ack_id: "t:0:3:1".into(),
+                extension: None,
+            }],
+            dead_letters: vec![DeadLetter {
+                ack_id: "x".repeat(MAX_ACK_ID_LEN + 10),
+                reason: "poison".into(),
+            }],
+            ..SettleRequest::default()
+        };
+        let settle = settle_request(request.clone()).unwrap();
+        assert_eq!(settle.request_id, "r");
+        let verbs: Vec<&Verb> = settle.verbs.iter().map(|(v, _)| v).collect();
+        assert_eq!(
+            verbs,
+            [
+                &Verb::Ack,
+                &Verb::Ack,
+                &Verb::Nack(Some(Duration::from_secs(5))),
+                &Verb::Extend(None),
+                &Verb::DeadLetter("poison".into())
+            ]
+        );
+        let named: Vec<bool> = settle.verbs.iter().map(|(_, a)| a.is_ok()).collect();
+        assert_eq!(named, [true, false, true, true, false]);
+        assert_eq!(
+            settle.ack_ids[4].len(),
+            MAX_ACK_ID_LEN,
+            "echoed ids are bounded"
+        );
+
+        let over = |change: &dyn Fn(&mut SettleRequest)| {
+            let mut bad = request.clone();
+            change(&mut bad);
+            invalid(settle_request(bad))
+        };
+        assert!(over(&|r| r.nacks[0].delay = seconds(601)).contains("nack delay"));
+        assert!(over(&|r| r.nacks[0].delay = seconds(-1)).contains("nack delay"));
+        assert!(over(&|r| r.extends[0].extension = seconds(601)).contains("extension"));
+        assert!(over(&|r| r.dead_letters[0].reason = "r".repeat(1025)).contains("1024"));
+        assert!(over(&|r| r.request_id = "i".repeat(257)).contains("256"));
+        assert!(over(&|r| r.acks = vec![String::new(); MAX_ACK_IDS]).contains("10000"));
+        assert!(invalid(settle_subscription(&request)).contains("subscription_id"));
+    }
+
+    #[test]
+    fn retry_and_dead_letter_policies_and_key_order_are_checked() {
+        use eventgateway::v1::{DeadLetterPolicy as WirePolicy, RetryPolicy};
+        let defaults = ManualAcks::new(Duration::from_secs(30), 100);
+        let seconds = |seconds: i64| Some(prost_types::Duration { seconds, nanos: 0 });
+        let request = SubscribeRequest {
+            topics: vec!["orders".into(), "refunds".into()],
+            ack_mode: AckMode::Manual as i32,
+            retry_policy: Some(RetryPolicy {
+                minimum_backoff: seconds(1),
+                maximum_backoff: None,
+            }),
+            dead_letter_policy: Some(WirePolicy {
+                topic: String::new(),
+                max_delivery_attempts: 5,
+            }),
+            ordered_by_key: true,
+            ..SubscribeRequest::default()
+        };
+        let spec = subscribe_request(&request, &defaults).unwrap();
+        let manual = spec.manual.clone().unwrap();
+        assert_eq!(
+            manual.retry,
+            Some(Backoff {
+                min: Duration::from_secs(1),
+                max: MAX_DELAY
+            })
+        );
+        assert!(manual.ordered_by_key);
+        assert_eq!(spec.dead_letter_topics(), ["orders.dlq", "refunds.dlq"]);
+
+        let refused = |change: &dyn Fn(&mut SubscribeRequest)| {
+            let mut bad = request.clone();
+            change(&mut bad);
+            invalid(subscribe_request(&bad, &defaults))
+        };
+        assert!(refused(&|r| r.ack_mode = AckMode::Auto as i32).contains("only to ACK_MODE_MANUAL"));
+        let backoff = |min, max| {
+            move |r: &mut SubscribeRequest| {
+                r.retry_policy = Some(RetryPolicy {
+                    minimum_backoff: seconds(min),
+                    maximum_backoff: seconds(max),
+                })
+            }
+        };
+        assert!(refused(&backoff(5, 1)).contains("longer than maximum_backoff"));
+        assert!(refused(&backoff(1, 601)).contains("maximum_backoff must be"));
+        assert!(refused(&backoff(-1, 1)).contains("minimum_backoff must be"));
+        let letters = |topic: &str, attempts| {
+            let topic = topic.to_owned();
+            move |r: &mut SubscribeRequest| {
+                r.dead_letter_policy = Some(WirePolicy {
+                    topic: topic.clone(),
+                    max_delivery_attempts: attempts,
+                })
+            }
+        };
+        assert!(refused(&letters("", 1001)).contains("at most 1000"));
+        assert!(refused(&letters("bad name", 1)).contains("dead-letter topic"));
+        assert!(refused(&letters("refunds", 1)).contains("one of the subscription's topics"));
+        let long = "t".repeat(MAX_TOPIC_LEN - 2);
+        assert!(refused(&|r| r.topics = vec![long.clone()]).contains("dead-letter topic"));
+        let own = letters("graveyard", 0);
+        let mut shared = request.clone();
+        own(&mut shared);
+        let spec = subscribe_request(&shared, &defaults).unwrap();
+        assert_eq!(spec.dead_letter_topics(), ["graveyard"]);
     }
 
     #[test]
@@ -568,11 +899,8 @@ mod tests {
             topics: vec!["a".into(), "a".into(), "b".into()],
             ..SubscribeRequest::default()
         };
-        let defaults = ManualAcks {
-            ack_timeout: std::time::Duration::from_secs(30),
-            max_unacked: 100,
-        };
-        let spec = subscribe_request(&ok, defaults).unwrap();
+        let defaults = ManualAcks::new(std::time::Duration::from_secs(30), 100);
+        let spec = subscribe_request(&ok, &defaults).unwrap();
         assert_eq!(spec.topics, vec!["a", "b"]);
         assert_eq!(spec.start, StartPosition::Latest);
         assert_eq!(spec.group, None);
@@ -622,7 +950,7 @@ mod tests {
             },
         ];
         for request in bad {
-            let error = subscribe_request(&request, defaults).unwrap_err();
+            let error = subscribe_request(&request, &defaults).unwrap_err();
             assert_eq!(error.code(), Code::InvalidArgument, "{request:?}: {error}");
         }
         let manual = SubscribeRequest {
@@ -630,8 +958,8 @@ mod tests {
             ..ok.clone()
         };
         assert_eq!(
-            subscribe_request(&manual, defaults).unwrap().manual,
-            Some(defaults)
+            subscribe_request(&manual, &defaults).unwrap().manual,
+            Some(defaults.clone())
         );
         let tuned = SubscribeRequest {
             ack_mode: AckMode::Manual as i32,
@@ -643,11 +971,8 @@ mod tests {
             ..ok
         };
         assert_eq!(
-            subscribe_request(&tuned, defaults).unwrap().manual,
-            Some(ManualAcks {
-                ack_timeout: std::time::Duration::from_secs(2),
-                max_unacked: 10
-            })
+            subscribe_request(&tuned, &defaults).unwrap().manual,
+            Some(ManualAcks::new(std::time::Duration::from_secs(2), 10))
         );
     }
 
@@ -659,21 +984,18 @@ mod tests {
 
     #[test]
     fn counts_and_sizes_are_bounded_before_the_work_that_grows_with_them() {
-        let defaults = ManualAcks {
-            ack_timeout: Duration::from_secs(30),
-            max_unacked: 100,
-        };
+        let defaults = ManualAcks::new(Duration::from_secs(30), 100);
         let many = SubscribeRequest {
             topics: (0..100_000).map(|i| format!("topic-{i}")).collect(),
             ..SubscribeRequest::default()
         };
-        assert!(invalid(subscribe_request(&many, defaults)).contains("at most 100"));
+        assert!(invalid(subscribe_request(&many, &defaults)).contains("at most 100"));
         let duplicates = SubscribeRequest {
             topics: vec!["a".into(); MAX_TOPICS],
             ..SubscribeRequest::default()
         };
         assert_eq!(
-            subscribe_request(&duplicates, defaults).unwrap().topics,
+            subscribe_request(&duplicates, &defaults).unwrap().topics,
             ["a"]
         );
         let manual = |max_unacked, seconds| SubscribeRequest {
@@ -684,17 +1006,14 @@ mod tests {
             ..SubscribeRequest::default()
         };
         assert!(
-            invalid(subscribe_request(&manual(u32::MAX, 30), defaults)).contains("at most 10000")
+            invalid(subscribe_request(&manual(u32::MAX, 30), &defaults)).contains("at most 10000")
         );
-        assert!(invalid(subscribe_request(&manual(10, i64::MAX), defaults)).contains("600s"));
-        assert!(invalid(subscribe_request(&manual(10, 601), defaults)).contains("600s"));
-        let bounds = subscribe_request(&manual(MAX_UNACKED, 600), defaults).unwrap();
+        assert!(invalid(subscribe_request(&manual(10, i64::MAX), &defaults)).contains("600s"));
+        assert!(invalid(subscribe_request(&manual(10, 601), &defaults)).contains("600s"));
+        let bounds = subscribe_request(&manual(MAX_UNACKED, 600), &defaults).unwrap();
         assert_eq!(
             bounds.manual,
-            Some(ManualAcks {
-                ack_timeout: MAX_ACK_TIMEOUT,
-                max_unacked: MAX_UNACKED as usize
-            })
+            Some(ManualAcks::new(MAX_ACK_TIMEOUT, MAX_UNACKED as usize))
         );
 
         let acknowledge = |id: String, ack_ids: Vec<String>| AcknowledgeRequest {
@@ -728,11 +1047,8 @@ mod tests {
             }],
             ..SubscribeRequest::default()
         };
-        let defaults = ManualAcks {
-            ack_timeout: Duration::from_secs(30),
-            max_unacked: 100,
-        };
-        let message = invalid(subscribe_request(&request, defaults));
+        let defaults = ManualAcks::new(Duration::from_secs(30), 100);
+        let message = invalid(subscribe_request(&request, &defaults));
         assert!(message.len() < 300, "{} bytes", message.len());
         let message = invalid(topic_name(&topic));
         assert!(message.contains("bytes long"), "{message}");

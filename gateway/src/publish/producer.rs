@@ -114,7 +114,18 @@ impl Publisher {
         record: &OutgoingRecord,
         deadline: Option<Instant>,
     ) -> Result<Delivery, Error> {
-        let future_record = future_record(topic, record);
+        self.send_record(future_record(topic, record), deadline)
+            .await
+    }
+
+    /// Sends a librdkafka record and waits until Kafka stored it, or until
+    /// `deadline`; answers where it was stored.
+    pub(crate) async fn send_record(
+        &self,
+        future_record: FutureRecord<'_, [u8], [u8]>,
+        deadline: Option<Instant>,
+    ) -> Result<Delivery, Error> {
+        let topic = future_record.topic;
         let delivery = self
             .producer
             .send_result(future_record)

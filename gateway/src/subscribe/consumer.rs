@@ -31,6 +31,8 @@ pub(super) struct Consumers {
     slots: Arc<Semaphore>,
     /// How many that is.
     limit: usize,
+    /// How often group consumers commit (auto.commit.interval.ms).
+    commit_interval: std::time::Duration,
 }
 
 /// A consumer's place among the open ones: held until it is closed.
@@ -38,13 +40,19 @@ pub(super) type Slot = OwnedSemaphorePermit;
 
 impl Consumers {
     /// Consumers of `cluster`, reporting lag to `metrics`, at most `limit`
-    /// open at once.
-    pub(super) fn new(cluster: Cluster, metrics: Metrics, limit: usize) -> Self {
+    /// open at once, committing every `commit_interval`.
+    pub(super) fn new(
+        cluster: Cluster,
+        metrics: Metrics,
+        limit: usize,
+        commit_interval: std::time::Duration,
+    ) -> Self {
         Self {
             cluster,
             metrics,
             slots: Arc::new(Semaphore::new(limit)),
             limit,
+            commit_interval,
         }
     }
 
@@ -104,6 +112,10 @@ impl Consumers {
             &[
                 ("group.id", group),
                 ("enable.auto.commit", spec.group.is_some().to_string()),
+                (
+                    "auto.commit.interval.ms",
+                    self.commit_interval.as_millis().max(1).to_string(),
+                ),
                 // Offsets are stored only once a delivery was handed over.
                 ("enable.auto.offset.store", "false".into()),
                 ("auto.offset.reset", reset.into()),

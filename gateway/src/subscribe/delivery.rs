@@ -9,7 +9,7 @@ use eventgateway::v1::{subscribe_response::Kind, Delivery, SubscribeResponse};
 use prost::Message as _;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-use super::acks::ack_id;
+use super::ledger::ack_id;
 
 /// The largest delivery a client with gRPC's default limit of 4 MiB takes,
 /// with room for the stream message around it.
@@ -21,34 +21,109 @@ const OMITTED: &str = "eventgateway-omitted";
 /// cannot read (a name that is not UTF-8).
 const UNREADABLE: &str = "eventgateway-unreadable-headers";
 
-/// A record header: its name and value.
-type Header<'a> = (&'a str, Option<&'a [u8]>);
+/// A Kafka record as read, owned: what a delivery, every redelivery and a
+/// dead letter are made from.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Record {
+    /// Topic it was read from.
+    pub(super) topic: String,
+    /// Partition it was read from.
+    pub(super) partition: i32,
+    /// Offset in the partition.
+    pub(super) offset: i64,
+    /// Key; `None` when it had none.
+    pub(super) key: Option<Vec<u8>>,
+    /// Value; `None` for a tombstone.
+    pub(super) value: Option<Vec<u8>>,
+    /// Timestamp in ms since the epoch, when it has one.
+    pub(super) timestamp_ms: Option<i64>,
+    /// The headers the Kafka client can read, in order.
+    pub(super) headers: Vec<(String, Option<Vec<u8>>)>,
+    /// How many headers it cannot read (a name that is not UTF-8).
+    pub(super) unreadable: usize,
+}
 
-/// The headers of `message` that the Kafka client can read, and how many
-/// it cannot: rdkafka panics on a header name that is not UTF-8 (which only
-/// a raw-protocol producer can write), and one such record must not end
-/// every stream that meets it.
-fn readable_headers<'a>(message: &'a BorrowedMessage<'_>) -> (Vec<Header<'a>>, usize) {
-    let Some(headers) = message.headers() else {
-        return (Vec::new(), 0);
-    };
-    let mut readable = Vec::with_capacity(headers.count());
-    let mut unreadable = 0;
-    for index in 0..headers.count() {
-        let read =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| headers.try_get(index)));
-        match read {
-            Ok(Some(header)) => readable.push((header.key, header.value)),
-            Ok(None) => {}
-            Err(_) => unreadable += 1,
+impl Record {
+    /// Reads `message`.
+    ///
+    /// rdkafka panics on a header name that is not UTF-8 (which only a
+    /// raw-protocol producer can write), so headers are read one by one
+    /// with that caught: one such record must not end every stream that
+    /// meets it.
+    pub(super) fn read(message: &BorrowedMessage<'_>) -> Self {
+        let mut headers = Vec::new();
+        let mut unreadable = 0;
+        if let Some(read) = message.headers() {
+            headers.reserve(read.count());
+            for index in 0..read.count() {
+                let header =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read.try_get(index)));
+                match header {
+                    Ok(Some(header)) => {
+                        headers.push((header.key.to_owned(), header.value.map(<[u8]>::to_vec)));
+                    }
+                    Ok(None) => {}
+                    Err(_) => unreadable += 1,
+                }
+            }
+        }
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            timestamp_ms: message.timestamp().to_millis(),
+            headers,
+            unreadable,
         }
     }
-    (readable, unreadable)
+
+    /// Attempt `attempt` (from 1) of delivering this record.
+    pub(super) fn delivery(&self, attempt: u32) -> Delivery {
+        let incoming = IncomingRecord {
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            value: self.value.as_deref(),
+            timestamp_ms: self.timestamp_ms,
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_deref()))
+                .collect(),
+        };
+        let key = self.key.as_deref();
+        let mut event = record_to_event(&incoming);
+        if self.unreadable > 0 {
+            let note = format!(
+                "{} header(s) whose name is not UTF-8 were left out: read them with a Kafka client at {}/{}@{}",
+                self.unreadable, self.topic, self.partition, self.offset
+            );
+            event.attributes.insert(UNREADABLE.to_owned(), note);
+        }
+        fit(Delivery {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            key: key
+                .map(|key| String::from_utf8_lossy(key).into_owned())
+                .unwrap_or_default(),
+            // A key that is not text arrives exactly too.
+            key_bytes: key
+                .filter(|key| std::str::from_utf8(key).is_err())
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+            event: Some(event),
+            ack_id: ack_id(&self.topic, self.partition, self.offset, attempt),
+            attempt,
+        })
+    }
 }
 
 /// The first delivery of a Kafka record.
 pub(super) fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
-    fit(record_delivery(message))
+    Record::read(message).delivery(1)
 }
 
 /// `delivery`, or, when it is too large for a client to take, the same
@@ -71,60 +146,6 @@ fn fit(mut delivery: Delivery) -> Delivery {
     }
     event.attributes.insert(OMITTED.to_owned(), note);
     delivery
-}
-
-/// The delivery of a Kafka record, whatever its size.
-fn record_delivery(message: &BorrowedMessage<'_>) -> Delivery {
-    let (headers, unreadable) = readable_headers(message);
-    let record = IncomingRecord {
-        topic: message.topic(),
-        partition: message.partition(),
-        offset: message.offset(),
-        value: message.payload(),
-        timestamp_ms: message.timestamp().to_millis(),
-        headers,
-    };
-    Delivery {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message
-            .key()
-            .map(|key| String::from_utf8_lossy(key).into_owned())
-            .unwrap_or_default(),
-        // A key that is not text arrives exactly too.
-        key_bytes: message
-            .key()
-            .filter(|key| std::str::from_utf8(key).is_err())
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default(),
-        event: Some(noting_unreadable(
-            record_to_event(&record),
-            unreadable,
-            message,
-        )),
-        ack_id: ack_id(message.topic(), message.partition(), message.offset()),
-        attempt: 1,
-    }
-}
-
-/// `event`, saying so when `unreadable` headers of its record were left
-/// out, and where to read them.
-fn noting_unreadable(
-    mut event: eventgateway::v1::Event,
-    unreadable: usize,
-    message: &BorrowedMessage<'_>,
-) -> eventgateway::v1::Event {
-    if unreadable > 0 {
-        let note = format!(
-            "{unreadable} header(s) whose name is not UTF-8 were left out: read them with a Kafka client at {}/{}@{}",
-            message.topic(),
-            message.partition(),
-            message.offset()
-        );
-        event.attributes.insert(UNREADABLE.to_owned(), note);
-    }
-    event
 }
 
 /// A stream message carrying one delivery.

@@ -4,13 +4,16 @@
 //! redelivery, rebalances, shutdown), or, ephemeral from the latest event, a
 //! place on a shared live tail (`fanout`). Either way the client reads a
 //! bounded channel (`stream`), and the open subscriptions are found by id
-//! for Acknowledge (`registry`).
+//! for Acknowledge and Settle (`registry`). A MANUAL subscription's task
+//! keeps its deliveries in a `ledger` (acks, nacks, extensions, retries,
+//! dead letters, order by key) and writes dead letters (`dead_letter`).
 
-mod acks;
 mod consumer;
 mod context;
+mod dead_letter;
 mod delivery;
 mod fanout;
+mod ledger;
 mod registry;
 mod spec;
 mod stats;
@@ -27,24 +30,27 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tracing::Instrument;
 
-use self::acks::AckRequest;
 use self::consumer::Consumers;
 use self::fanout::{FanOut, Subscriber};
-use self::registry::{Registry, SubscriptionHandle};
+use self::registry::{Registry, SubscriptionHandle, VerbRequest, Verbs};
 use self::stream::DeliveryStream;
 use crate::error::Error;
 use crate::health::Readiness;
 use crate::kafka::topics::Topics;
 use crate::kafka::Cluster;
 use crate::metrics::Metrics;
+use crate::publish::Publisher;
 use crate::text::{clip, clip_list, id_prefix};
 
-pub(crate) use self::acks::{parse_ack_id, Acks};
-pub(crate) use self::spec::{ManualAcks, StartPosition, SubscriptionSpec};
+use self::dead_letter::DeadLetters;
+pub(crate) use self::ledger::{parse_ack_id, AckRef, Outcome, Verb, MAX_DELAY};
+pub(crate) use self::spec::{
+    Backoff, DeadLetters as DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
+};
 pub use self::stats::SubscriptionStats;
 
-/// Acknowledge calls queued for one subscription task before the next waits.
-const ACK_BATCHES: usize = 64;
+/// Verb requests queued for one subscription task before the next waits.
+const VERB_BATCHES: usize = 64;
 
 /// The stream a Subscribe call answers with.
 pub(crate) type SubscribeStream =
@@ -71,6 +77,62 @@ pub(crate) struct Subscriptions {
     slots: Arc<Semaphore>,
     /// The limits subscriptions keep.
     limits: Limits,
+    /// Writes dead letters.
+    dead_letters: DeadLetters,
+}
+
+/// A subscription just opened.
+pub(crate) struct Opened {
+    /// What its client reads.
+    pub(crate) stream: SubscribeStream,
+    /// Where its verbs go; `None` for ACK_MODE_AUTO.
+    pub(crate) settler: Option<Settler>,
+}
+
+/// Hands verbs to one subscription's task.
+#[derive(Clone)]
+pub(crate) struct Settler {
+    /// The task's verbs.
+    verbs: Verbs,
+    /// The subscription's id, for errors.
+    id: String,
+}
+
+impl Settler {
+    /// Applies `verbs` (each with the attempt its ack id names, or why it
+    /// names none) and answers what each did, in order.
+    pub(crate) async fn settle(
+        &self,
+        verbs: Vec<(Verb, Result<AckRef, String>)>,
+    ) -> Result<Vec<Outcome>, Error> {
+        self.ask(verbs, false).await
+    }
+
+    /// Waits until the subscription has ended.
+    pub(crate) async fn ended(&self) {
+        self.verbs.closed().await;
+    }
+
+    async fn ask(
+        &self,
+        verbs: Vec<(Verb, Result<AckRef, String>)>,
+        all_or_none: bool,
+    ) -> Result<Vec<Outcome>, Error> {
+        if verbs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gone = || Error::SubscriptionNotFound(clip(&self.id).to_string());
+        let (reply, answer) = oneshot::channel();
+        self.verbs
+            .send(VerbRequest {
+                verbs,
+                all_or_none,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
 }
 
 /// How many subscriptions, consumers and buffered deliveries a gateway
@@ -83,23 +145,35 @@ pub(crate) struct Limits {
     pub(crate) subscriptions: usize,
     /// Kafka consumers open at once (`--max-consumers`).
     pub(crate) consumers: usize,
+    /// How long a MANUAL stream takes acks at shutdown (`--drain-timeout`).
+    pub(crate) drain: std::time::Duration,
+    /// How often group subscriptions commit (`--commit-interval`).
+    pub(crate) commit_interval: std::time::Duration,
 }
 
 impl Subscriptions {
     /// No subscription open yet: subscriptions will consume from `cluster`
-    /// the `topics` it has, while `readiness` allows and within `limits`;
-    /// they end at `shutdown`.
+    /// the `topics` it has, while `readiness` allows and within `limits`,
+    /// and write dead letters with `publisher`; they end at `shutdown`.
     pub(crate) fn new(
         cluster: Cluster,
+        publisher: Publisher,
         topics: Topics,
         readiness: Readiness,
         metrics: Metrics,
         shutdown: Shutdown,
         limits: Limits,
     ) -> Self {
-        let consumers = Consumers::new(cluster, metrics.clone(), limits.consumers);
+        let consumers = Consumers::new(
+            cluster,
+            metrics.clone(),
+            limits.consumers,
+            limits.commit_interval,
+        );
         let fanout = FanOut::new(consumers.clone(), metrics.clone(), shutdown.clone());
+        let dead_letters = DeadLetters::new(publisher, topics.clone(), metrics.clone());
         Self {
+            dead_letters,
             consumers,
             topics,
             readiness,
@@ -124,12 +198,15 @@ impl Subscriptions {
 
     /// Opens a subscription for `owner` (the principal that may act on it;
     /// anyone when `None`): its stream starts with `subscribed`, then
-    /// carries its deliveries.
+    /// carries its deliveries. `acks_on_stream`: its verbs ride its own
+    /// stream (StreamingSubscribe), so at shutdown it drains (takes acks
+    /// for what is out) before it ends.
     pub(crate) async fn open(
         &self,
         spec: SubscriptionSpec,
         owner: Option<Arc<str>>,
-    ) -> Result<SubscribeStream, Error> {
+        acks_on_stream: bool,
+    ) -> Result<Opened, Error> {
         self.readiness.check()?;
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             Error::Saturated(format!(
@@ -155,7 +232,11 @@ impl Subscriptions {
         // 122 random bits: an id cannot be guessed.
         let id = uuid::Uuid::new_v4().to_string();
         if spec.shares_a_tail() {
-            return self.join_tail(id, spec, partitions, slot, owner).await;
+            let stream = self.join_tail(id, spec, partitions, slot, owner).await?;
+            return Ok(Opened {
+                stream,
+                settler: None,
+            });
         }
         let consumer_slot = self.consumers.slot()?;
         let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
@@ -166,12 +247,16 @@ impl Subscriptions {
         let consumer = Arc::new(consumer);
         let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
         let stats = Arc::new(SubscriptionStats::default());
-        let (acks_tx, acks) = mpsc::channel(ACK_BATCHES);
+        let (verbs_tx, verbs) = mpsc::channel(VERB_BATCHES);
+        let settler = spec.manual.as_ref().map(|_| Settler {
+            verbs: verbs_tx,
+            id: id.clone(),
+        });
         let open = self.opened(
             &id,
             SubscriptionHandle {
                 stats: stats.clone(),
-                acks: spec.manual.map(|_| acks_tx),
+                verbs: settler.as_ref().map(|s| s.verbs.clone()),
                 owner,
             },
             slot,
@@ -187,21 +272,32 @@ impl Subscriptions {
             manual = spec.manual.is_some()
         );
         let (shutdown, metrics) = (self.shutdown.clone(), self.metrics.clone());
+        let dead_letters = self.dead_letters.clone();
+        let drain = if acks_on_stream {
+            self.limits.drain
+        } else {
+            std::time::Duration::ZERO
+        };
         self.shutdown.spawn(
             async move {
                 // Forgets the subscription however the task ends.
                 let _open = open;
                 let inputs = task::Inputs {
-                    acks,
+                    verbs,
                     rebalances,
                     metrics,
+                    dead_letters,
+                    drain,
                 };
                 let consumer = (consumer, consumer_slot);
                 task::run(consumer, &spec, deliveries, stats, shutdown, inputs).await;
             }
             .instrument(span),
         );
-        Ok(Box::pin(DeliveryStream::new(ending, store_offsets)))
+        Ok(Opened {
+            stream: Box::pin(DeliveryStream::new(ending, store_offsets)),
+            settler,
+        })
     }
 
     /// An ephemeral AUTO stream from the latest event: one more subscriber
@@ -223,7 +319,7 @@ impl Subscriptions {
         self.fanout.join(&spec, partitions, subscriber).await?;
         let handle = SubscriptionHandle {
             stats,
-            acks: None,
+            verbs: None,
             owner,
         };
         let open = self.opened(&id, handle, slot);
@@ -247,26 +343,29 @@ impl Subscriptions {
         }
     }
 
+    /// Where `principal`'s verbs for subscription `id` go: NOT_FOUND for
+    /// an id not open here (or of an ACK_MODE_AUTO subscription),
+    /// PERMISSION_DENIED for another principal's.
+    pub(crate) fn settler(&self, id: &str, principal: Option<&str>) -> Result<Settler, Error> {
+        Ok(Settler {
+            verbs: self.registry.verbs(id, principal)?,
+            id: id.to_owned(),
+        })
+    }
+
     /// Hands acknowledgements from `principal` to the task of
     /// subscription `id` and waits for its answer: how many it applied, or
-    /// why none was.
+    /// why none was (an ack id never handed out on this stream).
     pub(crate) async fn acknowledge(
         &self,
         id: &str,
-        acks: Acks,
+        acks: Vec<AckRef>,
         principal: Option<&str>,
     ) -> Result<usize, Error> {
-        let sender = self.registry.acks(id, principal)?;
-        if acks.is_empty() {
-            return Ok(0);
-        }
-        let gone = || Error::SubscriptionNotFound(clip(id).to_string());
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(AckRequest { acks, reply })
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let settler = self.settler(id, principal)?;
+        let verbs = acks.into_iter().map(|ack| (Verb::Ack, Ok(ack))).collect();
+        let outcomes = settler.ask(verbs, true).await?;
+        Ok(outcomes.len())
     }
 }
 

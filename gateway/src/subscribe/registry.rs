@@ -1,23 +1,38 @@
 //! The subscriptions open on this gateway instance, by id: how Acknowledge
-//! reaches a stream's task, and each stream's counters.
+//! and Settle reach a stream's task, and each stream's counters.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::acks::AckRequest;
+use super::ledger::{AckRef, Outcome, Verb};
 use super::stats::SubscriptionStats;
 use crate::error::Error;
 use crate::text::clip;
+
+/// Verbs for one subscription's task: from one Acknowledge or Settle call,
+/// or one `settle` message of a StreamingSubscribe stream.
+#[derive(Debug)]
+pub(super) struct VerbRequest {
+    /// Each verb, with the attempt its ack id names (or why it names none).
+    pub(super) verbs: Vec<(Verb, Result<AckRef, String>)>,
+    /// Acknowledge: when one ack id names nothing handed out, apply none.
+    pub(super) all_or_none: bool,
+    /// What each verb did, in order, or why none was applied.
+    pub(super) reply: oneshot::Sender<Result<Vec<Outcome>, Error>>,
+}
+
+/// Where a subscription's verbs go.
+pub(super) type Verbs = mpsc::Sender<VerbRequest>;
 
 /// One open subscription.
 #[derive(Debug, Clone)]
 pub(super) struct SubscriptionHandle {
     /// Its flow-control and redelivery counters.
     pub(super) stats: Arc<SubscriptionStats>,
-    /// Where its acknowledgements go; `None` in ACK_MODE_AUTO.
-    pub(super) acks: Option<mpsc::Sender<AckRequest>>,
+    /// Where its verbs go; `None` in ACK_MODE_AUTO.
+    pub(super) verbs: Option<Verbs>,
     /// The principal that opened it, the only one that may act on it; anyone
     /// when `None` (no authentication).
     pub(super) owner: Option<Arc<str>>,
@@ -49,16 +64,11 @@ impl Registry {
         self.lock().get(id).map(|handle| handle.stats.clone())
     }
 
-    /// Where the acknowledgements `principal` sends to subscription `id`
-    /// go. An id that is not open here and the id of an ACK_MODE_AUTO
+    /// Where the verbs `principal` sends to subscription `id` go. An id that is not open here and the id of an ACK_MODE_AUTO
     /// subscription get the same answer, so that a caller learns nothing
     /// from guessing ids; a subscription another principal opened is
     /// refused.
-    pub(super) fn acks(
-        &self,
-        id: &str,
-        principal: Option<&str>,
-    ) -> Result<mpsc::Sender<AckRequest>, Error> {
+    pub(super) fn verbs(&self, id: &str, principal: Option<&str>) -> Result<Verbs, Error> {
         let registry = self.lock();
         let handle = registry.get(id);
         if let Some(owner) = handle.and_then(|handle| handle.owner.as_deref()) {
@@ -70,7 +80,7 @@ impl Registry {
             }
         }
         handle
-            .and_then(|handle| handle.acks.clone())
+            .and_then(|handle| handle.verbs.clone())
             .ok_or_else(|| Error::SubscriptionNotFound(clip(id).to_string()))
     }
 }
@@ -81,14 +91,14 @@ mod tests {
     use tonic::Code;
 
     #[test]
-    fn acks_reach_manual_subscriptions_only() {
+    fn verbs_reach_manual_subscriptions_only() {
         let registry = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
         registry.insert(
             "manual",
             SubscriptionHandle {
                 stats: Arc::default(),
-                acks: Some(tx),
+                verbs: Some(tx),
                 owner: None,
             },
         );
@@ -96,13 +106,13 @@ mod tests {
             "auto",
             SubscriptionHandle {
                 stats: Arc::default(),
-                acks: None,
+                verbs: None,
                 owner: None,
             },
         );
-        assert!(registry.acks("manual", None).is_ok());
-        let auto = registry.acks("auto", None).unwrap_err();
-        let gone = registry.acks("gone", None).unwrap_err();
+        assert!(registry.verbs("manual", None).is_ok());
+        let auto = registry.verbs("auto", None).unwrap_err();
+        let gone = registry.verbs("gone", None).unwrap_err();
         assert_eq!((auto.code(), gone.code()), (Code::NotFound, Code::NotFound));
         assert_eq!(
             auto.to_string().replace("auto", "gone"),
@@ -111,7 +121,7 @@ mod tests {
         );
         registry.remove("manual");
         assert_eq!(
-            registry.acks("manual", None).unwrap_err().code(),
+            registry.verbs("manual", None).unwrap_err().code(),
             Code::NotFound
         );
     }

@@ -21,13 +21,80 @@ pub(crate) enum StartPosition {
 }
 
 /// The settings of an ACK_MODE_MANUAL subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ManualAcks {
     /// How long a delivery may stay unacknowledged before it is sent again.
     pub(crate) ack_timeout: Duration,
-    /// The most deliveries out and unacknowledged.
+    /// The most deliveries out and unsettled (held back for their key
+    /// included).
     pub(crate) max_unacked: usize,
+    /// How long a nacked or expired delivery waits; `None`: not at all.
+    pub(crate) retry: Option<Backoff>,
+    /// Where events that cannot be handled go; `None`: nowhere.
+    pub(crate) dead_letter: Option<DeadLetters>,
+    /// Whether events of one key are out one at a time.
+    pub(crate) ordered_by_key: bool,
 }
+
+impl ManualAcks {
+    /// Today's defaults: no retry policy, no dead letters, no key order.
+    pub(crate) fn new(ack_timeout: Duration, max_unacked: usize) -> Self {
+        Self {
+            ack_timeout,
+            max_unacked,
+            retry: None,
+            dead_letter: None,
+            ordered_by_key: false,
+        }
+    }
+}
+
+/// A retry policy: exponential backoff between two bounds, with jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    /// The wait after a first failed attempt.
+    pub(crate) min: Duration,
+    /// The longest wait.
+    pub(crate) max: Duration,
+}
+
+impl Backoff {
+    /// The wait after failed attempt `attempt` (from 1): `min * 2^(attempt-1)`
+    /// within the bounds, less up to a fifth of it as `jitter` (0 to 1)
+    /// says, never under `min`.
+    pub(crate) fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        let nominal = self
+            .min
+            .checked_mul(1 << doublings.min(31))
+            .unwrap_or(self.max)
+            .min(self.max);
+        nominal
+            .mul_f64(1.0 - jitter.clamp(0.0, 1.0) / 5.0)
+            .max(self.min)
+    }
+}
+
+/// A dead-letter policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeadLetters {
+    /// The dead-letter topic; `None`: `<topic>.dlq` for each topic.
+    pub(crate) topic: Option<String>,
+    /// Attempts after which an event is dead-lettered; 0: only on request.
+    pub(crate) max_attempts: u32,
+}
+
+impl DeadLetters {
+    /// The dead-letter topic of events read from `topic`.
+    pub(crate) fn topic_for(&self, topic: &str) -> String {
+        self.topic
+            .clone()
+            .unwrap_or_else(|| format!("{topic}{DEAD_LETTER_SUFFIX}"))
+    }
+}
+
+/// What names the default dead-letter topic after its topic.
+pub(crate) const DEAD_LETTER_SUFFIX: &str = ".dlq";
 
 /// What a client asked to consume.
 #[derive(Debug, Clone)]
@@ -47,5 +114,44 @@ impl SubscriptionSpec {
     /// ACK_MODE_AUTO, from the latest event.
     pub(crate) fn shares_a_tail(&self) -> bool {
         self.group.is_none() && self.manual.is_none() && self.start == StartPosition::Latest
+    }
+
+    /// The dead-letter topics this subscription may write, each once.
+    pub(crate) fn dead_letter_topics(&self) -> Vec<String> {
+        let Some(policy) = self.manual.as_ref().and_then(|m| m.dead_letter.as_ref()) else {
+            return Vec::new();
+        };
+        let mut topics: Vec<String> = self.topics.iter().map(|t| policy.topic_for(t)).collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_its_bounds_and_jitter_only_shortens_it() {
+        let backoff = Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(backoff.delay(1, 0.0), Duration::from_millis(100));
+        assert_eq!(
+            backoff.delay(1, 1.0),
+            Duration::from_millis(100),
+            "never under min"
+        );
+        assert_eq!(backoff.delay(2, 0.0), Duration::from_millis(200));
+        assert_eq!(backoff.delay(3, 1.0), Duration::from_millis(320));
+        assert_eq!(backoff.delay(5, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff.delay(u32::MAX, 0.5), Duration::from_millis(900));
+        let none = Backoff {
+            min: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+        assert_eq!(none.delay(7, 0.3), Duration::ZERO);
     }
 }

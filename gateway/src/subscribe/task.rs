@@ -4,15 +4,19 @@
 //! - Bounded memory: a client that stays behind for [`PAUSE_AFTER`] gets its
 //!   consumer paused until it reads again; a shorter stall is absorbed by the
 //!   channel without refetching.
-//! - ACK_MODE_MANUAL: at most `max_unacked` deliveries out (the consumer is
-//!   paused while the window is full), acknowledged offsets stored for commit
-//!   over contiguous runs only, unacknowledged deliveries sent again after
-//!   the ack timeout.
+//! - ACK_MODE_MANUAL: at most `max_unacked` records unsettled (the consumer
+//!   is paused while the window is full); the ledger applies the clients'
+//!   verbs and its timers, says what to send again, which offsets to store
+//!   for commit (contiguous runs of settled records only) and what to
+//!   dead-letter; dead letters are written beside the loop, and their
+//!   outcome comes back to it.
 //! - Rebalances: deliveries of revoked partitions are dropped (their next
 //!   owner delivers them from the committed offset) and the client is told.
 //! - The end: the client leaving, a fatal Kafka error or shutdown (the client
 //!   gets UNAVAILABLE) closes the consumer, which commits what was stored
-//!   and leaves its group.
+//!   and leaves its group. At shutdown a MANUAL stream with deliveries out
+//!   first drains: it sends nothing new and takes acks for what is out,
+//!   until nothing is out or the drain timeout passes.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -26,11 +30,14 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
-use super::acks::{AckRequest, AckTracker, Acks};
 use super::consumer::{self, Slot, SubscriptionConsumer};
 use super::context::RebalanceEvent;
-use super::delivery::{delivery, delivery_message};
+use super::dead_letter::DeadLetters;
+use super::delivery::{delivery_message, Record};
+use super::ledger::{AckRef, Ledger, Outcome, Verb};
+use super::registry::VerbRequest;
 use super::spec::{Partition, StartPosition, SubscriptionSpec};
 use super::stats::SubscriptionStats;
 use super::stream::Deliveries;
@@ -46,13 +53,21 @@ const REPOLL: Duration = Duration::from_millis(100);
 
 /// What feeds a subscription task besides its consumer.
 pub(super) struct Inputs {
-    /// Acknowledgements from the Acknowledge RPC, each answered.
-    pub(super) acks: mpsc::Receiver<AckRequest>,
+    /// Verbs from Acknowledge, Settle and StreamingSubscribe, each answered.
+    pub(super) verbs: mpsc::Receiver<VerbRequest>,
     /// Rebalances reported by the consumer context.
     pub(super) rebalances: mpsc::UnboundedReceiver<RebalanceEvent>,
     /// Where deliveries and redeliveries are counted.
     pub(super) metrics: Metrics,
+    /// Writes dead letters.
+    pub(super) dead_letters: DeadLetters,
+    /// How long to take acks for what is out once shutdown began.
+    pub(super) drain: Duration,
 }
+
+/// A dead-letter write that ended: the record's partition and offset, and
+/// whether Kafka stored it.
+type Written = (Partition, i64, bool);
 
 /// Runs one subscription until the client leaves, Kafka fails it, or the
 /// gateway shuts down; then closes its consumer off the runtime.
@@ -64,18 +79,30 @@ pub(super) async fn run(
     mut shutdown: Shutdown,
     mut inputs: Inputs,
 ) {
-    let mut tracker = spec.manual.map(|m| AckTracker::new(m.ack_timeout));
-    let window = spec.manual.map_or(usize::MAX, |m| m.max_unacked);
+    let mut ledger = spec.manual.clone().map(Ledger::new);
+    let window = spec.manual.as_ref().map_or(usize::MAX, |m| m.max_unacked);
     let mut gate = TimeGate::new(spec);
-    // Redeliveries and rebalance notices: sent before anything new.
+    // Rebalance notices: sent before anything new.
     let mut urgent: VecDeque<SubscribeResponse> = VecDeque::new();
-    // First deliveries read from Kafka, not yet in the channel.
-    let mut fresh: VecDeque<Delivery> = VecDeque::new();
+    // Records read from Kafka, not yet in the channel.
+    let mut fresh: VecDeque<Record> = VecDeque::new();
     let mut behind_since: Option<Instant> = None;
+    let (written_tx, mut written) = mpsc::unbounded_channel::<Written>();
+    // Once shutdown began with deliveries out: until when acks are taken.
+    let mut draining: Option<Instant> = None;
     let tx = &deliveries.tx;
     loop {
+        if let Some(ledger) = ledger.as_mut() {
+            settle_up(&consumer, ledger, spec, &inputs, &written_tx);
+        }
         let now = Instant::now();
-        let window_full = tracker.as_ref().is_some_and(|t| t.unacked() >= window);
+        if let Some(until) = draining {
+            if now >= until || ledger.as_ref().is_none_or(|l| l.out() == 0) {
+                deliveries.end_with(Error::ShuttingDown);
+                break;
+            }
+        }
+        let window_full = ledger.as_ref().is_some_and(|l| l.unsettled() >= window);
         if tx.capacity() == 0 {
             behind_since.get_or_insert(now);
         } else {
@@ -86,62 +113,85 @@ pub(super) async fn run(
             set_paused(&consumer, &stats, window_full || client_behind);
         }
         stats.held.set(urgent.len() + fresh.len());
-        if let Some(tracker) = &tracker {
-            stats.unacked.set(tracker.unacked());
+        if let Some(ledger) = &ledger {
+            stats.unacked.set(ledger.unsettled());
         }
-        let can_send = !urgent.is_empty() || (!fresh.is_empty() && !window_full);
+        let ready = ledger.as_ref().is_some_and(Ledger::has_ready);
+        let can_send = draining.is_none()
+            && (!urgent.is_empty() || ready || (!fresh.is_empty() && !window_full));
         // A paused consumer is still polled (rebalances, liveness); it
         // fetches nothing new.
-        let can_read = (fresh.is_empty() && !window_full) || stats.paused.get();
-        let next_due = tracker.as_ref().and_then(AckTracker::next_due);
+        let can_read =
+            draining.is_none() && ((fresh.is_empty() && !window_full) || stats.paused.get());
+        let next_timer = ledger.as_mut().and_then(Ledger::next_timer);
         let pause_check = behind_since
             .filter(|_| !client_behind)
             .map(|since| since + PAUSE_AFTER);
 
         tokio::select! {
             biased;
-            () = shutdown.started() => {
-                deliveries.end_with(Error::ShuttingDown);
-                break;
+            () = shutdown.started(), if draining.is_none() => {
+                draining = Some(Instant::now() + inputs.drain);
             }
+            () = tokio::time::sleep_until(draining.unwrap_or(now)), if draining.is_some() => {}
             () = tx.closed() => break,
-            Some(request) = inputs.acks.recv() => {
-                answer(&consumer, tracker.as_mut(), request, &inputs.metrics);
-            }
+            // Before any verb: once librdkafka revoked a partition (and
+            // committed what was settled of it), an ack of it must be
+            // answered stale, as the partition's next owner delivers it.
             Some(event) = inputs.rebalances.recv() => {
-                rebalanced(event, tracker.as_mut(), &mut urgent, &mut fresh);
+                rebalanced(event, ledger.as_mut(), &mut urgent, &mut fresh);
             }
-            () = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {
-                if let Some(tracker) = tracker.as_mut() {
-                    for again in tracker.take_due(Instant::now()) {
-                        tracing::debug!(topic = again.topic, partition = again.partition, offset = again.offset, attempt = again.attempt, "redelivering");
-                        stats.redelivered.add(1);
-                        inputs.metrics.redelivered(&again.topic);
-                        urgent.push_back(delivery_message(again));
-                    }
+            Some(request) = inputs.verbs.recv() => {
+                answer(ledger.as_mut(), request, &inputs.metrics);
+            }
+            Some((partition, offset, stored)) = written.recv() => {
+                if let Some(ledger) = ledger.as_mut() {
+                    ledger.dead_lettered(&partition, offset, stored, Instant::now());
+                }
+            }
+            () = tokio::time::sleep_until(next_timer.unwrap_or(now)), if next_timer.is_some() => {
+                if let Some(ledger) = ledger.as_mut() {
+                    ledger.fire(Instant::now());
                 }
             }
             permit = tx.reserve(), if can_send => {
                 let Ok(permit) = permit else { break };
-                if let Some(mut message) = urgent.pop_front() {
-                    if let Some(Kind::Delivery(again)) = message.kind.as_mut() {
-                        spans::deliver(again, spec.group.as_deref());
+                let now = Instant::now();
+                let next = match urgent.pop_front() {
+                    Some(notice) => Some(notice),
+                    None => match ledger.as_mut().and_then(|l| l.next_ready(now)) {
+                        Some(again) => {
+                            if again.attempt > 1 {
+                                tracing::debug!(topic = again.topic, partition = again.partition, offset = again.offset, attempt = again.attempt, "redelivering");
+                                stats.redelivered.add(1);
+                                inputs.metrics.redelivered(&again.topic);
+                            } else {
+                                first_sent(&stats, &inputs.metrics, &again);
+                            }
+                            Some(again)
+                        }
+                        None => fresh.pop_front().and_then(|record| {
+                            let first = match ledger.as_mut() {
+                                Some(ledger) => ledger.admit(record, now)?,
+                                None => record.delivery(1),
+                            };
+                            first_sent(&stats, &inputs.metrics, &first);
+                            Some(first)
+                        }),
                     }
+                    .map(|mut delivery| {
+                        spans::deliver(&mut delivery, spec.group.as_deref());
+                        delivery_message(delivery)
+                    }),
+                };
+                if let Some(message) = next {
                     permit.send(message);
-                } else if let Some(mut first) = fresh.pop_front() {
-                    spans::deliver(&mut first, spec.group.as_deref());
-                    if let Some(tracker) = tracker.as_mut() {
-                        tracker.sent(&first, Instant::now());
-                    }
-                    inputs.metrics.delivered(&first.topic, 1);
-                    permit.send(delivery_message(first));
-                    stats.delivered.add(1);
                 }
             }
             message = consumer.recv(), if can_read => match message {
                 Ok(message) => {
                     if gate.admits(&message) {
-                        fresh.push_back(delivery(&message));
+                        fresh.push_back(Record::read(&message));
                     }
                 }
                 Err(error) => {
@@ -157,57 +207,122 @@ pub(super) async fn run(
             () = tokio::time::sleep(REPOLL), if can_read => {}
         }
     }
-    // Acknowledgements that arrived just before the end still count.
-    inputs.acks.close();
-    while let Ok(request) = inputs.acks.try_recv() {
-        answer(&consumer, tracker.as_mut(), request, &inputs.metrics);
+    // Verbs that arrived just before the end still count.
+    inputs.verbs.close();
+    while let Ok(request) = inputs.verbs.try_recv() {
+        answer(ledger.as_mut(), request, &inputs.metrics);
+    }
+    if let Some(ledger) = ledger.as_mut() {
+        store_commits(&consumer, ledger);
     }
     drop(deliveries);
     consumer::close(consumer, slot).await;
 }
 
-/// Applies an Acknowledge call's acks and answers it: how many it applied,
-/// or why none was (an ack id never handed out on this stream).
-fn answer(
-    consumer: &SubscriptionConsumer,
-    tracker: Option<&mut AckTracker>,
-    request: AckRequest,
-    metrics: &Metrics,
-) {
-    let Some(tracker) = tracker else {
-        // Only MANUAL subscriptions take acknowledgements: the registry
-        // refuses the others before they get here.
-        let _ = request.reply.send(Ok(0));
-        return;
-    };
-    let outcome = tracker.check(&request.acks).map(|()| {
-        let count = request.acks.len();
-        acknowledge(consumer, tracker, request.acks);
-        metrics.acked(count);
-        count
-    });
-    let _ = request.reply.send(outcome);
+/// Counts a first delivery.
+fn first_sent(stats: &SubscriptionStats, metrics: &Metrics, delivery: &Delivery) {
+    metrics.delivered(&delivery.topic, 1);
+    stats.delivered.add(1);
 }
 
-/// Applies acknowledgements, storing each partition's new commit point.
-fn acknowledge(consumer: &SubscriptionConsumer, tracker: &mut AckTracker, acks: Acks) {
-    for ((topic, partition), offset) in acks {
-        if let Some(upto) = tracker.ack(&(topic.clone(), partition), offset) {
-            if let Err(error) = consumer.store_offset(&topic, partition, upto) {
-                // The partition was revoked meanwhile: its next owner
-                // delivers the event again.
-                tracing::debug!(%error, topic, partition, upto, "cannot store an acknowledged offset");
+/// Stores the commit points that moved and starts the dead letters due.
+fn settle_up(
+    consumer: &SubscriptionConsumer,
+    ledger: &mut Ledger,
+    spec: &SubscriptionSpec,
+    inputs: &Inputs,
+    written: &mpsc::UnboundedSender<Written>,
+) {
+    store_commits(consumer, ledger);
+    for (partition, offset, job) in ledger.take_jobs() {
+        let (writer, written, group) = (
+            inputs.dead_letters.clone(),
+            written.clone(),
+            spec.group.clone(),
+        );
+        tokio::spawn(
+            async move {
+                let stored = writer.write(&job, group.as_deref()).await.is_ok();
+                // The subscription may have ended meanwhile: the record is
+                // then delivered again to the group's next member.
+                let _ = written.send((partition, offset, stored));
             }
+            .in_current_span(),
+        );
+    }
+}
+
+/// Stores each partition's new commit point.
+fn store_commits(consumer: &SubscriptionConsumer, ledger: &mut Ledger) {
+    for ((topic, partition), upto) in ledger.take_commits() {
+        if let Err(error) = consumer.store_offset(&topic, partition, upto) {
+            // The partition was revoked meanwhile: its next owner delivers
+            // the event again.
+            tracing::debug!(%error, topic, partition, upto, "cannot store a settled offset");
         }
     }
+}
+
+/// Applies verbs and answers them: what each did, or, for Acknowledge
+/// (all or none), why none was applied.
+fn answer(ledger: Option<&mut Ledger>, request: VerbRequest, metrics: &Metrics) {
+    let Some(ledger) = ledger else {
+        // Only MANUAL subscriptions take verbs: the registry refuses the
+        // others before they get here.
+        let refused = request
+            .verbs
+            .iter()
+            .map(|_| Outcome::Refused("the subscription is ACK_MODE_AUTO".into()))
+            .collect();
+        let _ = request.reply.send(Ok(refused));
+        return;
+    };
+    if request.all_or_none {
+        let named: Vec<AckRef> = request
+            .verbs
+            .iter()
+            .filter_map(|(_, ack)| ack.as_ref().ok().cloned())
+            .collect();
+        if let Err(error) = ledger.check(&named) {
+            let _ = request.reply.send(Err(error));
+            return;
+        }
+    }
+    let now = Instant::now();
+    let outcomes = request
+        .verbs
+        .into_iter()
+        .map(|(verb, ack)| {
+            let ack = match ack {
+                Ok(ack) => ack,
+                Err(why) => return Outcome::Unknown(why),
+            };
+            let counted = match &verb {
+                Verb::Ack => Some(None),
+                Verb::Nack(_) => Some(Some(Metrics::nacked as fn(&Metrics, &str))),
+                Verb::Extend(_) => Some(Some(Metrics::extended as fn(&Metrics, &str))),
+                Verb::DeadLetter(_) => None,
+            };
+            let outcome = ledger.apply(verb, &ack, now);
+            if outcome == Outcome::Accepted {
+                match counted {
+                    Some(None) => metrics.acked(1),
+                    Some(Some(count)) => count(metrics, &ack.partition.0),
+                    None => {}
+                }
+            }
+            outcome
+        })
+        .collect();
+    let _ = request.reply.send(Ok(outcomes));
 }
 
 /// Drops what belongs to revoked partitions and queues the client's notice.
 fn rebalanced(
     event: RebalanceEvent,
-    tracker: Option<&mut AckTracker>,
+    ledger: Option<&mut Ledger>,
     urgent: &mut VecDeque<SubscribeResponse>,
-    fresh: &mut VecDeque<Delivery>,
+    fresh: &mut VecDeque<Record>,
 ) {
     let wire = |partitions: &[Partition]| -> Vec<TopicPartition> {
         partitions
@@ -223,14 +338,10 @@ fn rebalanced(
             let gone: HashSet<&Partition> = revoked.iter().collect();
             let owned =
                 |topic: &str, partition: i32| !gone.contains(&(topic.to_owned(), partition));
-            if let Some(tracker) = tracker {
-                tracker.forget(&revoked);
+            if let Some(ledger) = ledger {
+                ledger.forget(&revoked);
             }
-            fresh.retain(|d| owned(&d.topic, d.partition));
-            urgent.retain(|m| match &m.kind {
-                Some(Kind::Delivery(d)) => owned(&d.topic, d.partition),
-                _ => true,
-            });
+            fresh.retain(|r| owned(&r.topic, r.partition));
             Rebalance {
                 revoked: wire(&revoked),
                 assigned: Vec::new(),

@@ -1,0 +1,138 @@
+//! Writing a dead letter: the record as it was read (key, value, timestamp,
+//! every header), with `eventgateway-dlq-*` headers saying why, from where,
+//! after how many attempts, for which group and when. The write goes
+//! through the gateway's producer (acks=all), so that stored means stored.
+
+use std::time::SystemTime;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+
+use super::ledger::DeadLetterJob;
+use crate::error::Error;
+use crate::kafka::topics::Topics;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+
+/// The header names a dead letter gains.
+pub(crate) mod headers {
+    /// Why the event was dead-lettered.
+    pub(crate) const REASON: &str = "eventgateway-dlq-reason";
+    /// The topic it was read from.
+    pub(crate) const TOPIC: &str = "eventgateway-dlq-topic";
+    /// Its partition there.
+    pub(crate) const PARTITION: &str = "eventgateway-dlq-partition";
+    /// Its offset there.
+    pub(crate) const OFFSET: &str = "eventgateway-dlq-offset";
+    /// How many times it was delivered.
+    pub(crate) const ATTEMPTS: &str = "eventgateway-dlq-attempts";
+    /// The consumer group (empty for an ephemeral subscription).
+    pub(crate) const GROUP: &str = "eventgateway-dlq-group";
+    /// When it was dead-lettered (RFC 3339, UTC).
+    pub(crate) const TIME: &str = "eventgateway-dlq-time";
+    /// How many of its headers could not be read, when any.
+    pub(crate) const UNREADABLE: &str = "eventgateway-dlq-unreadable-headers";
+}
+
+/// Writes dead letters; cloning shares the producer.
+#[derive(Clone)]
+pub(crate) struct DeadLetters {
+    /// The gateway's producer.
+    publisher: Publisher,
+    /// Which topics exist; missing ones are created when the gateway may.
+    topics: Topics,
+    /// Where dead letters and failed writes are counted.
+    metrics: Metrics,
+}
+
+impl DeadLetters {
+    /// Writes through `publisher` to topics `topics` checks.
+    pub(crate) fn new(publisher: Publisher, topics: Topics, metrics: Metrics) -> Self {
+        Self {
+            publisher,
+            topics,
+            metrics,
+        }
+    }
+
+    /// Writes `job` for a subscription of `group`, and waits until Kafka
+    /// stored it.
+    pub(super) async fn write(
+        &self,
+        job: &DeadLetterJob,
+        group: Option<&str>,
+    ) -> Result<(), Error> {
+        let outcome = self.store(job, group).await;
+        match &outcome {
+            Ok(()) => {
+                self.metrics.dead_lettered(&job.record.topic, job.class);
+                tracing::info!(
+                    topic = job.record.topic,
+                    partition = job.record.partition,
+                    offset = job.record.offset,
+                    dead_letter_topic = job.topic,
+                    attempts = job.attempts,
+                    reason = job.class,
+                    "event dead-lettered"
+                );
+            }
+            Err(error) => {
+                if matches!(error, Error::TopicNotFound(_)) {
+                    self.topics.forget(&job.topic);
+                }
+                self.metrics.dead_letter_failed(&job.topic);
+                tracing::warn!(%error, dead_letter_topic = job.topic, "cannot write a dead letter; the event stays unsettled and the write is tried again");
+            }
+        }
+        outcome
+    }
+
+    async fn store(&self, job: &DeadLetterJob, group: Option<&str>) -> Result<(), Error> {
+        self.topics.ensure(&job.topic).await?;
+        let record = &job.record;
+        let (partition, offset, attempts) = (
+            record.partition.to_string(),
+            record.offset.to_string(),
+            job.attempts.to_string(),
+        );
+        let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let unreadable = record.unreadable.to_string();
+        let mut added = vec![
+            (headers::REASON, job.reason.as_bytes()),
+            (headers::TOPIC, record.topic.as_bytes()),
+            (headers::PARTITION, partition.as_bytes()),
+            (headers::OFFSET, offset.as_bytes()),
+            (headers::ATTEMPTS, attempts.as_bytes()),
+            (headers::GROUP, group.unwrap_or_default().as_bytes()),
+            (headers::TIME, time.as_bytes()),
+        ];
+        if record.unreadable > 0 {
+            added.push((headers::UNREADABLE, unreadable.as_bytes()));
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + added.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: value.as_deref(),
+            });
+        }
+        for (key, value) in added {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut future_record = FutureRecord::<[u8], [u8]>::to(&job.topic).headers(headers);
+        if let Some(key) = &record.key {
+            future_record = future_record.key(&key[..]);
+        }
+        if let Some(value) = &record.value {
+            future_record = future_record.payload(&value[..]);
+        }
+        if let Some(timestamp) = record.timestamp_ms {
+            future_record = future_record.timestamp(timestamp);
+        }
+        self.publisher.send_record(future_record, None).await?;
+        Ok(())
+    }
+}
