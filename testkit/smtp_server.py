@@ -2,7 +2,10 @@
 
 Stores each accepted message as an .eml file in --dir, with the envelope
 recipients in an X-Envelope-To header, and answers 550 for the recipients
-given with --reject. Prints "ready" once it listens.
+given with --reject. For a recipient given with --hold it answers only once
+a file "release-<address>" exists in --dir, and meanwhile leaves a file
+"holding-<address>-<n>" there for each such recipient it holds (a slow
+server, as the tests see it). Prints "ready" once it listens.
 """
 import argparse
 import asyncio
@@ -13,13 +16,20 @@ from aiosmtpd.controller import Controller
 
 
 class Handler:
-    def __init__(self, out_dir, rejected):
+    def __init__(self, out_dir, rejected, held):
         self.out_dir = out_dir
         self.rejected = set(rejected)
+        self.held = set(held)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.rejected:
             return "550 5.1.1 <%s>: mailbox unavailable" % address
+        if address in self.held:
+            marker = os.path.join(self.out_dir, "holding-%s-%s" % (address, uuid.uuid4().hex))
+            open(marker, "w").close()
+            release = os.path.join(self.out_dir, "release-" + address)
+            while not os.path.exists(release):
+                await asyncio.sleep(0.05)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -38,9 +48,10 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--reject", action="append", default=[])
+    parser.add_argument("--hold", action="append", default=[])
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
-    controller = Controller(Handler(args.dir, args.reject), hostname="127.0.0.1", port=args.port)
+    controller = Controller(Handler(args.dir, args.reject, args.hold), hostname="127.0.0.1", port=args.port)
     controller.start()
     print("ready", flush=True)
     try:

@@ -87,12 +87,20 @@ pub struct Config {
     #[arg(long, env = "NOTIFIER_METRICS_ADDR", default_value = "127.0.0.1:9465")]
     pub metrics_addr: eventgateway_runtime::metrics::MetricsAddr,
 
-    /// First wait before retrying a transient SMTP failure or reconnecting to
-    /// the gateway; it doubles (with jitter) up to --max-backoff.
+    /// Emails handled at once (the subscription's max_unacked). One user's
+    /// emails are never handled at once: the subscription orders by key (the
+    /// user id), so a slow SMTP answer for one user holds back no other.
+    #[arg(long, env = "NOTIFIER_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u32,
+
+    /// First wait before an email that failed transiently comes again (the
+    /// subscription's retry policy: the gateway holds it meanwhile), and
+    /// before reconnecting to the gateway; it doubles (with jitter) up to
+    /// --max-backoff.
     #[arg(long, env = "MIN_BACKOFF", default_value = "200ms", value_parser = humantime::parse_duration)]
     pub min_backoff: Duration,
 
-    /// Longest wait between retries.
+    /// Longest wait between retries (at most 600 s).
     #[arg(long, env = "MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
     pub max_backoff: Duration,
 }
@@ -126,6 +134,16 @@ impl Config {
         }
         if self.min_backoff.is_zero() || self.min_backoff > self.max_backoff {
             return Err("--min-backoff must be above zero and at most --max-backoff".into());
+        }
+        let longest = Duration::from_secs(600);
+        if self.max_backoff > longest {
+            return Err("--max-backoff must be at most 600s".into());
+        }
+        if self.ack_timeout < Duration::from_millis(100) || self.ack_timeout > longest {
+            return Err("--ack-timeout must be 100ms to 600s".into());
+        }
+        if !(1..=10_000).contains(&self.concurrency) {
+            return Err("--concurrency must be 1 to 10000".into());
         }
         if self.topic.is_empty() || self.group.is_empty() {
             return Err("--topic and --group must not be empty".into());

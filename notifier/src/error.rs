@@ -17,6 +17,9 @@ pub enum Error {
     /// A certificate, key or token file could not be read or used.
     #[error("{0}")]
     Settings(String),
+    /// A task handling a delivery failed (a fault in the notifier).
+    #[error("a delivery's task failed: {0}")]
+    Task(String),
     /// The sent-store could not be read or written.
     #[error("the sent-store under --state-dir failed: {0}")]
     Store(Box<redb::Error>),

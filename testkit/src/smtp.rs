@@ -1,6 +1,7 @@
 //! A real SMTP server (Python aiosmtpd, `testkit/smtp_server.py`) that
-//! stores each message it accepts as an .eml file, and can refuse chosen
-//! recipients with 550.
+//! stores each message it accepts as an .eml file, can refuse chosen
+//! recipients with 550, and can hold chosen recipients' answers until the
+//! test releases them (a slow server).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -15,6 +16,7 @@ pub struct SmtpServer {
     port: u16,
     dir: PathBuf,
     rejected: Vec<String>,
+    held: Vec<String>,
     child: Option<Child>,
 }
 
@@ -34,8 +36,33 @@ impl SmtpServer {
             port: free_port(),
             dir,
             rejected: rejected.iter().map(|r| r.to_string()).collect(),
+            held: Vec::new(),
             child: None,
         }
+    }
+
+    /// Starts a server that answers for the `held` recipients only once
+    /// [`Self::release`]d.
+    pub fn start_holding(held: &[&str]) -> Self {
+        let mut server = Self::stopped(&[]);
+        server.held = held.iter().map(|h| h.to_string()).collect();
+        server.restart();
+        server
+    }
+
+    /// How many sends to `address` the server is holding (or held).
+    pub fn holding(&self, address: &str) -> usize {
+        let prefix = format!("holding-{address}-");
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count()
+    }
+
+    /// Lets the server answer for `address` from now on.
+    pub fn release(&self, address: &str) {
+        std::fs::write(self.dir.join(format!("release-{address}")), b"").unwrap();
     }
 
     /// Starts the server (again) and waits until it is ready.
@@ -50,6 +77,9 @@ impl SmtpServer {
             .arg(&self.dir);
         for address in &self.rejected {
             command.args(["--reject", address]);
+        }
+        for address in &self.held {
+            command.args(["--hold", address]);
         }
         let mut child = command
             .stdout(Stdio::piped())
