@@ -20,6 +20,12 @@ pub(crate) struct Report {
     pub(crate) secure_stream: Throughput,
     /// PublishEvent's latency through the secured gateway.
     pub(crate) secure_latency: Side,
+    /// One AUTO stream, alternating with the MANUAL ones below.
+    pub(crate) auto_reader: Throughput,
+    /// One MANUAL stream acking every delivery over StreamingSubscribe.
+    pub(crate) acks_on_stream: Throughput,
+    /// One MANUAL Subscribe stream acked with unary Acknowledge calls.
+    pub(crate) acks_unary: Throughput,
     pub(crate) peak_rss_mib: f64,
 }
 
@@ -48,7 +54,7 @@ impl Report {
     }
 
     /// The measured scenarios, with their names in the JSON.
-    fn throughputs(&self) -> [(&'static str, &Throughput); 8] {
+    fn throughputs(&self) -> [(&'static str, &Throughput); 11] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
@@ -58,6 +64,9 @@ impl Report {
             ("subscribe", &self.subscribe),
             ("fanout", &self.fanout),
             ("secure_stream_publish", &self.secure_stream),
+            ("auto_reader", &self.auto_reader),
+            ("manual_acks_on_stream", &self.acks_on_stream),
+            ("manual_acks_unary", &self.acks_unary),
         ]
     }
 
@@ -121,6 +130,23 @@ impl Report {
             "secure_added_p50_ms": round(self.secure_added_p50_ms()),
             "all_accounted": self.problems().is_empty(),
         });
+        let mut value = value;
+        let acks = [
+            ("auto_reader_eps", self.auto_reader.eps()),
+            ("manual_acks_on_stream_eps", self.acks_on_stream.eps()),
+            ("manual_acks_unary_eps", self.acks_unary.eps()),
+            (
+                "manual_stream_vs_auto",
+                Self::ratio(&self.acks_on_stream, &self.auto_reader),
+            ),
+            (
+                "manual_unary_vs_auto",
+                Self::ratio(&self.acks_unary, &self.auto_reader),
+            ),
+        ];
+        for (field, figure) in acks {
+            value[field] = serde_json::json!(round(figure));
+        }
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
     }
 
@@ -168,6 +194,15 @@ impl Report {
         row(
             &self.secure_stream,
             Some(Self::ratio(&self.secure_stream, &self.direct_produce)),
+        );
+        row(&self.auto_reader, None);
+        row(
+            &self.acks_on_stream,
+            Some(Self::ratio(&self.acks_on_stream, &self.auto_reader)),
+        );
+        row(
+            &self.acks_unary,
+            Some(Self::ratio(&self.acks_unary, &self.auto_reader)),
         );
         println!(
             "fan-out: {} streams x {} events",
@@ -234,6 +269,9 @@ impl Report {
             &self.subscribe,
             &self.fanout,
             &self.secure_stream,
+            &self.auto_reader,
+            &self.acks_on_stream,
+            &self.acks_unary,
         ];
         let latencies = [
             ("latency: direct", &self.direct_latency.1),

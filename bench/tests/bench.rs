@@ -24,6 +24,11 @@ const FIELDS: &[&str] = &[
     "gateway_peak_rss_mib",
     "secure_stream_publish_eps",
     "secure_publish_p50_ms",
+    "auto_reader_eps",
+    "manual_acks_on_stream_eps",
+    "manual_acks_unary_eps",
+    "manual_stream_vs_auto",
+    "manual_unary_vs_auto",
 ];
 
 fn json_file(name: &str) -> PathBuf {
@@ -107,6 +112,8 @@ fn every_scenario_accounts_for_every_event() {
         "direct_consume",
         "subscribe",
         "fanout",
+        "manual_acks_on_stream",
+        "manual_acks_unary",
     ] {
         for process in ["load_generator", "gateway", "broker", "total"] {
             let value = cpu[scenario][process].as_f64();
@@ -138,6 +145,8 @@ fn every_scenario_accounts_for_every_event() {
         "unary PublishEvent",
         "streaming PublishEvents",
         "Subscribe",
+        "MANUAL, acks on the stream",
+        "MANUAL, unary Acknowledge",
         "fan-out",
         "added by the gateway",
         "CPU per event",

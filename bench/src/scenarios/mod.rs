@@ -3,6 +3,8 @@
 //!
 //! - `publish`: direct produce, closed loops, unary and streaming publish.
 //! - `consume`: a plain consumer and one Subscribe stream.
+//! - `acks`: one MANUAL stream acking every delivery, on the stream or with
+//!   unary Acknowledge calls.
 //! - `fanout`: many streams on one topic.
 //! - `latency`: open-loop publish latency.
 //!
@@ -10,6 +12,7 @@
 //! streaming publish alternates with the plain gateway's, and its latency
 //! is measured after the plain one's, each against the direct producer.
 
+mod acks;
 mod consume;
 mod fanout;
 mod latency;
@@ -21,6 +24,8 @@ use crate::options::Options;
 use crate::report::Report;
 use crate::tally::{median, on_cpu, Latency, Tally, Throughput};
 
+/// The name of the AUTO reader the MANUAL ones are set against.
+const AUTO_READER: &str = "AUTO, beside the MANUAL readers";
 /// The name of the secured gateway's streaming scenario.
 const SECURE_STREAM: &str = "streaming, TLS + token + policy";
 
@@ -187,6 +192,32 @@ pub(crate) async fn run(
             Throughput::skipped("Subscribe (one stream)"),
         ),
     };
+    // AUTO and the two MANUAL readers alternate, `--repeat` times each.
+    let (mut auto_runs, mut stream_acks, mut unary_acks) = (Vec::new(), Vec::new(), Vec::new());
+    if let (Some(topic), true) = (stored, runs("acks")) {
+        for round in 1..=o.repeat.max(1) {
+            step(&format!(
+                "acks: AUTO, on the stream, unary ({round}/{})",
+                o.repeat
+            ));
+            let auto = consume::subscribe(&channels[0], topic, o.events, patience);
+            auto_runs.push(on_cpu(&processes, auto).await);
+            let on_stream = acks::on_the_stream(&channels[0], topic, o.events, patience);
+            stream_acks.push(on_cpu(&processes, on_stream).await);
+            let unary = acks::unary(&channels[0], topic, o.events, patience);
+            unary_acks.push(on_cpu(&processes, unary).await);
+        }
+    }
+    let auto_reader = median(auto_runs).map_or_else(
+        || Throughput::skipped(AUTO_READER),
+        |run| Throughput {
+            name: AUTO_READER,
+            ..run
+        },
+    );
+    let acks_on_stream =
+        median(stream_acks).unwrap_or_else(|| Throughput::skipped(acks::ON_THE_STREAM));
+    let acks_unary = median(unary_acks).unwrap_or_else(|| Throughput::skipped(acks::UNARY));
     let fanout = if runs("fanout") {
         step("fan-out");
         let deliveries = fanout::fanout(
@@ -236,6 +267,9 @@ pub(crate) async fn run(
         publish_latency,
         secure_stream,
         secure_latency,
+        auto_reader,
+        acks_on_stream,
+        acks_unary,
         peak_rss_mib: peak_rss_mib(processes.gateway),
     })
 }
