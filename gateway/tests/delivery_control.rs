@@ -114,6 +114,16 @@ async fn each_verb_on_the_stream_is_answered_id_by_id() {
         [Stale],
         "settled already"
     );
+    metrics_show(
+        gateway.metrics_addr().unwrap(),
+        &[
+            format!("gateway_nacks_total{{topic=\"{topic}\"}} 1"),
+            format!("gateway_extensions_total{{topic=\"{topic}\"}} 1"),
+            format!("gateway_dead_letters_total{{topic=\"{topic}\",reason=\"client\"}} 1"),
+            format!("gateway_redeliveries_total{{topic=\"{topic}\"}} 3"),
+        ],
+    )
+    .await;
     gateway.shutdown().await.unwrap();
 }
 
