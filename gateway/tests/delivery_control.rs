@@ -408,12 +408,20 @@ async fn after_the_last_attempt_the_record_is_in_the_dead_letter_topic_with_ever
     gateway.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_dead_letter_that_cannot_be_written_keeps_its_event_unsettled_until_it_can() {
-    // The dead-letter topic does not exist, and the gateway (like most
-    // Kafka deployments) does not create topics: every write fails.
-    let (broker, topic, gateway, mut client) = fixture("dlq-down", 1).await;
-    let dlq = format!("{topic}.dlq");
+/// A topic with three events, out on a MANUAL stream of a group with a
+/// dead-letter policy (at request only) whose topic does not exist.
+struct DeadLetterSetup {
+    broker: Broker,
+    topic: String,
+    group: String,
+    gateway: gateway::RunningGateway,
+    client: eventgateway::v1::event_gateway_client::EventGatewayClient<tonic::transport::Channel>,
+    stream: Streamer,
+    out: Vec<Delivery>,
+}
+
+async fn three_out_with_dead_letters(prefix: &str) -> DeadLetterSetup {
+    let (broker, topic, gateway, mut client) = fixture(prefix, 1).await;
     let group = format!("group-{topic}");
     for i in 0..3 {
         publish(&mut client, &topic, "", json!({"n": i})).await;
@@ -427,6 +435,31 @@ async fn a_dead_letter_that_cannot_be_written_keeps_its_event_unsettled_until_it
     for _ in 0..3 {
         out.push(stream.next_delivery().await);
     }
+    DeadLetterSetup {
+        broker,
+        topic,
+        group,
+        gateway,
+        client,
+        stream,
+        out,
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_keeps_its_event_unsettled_until_it_can() {
+    // The dead-letter topic does not exist, and the gateway (like most
+    // Kafka deployments) does not create topics: every write fails.
+    let DeadLetterSetup {
+        broker,
+        topic,
+        group,
+        gateway,
+        mut stream,
+        out,
+        ..
+    } = three_out_with_dead_letters("dlq-down").await;
+    let dlq = format!("{topic}.dlq");
     let metrics = gateway.metrics_addr().unwrap();
     let failures = format!("gateway_dead_letter_failures_total{{topic=\"{dlq}\"}}");
     assert_eq!(
@@ -460,20 +493,15 @@ async fn a_dead_letter_that_cannot_be_written_keeps_its_event_unsettled_until_it
 
 #[tokio::test]
 async fn while_a_dead_letter_waits_nothing_is_committed_past_it() {
-    let (broker, topic, gateway, mut client) = fixture("dlq-commit", 1).await;
-    let group = format!("group-{topic}");
-    for i in 0..3 {
-        publish(&mut client, &topic, "", json!({"n": i})).await;
-    }
-    let request = SubscribeRequest {
-        dead_letter_policy: dead_letters("", 0),
-        ..manual(&topic, &group)
-    };
-    let mut stream = Streamer::open(&mut client, request).await;
-    let mut out = Vec::new();
-    for _ in 0..3 {
-        out.push(stream.next_delivery().await);
-    }
+    let DeadLetterSetup {
+        broker,
+        topic,
+        group,
+        gateway,
+        mut client,
+        mut stream,
+        out,
+    } = three_out_with_dead_letters("dlq-commit").await;
     stream.dead_letter(&out[0], "poison").await;
     stream.ack(&[&out[1], &out[2]]).await;
     let failures = format!("gateway_dead_letter_failures_total{{topic=\"{topic}.dlq\"}}");

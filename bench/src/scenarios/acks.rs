@@ -17,6 +17,7 @@ use eventgateway::v1::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::consume::next_message;
 use crate::clients::{subscribe_request, GatewayChannel, WARM_UP};
 use crate::tally::{Tally, Throughput};
 
@@ -62,20 +63,10 @@ pub(crate) async fn on_the_stream(
     };
     let mut pending = Vec::with_capacity(ACK_BATCH);
     while !tally.complete() {
-        let message = match tokio::time::timeout(patience, stream.message()).await {
-            Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => {
-                tally.error("the subscription ended early");
-                break;
-            }
-            Ok(Err(status)) => {
-                tally.error(format!("StreamingSubscribe: {status}"));
-                break;
-            }
-            Err(_) => {
-                tally.error(format!("StreamingSubscribe: nothing for {patience:?}"));
-                break;
-            }
+        let Some(message) =
+            next_message(&mut stream, &mut tally, patience, "StreamingSubscribe").await
+        else {
+            break;
         };
         match message.kind {
             Some(Kind::Delivery(delivery)) => {
@@ -142,20 +133,9 @@ pub(crate) async fn unary(
     let mut acker = None;
     let mut pending = Vec::with_capacity(ACK_BATCH);
     while !tally.complete() {
-        let message = match tokio::time::timeout(patience, stream.message()).await {
-            Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => {
-                tally.error("the subscription ended early");
-                break;
-            }
-            Ok(Err(status)) => {
-                tally.error(format!("Subscribe: {status}"));
-                break;
-            }
-            Err(_) => {
-                tally.error(format!("Subscribe: nothing for {patience:?}"));
-                break;
-            }
+        let Some(message) = next_message(&mut stream, &mut tally, patience, "Subscribe").await
+        else {
+            break;
         };
         match message.kind {
             Some(subscribe_response::Kind::Subscribed(subscribed)) => {

@@ -68,6 +68,32 @@ pub(crate) async fn direct_consume(
     ))
 }
 
+/// The next message of `stream` within `patience`, or `None` (with the
+/// reason in `tally`) when the stream failed, ended or went quiet; `rpc`
+/// names it.
+pub(super) async fn next_message<T>(
+    stream: &mut Streaming<T>,
+    tally: &mut Tally,
+    patience: Duration,
+    rpc: &str,
+) -> Option<T> {
+    match tokio::time::timeout(patience, stream.message()).await {
+        Ok(Ok(Some(message))) => Some(message),
+        Ok(Ok(None)) => {
+            tally.error("the subscription ended early");
+            None
+        }
+        Ok(Err(status)) => {
+            tally.error(format!("{rpc}: {status}"));
+            None
+        }
+        Err(_) => {
+            tally.error(format!("{rpc}: nothing for {patience:?}"));
+            None
+        }
+    }
+}
+
 /// Reads the deliveries of an open subscription into `tally` until every
 /// event arrived (warm-up events aside).
 pub(super) async fn receive(
@@ -76,25 +102,12 @@ pub(super) async fn receive(
     patience: Duration,
 ) {
     while !tally.complete() {
-        match tokio::time::timeout(patience, stream.message()).await {
-            Ok(Ok(Some(message))) => {
-                if let Some(Kind::Delivery(delivery)) = message.kind {
-                    if delivery.key != WARM_UP {
-                        tally.mark_key(&delivery.key);
-                    }
-                }
-            }
-            Ok(Ok(None)) => {
-                tally.error("the subscription ended early");
-                return;
-            }
-            Ok(Err(status)) => {
-                tally.error(format!("Subscribe: {status}"));
-                return;
-            }
-            Err(_) => {
-                tally.error(format!("Subscribe: nothing for {patience:?}"));
-                return;
+        let Some(message) = next_message(stream, tally, patience, "Subscribe").await else {
+            return;
+        };
+        if let Some(Kind::Delivery(delivery)) = message.kind {
+            if delivery.key != WARM_UP {
+                tally.mark_key(&delivery.key);
             }
         }
     }
