@@ -9,7 +9,9 @@ use eventgateway::v1::{subscribe_response::Kind, Delivery, SubscribeResponse};
 use prost::Message as _;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-use super::ledger::ack_id;
+use super::spec::Partition;
+use crate::error::Error;
+use crate::text::clip;
 
 /// The largest delivery a client with gRPC's default limit of 4 MiB takes,
 /// with room for the stream message around it.
@@ -148,6 +150,49 @@ fn fit(mut delivery: Delivery) -> Delivery {
     delivery
 }
 
+/// A delivery attempt, as its ack id names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AckRef {
+    /// Its partition.
+    pub(crate) partition: Partition,
+    /// Its offset.
+    pub(crate) offset: i64,
+    /// Which attempt, from 1.
+    pub(crate) attempt: u32,
+}
+
+/// The ack id of attempt `attempt` of delivering a record:
+/// `<topic>:<partition>:<offset>:<attempt>` (topic names cannot contain ':').
+pub(crate) fn ack_id(topic: &str, partition: i32, offset: i64, attempt: u32) -> String {
+    format!("{topic}:{partition}:{offset}:{attempt}")
+}
+
+/// Reads an ack id back into the attempt it names.
+pub(crate) fn parse_ack_id(ack_id: &str) -> Result<AckRef, Error> {
+    let malformed = || {
+        Error::InvalidArgument(format!(
+            "ack id {} is not one the gateway handed out (expected <topic>:<partition>:<offset>:<attempt>)",
+            clip(ack_id)
+        ))
+    };
+    let mut parts = ack_id.rsplitn(4, ':');
+    let mut number = || parts.next().and_then(|n| n.parse::<i64>().ok());
+    let (attempt, offset, partition) = (number(), number(), number());
+    let topic = parts.next().filter(|t| !t.is_empty());
+    match (topic, partition, offset, attempt) {
+        (Some(topic), Some(partition), Some(offset), Some(attempt))
+            if offset >= 0 && (0..=i64::from(i32::MAX)).contains(&partition) && attempt >= 1 =>
+        {
+            Ok(AckRef {
+                partition: (topic.to_owned(), partition as i32),
+                offset,
+                attempt: u32::try_from(attempt).map_err(|_| malformed())?,
+            })
+        }
+        _ => Err(malformed()),
+    }
+}
+
 /// A stream message carrying one delivery.
 pub(super) fn delivery_message(delivery: Delivery) -> SubscribeResponse {
     SubscribeResponse {
@@ -158,6 +203,36 @@ pub(super) fn delivery_message(delivery: Delivery) -> SubscribeResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_ids_name_an_attempt_and_malformed_ones_are_refused() {
+        let id = ack_id("orders.v1", 3, 42, 2);
+        assert_eq!(
+            parse_ack_id(&id).unwrap(),
+            AckRef {
+                partition: ("orders.v1".into(), 3),
+                offset: 42,
+                attempt: 2
+            }
+        );
+        for bad in [
+            "",
+            "t:1:2",
+            "t:x:1:1",
+            "t:1:x:1",
+            ":1:2:1",
+            "t:-1:2:1",
+            "t:1:-2:1",
+            "t:1:2:0",
+            "t:1:2:-1",
+            "t:1:2:99999999999",
+            "t:99999999999:2:1",
+            "nonsense",
+        ] {
+            assert!(parse_ack_id(bad).is_err(), "{bad}");
+        }
+    }
+
     use eventgateway::v1::{event::Data, Event};
 
     fn of_size(bytes: usize) -> Delivery {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use eventgateway::v1::Delivery;
 use tokio::time::Instant;
 
-use super::delivery::Record;
+use super::delivery::{ack_id, AckRef, Record};
 use super::spec::{Backoff, ManualAcks, Partition};
 use crate::config::MAX_ACK_TIMEOUT;
 use crate::error::Error;
@@ -52,17 +52,6 @@ pub(crate) enum Verb {
     DeadLetter(String),
 }
 
-/// A delivery attempt, as its ack id names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AckRef {
-    /// Its partition.
-    pub(crate) partition: Partition,
-    /// Its offset.
-    pub(crate) offset: i64,
-    /// Which attempt, from 1.
-    pub(crate) attempt: u32,
-}
-
 /// What a verb did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -74,38 +63,6 @@ pub(crate) enum Outcome {
     Stale(String),
     /// The verb does not apply to this subscription.
     Refused(String),
-}
-
-/// The ack id of attempt `attempt` of delivering a record:
-/// `<topic>:<partition>:<offset>:<attempt>` (topic names cannot contain ':').
-pub(crate) fn ack_id(topic: &str, partition: i32, offset: i64, attempt: u32) -> String {
-    format!("{topic}:{partition}:{offset}:{attempt}")
-}
-
-/// Reads an ack id back into the attempt it names.
-pub(crate) fn parse_ack_id(ack_id: &str) -> Result<AckRef, Error> {
-    let malformed = || {
-        Error::InvalidArgument(format!(
-            "ack id {} is not one the gateway handed out (expected <topic>:<partition>:<offset>:<attempt>)",
-            clip(ack_id)
-        ))
-    };
-    let mut parts = ack_id.rsplitn(4, ':');
-    let mut number = || parts.next().and_then(|n| n.parse::<i64>().ok());
-    let (attempt, offset, partition) = (number(), number(), number());
-    let topic = parts.next().filter(|t| !t.is_empty());
-    match (topic, partition, offset, attempt) {
-        (Some(topic), Some(partition), Some(offset), Some(attempt))
-            if offset >= 0 && (0..=i64::from(i32::MAX)).contains(&partition) && attempt >= 1 =>
-        {
-            Ok(AckRef {
-                partition: (topic.to_owned(), partition as i32),
-                offset,
-                attempt: u32::try_from(attempt).map_err(|_| malformed())?,
-            })
-        }
-        _ => Err(malformed()),
-    }
 }
 
 /// A dead letter to write: the record, and what to say about it.
@@ -678,6 +635,7 @@ fn later(now: Instant, by: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::subscribe::delivery::parse_ack_id;
     use crate::subscribe::spec::DeadLetters;
 
     const TIMEOUT: Duration = Duration::from_secs(10);
@@ -705,35 +663,6 @@ mod tests {
 
     fn p(partition: i32) -> Partition {
         ("t".to_owned(), partition)
-    }
-
-    #[test]
-    fn ack_ids_name_an_attempt_and_malformed_ones_are_refused() {
-        let id = ack_id("orders.v1", 3, 42, 2);
-        assert_eq!(
-            parse_ack_id(&id).unwrap(),
-            AckRef {
-                partition: ("orders.v1".into(), 3),
-                offset: 42,
-                attempt: 2
-            }
-        );
-        for bad in [
-            "",
-            "t:1:2",
-            "t:x:1:1",
-            "t:1:x:1",
-            ":1:2:1",
-            "t:-1:2:1",
-            "t:1:-2:1",
-            "t:1:2:0",
-            "t:1:2:-1",
-            "t:1:2:99999999999",
-            "t:99999999999:2:1",
-            "nonsense",
-        ] {
-            assert!(parse_ack_id(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -43,7 +43,8 @@ use crate::publish::Publisher;
 use crate::text::{clip, clip_list, id_prefix};
 
 use self::dead_letter::DeadLetters;
-pub(crate) use self::ledger::{parse_ack_id, AckRef, Outcome, Verb, MAX_DELAY};
+pub(crate) use self::delivery::{parse_ack_id, AckRef};
+pub(crate) use self::ledger::{Outcome, Verb, MAX_DELAY};
 pub(crate) use self::spec::{
     Backoff, DeadLetters as DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
 };

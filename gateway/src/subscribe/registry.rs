@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::ledger::{AckRef, Outcome, Verb};
+use super::delivery::AckRef;
+use super::ledger::{Outcome, Verb};
 use super::stats::SubscriptionStats;
 use crate::error::Error;
 use crate::text::clip;
