@@ -123,6 +123,19 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The bytes it holds (key, value, headers), roughly what keeping it
+    /// costs.
+    pub(super) fn bytes(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+    }
+}
+
 /// The first delivery of a Kafka record.
 pub(super) fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
     Record::read(message).delivery(1)

@@ -29,6 +29,9 @@ use crate::config::MAX_ACK_TIMEOUT;
 use crate::error::Error;
 use crate::text::clip;
 
+/// The most bytes of records a subscription keeps unsettled: past it, no
+/// new record is read until some are settled (whatever `max_unacked`).
+pub(super) const MAX_UNSETTLED_BYTES: usize = 64 * 1024 * 1024;
 /// The longest a delay or an extension may ask for.
 pub(crate) const MAX_DELAY: Duration = MAX_ACK_TIMEOUT;
 /// How a dead-letter write that failed is tried again.
@@ -142,6 +145,8 @@ pub(super) struct Ledger {
     floor: HashMap<Partition, i64>,
     /// Records not settled: the flow-control window in use.
     unsettled: usize,
+    /// The bytes of the records not settled.
+    unsettled_bytes: usize,
     /// Timers of out, waiting and dead-lettering records; stale ones are
     /// skipped.
     timers: BinaryHeap<Timer>,
@@ -170,6 +175,7 @@ impl Ledger {
             highest: HashMap::new(),
             floor: HashMap::new(),
             unsettled: 0,
+            unsettled_bytes: 0,
             timers: BinaryHeap::new(),
             sequence: 0,
             ready: VecDeque::new(),
@@ -199,6 +205,12 @@ impl Ledger {
                 )
             })
             .count()
+    }
+
+    /// Whether the records not settled hold [`MAX_UNSETTLED_BYTES`] or
+    /// more: no record is read until some are settled.
+    pub(super) fn bytes_full(&self) -> bool {
+        self.unsettled_bytes >= MAX_UNSETTLED_BYTES
     }
 
     /// Whether records are ready to be sent.
@@ -232,6 +244,7 @@ impl Ledger {
         };
         let record = Arc::new(record);
         self.unsettled += 1;
+        self.unsettled_bytes += record.bytes();
         let entry = Entry {
             record: record.clone(),
             attempt: 0,
@@ -501,6 +514,7 @@ impl Ledger {
         entry.timer = 0;
         let record = entry.record.clone();
         self.unsettled -= 1;
+        self.unsettled_bytes -= record.bytes();
         let mut committable = None;
         while let Some(first) = entries.first_entry() {
             if !matches!(first.get().state, State::Settled) {
@@ -579,6 +593,7 @@ impl Ledger {
                 for entry in entries.values() {
                     if !matches!(entry.state, State::Settled) {
                         self.unsettled -= 1;
+                        self.unsettled_bytes -= entry.record.bytes();
                     }
                     keys.extend(self.key_of(&entry.record));
                 }
@@ -907,6 +922,24 @@ mod tests {
         assert_eq!(ledger.take_commits(), vec![(p(0), 3)]);
         let a4 = ledger.next_ready(now).unwrap();
         assert_eq!(a4.offset, 4);
+    }
+
+    #[test]
+    fn the_bytes_kept_unsettled_are_bounded_too() {
+        let now = Instant::now();
+        let mut ledger = Ledger::new(manual());
+        let big = |offset| Record {
+            value: Some(vec![0; MAX_UNSETTLED_BYTES / 2]),
+            ..record(0, offset, "")
+        };
+        let first = ledger.admit(big(0), now).unwrap();
+        assert!(!ledger.bytes_full());
+        ledger.admit(big(1), now).unwrap();
+        assert!(ledger.bytes_full(), "two halves fill it");
+        ledger.apply(Verb::Ack, &at(&first), now);
+        assert!(!ledger.bytes_full());
+        ledger.forget(&[p(0)]);
+        assert_eq!(ledger.unsettled_bytes, 0);
     }
 
     #[test]

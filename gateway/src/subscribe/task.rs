@@ -102,7 +102,9 @@ pub(super) async fn run(
                 break;
             }
         }
-        let window_full = ledger.as_ref().is_some_and(|l| l.unsettled() >= window);
+        let window_full = ledger
+            .as_ref()
+            .is_some_and(|l| l.unsettled() >= window || l.bytes_full());
         if tx.capacity() == 0 {
             behind_since.get_or_insert(now);
         } else {
