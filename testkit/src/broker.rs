@@ -161,24 +161,6 @@ pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> R
     Ok(())
 }
 
-/// Deletes `topic` from the cluster at `brokers`, through the admin API.
-pub async fn delete_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("an admin client");
-    let results = admin
-        .delete_topics(
-            &[topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("the delete request is answered");
-    for result in results {
-        result.expect("the topic is deleted");
-    }
-}
-
 /// The offset consumer group `group` committed on `topic`'s `partition`
 /// (the next offset it reads), or `None` when it committed none; read
 /// without joining the group (blocking).
