@@ -299,18 +299,20 @@ fn answer(ledger: Option<&mut Ledger>, request: VerbRequest, metrics: &Metrics) 
                 Ok(ack) => ack,
                 Err(why) => return Outcome::Unknown(why),
             };
-            let counted = match &verb {
-                Verb::Ack => Some(None),
-                Verb::Nack(_) => Some(Some(Metrics::nacked as fn(&Metrics, &str))),
-                Verb::Extend(_) => Some(Some(Metrics::extended as fn(&Metrics, &str))),
-                Verb::DeadLetter(_) => None,
-            };
+            let (acked, nacked, extended) = (
+                matches!(verb, Verb::Ack),
+                matches!(verb, Verb::Nack(_)),
+                matches!(verb, Verb::Extend(_)),
+            );
             let outcome = ledger.apply(verb, &ack, now);
             if outcome == Outcome::Accepted {
-                match counted {
-                    Some(None) => metrics.acked(1),
-                    Some(Some(count)) => count(metrics, &ack.partition.0),
-                    None => {}
+                let topic = &ack.partition.0;
+                if acked {
+                    metrics.acked(1);
+                } else if nacked {
+                    metrics.nacked(topic);
+                } else if extended {
+                    metrics.extended(topic);
                 }
             }
             outcome
