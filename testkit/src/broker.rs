@@ -184,6 +184,24 @@ pub fn committed_offset(brokers: &str, group: &str, topic: &str, partition: i32)
     }
 }
 
+/// The member ids of consumer group `group` as the broker lists them
+/// (DescribeGroups; blocking).
+pub fn group_members(brokers: &str, group: &str) -> Vec<String> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("a client of the broker");
+    let groups = reader
+        .fetch_group_list(Some(group), REQUEST)
+        .expect("the group's description");
+    groups
+        .groups()
+        .iter()
+        .filter(|g| g.name() == group)
+        .flat_map(|g| g.members().iter().map(|m| m.id().to_owned()))
+        .collect()
+}
+
 /// A unique topic name for one test.
 pub fn topic(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())

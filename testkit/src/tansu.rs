@@ -91,7 +91,7 @@ pub fn spawn(port: u16, storage: &str, listening: &Listening) -> Result<Child, S
         )
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(log_file(port).1)
         .stderr(log_file(port).1)
         .spawn()
         .map_err(|error| format!("cannot start tansu: {error}"))

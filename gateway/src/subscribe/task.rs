@@ -141,7 +141,13 @@ pub(super) async fn run(
             // committed what was settled of it), an ack of it must be
             // answered stale, as the partition's next owner delivers it.
             Some(event) = inputs.rebalances.recv() => {
+                let assigned = matches!(event, RebalanceEvent::Assigned(_));
                 rebalanced(event, ledger.as_mut(), &mut urgent, &mut fresh);
+                if assigned && stats.paused.get() {
+                    // Partitions assigned to a paused stream start paused
+                    // too: a full window takes nothing new from them.
+                    set_paused(&consumer, &stats, true);
+                }
             }
             Some(request) = inputs.verbs.recv() => {
                 answer(ledger.as_mut(), request, &inputs.metrics);

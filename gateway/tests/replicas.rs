@@ -1,0 +1,506 @@
+//! Three gateway processes on one broker serve one consumer group whose
+//! members ack over StreamingSubscribe, spread across the three. One
+//! replica is killed with SIGKILL mid-run, then all three are restarted one
+//! by one with SIGTERM while events keep coming. A member counts an event
+//! handled when the gateway answers its ack ACCEPTED (the ack counted);
+//! one whose ack is answered STALE was superseded and comes again.
+//!
+//! No event may be lost. An event handled twice must be explained by what
+//! the gateway cannot help: the killed replica acked it within its last
+//! commit interval, or the broker had handed its partition to the second
+//! member while the first still held it. tansu 0.6.0, the suite's broker,
+//! does the latter at every handover: a generation is complete once its
+//! leader has synced, without waiting for the other members to give up
+//! their partitions (Kafka waits for every member to rejoin, and a member
+//! rejoins only after its revoke, in which librdkafka commits what was
+//! stored). A member holds a partition from the Rebalance notice that
+//! assigns it to the one that revokes it (or the end of its stream).
+//!
+//! tansu 0.6.0 also evicts a member whose session expired without
+//! re-forming the group: the members left keep their partitions and the
+//! evicted member's stay unread until the membership changes again (Kafka
+//! rebalances on the eviction). So once the broker has evicted the killed
+//! replica's members, one client reconnects, as clients do; the group
+//! re-forms and the killed replica's partitions move on.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
+use eventgateway::v1::streaming_subscribe_request::Kind as Inbound;
+use eventgateway::v1::streaming_subscribe_response::Kind;
+use eventgateway::v1::{
+    AckMode, SettleOutcome, SettleRequest, StartFrom, StreamingSubscribeRequest, SubscribeRequest,
+};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use testkit::*;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+
+const REPLICAS: usize = 3;
+const MEMBERS: usize = 6;
+const WINDOW: u32 = 20;
+/// The replicas' --commit-interval.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+/// What a commit's round trip and a notice's way to the client may add.
+const SLACK: Duration = Duration::from_secs(1);
+/// How long the group may take to hand a killed replica's partitions on.
+const REGROUP: Duration = Duration::from_secs(60);
+
+/// One ACCEPTED ack.
+#[derive(Debug, Clone, Copy)]
+struct Acceptance {
+    /// The stream it came on (each stream is one member of the group).
+    stream: usize,
+    replica: usize,
+    partition: i32,
+    when: Instant,
+}
+
+/// A partition held by a stream, from its assignment to its revocation.
+struct Holding {
+    stream: usize,
+    partition: i32,
+    from: Instant,
+    to: Option<Instant>,
+}
+
+/// Who accepted which event when, and who held which partition when.
+#[derive(Default)]
+struct Tally {
+    /// Per event number, each ACCEPTED ack.
+    accepted: Mutex<HashMap<i64, Vec<Acceptance>>>,
+    /// Deliveries received, redeliveries included.
+    delivered: AtomicUsize,
+    /// Streams opened so far.
+    streams: AtomicUsize,
+    holdings: Mutex<Vec<Holding>>,
+    /// Per member with a stream open: its replica.
+    members: Mutex<HashMap<usize, usize>>,
+}
+
+impl Tally {
+    fn distinct(&self, range: std::ops::Range<i64>) -> usize {
+        let accepted = self.accepted.lock().unwrap();
+        range.filter(|n| accepted.contains_key(n)).count()
+    }
+
+    /// Events of `range` accepted more than once, with their acceptances.
+    fn twice(&self, range: std::ops::Range<i64>) -> Vec<(i64, Vec<Acceptance>)> {
+        let accepted = self.accepted.lock().unwrap();
+        range
+            .filter_map(|n| {
+                accepted
+                    .get(&n)
+                    .filter(|a| a.len() > 1)
+                    .map(|a| (n, a.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether `again`'s stream got the partition while `first`'s stream
+    /// still held it, or at most a commit interval after `first`.
+    fn overlapped(&self, first: &Acceptance, again: &Acceptance) -> bool {
+        let holdings = self.holdings.lock().unwrap();
+        let got = holdings
+            .iter()
+            .filter(|h| {
+                h.stream == again.stream && h.partition == again.partition && h.from <= again.when
+            })
+            .map(|h| h.from)
+            .max();
+        got.is_some_and(|got| first.when + COMMIT_INTERVAL + SLACK >= got)
+    }
+
+    /// Waits until every event of `range` was handled; fails the test after
+    /// [`REGROUP`].
+    async fn wait_for(&self, range: std::ops::Range<i64>, what: &str) {
+        let want = range.clone().count();
+        let deadline = Instant::now() + REGROUP;
+        while self.distinct(range.clone()) < want {
+            if Instant::now() >= deadline {
+                let missing: Vec<i64> = {
+                    let accepted = self.accepted.lock().unwrap();
+                    range.filter(|n| !accepted.contains_key(n)).collect()
+                };
+                panic!(
+                    "{what}: {} of {want} after {REGROUP:?}; missing {missing:?}; \
+                     partitions held: {:?}",
+                    want - missing.len(),
+                    self.held()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The partitions each open stream holds.
+    fn held(&self) -> HashMap<usize, Vec<i32>> {
+        let mut held: HashMap<usize, Vec<i32>> = HashMap::new();
+        for h in self
+            .holdings
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.to.is_none())
+        {
+            held.entry(h.stream).or_default().push(h.partition);
+        }
+        held
+    }
+
+    /// The members whose stream is on `replica`.
+    fn on(&self, replica: usize) -> usize {
+        let members = self.members.lock().unwrap();
+        members.values().filter(|r| **r == replica).count()
+    }
+
+    /// Ends what `stream` holds of `partitions` (all when `None`).
+    fn release(&self, stream: usize, partitions: Option<&[i32]>) {
+        let now = Instant::now();
+        for h in self.holdings.lock().unwrap().iter_mut() {
+            if h.stream == stream
+                && h.to.is_none()
+                && partitions.is_none_or(|p| p.contains(&h.partition))
+            {
+                h.to = Some(now);
+            }
+        }
+    }
+}
+
+struct Replica {
+    port: u16,
+    child: Option<Child>,
+    _log: Option<Lines>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Replica {
+    fn addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    async fn start(&mut self, brokers: &str) {
+        let (child, log) = gateway_process(
+            env!("CARGO_BIN_EXE_gateway").as_ref(),
+            self.port,
+            brokers,
+            &[("RUST_LOG", "warn")],
+            &[
+                "--commit-interval",
+                "500ms",
+                "--drain-timeout",
+                "5s",
+                // A killed replica's partitions move once its consumers'
+                // sessions time out: 6 s here, 30 s by default.
+                "--kafka-property",
+                "session.timeout.ms=6000",
+                "--kafka-property",
+                "heartbeat.interval.ms=1000",
+                "--kafka-property",
+                "max.poll.interval.ms=10000",
+            ],
+        );
+        self.child = Some(child);
+        self._log = Some(log);
+        wait_serving(self.addr()).await;
+    }
+}
+
+/// One member of the group: subscribes on replica `first`, acks every
+/// delivery on the stream, and when its stream ends (or it is nudged)
+/// subscribes again on the next replica, until `stop`.
+async fn member(
+    id: usize,
+    addrs: Vec<SocketAddr>,
+    first: usize,
+    request: SubscribeRequest,
+    tally: Arc<Tally>,
+    nudge: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut at = first;
+    while !*stop.borrow() {
+        let replica = at % addrs.len();
+        let stream = tally.streams.fetch_add(1, Ordering::Relaxed);
+        tally.members.lock().unwrap().insert(id, replica);
+        let end = tokio::select! {
+            () = serve(stream, addrs[replica], replica, request.clone(), &tally) => false,
+            () = nudge.notified() => false,
+            _ = stop.changed() => true,
+        };
+        tally.members.lock().unwrap().remove(&id);
+        tally.release(stream, None);
+        if end {
+            return;
+        }
+        at += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One stream, until it ends or cannot open.
+async fn serve(
+    stream_id: usize,
+    addr: SocketAddr,
+    replica: usize,
+    request: SubscribeRequest,
+    tally: &Tally,
+) {
+    let Ok(mut client) = EventGatewayClient::connect(format!("http://{addr}")).await else {
+        return;
+    };
+    let (requests, outbound) = mpsc::channel(1024);
+    let _ = requests.send(subscribe_message(request)).await;
+    let Ok(response) = client
+        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+    else {
+        return;
+    };
+    let mut stream = response.into_inner();
+    // Per ack id out: the event number and its partition.
+    let mut out: HashMap<String, (i64, i32)> = HashMap::new();
+    while let Ok(Some(message)) = stream.message().await {
+        match message.kind {
+            Some(Kind::Delivery(delivery)) => {
+                tally.delivered.fetch_add(1, Ordering::Relaxed);
+                out.insert(delivery.ack_id.clone(), (n(&delivery), delivery.partition));
+                let ack = SettleRequest {
+                    acks: vec![delivery.ack_id],
+                    ..SettleRequest::default()
+                };
+                let _ = requests
+                    .send(StreamingSubscribeRequest {
+                        kind: Some(Inbound::Settle(ack)),
+                    })
+                    .await;
+            }
+            Some(Kind::Settled(answer)) => {
+                for result in answer.results {
+                    let Some((n, partition)) = out.remove(&result.ack_id) else {
+                        continue;
+                    };
+                    if result.outcome == SettleOutcome::Accepted as i32 {
+                        let acceptance = Acceptance {
+                            stream: stream_id,
+                            replica,
+                            partition,
+                            when: Instant::now(),
+                        };
+                        let mut accepted = tally.accepted.lock().unwrap();
+                        accepted.entry(n).or_default().push(acceptance);
+                    }
+                }
+            }
+            Some(Kind::Rebalance(rebalance)) => {
+                let revoked: Vec<i32> = rebalance.revoked.iter().map(|tp| tp.partition).collect();
+                tally.release(stream_id, Some(&revoked));
+                let now = Instant::now();
+                let mut holdings = tally.holdings.lock().unwrap();
+                holdings.extend(rebalance.assigned.iter().map(|tp| Holding {
+                    stream: stream_id,
+                    partition: tp.partition,
+                    from: now,
+                    to: None,
+                }));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The member ids of `group` on the broker.
+async fn group_of(brokers: &str, group: &str) -> HashSet<String> {
+    let (brokers, group) = (brokers.to_owned(), group.to_owned());
+    tokio::task::spawn_blocking(move || group_members(&brokers, &group).into_iter().collect())
+        .await
+        .unwrap()
+}
+
+/// Writes events `range` to `topic` with a plain Kafka producer, one record
+/// at a time (tansu answers a fetch from inside a batch with the next
+/// batch), `pause` apart.
+async fn produce(brokers: &str, topic: &str, range: std::ops::Range<i64>, pause: Duration) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for n in range {
+        let value = format!("{{\"n\":{n}}}");
+        let key = format!("k{n}");
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("stored");
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
+    let broker = Broker::start().await;
+    let topic = topic("replicas");
+    broker.create_topic(&topic, 6).await;
+    let group = format!("group-{topic}");
+    const FIRST: i64 = 600;
+    const SECOND: i64 = 600;
+    produce(&broker.brokers(), &topic, 0..FIRST, Duration::ZERO).await;
+
+    let mut replicas: Vec<Replica> = (0..REPLICAS)
+        .map(|_| Replica {
+            port: free_port(),
+            child: None,
+            _log: None,
+        })
+        .collect();
+    for replica in &mut replicas {
+        replica.start(&broker.brokers()).await;
+    }
+    let addrs: Vec<SocketAddr> = replicas.iter().map(Replica::addr).collect();
+    let request = SubscribeRequest {
+        topics: vec![topic.clone()],
+        group: group.clone(),
+        start_from: StartFrom::Earliest as i32,
+        ack_mode: AckMode::Manual as i32,
+        max_unacked: WINDOW,
+        ..SubscribeRequest::default()
+    };
+    let tally = Arc::new(Tally::default());
+    let nudge = Arc::new(Notify::new());
+    let (stop, stopped) = watch::channel(false);
+    let members: Vec<_> = (0..MEMBERS)
+        .map(|i| {
+            tokio::spawn(member(
+                i,
+                addrs.clone(),
+                i % REPLICAS,
+                request.clone(),
+                tally.clone(),
+                nudge.clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+
+    // SIGKILL replica 0 mid-run.
+    eventually("a third of the first events handled", || async {
+        tally.distinct(0..FIRST) >= FIRST as usize / 3
+    })
+    .await;
+    let before = group_of(&broker.brokers(), &group).await;
+    let killed = tally.on(0);
+    let killed_at = Instant::now();
+    let mut child = replicas[0].child.take().unwrap();
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    eventually("the broker evicts the killed replica's members", || async {
+        let now = group_of(&broker.brokers(), &group).await;
+        now.len() == MEMBERS && before.difference(&now).count() == killed
+    })
+    .await;
+    nudge.notify_one();
+    tally
+        .wait_for(0..FIRST, "every first event handled after the kill")
+        .await;
+    let twice = tally.twice(0..FIRST);
+    let _ = writeln!(
+        std::io::stderr(),
+        "replicas, kill: {FIRST} events, {} deliveries, {} handled twice",
+        tally.delivered.load(Ordering::Relaxed),
+        twice.len()
+    );
+    // Only what the killed replica settled and had not committed yet (its
+    // last commit interval) comes again, besides the broker's overlaps.
+    for (n, acceptances) in &twice {
+        let first = acceptances[0];
+        let uncommitted = first.replica == 0
+            && first.when <= killed_at
+            && killed_at.duration_since(first.when) <= COMMIT_INTERVAL + SLACK;
+        for again in &acceptances[1..] {
+            assert!(
+                uncommitted || tally.overlapped(&first, again),
+                "event {n} handled twice: {acceptances:?}, the kill at {killed_at:?}"
+            );
+        }
+    }
+
+    // Rolling restart with SIGTERM while the second events come.
+    replicas[0].start(&broker.brokers()).await;
+    let producer = tokio::spawn({
+        let brokers = broker.brokers();
+        let topic = topic.clone();
+        async move {
+            produce(
+                &brokers,
+                &topic,
+                FIRST..FIRST + SECOND,
+                Duration::from_millis(15),
+            )
+            .await;
+        }
+    });
+    for (i, replica) in replicas.iter_mut().enumerate() {
+        let before = tally.distinct(FIRST..FIRST + SECOND);
+        eventually("events flow before the next restart", || async {
+            tally.distinct(FIRST..FIRST + SECOND) > before
+        })
+        .await;
+        let status = sigterm_and_wait(replica.child.take().unwrap()).await;
+        assert!(status.success(), "replica {i} exited with {status}");
+        replica.start(&broker.brokers()).await;
+    }
+    producer.await.unwrap();
+    tally
+        .wait_for(FIRST..FIRST + SECOND, "every second event handled")
+        .await;
+    let twice = tally.twice(FIRST..FIRST + SECOND);
+    let _ = writeln!(
+        std::io::stderr(),
+        "replicas, rolling restart: {SECOND} events, {} deliveries in all, {} handled twice",
+        tally.delivered.load(Ordering::Relaxed),
+        twice.len()
+    );
+    // A replica stopped with SIGTERM commits what was acked before its
+    // partitions move: what comes again came from the broker's overlaps.
+    for (n, acceptances) in &twice {
+        let first = acceptances[0];
+        for again in &acceptances[1..] {
+            assert!(
+                tally.overlapped(&first, again),
+                "event {n} handled twice across a rolling restart: {acceptances:?}"
+            );
+        }
+    }
+
+    stop.send_replace(true);
+    for member in members {
+        member.await.unwrap();
+    }
+    for replica in &mut replicas {
+        if let Some(child) = replica.child.take() {
+            sigterm_and_wait(child).await;
+        }
+    }
+}
