@@ -38,6 +38,9 @@ pub(crate) struct Options {
     /// PublishEvents streams sharing the streaming scenario's events.
     #[arg(long, default_value_t = 4)]
     pub(crate) publish_streams: usize,
+    /// Events per request in the batched streaming scenario.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) batch: usize,
     /// Concurrent ephemeral Subscribe streams on one topic (fan-out).
     #[arg(long, default_value_t = 1000)]
     pub(crate) fanout_streams: usize,

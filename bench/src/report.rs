@@ -11,6 +11,8 @@ pub(crate) struct Report {
     pub(crate) direct_closed: Throughput,
     pub(crate) unary: Throughput,
     pub(crate) stream: Throughput,
+    /// PublishEvents with `--batch` events a request.
+    pub(crate) batched_stream: Throughput,
     pub(crate) direct_consume: Throughput,
     pub(crate) subscribe: Throughput,
     pub(crate) fanout: Throughput,
@@ -41,6 +43,13 @@ impl Report {
         direct.cpu_per_event_us()[3] / gateway.cpu_per_event_us()[3]
     }
 
+    /// The direct client's CPU per event over the gateway's own CPU per
+    /// event on the `gateway` path: how much of the client's efficiency the
+    /// gateway keeps (1 is as cheap as an embedded librdkafka producer).
+    fn gateway_efficiency(gateway: &Throughput, direct: &Throughput) -> f64 {
+        direct.cpu_per_event_us()[0] / gateway.cpu_per_event_us()[1]
+    }
+
     /// The secured gateway's CPU per streamed event over the plain one's,
     /// minus one: what TLS, tokens and the policy add.
     fn secure_cpu_overhead(&self) -> f64 {
@@ -54,12 +63,13 @@ impl Report {
     }
 
     /// The measured scenarios, with their names in the JSON.
-    fn throughputs(&self) -> [(&'static str, &Throughput); 11] {
+    fn throughputs(&self) -> [(&'static str, &Throughput); 12] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
             ("direct_closed_loop", &self.direct_closed),
             ("stream_publish", &self.stream),
+            ("batched_stream_publish", &self.batched_stream),
             ("direct_consume", &self.direct_consume),
             ("subscribe", &self.subscribe),
             ("fanout", &self.fanout),
@@ -95,6 +105,7 @@ impl Report {
             "concurrency": o.concurrency,
             "channels": o.channels,
             "publish_streams": o.publish_streams,
+            "batch": o.batch,
             "repeat": o.repeat,
             "linger_ms": o.linger_ms,
             "direct_produce_eps": round(self.direct_produce.eps()),
@@ -143,6 +154,19 @@ impl Report {
                 "manual_unary_vs_auto",
                 Self::ratio(&self.acks_unary, &self.auto_reader),
             ),
+            ("batched_stream_publish_eps", self.batched_stream.eps()),
+            (
+                "gateway_efficiency_stream",
+                Self::gateway_efficiency(&self.stream, &self.direct_produce),
+            ),
+            (
+                "gateway_efficiency_batched_stream",
+                Self::gateway_efficiency(&self.batched_stream, &self.direct_produce),
+            ),
+            (
+                "unary_gateway_cpu_us_per_call",
+                self.unary.cpu_per_event_us()[1],
+            ),
         ];
         for (field, figure) in acks {
             value[field] = serde_json::json!(round(figure));
@@ -179,6 +203,10 @@ impl Report {
         row(
             &self.stream,
             Some(Self::ratio(&self.stream, &self.direct_produce)),
+        );
+        row(
+            &self.batched_stream,
+            Some(Self::ratio(&self.batched_stream, &self.direct_produce)),
         );
         row(&self.direct_closed, None);
         row(
@@ -225,6 +253,12 @@ impl Report {
             Self::cpu_ratio(&self.stream, &self.direct_produce),
             Self::cpu_ratio(&self.subscribe, &self.direct_consume),
         );
+        println!(
+            "gateway efficiency (direct client CPU per event / gateway's): streaming {:.2}, batches of {} {:.2}",
+            Self::gateway_efficiency(&self.stream, &self.direct_produce),
+            o.batch,
+            Self::gateway_efficiency(&self.batched_stream, &self.direct_produce),
+        );
         println!();
         println!(
             "latency at {} events/s of {} B (open loop, {} events each)",
@@ -260,27 +294,14 @@ impl Report {
     }
 
     fn problems(&self) -> Vec<String> {
-        let throughputs = [
-            &self.direct_produce,
-            &self.direct_closed,
-            &self.unary,
-            &self.stream,
-            &self.direct_consume,
-            &self.subscribe,
-            &self.fanout,
-            &self.secure_stream,
-            &self.auto_reader,
-            &self.acks_on_stream,
-            &self.acks_unary,
-        ];
         let latencies = [
             ("latency: direct", &self.direct_latency.1),
             ("latency: PublishEvent", &self.publish_latency.1),
             ("latency: PublishEvent (TLS)", &self.secure_latency.1),
         ];
-        throughputs
+        self.throughputs()
             .iter()
-            .filter_map(|t| t.problem())
+            .filter_map(|(_, t)| t.problem())
             .chain(
                 latencies
                     .iter()

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// What `--help` says after the flags.
 const AFTER_HELP: &str =
@@ -152,6 +152,11 @@ pub struct Config {
     #[arg(long, env = "TOPIC_REPLICATION", default_value_t = -1, allow_hyphen_values = true)]
     pub topic_replication: i32,
 
+    /// How the records the gateway writes to Kafka are compressed (librdkafka
+    /// compression.type; a --kafka-property compression.type wins).
+    #[arg(long, env = "KAFKA_COMPRESSION", value_enum, default_value_t = Compression::None)]
+    pub kafka_compression: Compression,
+
     /// Longest time Kafka gets to store a published event (librdkafka
     /// message.timeout.ms). A client's shorter gRPC deadline wins.
     #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -168,8 +173,9 @@ pub struct Config {
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
 
-    /// Most Subscribe streams open at once; further ones get
-    /// RESOURCE_EXHAUSTED.
+    /// Most Subscribe and StreamingSubscribe streams open at once; further
+    /// ones get RESOURCE_EXHAUSTED. Streams never count against
+    /// --max-concurrent-requests.
     #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
     pub max_subscriptions: usize,
 
@@ -326,6 +332,29 @@ fn parse_properties_file(text: &str) -> Result<Vec<KafkaProperty>, String> {
             )),
         })
         .collect()
+}
+
+/// A compression codec of Kafka records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// librdkafka's name of the codec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
 }
 
 impl Config {

@@ -185,8 +185,12 @@ impl Error {
                     // A unary request with no message, or one cut short.
                     || message == "Missing request message."
                     || message == "Unexpected EOF decoding stream."
+                    // A compressed message that is corrupt.
+                    || message.starts_with("Error decompressing")
             }
             Code::OutOfRange => message.contains("message length too large"),
+            // A compressed message larger than the limit once decompressed.
+            Code::ResourceExhausted => message.starts_with("Error decompressing"),
             _ => false,
         };
         undecodable.then(|| {
@@ -304,11 +308,16 @@ mod tests {
             ),
             Status::internal("Missing request message."),
             Status::internal("Unexpected EOF decoding stream."),
+            Status::internal("Error decompressing: corrupt deflate stream"),
+            Status::resource_exhausted(
+                "Error decompressing: size limit, of 9 bytes, exceeded while decompressing message",
+            ),
         ] {
             let error = Error::undecodable(&status).expect("bad input");
             assert_eq!(error.code(), Code::InvalidArgument, "{status:?}");
         }
         assert!(Error::undecodable(&Status::internal("Kafka failed")).is_none());
+        assert!(Error::undecodable(&Status::resource_exhausted("--max-subscriptions")).is_none());
         assert!(Error::undecodable(&Status::unavailable("protocol error: x")).is_none());
     }
 

@@ -17,6 +17,7 @@ use futures_util::Stream;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::ServerConfig;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
@@ -267,7 +268,14 @@ fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(EventGatewayServer::new(gateway).max_decoding_message_size(max_message));
+        .add_service(
+            EventGatewayServer::new(gateway)
+                .max_decoding_message_size(max_message)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd),
+        );
     let accepting = edge::Accepting {
         max_connections: config.max_connections,
         idle: edge::IdleLimits {
@@ -301,6 +309,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.delivery_timeout,
         embedded.is_some(),
         config.max_payload_bytes,
+        config.kafka_compression.as_str(),
     )
     .context("cannot create the Kafka producer")?;
     let metrics = Metrics::default();

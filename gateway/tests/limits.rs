@@ -1,6 +1,7 @@
 //! The caps on what one gateway holds, each met: subscriptions, Kafka
 //! consumers and PublishEvents streams beyond their limit get
-//! RESOURCE_EXHAUSTED naming it, and the place is free again once one ends.
+//! RESOURCE_EXHAUSTED naming it, and the place is free again once one ends;
+//! streams count against their own caps, never the unary calls' limit.
 
 use eventgateway::v1::{PublishEventsRequest, StartFrom, SubscribeRequest};
 use serde_json::json;
@@ -89,6 +90,7 @@ async fn publish_streams_beyond_the_cap_are_refused() {
             key: String::new(),
             event: Some(json_event(json!({"n": 1}))),
         }),
+        batch: Vec::new(),
     })
     .await
     .unwrap();
@@ -103,5 +105,33 @@ async fn publish_streams_beyond_the_cap_are_refused() {
         }
     })
     .await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn streams_count_against_their_own_cap_not_the_unary_limit() {
+    let (_broker, topic, gateway, mut client) = fixture_with("streams-not-calls", 1, |config| {
+        config.max_concurrent_requests = 2;
+        config.max_subscriptions = 8;
+    })
+    .await;
+    // More Subscribe streams than the unary limit, on one connection: all
+    // are served.
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(subscribe(&mut client, latest(&topic)).await.1);
+    }
+    // One more than the stream cap is refused, naming it...
+    let refused = client.subscribe(latest(&topic)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-subscriptions"),
+        "{refused:?}"
+    );
+    // ...while a unary call still succeeds, and every stream gets its event.
+    publish(&mut client, &topic, "k", json!({"n": 1})).await;
+    for stream in &mut streams {
+        assert_eq!(n(&next_delivery(stream).await), 1);
+    }
     gateway.shutdown().await.unwrap();
 }

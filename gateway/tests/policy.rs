@@ -124,6 +124,7 @@ async fn principals_publish_subscribe_and_acknowledge_only_where_granted() {
     let requests = futures_util::stream::iter([PublishEventsRequest {
         request_id: "1".into(),
         publish: Some(publish_request(&b)),
+        batch: Vec::new(),
     }]);
     let mut answers = client
         .publish_events(with_token(requests, &ta))

@@ -272,6 +272,22 @@ pub fn read_plain(
     partition: i32,
     offset: i64,
 ) -> rdkafka::message::OwnedMessage {
+    read_plain_range(brokers, topic, partition, offset, 1)
+        .pop()
+        .expect("one record")
+}
+
+/// The `count` records from `from` on of `topic`'s `partition`, read by a
+/// plain Kafka consumer (blocking). Fails the test after [`PATIENCE`].
+/// (tansu answers a fetch from inside a record batch with the next batch:
+/// read records written together from the first of them.)
+pub fn read_plain_range(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    count: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::message::Message;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -279,22 +295,25 @@ pub fn read_plain(
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .unwrap();
     consumer.assign(&tpl).unwrap();
     let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
+    let mut records = Vec::with_capacity(count);
+    while records.len() < count {
         assert!(
             std::time::Instant::now() < deadline,
-            "the plain consumer got nothing"
+            "the plain consumer got {} of {count} records",
+            records.len()
         );
         if let Some(result) = consumer.poll(Duration::from_millis(200)) {
             let message = result.expect("plain consume").detach();
-            if message.offset() == offset {
-                return message;
+            if message.offset() == from + records.len() as i64 {
+                records.push(message);
             }
         }
     }
+    records
 }
 
 /// [`read_plain`] off the async runtime, so that a gateway on the same

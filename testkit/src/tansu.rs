@@ -36,12 +36,22 @@ pub fn binary() -> Result<PathBuf, String> {
     )
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, never one this process was given before:
+/// the port is free when asked for, and the system may hand it out again
+/// before the process that is to listen on it has started.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Where a broker's log goes: a file named after its port in the temp dir.

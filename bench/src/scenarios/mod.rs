@@ -1,7 +1,8 @@
 //! The scenarios, run in order against one gateway process and one broker,
 //! each beside its direct-Kafka baseline.
 //!
-//! - `publish`: direct produce, closed loops, unary and streaming publish.
+//! - `publish`: direct produce, closed loops, unary and streaming publish,
+//!   one event or a batch per request.
 //! - `consume`: a plain consumer and one Subscribe stream.
 //! - `acks`: one MANUAL stream acking every delivery, on the stream or with
 //!   unary Acknowledge calls.
@@ -105,7 +106,8 @@ pub(crate) async fn run(
     // The short publish scenarios alternate, `--repeat` times each, and
     // report their median: one burst of interference on a shared machine
     // then moves neither side of the ratio much.
-    let (mut direct_runs, mut stream_runs, mut secure_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut direct_runs, mut stream_runs, mut batched_runs, mut secure_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=o.repeat.max(1) {
         if runs("produce") {
             step(&format!("direct produce ({round}/{})", o.repeat));
@@ -117,19 +119,36 @@ pub(crate) async fn run(
             let streams = publish::stream(
                 &channels,
                 &stream_topic,
-                o.events,
-                o.size,
+                (o.events, o.size),
                 o.publish_streams,
+                1,
             );
             stream_runs.push(on_cpu(&processes, streams).await);
+            step(&format!(
+                "batched PublishEvents, {} a request ({round}/{})",
+                o.batch, o.repeat
+            ));
+            let batches = publish::stream(
+                &channels,
+                &stream_topic,
+                (o.events, o.size),
+                o.publish_streams,
+                o.batch,
+            );
+            batched_runs.push(on_cpu(&processes, batches).await);
         }
         if let (Some((channels, processes)), true) = (&secure, runs("stream")) {
             step(&format!(
                 "streaming PublishEvents, TLS and tokens ({round}/{})",
                 o.repeat
             ));
-            let streams =
-                publish::stream(channels, &stream_topic, o.events, o.size, o.publish_streams);
+            let streams = publish::stream(
+                channels,
+                &stream_topic,
+                (o.events, o.size),
+                o.publish_streams,
+                1,
+            );
             secure_runs.push(on_cpu(processes, streams).await);
         }
     }
@@ -144,6 +163,8 @@ pub(crate) async fn run(
         median(direct_runs).unwrap_or_else(|| Throughput::skipped("direct produce"));
     let stream =
         median(stream_runs).unwrap_or_else(|| Throughput::skipped("streaming PublishEvents"));
+    let batched_stream =
+        median(batched_runs).unwrap_or_else(|| Throughput::skipped("batched PublishEvents"));
     let direct_closed = if runs("closed") {
         step("direct closed loop");
         let closed =
@@ -260,6 +281,7 @@ pub(crate) async fn run(
         direct_closed,
         unary,
         stream,
+        batched_stream,
         direct_consume,
         subscribe,
         fanout,

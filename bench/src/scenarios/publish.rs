@@ -1,5 +1,6 @@
 //! Publishing: the direct producer unbounded and in a closed loop, unary
-//! PublishEvent in the same closed loop, and PublishEvents streams.
+//! PublishEvent in the same closed loop, and PublishEvents streams, one
+//! event or one batch per request.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::publish_events_response::Result as Outcome;
+use eventgateway::v1::publish_result::Result as BatchOutcome;
 use eventgateway::v1::PublishEventsRequest;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
@@ -161,13 +163,14 @@ pub(super) async fn gather(mut tasks: JoinSet<Tally>, events: u64) -> Tally {
     tally
 }
 
-/// `streams` PublishEvents streams sharing `events` events.
+/// `streams` PublishEvents streams sharing `events` events, `batch` events
+/// per request (one: the `publish` field; more: a `batch`).
 pub(crate) async fn stream(
     channels: &[GatewayChannel],
     topic: &str,
-    events: u64,
-    size: usize,
+    (events, size): (u64, usize),
     streams: usize,
+    batch: usize,
 ) -> Throughput {
     let streams = streams.max(1) as u64;
     let mut tasks = JoinSet::new();
@@ -175,28 +178,58 @@ pub(crate) async fn stream(
     for s in 0..streams {
         let client = EventGatewayClient::new(channels[s as usize % channels.len()].clone());
         let mine: Vec<u64> = (s..events).step_by(streams as usize).collect();
-        tasks.spawn(one_stream(client, topic.to_owned(), mine, events, size));
+        tasks.spawn(one_stream(
+            client,
+            topic.to_owned(),
+            mine,
+            (events, size),
+            batch.max(1),
+        ));
     }
     let tally = gather(tasks, events).await;
-    Throughput::new("streaming PublishEvents", events, started.elapsed(), tally)
+    let name = if batch > 1 {
+        "batched PublishEvents"
+    } else {
+        "streaming PublishEvents"
+    };
+    Throughput::new(name, events, started.elapsed(), tally)
 }
 
-/// One PublishEvents stream of the events `mine` (of `events`).
+/// One PublishEvents stream of the events `mine` (of `events`), `batch` per
+/// request; each request's id is the index of its first event.
 async fn one_stream(
     mut client: EventGatewayClient<GatewayChannel>,
     topic: String,
     mine: Vec<u64>,
-    events: u64,
-    size: usize,
+    (events, size): (u64, usize),
+    batch: usize,
 ) -> Tally {
     let mut tally = Tally::new(events);
-    let expected = mine.len();
+    let requests: Vec<Vec<u64>> = mine.chunks(batch).map(<[u64]>::to_vec).collect();
+    let expected = requests.len();
+    // Per request id, the indexes of its events.
+    let indexes: std::collections::HashMap<String, Vec<u64>> = requests
+        .iter()
+        .map(|chunk| (chunk[0].to_string(), chunk.clone()))
+        .collect();
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
-        for index in mine {
-            let request = PublishEventsRequest {
-                request_id: index.to_string(),
-                publish: Some(publish_request(&topic, index, size)),
+        for chunk in requests {
+            let mut events = chunk
+                .iter()
+                .map(|&index| publish_request(&topic, index, size));
+            let request = if batch == 1 {
+                PublishEventsRequest {
+                    request_id: chunk[0].to_string(),
+                    publish: events.next(),
+                    batch: Vec::new(),
+                }
+            } else {
+                PublishEventsRequest {
+                    request_id: chunk[0].to_string(),
+                    publish: None,
+                    batch: events.collect(),
+                }
             };
             if tx.send(request).await.is_err() {
                 return;
@@ -212,13 +245,31 @@ async fn one_stream(
     };
     for _ in 0..expected {
         match answers.message().await {
-            Ok(Some(answer)) => match answer.result {
-                Some(Outcome::Stored(_)) => tally.mark_key(&answer.request_id),
-                Some(Outcome::Error(error)) => {
-                    tally.error(format!("PublishEvents answer: {}", error.message))
+            Ok(Some(answer)) => {
+                let Some(sent) = indexes.get(&answer.request_id) else {
+                    tally.error("PublishEvents answer to no request");
+                    continue;
+                };
+                match answer.result {
+                    Some(Outcome::Stored(_)) => tally.mark(sent[0]),
+                    Some(Outcome::Error(error)) => {
+                        tally.error(format!("PublishEvents answer: {}", error.message))
+                    }
+                    None if answer.batch.len() == sent.len() => {
+                        for (index, result) in sent.iter().zip(answer.batch) {
+                            match result.result {
+                                Some(BatchOutcome::Stored(_)) => tally.mark(*index),
+                                Some(BatchOutcome::Error(error)) => tally.error(format!(
+                                    "PublishEvents batch answer: {}",
+                                    error.message
+                                )),
+                                None => tally.error("PublishEvents batch answer without a result"),
+                            }
+                        }
+                    }
+                    None => tally.error("PublishEvents answer without a result"),
                 }
-                None => tally.error("PublishEvents answer without a result"),
-            },
+            }
             Ok(None) => {
                 tally.error("PublishEvents ended early");
                 break;

@@ -1,9 +1,11 @@
 //! One publish request as PublishEvent and PublishEvents both handle it:
 //! validated, published, its outcome logged and counted.
 
+use std::collections::BTreeSet;
 use std::time::Instant as Clock;
 
 use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use prost::Message as _;
@@ -13,7 +15,7 @@ use crate::auth::access::Access;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::publish::Publishing;
+use crate::publish::{Publish, Publishing};
 use crate::text::clip;
 
 /// Publishes requests; cloning shares what it publishes through.
@@ -46,10 +48,9 @@ impl PublishCalls {
     }
 
     /// Validates one request, checks that its caller `from` may publish it
-    /// now, and publishes it, answering by `deadline`; logs
-    /// the outcome and counts it under its topic, or under `(unknown)` when
-    /// the topic is not known to exist (so that clients cannot make up
-    /// metric series).
+    /// now, and publishes it, answering by `deadline`; logs the outcome and
+    /// counts it under its topic, or under `(unknown)` when the topic is not
+    /// known to exist (so that clients cannot make up metric series).
     pub(super) async fn publish(
         &self,
         request: PublishEventRequest,
@@ -58,21 +59,73 @@ impl PublishCalls {
         caller: opentelemetry::Context,
     ) -> Result<PublishEventResponse, Error> {
         let started = Clock::now();
-        tracing::debug!(topic = %clip(&request.topic), "publish received");
         let topic = request.topic.clone();
-        let bytes = request.encoded_len();
-        let allowed =
-            validate::publish_request(request, self.max_payload_bytes).and_then(|publish| {
-                self.access.publish(from, &topic, bytes)?;
-                Ok(publish)
-            });
-        let outcome = match allowed {
+        let outcome = match self.admit(request, from) {
             // Boxed: the publish state machine is large, and callers keep
             // many of these futures in flight (PublishEvents); they move a
             // pointer.
             Ok(publish) => Box::pin(self.publishing.publish(publish, deadline, caller)).await,
             Err(error) => Err(error),
         };
+        self.counted(&topic, started, outcome)
+    }
+
+    /// Publishes a batch: refused whole when over its bounds, else each
+    /// event as [`Self::publish`] would, answered in the batch's order. The
+    /// batch's topics are looked up first, so that its events reach the
+    /// producer in the batch's order (and those of one key keep it).
+    pub(super) async fn publish_batch(
+        &self,
+        batch: Vec<PublishEventRequest>,
+        from: &Caller,
+        deadline: Instant,
+        caller: &opentelemetry::Context,
+    ) -> Result<Vec<Result<PublishEventResponse, Error>>, Error> {
+        validate::batch(&batch, self.max_payload_bytes)?;
+        let started = Clock::now();
+        let admitted: Vec<(String, Result<Publish, Error>)> = batch
+            .into_iter()
+            .map(|request| (request.topic.clone(), self.admit(request, from)))
+            .collect();
+        let topics: BTreeSet<&str> = admitted
+            .iter()
+            .filter(|(_, publish)| publish.is_ok())
+            .map(|(topic, _)| topic.as_str())
+            .collect();
+        for topic in topics {
+            // A topic that is not there fails its events below, each with
+            // its own answer.
+            let _ = tokio::time::timeout_at(deadline, self.publishing.ensure(topic)).await;
+        }
+        let outcomes = admitted.into_iter().map(|(topic, admitted)| async move {
+            let outcome = match admitted {
+                Ok(publish) => {
+                    Box::pin(self.publishing.publish(publish, deadline, caller.clone())).await
+                }
+                Err(error) => Err(error),
+            };
+            self.counted(&topic, started, outcome)
+        });
+        Ok(join_all(outcomes).await)
+    }
+
+    /// A request checked, and its caller's right and quota to publish it.
+    fn admit(&self, request: PublishEventRequest, from: &Caller) -> Result<Publish, Error> {
+        tracing::debug!(topic = %clip(&request.topic), "publish received");
+        let bytes = request.encoded_len();
+        let topic = request.topic.clone();
+        let publish = validate::publish_request(request, self.max_payload_bytes)?;
+        self.access.publish(from, &topic, bytes)?;
+        Ok(publish)
+    }
+
+    /// Logs and counts the outcome of one publish to `topic`.
+    fn counted(
+        &self,
+        topic: &str,
+        started: Clock,
+        outcome: Result<PublishEventResponse, Error>,
+    ) -> Result<PublishEventResponse, Error> {
         let code = match &outcome {
             Ok(response) => {
                 tracing::debug!(
@@ -87,7 +140,7 @@ impl PublishCalls {
                 error.code()
             }
         };
-        let label = (outcome.is_ok() || self.publishing.topic_exists(&topic)).then_some(&*topic);
+        let label = (outcome.is_ok() || self.publishing.topic_exists(topic)).then_some(topic);
         self.metrics.published(label, code, started.elapsed());
         outcome
     }

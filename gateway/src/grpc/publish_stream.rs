@@ -1,15 +1,20 @@
 //! PublishEvents: a client's stream of events, each published as
 //! PublishEvent publishes it and answered as Kafka confirms it, correlated by
-//! the client's `request_id`. At most [`IN_FLIGHT`] events of one stream are
-//! in flight; a client that does not read its answers stops the gateway
-//! from reading its requests (backpressure, bounded memory).
+//! the client's `request_id`; a request may carry a batch, answered once all
+//! its events are done. At most [`IN_FLIGHT`] events of one stream are in
+//! flight (and one batch more); a client that does not read its answers
+//! stops the gateway from reading its requests (backpressure, bounded
+//! memory).
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use eventgateway::trace_context;
 use eventgateway::v1::publish_events_response::Result as Outcome;
-use eventgateway::v1::{PublishError, PublishEventsRequest, PublishEventsResponse};
+use eventgateway::v1::publish_result::Result as BatchOutcome;
+use eventgateway::v1::{
+    PublishError, PublishEventResponse, PublishEventsRequest, PublishEventsResponse, PublishResult,
+};
 use eventgateway_runtime::shutdown::Shutdown;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -23,7 +28,7 @@ use crate::auth::Caller;
 use crate::error::Error;
 use crate::spans;
 
-/// Events of one stream published at once.
+/// Events of one stream published at once (a batch's events each count).
 const IN_FLIGHT: usize = 256;
 
 /// The stream type of PublishEvents.
@@ -60,6 +65,8 @@ pub(super) fn serve(
             let calls = &calls;
             let from = &from;
             let mut in_flight = FuturesUnordered::new();
+            // Events in flight: a batch counts all of its own.
+            let mut events = 0;
             let mut reading = true;
             // Why the client's side failed, when it did.
             let mut failed = None;
@@ -70,14 +77,17 @@ pub(super) fn serve(
                 tokio::select! {
                     biased;
                     () = &mut stopping, if reading => reading = false,
-                    Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                    Some((answer, weight)) = in_flight.next(), if !in_flight.is_empty() => {
+                        events -= weight;
                         // The client may have gone; its answers go with it.
                         let _ = tx.send(Ok(answer)).await;
                     }
-                    next = inbound.message(), if reading && in_flight.len() < IN_FLIGHT => match next {
+                    next = inbound.message(), if reading && events < IN_FLIGHT => match next {
                         Ok(Some(item)) => {
                             let deadline = Instant::now() + request_timeout;
-                            in_flight.push(publish(calls, from, item, deadline, caller.clone()));
+                            let weight = item.batch.len().max(1);
+                            events += weight;
+                            in_flight.push(publish(calls, from, item, deadline, caller.clone(), weight));
                         }
                         Ok(None) => reading = false,
                         Err(status) => {
@@ -100,28 +110,64 @@ pub(super) fn serve(
     Box::pin(ReceiverStream::new(rx))
 }
 
-/// Publishes one request of the stream and builds its answer.
+/// Publishes one request of the stream (an event or a batch) and builds its
+/// answer; returns it with the request's `weight`.
 async fn publish(
     calls: &PublishCalls,
     from: &Caller,
     item: PublishEventsRequest,
     deadline: Instant,
     caller: opentelemetry::Context,
-) -> PublishEventsResponse {
-    let outcome = match item.publish {
-        Some(publish) => calls.publish(publish, from, deadline, caller).await,
-        None => Err(Error::InvalidArgument(
-            "publish is missing: set the event to publish".into(),
+    weight: usize,
+) -> (PublishEventsResponse, usize) {
+    let PublishEventsRequest {
+        request_id,
+        publish,
+        batch,
+    } = item;
+    let mut answer = PublishEventsResponse {
+        request_id,
+        result: None,
+        batch: Vec::new(),
+    };
+    let outcome = match (publish, batch.is_empty()) {
+        (Some(publish), true) => calls.publish(publish, from, deadline, caller).await,
+        (None, false) => match calls.publish_batch(batch, from, deadline, &caller).await {
+            Ok(outcomes) => {
+                answer.batch = outcomes
+                    .into_iter()
+                    .map(|outcome| PublishResult {
+                        result: Some(match outcome {
+                            Ok(stored) => BatchOutcome::Stored(stored),
+                            Err(error) => BatchOutcome::Error(publish_error(&error)),
+                        }),
+                    })
+                    .collect();
+                return (answer, weight);
+            }
+            Err(error) => Err(error),
+        },
+        (Some(_), false) => Err(Error::InvalidArgument(
+            "both publish and batch are set: set one of them".into(),
+        )),
+        (None, true) => Err(Error::InvalidArgument(
+            "publish is missing: set the event to publish, or a batch".into(),
         )),
     };
-    PublishEventsResponse {
-        request_id: item.request_id,
-        result: Some(match outcome {
-            Ok(stored) => Outcome::Stored(stored),
-            Err(error) => Outcome::Error(PublishError {
-                code: error.code() as i32,
-                message: error.to_string(),
-            }),
-        }),
+    answer.result = Some(outcome_of(outcome));
+    (answer, weight)
+}
+
+fn outcome_of(outcome: Result<PublishEventResponse, Error>) -> Outcome {
+    match outcome {
+        Ok(stored) => Outcome::Stored(stored),
+        Err(error) => Outcome::Error(publish_error(&error)),
+    }
+}
+
+fn publish_error(error: &Error) -> PublishError {
+    PublishError {
+        code: error.code() as i32,
+        message: error.to_string(),
     }
 }

@@ -41,6 +41,11 @@ pub(crate) const MAX_REQUEST_ID_LEN: usize = 256;
 pub(crate) const MAX_DELIVERY_ATTEMPTS: u32 = 1000;
 /// Longest subscription id the gateway hands out (a UUID takes 36).
 const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
+/// Most events in one batch of PublishEvents.
+pub(crate) const MAX_BATCH_EVENTS: usize = 1000;
+/// A batch's encoded events together, at most, in units of
+/// --max-payload-bytes.
+pub(crate) const BATCH_PAYLOADS: usize = 4;
 /// Most attributes (text and binary together) on one event.
 pub(crate) const MAX_ATTRIBUTES: usize = 100;
 /// Longest attribute name.
@@ -177,6 +182,26 @@ fn attributes(event: &eventgateway::v1::Event) -> Result<(), Error> {
         return Err(Error::InvalidArgument(format!(
             "attribute {} is in both attributes and binary_attributes; a name goes in one",
             clip(name)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the bounds of a PublishEvents batch as a whole: its count and its
+/// encoded size; each event is checked on its own as it is published.
+pub(crate) fn batch(batch: &[PublishEventRequest], max_payload_bytes: usize) -> Result<(), Error> {
+    if batch.len() > MAX_BATCH_EVENTS {
+        return Err(Error::InvalidArgument(format!(
+            "the batch has {} events; at most {MAX_BATCH_EVENTS}",
+            batch.len()
+        )));
+    }
+    let most = max_payload_bytes.saturating_mul(BATCH_PAYLOADS);
+    let bytes: usize = batch.iter().map(prost::Message::encoded_len).sum();
+    if bytes > most {
+        return Err(Error::InvalidArgument(format!(
+            "the batch's events are {bytes} bytes; at most {most} ({BATCH_PAYLOADS} times \
+             --max-payload-bytes)"
         )));
     }
     Ok(())
@@ -637,6 +662,27 @@ mod tests {
         ] {
             assert_eq!(code(topic_name(bad)), Some(Code::InvalidArgument), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_batch_is_bounded_in_count_and_bytes() {
+        let event = |bytes: usize| PublishEventRequest {
+            topic: "t".into(),
+            key: String::new(),
+            event: Some(Event {
+                data: Some(Data::Binary(vec![0; bytes])),
+                ..Event::default()
+            }),
+        };
+        assert!(batch(&vec![event(1); MAX_BATCH_EVENTS], 1_000_000).is_ok());
+        let many = batch(&vec![event(1); MAX_BATCH_EVENTS + 1], 1_000_000).unwrap_err();
+        assert_eq!(many.code(), Code::InvalidArgument);
+        assert!(many.to_string().contains("at most 1000"), "{many}");
+        // Four events of 1,000 bytes fit four times 1,100; a fifth does not.
+        assert!(batch(&vec![event(1000); 4], 1100).is_ok());
+        let large = batch(&vec![event(1000); 5], 1100).unwrap_err();
+        assert_eq!(large.code(), Code::InvalidArgument);
+        assert!(large.to_string().contains("--max-payload-bytes"), "{large}");
     }
 
     #[test]

@@ -54,6 +54,11 @@ impl Publishing {
         }
     }
 
+    /// Makes sure `topic` exists (creating it if allowed); cached.
+    pub(crate) async fn ensure(&self, topic: &str) -> Result<(), Error> {
+        self.topics.ensure(topic).await
+    }
+
     /// Whether `topic` is known to exist.
     pub(crate) fn topic_exists(&self, topic: &str) -> bool {
         self.topics.is_known(topic)

@@ -64,6 +64,7 @@ impl Publisher {
         delivery_timeout: Duration,
         create_topics_on_metadata: bool,
         max_payload_bytes: usize,
+        compression: &str,
     ) -> Result<Self, KafkaError> {
         // A record is its payload, its key and headers: the producer takes
         // every payload the gateway accepts.
@@ -80,7 +81,7 @@ impl Publisher {
                 // (about 2x librdkafka's default of 5 ms) and keeps about 90%
                 // of streaming throughput (BENCHMARKS.md).
                 ("linger.ms", LINGER_MS),
-                ("compression.type", "none"),
+                ("compression.type", compression),
             ],
             &[
                 ("acks", "all".into()),
