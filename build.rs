@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     config.protoc_executable(protoc);
 
     tonic_prost_build::configure()
+        .codec_path("crate::codec::LeanCodec")
         .file_descriptor_set_path(out_dir.join("eventgateway_descriptor.bin"))
         .compile_with_config(
             config,

@@ -4,6 +4,7 @@
 //! - [`v1`]: the generated protobuf types, the tonic client and the server trait
 //!   of `proto/eventgateway/v1/gateway.proto`.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
+//! - [`codec`]: the protobuf codec the generated client and server use.
 //! - [`json`]: conversion between `google.protobuf.Struct` and JSON text.
 //! - [`trace_context`]: W3C trace context in gRPC metadata and event
 //!   attributes, and the span of a delivery's handling ([`delivery_span!`]).
@@ -12,6 +13,7 @@
 //!   attached, so that both sides of the wire share one definition.
 #![warn(missing_docs)]
 
+pub mod codec;
 pub mod json;
 pub mod record;
 pub mod trace_context;

@@ -66,11 +66,11 @@ pub(crate) struct Options {
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub(crate) patience: Duration,
     /// Run only these scenarios (comma-separated): produce, closed, unary,
-    /// stream, consume, subscribe, acks (one MANUAL reader acking every
-    /// delivery on the stream, one with unary Acknowledge, and an AUTO one,
-    /// alternating), fanout, latency, and secure (a second gateway with TLS,
-    /// tokens and a policy: its stream and latency, beside those of the
-    /// plain one). The others report null.
+    /// stream (one event and one batch a request), consume, subscribe, acks
+    /// (one MANUAL reader acking every delivery on the stream, one with unary
+    /// Acknowledge, and an AUTO one, alternating), fanout, latency, and
+    /// secure (a second gateway with TLS, tokens and a policy: its stream
+    /// and latency, beside those of the plain one). The others report null.
     #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.

@@ -176,7 +176,7 @@ pub struct Config {
     /// Most Subscribe and StreamingSubscribe streams open at once; further
     /// ones get RESOURCE_EXHAUSTED. Streams never count against
     /// --max-concurrent-requests.
-    #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = 50_000)]
     pub max_subscriptions: usize,
 
     /// Most Kafka consumers at once: one per subscription with a group,

@@ -229,6 +229,7 @@ async fn run(
 /// for [`SLOW_SUBSCRIBER`]: however many stall, the tail waits at most that
 /// long. A member still full then is ended with RESOURCE_EXHAUSTED.
 async fn broadcast(members: &mut Vec<Member>, message: SubscribeResponse) -> u64 {
+    let message = Arc::new(message);
     let mut handed = 0;
     let mut full = Vec::new();
     for (index, member) in members.iter_mut().enumerate() {

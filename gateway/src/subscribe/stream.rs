@@ -6,6 +6,11 @@
 //! that no subscription ever ends as if it had completed. With a consumer
 //! group in ACK_MODE_AUTO, each delivery's offset is stored for commit the
 //! moment gRPC takes it from the channel: "handed to the stream".
+//!
+//! Messages travel shared ([`Message`]): a live tail hands one message to
+//! all of its streams, and each buffers a pointer to it, not a copy; a
+//! stream takes its own copy only as gRPC encodes it (none when it is the
+//! last holder).
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, Weak};
@@ -20,11 +25,15 @@ use tonic::Status;
 use super::consumer::SubscriptionConsumer;
 use crate::error::Error;
 
+/// A message of a subscription's channel, shared among the streams of a
+/// live tail.
+pub(super) type Message = Arc<SubscribeResponse>;
+
 /// The sending end of a subscription's channel; cloning shares it.
 #[derive(Debug, Clone)]
 pub(super) struct Deliveries {
     /// The stream's messages.
-    pub(super) tx: mpsc::Sender<SubscribeResponse>,
+    pub(super) tx: mpsc::Sender<Message>,
     /// Why the stream ends, once known.
     end: Arc<OnceLock<Error>>,
 }
@@ -47,7 +56,7 @@ pub(super) fn channel(id: &str, buffer: usize) -> (Deliveries, Ending) {
         })),
     };
     // The channel is new and has room.
-    let _ = tx.try_send(subscribed);
+    let _ = tx.try_send(Arc::new(subscribed));
     let end = Arc::new(OnceLock::new());
     (
         Deliveries {
@@ -61,7 +70,7 @@ pub(super) fn channel(id: &str, buffer: usize) -> (Deliveries, Ending) {
 /// The receiving end of a subscription's channel, for [`DeliveryStream`].
 pub(super) struct Ending {
     /// The stream's messages.
-    rx: mpsc::Receiver<SubscribeResponse>,
+    rx: mpsc::Receiver<Message>,
     /// Why the stream ends, once known.
     end: Arc<OnceLock<Error>>,
 }
@@ -71,7 +80,7 @@ pub(super) struct Ending {
 /// then the reason it ended.
 pub(super) struct DeliveryStream {
     /// Messages from the subscription task or the live tail.
-    inner: ReceiverStream<SubscribeResponse>,
+    inner: ReceiverStream<Message>,
     /// Why the stream ends.
     end: Arc<OnceLock<Error>>,
     /// Whether the final status was handed out.
@@ -123,6 +132,7 @@ impl Stream for DeliveryStream {
             let error = self.end.get().cloned().unwrap_or(Error::Interrupted);
             return Poll::Ready(Some(Err(Status::from(error))));
         };
+        let message = Arc::unwrap_or_clone(message);
         if let (
             SubscribeResponse {
                 kind: Some(Kind::Delivery(delivery)),
@@ -159,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_ends_with_its_reason_after_what_was_buffered() {
         let (deliveries, ending) = channel("s", 4);
-        deliveries.tx.send(delivery(7)).await.unwrap();
+        deliveries.tx.send(Arc::new(delivery(7))).await.unwrap();
         deliveries.end_with(Error::ShuttingDown);
         deliveries.end_with(Error::Interrupted);
         drop(deliveries);

@@ -193,7 +193,7 @@ pub(super) async fn run(
                     }),
                 };
                 if let Some(message) = next {
-                    permit.send(message);
+                    permit.send(Arc::new(message));
                 }
             }
             message = consumer.recv(), if can_read => match message {
