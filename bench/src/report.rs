@@ -29,6 +29,9 @@ pub(crate) struct Report {
     /// One MANUAL Subscribe stream acked with unary Acknowledge calls.
     pub(crate) acks_unary: Throughput,
     pub(crate) peak_rss_mib: f64,
+    /// The gateway's resident memory before the fan-out's streams opened,
+    /// and its high-water mark after.
+    pub(crate) fanout_rss_mib: (f64, f64),
 }
 
 impl Report {
@@ -48,6 +51,12 @@ impl Report {
     /// gateway keeps (1 is as cheap as an embedded librdkafka producer).
     fn gateway_efficiency(gateway: &Throughput, direct: &Throughput) -> f64 {
         direct.cpu_per_event_us()[0] / gateway.cpu_per_event_us()[1]
+    }
+
+    /// What 1,000 fan-out streams added to the gateway's memory, MiB.
+    fn fanout_mib_per_1000_streams(&self) -> f64 {
+        let (before, peak) = self.fanout_rss_mib;
+        (peak - before) / self.options.fanout_streams as f64 * 1000.0
     }
 
     /// The secured gateway's CPU per streamed event over the plain one's,
@@ -142,7 +151,8 @@ impl Report {
             "all_accounted": self.problems().is_empty(),
         });
         let mut value = value;
-        let acks = [
+        // Past the json! macro's recursion limit, one field at a time.
+        let more = [
             ("auto_reader_eps", self.auto_reader.eps()),
             ("manual_acks_on_stream_eps", self.acks_on_stream.eps()),
             ("manual_acks_unary_eps", self.acks_unary.eps()),
@@ -167,8 +177,13 @@ impl Report {
                 "unary_gateway_cpu_us_per_call",
                 self.unary.cpu_per_event_us()[1],
             ),
+            ("fanout_peak_rss_mib", self.fanout_rss_mib.1),
+            (
+                "fanout_mib_per_1000_streams",
+                self.fanout_mib_per_1000_streams(),
+            ),
         ];
-        for (field, figure) in acks {
+        for (field, figure) in more {
             value[field] = serde_json::json!(round(figure));
         }
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
@@ -233,8 +248,12 @@ impl Report {
             Some(Self::ratio(&self.acks_unary, &self.auto_reader)),
         );
         println!(
-            "fan-out: {} streams x {} events",
-            o.fanout_streams, o.fanout_events
+            "fan-out: {} streams x {} events; gateway memory {:.0} MiB before, {:.0} MiB peak: {:.1} MiB per 1,000 streams",
+            o.fanout_streams,
+            o.fanout_events,
+            self.fanout_rss_mib.0,
+            self.fanout_rss_mib.1,
+            self.fanout_mib_per_1000_streams()
         );
         println!();
         println!(

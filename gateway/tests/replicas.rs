@@ -118,6 +118,25 @@ impl Tally {
         got.is_some_and(|got| first.when + COMMIT_INTERVAL + SLACK >= got)
     }
 
+    /// Waits until every event of `range` was handled (the `phase` of the
+    /// test), tells how many were handled twice, and returns those.
+    async fn all_handled(
+        &self,
+        range: std::ops::Range<i64>,
+        phase: &str,
+    ) -> Vec<(i64, Vec<Acceptance>)> {
+        self.wait_for(range.clone(), phase).await;
+        let twice = self.twice(range.clone());
+        let _ = writeln!(
+            std::io::stderr(),
+            "replicas, {phase}: {} events, {} deliveries in all, {} handled twice",
+            range.count(),
+            self.delivered.load(Ordering::Relaxed),
+            twice.len()
+        );
+        twice
+    }
+
     /// Waits until every event of `range` was handled; fails the test after
     /// [`REGROUP`].
     async fn wait_for(&self, range: std::ops::Range<i64>, what: &str) {
@@ -421,16 +440,7 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
     })
     .await;
     nudge.notify_one();
-    tally
-        .wait_for(0..FIRST, "every first event handled after the kill")
-        .await;
-    let twice = tally.twice(0..FIRST);
-    let _ = writeln!(
-        std::io::stderr(),
-        "replicas, kill: {FIRST} events, {} deliveries, {} handled twice",
-        tally.delivered.load(Ordering::Relaxed),
-        twice.len()
-    );
+    let twice = tally.all_handled(0..FIRST, "kill").await;
     // Only what the killed replica settled and had not committed yet (its
     // last commit interval) comes again, besides the broker's overlaps.
     for (n, acceptances) in &twice {
@@ -472,16 +482,9 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
         replica.start(&broker.brokers()).await;
     }
     producer.await.unwrap();
-    tally
-        .wait_for(FIRST..FIRST + SECOND, "every second event handled")
+    let twice = tally
+        .all_handled(FIRST..FIRST + SECOND, "rolling restart")
         .await;
-    let twice = tally.twice(FIRST..FIRST + SECOND);
-    let _ = writeln!(
-        std::io::stderr(),
-        "replicas, rolling restart: {SECOND} events, {} deliveries in all, {} handled twice",
-        tally.delivered.load(Ordering::Relaxed),
-        twice.len()
-    );
     // A replica stopped with SIGTERM commits what was acked before its
     // partitions move: what comes again came from the broker's overlaps.
     for (n, acceptances) in &twice {

@@ -239,8 +239,13 @@ pub(crate) async fn run(
     let acks_on_stream =
         median(stream_acks).unwrap_or_else(|| Throughput::skipped(acks::ON_THE_STREAM));
     let acks_unary = median(unary_acks).unwrap_or_else(|| Throughput::skipped(acks::UNARY));
+    // The fan-out's memory: what the gateway held before its streams opened,
+    // and its high-water mark after (the run's highest, where fan-out is the
+    // scenario that holds the most).
+    let mut fanout_rss = (f64::NAN, f64::NAN);
     let fanout = if runs("fanout") {
         step("fan-out");
+        fanout_rss.0 = rss_mib(processes.gateway);
         let deliveries = fanout::fanout(
             &gateway,
             &producer,
@@ -250,7 +255,9 @@ pub(crate) async fn run(
             o.size,
             patience,
         );
-        on_cpu(&processes, deliveries).await?
+        let deliveries = on_cpu(&processes, deliveries).await?;
+        fanout_rss.1 = peak_rss_mib(processes.gateway);
+        deliveries
     } else {
         Throughput::skipped("fan-out (deliveries)")
     };
@@ -293,6 +300,7 @@ pub(crate) async fn run(
         acks_on_stream,
         acks_unary,
         peak_rss_mib: peak_rss_mib(processes.gateway),
+        fanout_rss_mib: fanout_rss,
     })
 }
 
@@ -302,12 +310,22 @@ fn step(name: &str) {
 
 /// The peak resident memory of process `pid` (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
+    memory_mib(pid, "VmHWM:")
+}
+
+/// The process's resident memory now, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    memory_mib(pid, "VmRSS:")
+}
+
+/// A memory figure of `/proc/<pid>/status` (given in kB), in MiB.
+fn memory_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .find_map(|line| line.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
