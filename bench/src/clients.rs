@@ -45,6 +45,45 @@ pub(crate) fn warm_up_record() -> OutgoingRecord {
     event_to_record(WARM_UP, event(16, uuid::Uuid::now_v7().to_string()))
 }
 
+/// The PublishEvent request of event `index` (keyed by its index) with a
+/// JSON payload of about `size` bytes, compressible as business events are:
+/// repeated field names, ids that differ in a few digits, a few words.
+pub(crate) fn json_publish_request(topic: &str, index: u64, size: usize) -> PublishEventRequest {
+    let mut items = Vec::new();
+    let mut body = serde_json::json!({});
+    while body.to_string().len() < size {
+        let n = items.len() as u64;
+        items.push(serde_json::json!({
+            "sku": format!("sku-{:06}", (index * 7 + n) % 1_000_000),
+            "name": "Organic green tea, 20 bags",
+            "quantity": n % 5 + 1,
+            "unit_price": "4.95",
+            "currency": "EUR",
+        }));
+        body = serde_json::json!({
+            "order_id": format!("order-{index:010}"),
+            "customer": {
+                "id": format!("user-{:08}", index % 100_000),
+                "email": format!("user-{:08}@example.com", index % 100_000),
+                "country": "DE",
+            },
+            "status": "placed",
+            "items": items,
+        });
+    }
+    let data = eventgateway::json::json_to_struct(body.to_string().as_bytes())
+        .map(Data::Json)
+        .expect("a JSON object");
+    PublishEventRequest {
+        topic: topic.to_owned(),
+        key: index.to_string(),
+        event: Some(Event {
+            data: Some(data),
+            ..event(0, String::new())
+        }),
+    }
+}
+
 /// The PublishEvent request of event `index` (keyed by its index).
 pub(crate) fn publish_request(topic: &str, index: u64, size: usize) -> PublishEventRequest {
     PublishEventRequest {

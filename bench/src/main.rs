@@ -131,15 +131,37 @@ async fn bench(options: Options) -> Result<(), String> {
     } else {
         None
     };
+    let runs_compression =
+        options.only.is_empty() || options.only.iter().any(|n| n == "compression");
+    let mut compressed = Vec::new();
+    if runs_compression {
+        for (name, codec) in [("Kafka lz4", "lz4"), ("Kafka zstd", "zstd")] {
+            let port = tansu::free_port();
+            let flag = format!("--kafka-compression={codec}");
+            let process = Process(spawn_gateway(&options, &brokers, port, &[flag])?);
+            let processes = cpu::Processes {
+                gateway: process.0.id(),
+                broker: processes.broker,
+            };
+            compressed.push((name, port, process, processes));
+        }
+    }
     let targets = scenarios::Targets {
         plain: (clients::Target::plain(port), processes),
         secure: secure
             .as_ref()
             .map(|(files, _, processes)| (files.target.clone(), *processes)),
+        compressed: compressed
+            .iter()
+            .map(|(name, port, _, processes)| (*name, clients::Target::plain(*port), *processes))
+            .collect(),
     };
     let report = scenarios::run(&options, &brokers, targets).await?;
     gateway.stop(Duration::from_secs(60));
     if let Some((_, process, _)) = secure {
+        process.stop(Duration::from_secs(60));
+    }
+    for (_, _, process, _) in compressed {
         process.stop(Duration::from_secs(60));
     }
     report.print();

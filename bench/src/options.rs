@@ -70,8 +70,10 @@ pub(crate) struct Options {
     /// (one MANUAL reader acking every delivery on the stream, one with unary
     /// Acknowledge, and an AUTO one, alternating), fanout, latency, and
     /// secure (a second gateway with TLS, tokens and a policy: its stream
-    /// and latency, beside those of the plain one). The others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure"])]
+    /// and latency, beside those of the plain one), and compression (a JSON
+    /// payload through two more gateways writing lz4 and zstd, and with gzip
+    /// and zstd gRPC messages). The others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

@@ -2,6 +2,7 @@
 //! and whether every event of every scenario was accounted for.
 
 use crate::options::Options;
+use crate::scenarios::compression::Codec;
 use crate::tally::{Side, Throughput};
 
 /// What the benchmark measured.
@@ -32,6 +33,8 @@ pub(crate) struct Report {
     /// The gateway's resident memory before the fan-out's streams opened,
     /// and its high-water mark after.
     pub(crate) fanout_rss_mib: (f64, f64),
+    /// The compression scenario's runs, one per codec.
+    pub(crate) compression: Vec<Codec>,
 }
 
 impl Report {
@@ -186,6 +189,19 @@ impl Report {
         for (field, figure) in more {
             value[field] = serde_json::json!(round(figure));
         }
+        let codecs: serde_json::Map<String, serde_json::Value> = self
+            .compression
+            .iter()
+            .map(|codec| {
+                let figures = serde_json::json!({
+                    "eps": round(codec.run.eps()),
+                    "gateway_cpu_us_per_event": round(codec.run.cpu_per_event_us()[1]),
+                    "loopback_bytes_per_event": round(codec.wire),
+                });
+                (codec.name.to_owned(), figures)
+            })
+            .collect();
+        value["compression"] = serde_json::Value::Object(codecs);
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
     }
 
@@ -305,6 +321,25 @@ impl Report {
             self.secure_cpu_overhead() * 100.0,
             self.secure_added_p50_ms()
         );
+        if !self.compression.is_empty() {
+            println!();
+            println!(
+                "compression, JSON of about {} B {:>19} {:>9} {:>12}",
+                crate::scenarios::compression::PAYLOAD_BYTES,
+                "events/s",
+                "gw CPU us",
+                "loopback B",
+            );
+            for codec in &self.compression {
+                println!(
+                    "{:<34} {:>12.0} {:>9.2} {:>12.0}",
+                    codec.name,
+                    codec.run.eps(),
+                    codec.run.cpu_per_event_us()[1],
+                    codec.wire
+                );
+            }
+        }
         println!();
         println!("gateway peak RSS: {:.1} MiB", self.peak_rss_mib);
         for problem in self.problems() {
@@ -320,7 +355,9 @@ impl Report {
         ];
         self.throughputs()
             .iter()
-            .filter_map(|(_, t)| t.problem())
+            .map(|(_, t)| *t)
+            .chain(self.compression.iter().map(|codec| &codec.run))
+            .filter_map(Throughput::problem)
             .chain(
                 latencies
                     .iter()

@@ -29,6 +29,11 @@ const FIELDS: &[&str] = &[
     "manual_acks_unary_eps",
     "manual_stream_vs_auto",
     "manual_unary_vs_auto",
+    "batched_stream_publish_eps",
+    "gateway_efficiency_stream",
+    "gateway_efficiency_batched_stream",
+    "unary_gateway_cpu_us_per_call",
+    "fanout_peak_rss_mib",
 ];
 
 fn json_file(name: &str) -> PathBuf {
@@ -100,6 +105,32 @@ fn every_scenario_accounts_for_every_event() {
             report[field]
         );
     }
+    assert!(
+        report["fanout_mib_per_1000_streams"]
+            .as_f64()
+            .is_some_and(f64::is_finite),
+        "{report:#}"
+    );
+    // Each codec's run moved every event, with its CPU and bytes measured.
+    for codec in [
+        "Kafka none",
+        "Kafka lz4",
+        "Kafka zstd",
+        "gRPC gzip",
+        "gRPC zstd",
+    ] {
+        for figure in [
+            "eps",
+            "gateway_cpu_us_per_event",
+            "loopback_bytes_per_event",
+        ] {
+            let value = report["compression"][codec][figure].as_f64();
+            assert!(
+                value.is_some_and(|v| v.is_finite() && v > 0.0),
+                "compression.{codec}.{figure} is {value:?} in {report:#}"
+            );
+        }
+    }
     assert_eq!(report["all_accounted"], true, "{report:#}");
     // CPU time per event of each process, read from /proc: never negative,
     // and the unary calls (tens of microseconds each on both sides) show.
@@ -144,12 +175,15 @@ fn every_scenario_accounts_for_every_event() {
         "direct produce",
         "unary PublishEvent",
         "streaming PublishEvents",
+        "batched PublishEvents",
         "Subscribe",
         "MANUAL, acks on the stream",
         "MANUAL, unary Acknowledge",
         "fan-out",
         "added by the gateway",
         "CPU per event",
+        "Kafka zstd",
+        "gRPC gzip",
     ] {
         assert!(
             stdout.contains(row),

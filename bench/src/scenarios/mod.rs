@@ -8,12 +8,15 @@
 //!   unary Acknowledge calls.
 //! - `fanout`: many streams on one topic.
 //! - `latency`: open-loop publish latency.
+//! - `compression`: a JSON payload through each Kafka codec and each gRPC
+//!   message encoding.
 //!
 //! With a second, secured gateway (TLS, bearer tokens, a policy), its
 //! streaming publish alternates with the plain gateway's, and its latency
 //! is measured after the plain one's, each against the direct producer.
 
 mod acks;
+pub(crate) mod compression;
 mod consume;
 mod fanout;
 mod latency;
@@ -36,6 +39,9 @@ pub(crate) struct Targets {
     pub(crate) plain: (Target, Processes),
     /// The gateway with TLS, bearer tokens and a policy, when it runs.
     pub(crate) secure: Option<(Target, Processes)>,
+    /// Gateways writing to Kafka with a codec (`--kafka-compression`), when
+    /// the compression scenario runs.
+    pub(crate) compressed: Vec<(&'static str, Target, Processes)>,
 }
 
 /// Runs every scenario `options` asks for against the gateways in front of
@@ -58,6 +64,7 @@ pub(crate) async fn run(
         topic("fanout"),
         topic("latency"),
     );
+    let compression_topic = topic("compression");
     testkit::create_topics(
         brokers,
         &[
@@ -67,6 +74,7 @@ pub(crate) async fn run(
             &stream_topic,
             &fanout_topic,
             &latency_topic,
+            &compression_topic,
         ],
         o.partitions,
     )
@@ -121,7 +129,7 @@ pub(crate) async fn run(
                 &stream_topic,
                 (o.events, o.size),
                 o.publish_streams,
-                1,
+                publish::Shape::plain(),
             );
             stream_runs.push(on_cpu(&processes, streams).await);
             step(&format!(
@@ -133,7 +141,7 @@ pub(crate) async fn run(
                 &stream_topic,
                 (o.events, o.size),
                 o.publish_streams,
-                o.batch,
+                publish::Shape::batched(o.batch),
             );
             batched_runs.push(on_cpu(&processes, batches).await);
         }
@@ -147,7 +155,7 @@ pub(crate) async fn run(
                 &stream_topic,
                 (o.events, o.size),
                 o.publish_streams,
-                1,
+                publish::Shape::plain(),
             );
             secure_runs.push(on_cpu(processes, streams).await);
         }
@@ -280,6 +288,37 @@ pub(crate) async fn run(
     } else {
         (none(), Vec::new())
     };
+    let compression = if runs("compression") {
+        step("compression: Kafka none, lz4, zstd; gRPC gzip, zstd");
+        let mut gateways = vec![compression::Through {
+            name: "Kafka none",
+            target: &gateway,
+            processes: &processes,
+            encoding: None,
+        }];
+        for (name, target, processes) in &targets.compressed {
+            gateways.push(compression::Through {
+                name,
+                target,
+                processes,
+                encoding: None,
+            });
+        }
+        for (name, encoding) in [
+            ("gRPC gzip", tonic::codec::CompressionEncoding::Gzip),
+            ("gRPC zstd", tonic::codec::CompressionEncoding::Zstd),
+        ] {
+            gateways.push(compression::Through {
+                name,
+                target: &gateway,
+                processes: &processes,
+                encoding: Some(encoding),
+            });
+        }
+        compression::codecs(&gateways, &compression_topic, o.events, o.publish_streams).await?
+    } else {
+        Vec::new()
+    };
     let secure_latency = if sides.len() > 1 { sides.pop() } else { None }.unwrap_or_else(none);
     let publish_latency = sides.pop().unwrap_or_else(none);
     Ok(Report {
@@ -301,6 +340,7 @@ pub(crate) async fn run(
         acks_unary,
         peak_rss_mib: peak_rss_mib(processes.gateway),
         fanout_rss_mib: fanout_rss,
+        compression,
     })
 }
 

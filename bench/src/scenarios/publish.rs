@@ -17,8 +17,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::CompressionEncoding;
 
-use crate::clients::{direct_record, enqueue, publish_request, GatewayChannel};
+use crate::clients::{
+    direct_record, enqueue, json_publish_request, publish_request, GatewayChannel,
+};
 use crate::tally::{Tally, Throughput};
 
 /// Direct producer: events enqueued and not yet confirmed, at most.
@@ -163,27 +166,63 @@ pub(super) async fn gather(mut tasks: JoinSet<Tally>, events: u64) -> Tally {
     tally
 }
 
-/// `streams` PublishEvents streams sharing `events` events, `batch` events
-/// per request (one: the `publish` field; more: a `batch`).
+/// How a streaming scenario's requests look.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Events a request: one uses the `publish` field, more a `batch`.
+    pub(crate) batch: usize,
+    /// A compressible JSON payload instead of binary bytes.
+    pub(crate) json: bool,
+    /// gRPC message compression, both ways.
+    pub(crate) encoding: Option<CompressionEncoding>,
+}
+
+impl Shape {
+    /// One binary event a request, uncompressed.
+    pub(crate) fn plain() -> Self {
+        Self::batched(1)
+    }
+
+    /// `batch` binary events a request, uncompressed.
+    pub(crate) fn batched(batch: usize) -> Self {
+        Self {
+            batch,
+            json: false,
+            encoding: None,
+        }
+    }
+}
+
+/// `streams` PublishEvents streams sharing `events` events, shaped by
+/// `shape`.
 pub(crate) async fn stream(
     channels: &[GatewayChannel],
     topic: &str,
     (events, size): (u64, usize),
     streams: usize,
-    batch: usize,
+    shape: Shape,
 ) -> Throughput {
+    let batch = shape.batch;
     let streams = streams.max(1) as u64;
     let mut tasks = JoinSet::new();
     let started = Instant::now();
     for s in 0..streams {
         let client = EventGatewayClient::new(channels[s as usize % channels.len()].clone());
         let mine: Vec<u64> = (s..events).step_by(streams as usize).collect();
+        let client = match shape.encoding {
+            Some(encoding) => client.send_compressed(encoding).accept_compressed(encoding),
+            None => client,
+        };
+        let shape = Shape {
+            batch: batch.max(1),
+            ..shape
+        };
         tasks.spawn(one_stream(
             client,
             topic.to_owned(),
             mine,
             (events, size),
-            batch.max(1),
+            shape,
         ));
     }
     let tally = gather(tasks, events).await;
@@ -202,8 +241,9 @@ async fn one_stream(
     topic: String,
     mine: Vec<u64>,
     (events, size): (u64, usize),
-    batch: usize,
+    shape: Shape,
 ) -> Tally {
+    let batch = shape.batch;
     let mut tally = Tally::new(events);
     let requests: Vec<Vec<u64>> = mine.chunks(batch).map(<[u64]>::to_vec).collect();
     let expected = requests.len();
@@ -215,9 +255,13 @@ async fn one_stream(
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
         for chunk in requests {
-            let mut events = chunk
-                .iter()
-                .map(|&index| publish_request(&topic, index, size));
+            let mut events = chunk.iter().map(|&index| {
+                if shape.json {
+                    json_publish_request(&topic, index, size)
+                } else {
+                    publish_request(&topic, index, size)
+                }
+            });
             let request = if batch == 1 {
                 PublishEventsRequest {
                     request_id: chunk[0].to_string(),
