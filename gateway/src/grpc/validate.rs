@@ -339,30 +339,19 @@ pub(crate) fn settle_request(request: SettleRequest) -> Result<Settle, Error> {
             request.request_id.len()
         )));
     }
-    let within = |what: &str, duration: Option<prost_types::Duration>| {
-        duration
-            .map(|d| {
-                Duration::try_from(d)
-                    .ok()
-                    .filter(|d| *d <= MAX_DELAY)
-                    .ok_or_else(|| {
-                        Error::InvalidArgument(format!(
-                            "a {what} must be 0 to {}s",
-                            MAX_DELAY.as_secs()
-                        ))
-                    })
-            })
-            .transpose()
-    };
     let mut verbs = Vec::with_capacity(count);
     for id in request.acks {
         verbs.push((Verb::Ack, id));
     }
     for nack in request.nacks {
-        verbs.push((Verb::Nack(within("nack delay", nack.delay)?), nack.ack_id));
+        let after = nack.delay.map(|d| delay("a nack delay", d)).transpose()?;
+        verbs.push((Verb::Nack(after), nack.ack_id));
     }
     for extend in request.extends {
-        let by = within("extension", extend.extension)?;
+        let by = extend
+            .extension
+            .map(|d| delay("an extension", d))
+            .transpose()?;
         verbs.push((Verb::Extend(by), extend.ack_id));
     }
     for letter in request.dead_letters {
@@ -504,23 +493,25 @@ fn manual_acks(
     })
 }
 
+/// A delay, extension or backoff `what` the client sent, within 0 to
+/// [`MAX_DELAY`].
+fn delay(what: &str, duration: prost_types::Duration) -> Result<Duration, Error> {
+    Duration::try_from(duration)
+        .ok()
+        .filter(|d| *d <= MAX_DELAY)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("{what} must be 0 to {}s", MAX_DELAY.as_secs()))
+        })
+}
+
 /// A retry policy within bounds.
 fn retry_policy(policy: &eventgateway::v1::RetryPolicy) -> Result<Backoff, Error> {
-    let bounded = |what: &str, value: Option<prost_types::Duration>, unset: Duration| {
-        value.map_or(Ok(unset), |d| {
-            Duration::try_from(d)
-                .ok()
-                .filter(|d| *d <= MAX_DELAY)
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "retry_policy.{what} must be 0 to {}s",
-                        MAX_DELAY.as_secs()
-                    ))
-                })
-        })
-    };
-    let min = bounded("minimum_backoff", policy.minimum_backoff, Duration::ZERO)?;
-    let max = bounded("maximum_backoff", policy.maximum_backoff, MAX_DELAY)?;
+    let min = policy.minimum_backoff.map_or(Ok(Duration::ZERO), |d| {
+        delay("retry_policy.minimum_backoff", d)
+    })?;
+    let max = policy
+        .maximum_backoff
+        .map_or(Ok(MAX_DELAY), |d| delay("retry_policy.maximum_backoff", d))?;
     if min > max {
         return Err(Error::InvalidArgument(format!(
             "retry_policy.minimum_backoff ({min:?}) is longer than maximum_backoff ({max:?})"
