@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 
@@ -122,6 +122,23 @@ impl Drop for SubscriptionContext {
 }
 
 impl ConsumerContext for SubscriptionContext {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            // Nothing was settled since the last commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                // What was settled since the last commit that counted comes
+                // again to the partition's next owner.
+                tracing::warn!(
+                    %error,
+                    group = %self.group,
+                    partitions = offsets.count(),
+                    "a commit of settled offsets failed"
+                );
+            }
+        }
+    }
+
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,

@@ -111,8 +111,13 @@ pub(super) async fn run(
             behind_since = None;
         }
         let client_behind = behind_since.is_some_and(|since| now >= since + PAUSE_AFTER);
-        if (window_full || client_behind) != stats.paused.get() {
-            set_paused(&consumer, &stats, window_full || client_behind);
+        // A draining subscription takes nothing new, but its consumer is
+        // still polled: a rebalance meanwhile is answered at once (its
+        // partitions handed on with what was settled committed) instead of
+        // holding the group (and librdkafka's commits) until it closes.
+        let pause = draining.is_some() || window_full || client_behind;
+        if pause != stats.paused.get() {
+            set_paused(&consumer, &stats, pause);
         }
         stats.held.set(urgent.len() + fresh.len());
         if let Some(ledger) = &ledger {
@@ -123,8 +128,7 @@ pub(super) async fn run(
             && (!urgent.is_empty() || ready || (!fresh.is_empty() && !window_full));
         // A paused consumer is still polled (rebalances, liveness); it
         // fetches nothing new.
-        let can_read =
-            draining.is_none() && ((fresh.is_empty() && !window_full) || stats.paused.get());
+        let can_read = (fresh.is_empty() && !window_full) || stats.paused.get();
         let next_timer = ledger.as_mut().and_then(Ledger::next_timer);
         let pause_check = behind_since
             .filter(|_| !client_behind)
@@ -134,6 +138,9 @@ pub(super) async fn run(
             biased;
             () = shutdown.started(), if draining.is_none() => {
                 draining = Some(Instant::now() + inputs.drain);
+                // Never sent: the partition's next owner reads them.
+                fresh.clear();
+                tracing::info!(out = ledger.as_ref().map_or(0, Ledger::out), "draining: taking acks for what is out");
             }
             () = tokio::time::sleep_until(draining.unwrap_or(now)), if draining.is_some() => {}
             () = tx.closed() => break,
@@ -198,7 +205,7 @@ pub(super) async fn run(
             }
             message = consumer.recv(), if can_read => match message {
                 Ok(message) => {
-                    if gate.admits(&message) {
+                    if draining.is_none() && gate.admits(&message) {
                         fresh.push_back(Record::read(&message));
                     }
                 }
