@@ -11,6 +11,8 @@ pub(crate) struct Report {
     pub(crate) direct_produce: Throughput,
     pub(crate) direct_closed: Throughput,
     pub(crate) unary: Throughput,
+    /// The same callers calling Health/Check: the floor under a unary call.
+    pub(crate) unary_floor: Throughput,
     pub(crate) stream: Throughput,
     /// PublishEvents with `--batch` events a request.
     pub(crate) batched_stream: Throughput,
@@ -75,10 +77,11 @@ impl Report {
     }
 
     /// The measured scenarios, with their names in the JSON.
-    fn throughputs(&self) -> [(&'static str, &Throughput); 12] {
+    fn throughputs(&self) -> [(&'static str, &Throughput); 13] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
+            ("unary_floor", &self.unary_floor),
             ("direct_closed_loop", &self.direct_closed),
             ("stream_publish", &self.stream),
             ("batched_stream_publish", &self.batched_stream),
@@ -180,6 +183,14 @@ impl Report {
                 "unary_gateway_cpu_us_per_call",
                 self.unary.cpu_per_event_us()[1],
             ),
+            (
+                "unary_floor_gateway_cpu_us_per_call",
+                self.unary_floor.cpu_per_event_us()[1],
+            ),
+            (
+                "unary_gateway_cpu_us_above_floor",
+                self.unary.cpu_per_event_us()[1] - self.unary_floor.cpu_per_event_us()[1],
+            ),
             ("fanout_peak_rss_mib", self.fanout_rss_mib.1),
             (
                 "fanout_mib_per_1000_streams",
@@ -244,6 +255,7 @@ impl Report {
             &self.unary,
             Some(Self::ratio(&self.unary, &self.direct_closed)),
         );
+        row(&self.unary_floor, None);
         row(&self.direct_consume, None);
         row(
             &self.subscribe,

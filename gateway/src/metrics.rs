@@ -48,7 +48,7 @@ type Labels = Vec<(&'static str, String)>;
 const CODES: usize = 17;
 
 /// The topic label of a publish to a topic not known to exist.
-const UNKNOWN_TOPIC: &str = "(unknown)";
+pub(crate) const UNKNOWN_TOPIC: &str = "(unknown)";
 
 /// One topic's publish series, by status code.
 type PublishSeries = Vec<Option<(Counter, Histogram)>>;
@@ -267,14 +267,15 @@ impl Metrics {
         self.0.registry.clone()
     }
 
-    /// Counts one publish call to `topic`, or to a topic not known to exist
-    /// (`None`).
-    pub(crate) fn published(&self, topic: Option<&str>, code: Code, took: Duration) {
-        let topic = topic.unwrap_or(UNKNOWN_TOPIC);
+    /// Counts `events` publishes to `topic` (or to [`UNKNOWN_TOPIC`], one
+    /// not known to exist) that ended with `code` after `took`.
+    pub(crate) fn published(&self, topic: &str, code: Code, took: Duration, events: u64) {
         let index = (code as usize).min(CODES - 1);
         let record = |(count, seconds): &(Counter, Histogram)| {
-            count.inc();
-            seconds.observe(took.as_secs_f64());
+            count.inc_by(events);
+            for _ in 0..events {
+                seconds.observe(took.as_secs_f64());
+            }
         };
         if let Some(series) = read(&self.0.publish_series)
             .get(topic)
@@ -433,9 +434,9 @@ mod tests {
     #[test]
     fn series_render_with_their_labels() {
         let metrics = Metrics::default();
-        metrics.published(Some("orders"), Code::Ok, Duration::from_millis(3));
-        metrics.published(Some("orders"), Code::NotFound, Duration::from_millis(1));
-        metrics.published(None, Code::NotFound, Duration::from_millis(1));
+        metrics.published("orders", Code::Ok, Duration::from_millis(3), 1);
+        metrics.published("orders", Code::NotFound, Duration::from_millis(1), 1);
+        metrics.published(UNKNOWN_TOPIC, Code::NotFound, Duration::from_millis(1), 1);
         metrics.lag("g", "orders", 2, 17);
         let text = eventgateway_runtime::metrics::render(&metrics.registry());
         assert!(

@@ -9,9 +9,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use eventgateway::v1::publish_result::Result as BatchOutcome;
 use eventgateway::v1::{
-    event::Data, AckMode, Event, PublishEventRequest, StartFrom, SubscribeRequest,
-    SubscribeResponse,
+    event::Data, AckMode, Event, PublishEventRequest, PublishEventsRequest, PublishEventsResponse,
+    StartFrom, SubscribeRequest, SubscribeResponse,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -443,4 +444,64 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<OwnedMessage> {
         }
         target = again;
     }
+}
+
+/// Kafka is slow to store a batch: each of its events is answered
+/// DEADLINE_EXCEEDED when the request timeout passes, in the batch's
+/// order, and the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_kafka_is_slow_to_store_is_answered_event_by_event_at_its_deadline() {
+    let topic = topic("slow-batch");
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(&topic, 1, 1).unwrap();
+    let mut config = config(Some(cluster.bootstrap_servers()));
+    config.request_timeout = Duration::from_secs(1);
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let (requests, outbound) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .publish_events(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let batch = |id: &str, numbers: std::ops::Range<i64>| {
+        let requests = requests.clone();
+        let message = PublishEventsRequest {
+            request_id: id.into(),
+            publish: None,
+            batch: numbers.map(|n| request(&topic, n)).collect(),
+        };
+        async move { requests.send(message).await.unwrap() }
+    };
+    let codes = |answer: &PublishEventsResponse| -> Vec<Code> {
+        answer
+            .batch
+            .iter()
+            .map(|result| match &result.result {
+                Some(BatchOutcome::Stored(_)) => Code::Ok,
+                Some(BatchOutcome::Error(error)) => Code::from(error.code),
+                None => panic!("an empty result: {answer:?}"),
+            })
+            .collect()
+    };
+
+    batch("stored", 0..3).await;
+    let answer = answers.message().await.unwrap().expect("an answer");
+    assert_eq!(codes(&answer), [Code::Ok; 3], "{answer:?}");
+
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(5))
+        .unwrap();
+    batch("slow", 3..6).await;
+    let answer = answers.message().await.unwrap().expect("an answer");
+    assert_eq!(answer.request_id, "slow");
+    assert_eq!(codes(&answer), [Code::DeadlineExceeded; 3], "{answer:?}");
+
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    batch("after", 6..9).await;
+    let answer = answers.message().await.unwrap().expect("an answer");
+    assert_eq!(answer.request_id, "after");
+    assert_eq!(codes(&answer), [Code::Ok; 3], "{answer:?}");
+    drop(requests);
+    gateway.shutdown().await.unwrap();
 }

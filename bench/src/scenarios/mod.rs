@@ -188,6 +188,13 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("unary PublishEvent")
     };
+    let unary_floor = if runs("unary") {
+        step(publish::FLOOR);
+        let calls = publish::unary_floor(&channels, o.events, o.concurrency);
+        on_cpu(&processes, calls).await
+    } else {
+        Throughput::skipped(publish::FLOOR)
+    };
     // Both consumers read what the gateway stored (every event published
     // through it must be in Kafka), or else what the direct producer stored.
     let stored = if runs("unary") {
@@ -326,6 +333,7 @@ pub(crate) async fn run(
         direct_produce,
         direct_closed,
         unary,
+        unary_floor,
         stream,
         batched_stream,
         direct_consume,

@@ -18,11 +18,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 use crate::clients::{
     direct_record, enqueue, json_publish_request, publish_request, GatewayChannel,
 };
 use crate::tally::{Tally, Throughput};
+
+/// The name of the unary floor scenario.
+pub(crate) const FLOOR: &str = "unary floor (Health/Check)";
 
 /// Direct producer: events enqueued and not yet confirmed, at most.
 const DIRECT_WINDOW: usize = 50_000;
@@ -148,6 +153,30 @@ pub(crate) async fn unary(
                     .await
                     .map(drop)
                     .map_err(|status| format!("PublishEvent: {status}"))
+            }
+        }
+    })
+    .await
+}
+
+/// The floor under any unary call: the same callers on the same
+/// connections calling grpc.health.v1.Health/Check, which does nothing but
+/// answer. What PublishEvent costs above it is the gateway's own work.
+pub(crate) async fn unary_floor(
+    channels: &[GatewayChannel],
+    calls: u64,
+    concurrency: usize,
+) -> Throughput {
+    closed_loop(FLOOR, calls, concurrency, |task| {
+        let client = HealthClient::new(channels[task % channels.len()].clone());
+        move |_| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .map(drop)
+                    .map_err(|status| format!("Health/Check: {status}"))
             }
         }
     })

@@ -1,11 +1,9 @@
 //! One publish request as PublishEvent and PublishEvents both handle it:
 //! validated, published, its outcome logged and counted.
 
-use std::collections::BTreeSet;
 use std::time::Instant as Clock;
 
 use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
-use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use prost::Message as _;
@@ -14,7 +12,7 @@ use super::validate;
 use crate::auth::access::Access;
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UNKNOWN_TOPIC};
 use crate::publish::{Publish, Publishing};
 use crate::text::clip;
 
@@ -71,9 +69,8 @@ impl PublishCalls {
     }
 
     /// Publishes a batch: refused whole when over its bounds, else each
-    /// event as [`Self::publish`] would, answered in the batch's order. The
-    /// batch's topics are looked up first, so that its events reach the
-    /// producer in the batch's order (and those of one key keep it).
+    /// event as [`Self::publish`] would, answered in the batch's order (and
+    /// reaching the producer in it, so that those of one key keep it).
     pub(super) async fn publish_batch(
         &self,
         batch: Vec<PublishEventRequest>,
@@ -83,30 +80,37 @@ impl PublishCalls {
     ) -> Result<Vec<Result<PublishEventResponse, Error>>, Error> {
         validate::batch(&batch, self.max_payload_bytes)?;
         let started = Clock::now();
-        let admitted: Vec<(String, Result<Publish, Error>)> = batch
+        let (topics, admitted): (Vec<String>, Vec<Result<Publish, Error>>) = batch
             .into_iter()
             .map(|request| (request.topic.clone(), self.admit(request, from)))
-            .collect();
-        let topics: BTreeSet<&str> = admitted
-            .iter()
-            .filter(|(_, publish)| publish.is_ok())
-            .map(|(topic, _)| topic.as_str())
-            .collect();
-        for topic in topics {
-            // A topic that is not there fails its events below, each with
-            // its own answer.
-            let _ = tokio::time::timeout_at(deadline, self.publishing.ensure(topic)).await;
-        }
-        let outcomes = admitted.into_iter().map(|(topic, admitted)| async move {
-            let outcome = match admitted {
-                Ok(publish) => {
-                    Box::pin(self.publishing.publish(publish, deadline, caller.clone())).await
-                }
-                Err(error) => Err(error),
+            .unzip();
+        let outcomes = self
+            .publishing
+            .publish_batch(admitted, deadline, caller)
+            .await;
+        // Counted once per topic and status, not once per event.
+        let took = started.elapsed();
+        // (A batch mostly has one topic and one outcome: a short list.)
+        let mut counts: Vec<(&str, tonic::Code, u64)> = Vec::new();
+        for (topic, outcome) in topics.iter().zip(&outcomes) {
+            let code = logged(outcome);
+            let label = if outcome.is_ok() || self.publishing.topic_exists(topic) {
+                topic.as_str()
+            } else {
+                UNKNOWN_TOPIC
             };
-            self.counted(&topic, started, outcome)
-        });
-        Ok(join_all(outcomes).await)
+            match counts
+                .iter_mut()
+                .find(|(t, c, _)| *t == label && *c == code)
+            {
+                Some((_, _, count)) => *count += 1,
+                None => counts.push((label, code, 1)),
+            }
+        }
+        for (topic, code, count) in counts {
+            self.metrics.published(topic, code, took, count);
+        }
+        Ok(outcomes)
     }
 
     /// A request checked, and its caller's right and quota to publish it.
@@ -126,22 +130,31 @@ impl PublishCalls {
         started: Clock,
         outcome: Result<PublishEventResponse, Error>,
     ) -> Result<PublishEventResponse, Error> {
-        let code = match &outcome {
-            Ok(response) => {
-                tracing::debug!(
-                    partition = response.partition,
-                    offset = response.offset,
-                    "event stored"
-                );
-                tonic::Code::Ok
-            }
-            Err(error) => {
-                tracing::info!(%error, code = ?error.code(), "publish refused");
-                error.code()
-            }
+        let code = logged(&outcome);
+        let label = if outcome.is_ok() || self.publishing.topic_exists(topic) {
+            topic
+        } else {
+            UNKNOWN_TOPIC
         };
-        let label = (outcome.is_ok() || self.publishing.topic_exists(topic)).then_some(topic);
-        self.metrics.published(label, code, started.elapsed());
+        self.metrics.published(label, code, started.elapsed(), 1);
         outcome
+    }
+}
+
+/// Logs the outcome of one publish; its status code.
+fn logged(outcome: &Result<PublishEventResponse, Error>) -> tonic::Code {
+    match outcome {
+        Ok(response) => {
+            tracing::debug!(
+                partition = response.partition,
+                offset = response.offset,
+                "event stored"
+            );
+            tonic::Code::Ok
+        }
+        Err(error) => {
+            tracing::info!(%error, code = ?error.code(), "publish refused");
+            error.code()
+        }
     }
 }

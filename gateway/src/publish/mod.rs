@@ -5,19 +5,23 @@
 
 mod producer;
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
-use eventgateway::record::{payload_to_record, Payload};
+use eventgateway::record::{payload_to_record, OutgoingRecord, Payload};
 use eventgateway::trace_context;
 use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rdkafka::producer::future_producer::Delivery;
 use tokio::time::Instant;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::error::Error;
 use crate::health::Readiness;
 use crate::kafka::topics::Topics;
 use crate::spans;
 
+use producer::stored;
 pub(crate) use producer::Publisher;
 pub use producer::{future_record, LINGER_MS};
 
@@ -54,11 +58,6 @@ impl Publishing {
         }
     }
 
-    /// Makes sure `topic` exists (creating it if allowed); cached.
-    pub(crate) async fn ensure(&self, topic: &str) -> Result<(), Error> {
-        self.topics.ensure(topic).await
-    }
-
     /// Whether `topic` is known to exist.
     pub(crate) fn topic_exists(&self, topic: &str) -> bool {
         self.topics.is_known(topic)
@@ -73,53 +72,178 @@ impl Publishing {
         caller: opentelemetry::Context,
     ) -> Result<PublishEventResponse, Error> {
         self.readiness.check()?;
-        let Publish { request, payload } = publish;
-        let PublishEventRequest { topic, key, event } = request;
-        let mut event = event.unwrap_or_default();
-        if event.id.is_empty() {
-            let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-            event.id = uuid::Uuid::now_v7()
-                .hyphenated()
-                .encode_lower(&mut text)
-                .to_owned();
-        }
-        let time = *event
-            .time
-            .get_or_insert_with(|| prost_types::Timestamp::from(SystemTime::now()));
-        tokio::time::timeout_at(deadline, self.topics.ensure(&topic))
+        tokio::time::timeout_at(deadline, self.topics.ensure(&publish.request.topic))
             .await
             .map_err(|_| Error::DeadlineExceeded)??;
-        // The record carries the send's trace context to its consumers.
-        let produce = spans::produce(&topic);
-        let context = spans::downstream_context(&produce, &caller);
-        if let Some(trace_id) = trace_context::trace_id(&context) {
-            produce.record("trace_id", trace_id.as_str());
-            trace_context::into_attributes(&context, &mut event.attributes);
-        }
-        let event_id = event.id.clone();
-        let record = payload_to_record(&key, event, payload);
+        let prepared = prepare(publish, &caller);
         // Once sent, the answer is Kafka's own (or the deadline's): a failed
         // health probe meanwhile is no reason to give up on the event.
         let stored = self
             .publisher
-            .send(&topic, &record, Some(deadline))
-            .instrument(produce.clone())
-            .await
-            .inspect(|stored| {
-                produce.record("messaging.destination.partition.id", stored.partition);
-                produce.record("messaging.kafka.offset", stored.offset);
-            })
-            .inspect_err(|error| {
+            .send_record(
+                future_record(&prepared.topic, &prepared.record),
+                Some(deadline),
+            )
+            .instrument(prepared.span.clone())
+            .await;
+        self.answered(prepared, stored)
+    }
+
+    /// Publishes the events of a batch (those admitted; the others keep
+    /// their error) and answers each, in the batch's order, by `deadline`.
+    /// Each topic is looked up once, the events reach the producer in the
+    /// batch's order (those of one key keep it), and one timer serves the
+    /// whole batch. Each event's produce span continues `caller`'s trace.
+    pub(crate) async fn publish_batch(
+        &self,
+        batch: Vec<Result<Publish, Error>>,
+        deadline: Instant,
+        caller: &opentelemetry::Context,
+    ) -> Vec<Result<PublishEventResponse, Error>> {
+        let ready = self.readiness.check();
+        let mut topics: HashMap<String, Result<(), Error>> = HashMap::new();
+        for publish in batch.iter().flatten() {
+            let topic = &publish.request.topic;
+            if ready.is_ok() && !topics.contains_key(topic) {
+                let found = tokio::time::timeout_at(deadline, self.topics.ensure(topic))
+                    .await
+                    .unwrap_or(Err(Error::DeadlineExceeded));
+                topics.insert(topic.clone(), found);
+            }
+        }
+        let mut outcomes: Vec<Option<Result<PublishEventResponse, Error>>> =
+            Vec::with_capacity(batch.len());
+        let mut waiting = FuturesUnordered::new();
+        for (index, publish) in batch.into_iter().enumerate() {
+            let prepared = publish.and_then(|publish| {
+                ready.clone()?;
+                if let Some(Err(error)) = topics.get(&publish.request.topic) {
+                    return Err(error.clone());
+                }
+                Ok(prepare(publish, caller))
+            });
+            let enqueued = prepared.map(|prepared| {
+                let sent = {
+                    let _produce = prepared.span.enter();
+                    self.publisher
+                        .enqueue(future_record(&prepared.topic, &prepared.record))
+                };
+                (prepared, sent)
+            });
+            outcomes.push(match enqueued {
+                Ok((prepared, Ok(delivery))) => {
+                    waiting.push(async move { (index, prepared, delivery.await) });
+                    None
+                }
+                Ok((prepared, Err(error))) => Some(self.answered(prepared, Err(error))),
+                Err(error) => Some(Err(error)),
+            });
+        }
+        let timed = self.publisher.needs_timer(deadline);
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                next = waiting.next() => match next {
+                    Some((index, prepared, answer)) => {
+                        let stored = stored(&prepared.topic, answer);
+                        outcomes[index] = Some(self.answered(prepared, stored));
+                    }
+                    None => break,
+                },
+                () = &mut timer, if timed => break,
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Err(Error::DeadlineExceeded)))
+            .collect()
+    }
+
+    /// The answer for a prepared event once Kafka stored it (or did not),
+    /// recorded on its span; a topic Kafka says is not there is looked up
+    /// again next time.
+    fn answered(
+        &self,
+        prepared: Prepared,
+        stored: Result<Delivery, Error>,
+    ) -> Result<PublishEventResponse, Error> {
+        let Prepared {
+            topic,
+            event_id,
+            time,
+            span,
+            ..
+        } = prepared;
+        match stored {
+            Ok(stored) => {
+                span.record("messaging.destination.partition.id", stored.partition);
+                span.record("messaging.kafka.offset", stored.offset);
+                Ok(PublishEventResponse {
+                    event_id,
+                    topic,
+                    partition: stored.partition,
+                    offset: stored.offset,
+                    timestamp: Some(time),
+                })
+            }
+            Err(error) => {
                 if matches!(error, Error::TopicNotFound(_)) {
                     self.topics.forget(&topic);
                 }
-            })?;
-        Ok(PublishEventResponse {
-            event_id,
-            topic,
-            partition: stored.partition,
-            offset: stored.offset,
-            timestamp: Some(time),
-        })
+                Err(error)
+            }
+        }
+    }
+}
+
+/// An event made into its record, with the produce span that follows it to
+/// Kafka.
+struct Prepared {
+    /// Where it goes.
+    topic: String,
+    /// The record for Kafka.
+    record: OutgoingRecord,
+    /// Its id (the client's, or one the gateway made).
+    event_id: String,
+    /// Its time (the client's, or when the gateway took it).
+    time: prost_types::Timestamp,
+    /// The produce span; the record carries its trace context.
+    span: Span,
+}
+
+/// Fills an event's id and time when the client left them out, and makes it
+/// a record carrying the trace context of its produce span, which continues
+/// `caller`'s trace.
+fn prepare(publish: Publish, caller: &opentelemetry::Context) -> Prepared {
+    let Publish { request, payload } = publish;
+    let PublishEventRequest { topic, key, event } = request;
+    let mut event = event.unwrap_or_default();
+    if event.id.is_empty() {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        event.id = uuid::Uuid::now_v7()
+            .hyphenated()
+            .encode_lower(&mut text)
+            .to_owned();
+    }
+    let time = *event
+        .time
+        .get_or_insert_with(|| prost_types::Timestamp::from(SystemTime::now()));
+    // The record carries the send's trace context to its consumers.
+    let span = spans::produce(&topic);
+    let context = spans::downstream_context(&span, caller);
+    if let Some(trace_id) = trace_context::trace_id(&context) {
+        span.record("trace_id", trace_id.as_str());
+        trace_context::into_attributes(&context, &mut event.attributes);
+    }
+    let event_id = event.id.clone();
+    let record = payload_to_record(&key, event, payload);
+    Prepared {
+        topic,
+        record,
+        event_id,
+        time,
+        span,
     }
 }

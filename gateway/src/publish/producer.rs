@@ -6,7 +6,7 @@ use std::time::Duration;
 use eventgateway::record::OutgoingRecord;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::Delivery;
+use rdkafka::producer::future_producer::{Delivery, DeliveryFuture};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
@@ -107,18 +107,6 @@ impl Publisher {
         &self.producer
     }
 
-    /// Sends one record and waits until Kafka stored it, or until `deadline`;
-    /// answers where it was stored (partition and offset).
-    pub(crate) async fn send(
-        &self,
-        topic: &str,
-        record: &OutgoingRecord,
-        deadline: Option<Instant>,
-    ) -> Result<Delivery, Error> {
-        self.send_record(future_record(topic, record), deadline)
-            .await
-    }
-
     /// Sends a librdkafka record and waits until Kafka stored it, or until
     /// `deadline`; answers where it was stored.
     pub(crate) async fn send_record(
@@ -127,29 +115,33 @@ impl Publisher {
         deadline: Option<Instant>,
     ) -> Result<Delivery, Error> {
         let topic = future_record.topic;
-        let delivery = self
-            .producer
-            .send_result(future_record)
-            .map_err(|(error, _)| Error::from_kafka(&error, Some(topic)))?;
-        // A deadline at least twice the delivery timeout away needs no timer
-        // of its own (one per event saved): librdkafka answers well before.
-        let deadline =
-            deadline.filter(|deadline| *deadline < Instant::now() + 2 * self.delivery_timeout);
-        let outcome = match deadline {
+        let delivery = self.enqueue(future_record)?;
+        let answer = match deadline.filter(|deadline| self.needs_timer(*deadline)) {
             Some(deadline) => tokio::time::timeout_at(deadline, delivery)
                 .await
                 .map_err(|_| Error::DeadlineExceeded)?,
             None => delivery.await,
         };
-        match outcome {
-            Ok(Ok(stored)) => Ok(stored),
-            Ok(Err((error, _))) => {
-                tracing::warn!(%error, topic, "Kafka did not store an event");
-                Err(Error::from_kafka(&error, Some(topic)))
-            }
-            // The producer was torn down before it answered.
-            Err(_) => Err(Error::ShuttingDown),
-        }
+        stored(topic, answer)
+    }
+
+    /// Hands a record to librdkafka (in the order of the calls); its answer
+    /// comes through the future, within the delivery timeout.
+    pub(crate) fn enqueue(
+        &self,
+        future_record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<DeliveryFuture, Error> {
+        let topic = future_record.topic;
+        self.producer
+            .send_result(future_record)
+            .map_err(|(error, _)| Error::from_kafka(&error, Some(topic)))
+    }
+
+    /// Whether a wait until `deadline` needs a timer of its own: one at
+    /// least twice the delivery timeout away does not (one timer per event
+    /// saved), as librdkafka answers well before.
+    pub(crate) fn needs_timer(&self, deadline: Instant) -> bool {
+        deadline < Instant::now() + 2 * self.delivery_timeout
     }
 
     /// Waits until every queued event was answered by Kafka, at most `timeout`.
@@ -164,5 +156,22 @@ impl Publisher {
                 )),
                 _ => Error::from_kafka(&error, None),
             })
+    }
+}
+
+/// What a record's [`DeliveryFuture`] gives.
+pub(crate) type Answer = <DeliveryFuture as std::future::Future>::Output;
+
+/// What librdkafka answered for a record of `topic`: where Kafka stored it,
+/// or why not.
+pub(crate) fn stored(topic: &str, answer: Answer) -> Result<Delivery, Error> {
+    match answer {
+        Ok(Ok(stored)) => Ok(stored),
+        Ok(Err((error, _))) => {
+            tracing::warn!(%error, topic, "Kafka did not store an event");
+            Err(Error::from_kafka(&error, Some(topic)))
+        }
+        // The producer was torn down before it answered.
+        Err(_) => Err(Error::ShuttingDown),
     }
 }
