@@ -66,6 +66,8 @@ pub(crate) struct Options {
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub(crate) patience: Duration,
     /// Run only these scenarios (comma-separated): produce, closed, unary,
+    /// floor (Health/Check from the unary scenario's callers: what any call
+    /// costs before the gateway's own work),
     /// stream (one event and one batch a request), consume, subscribe, acks
     /// (one MANUAL reader acking every delivery on the stream, one with unary
     /// Acknowledge, and an AUTO one, alternating), fanout, latency, and
@@ -73,7 +75,7 @@ pub(crate) struct Options {
     /// and latency, beside those of the plain one), and compression (a JSON
     /// payload through two more gateways writing lz4 and zstd, and with gzip
     /// and zstd gRPC messages). The others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

@@ -188,7 +188,7 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("unary PublishEvent")
     };
-    let unary_floor = if runs("unary") {
+    let unary_floor = if runs("floor") {
         step(publish::FLOOR);
         let calls = publish::unary_floor(&channels, o.events, o.concurrency);
         on_cpu(&processes, calls).await
