@@ -30,6 +30,13 @@ pub struct Config {
     #[arg(long = "listen", env = "GATEWAY_ADDR", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
 
+    /// Web origins whose pages may call the gateway with gRPC-Web
+    /// (comma-separated, each scheme://host[:port], or * for any): CORS.
+    /// None by default, so browsers keep pages of other origins out;
+    /// gRPC-Web clients outside a browser need no origin.
+    #[arg(long, env = "GRPC_WEB_ORIGINS", value_delimiter = ',', value_parser = web_origin)]
+    pub grpc_web_origins: Vec<String>,
+
     /// The server's TLS certificate chain (PEM). With --tls-key, the
     /// listener speaks TLS only. Re-read when it changes (see
     /// --reload-interval): new connections get the new certificate.
@@ -357,6 +364,33 @@ impl Compression {
     }
 }
 
+/// The longest web origin accepted.
+const MAX_ORIGIN_LEN: usize = 256;
+
+/// A web origin as browsers send it (scheme://host[:port], lower case), or
+/// `*`.
+fn web_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text == "*" {
+        return Ok(text.to_owned());
+    }
+    let shape = "an origin is scheme://host[:port], e.g. https://app.example.com, or *";
+    if text.len() > MAX_ORIGIN_LEN {
+        return Err(format!("at most {MAX_ORIGIN_LEN} bytes; {shape}"));
+    }
+    let uri: http::Uri = text.parse().map_err(|_| shape.to_owned())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/") && !text.ends_with('/');
+    match uri.authority() {
+        Some(authority) if scheme_ok && bare && !authority.as_str().contains('@') => Ok(format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            authority.as_str().to_ascii_lowercase()
+        )),
+        _ => Err(shape.to_owned()),
+    }
+}
+
 impl Config {
     /// Every librdkafka property to set, as KEY and VALUE: the properties
     /// file's, then the flags'. Reads the file; errors never repeat a line.
@@ -530,6 +564,45 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_origins_are_bare_origins_in_lower_case_or_any() {
+        for (given, origin) in [
+            ("https://App.Example.com", "https://app.example.com"),
+            ("http://localhost:8080", "http://localhost:8080"),
+            (" https://a.example ", "https://a.example"),
+            ("*", "*"),
+        ] {
+            assert_eq!(web_origin(given).as_deref(), Ok(origin), "{given}");
+        }
+        for bad in [
+            "app.example.com",
+            "ftp://a.example",
+            "https://a.example/",
+            "https://a.example/page",
+            "https://a.example?x=1",
+            "https://user@a.example",
+            "",
+        ] {
+            let error = web_origin(bad).unwrap_err();
+            assert!(error.contains("scheme://host[:port]"), "{bad}: {error}");
+        }
+        assert!(web_origin(&format!("https://{}.example", "a".repeat(300))).is_err());
+        let config = Config::try_parse_from([
+            "gateway",
+            "--grpc-web-origins",
+            "https://a.example,http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.grpc_web_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
+        assert!(Config::try_parse_from(["gateway"])
+            .unwrap()
+            .grpc_web_origins
+            .is_empty());
+    }
 
     #[test]
     fn flags_parse_and_validate() {

@@ -227,6 +227,11 @@ fn exposure_warnings(config: &Config, addr: SocketAddr) -> Vec<&'static str> {
              and --jwks-file)",
         );
     }
+    if config.grpc_web_origins.iter().any(|origin| origin == "*") {
+        warnings.push(
+            "--grpc-web-origins * lets a page of any web site call this gateway from its              visitors' browsers: name the origins of your own pages instead",
+        );
+    }
     warnings
 }
 
@@ -254,10 +259,16 @@ fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let router = Server::builder()
+        // gRPC-Web from browsers comes over HTTP/1.1 too.
+        .accept_http1(true)
         .timeout(config.request_timeout)
         .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        .layer(tower::util::option_layer(edge::cors(
+            &config.grpc_web_origins,
+        )))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(edge::Authenticate {
             authentication: Arc::new(security.authentication),
             metrics: metrics.clone(),
@@ -504,5 +515,10 @@ mod tests {
         config.tls_client_ca = None;
         config.jwks_file = Some("jwks.json".into());
         assert!(exposure_warnings(&config, open).is_empty());
+        config.grpc_web_origins = vec!["https://app.example".into()];
+        assert!(exposure_warnings(&config, open).is_empty());
+        config.grpc_web_origins.push("*".into());
+        let warnings = exposure_warnings(&config, open);
+        assert!(warnings[0].contains("any web site"), "{warnings:?}");
     }
 }

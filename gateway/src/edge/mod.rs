@@ -15,6 +15,8 @@
 //!   token) checked before any service sees it.
 //! - `tls`: TLS on the listener, certificates re-read when they change,
 //!   and client certificates when a client CA is set (mTLS).
+//! - `web`: gRPC-Web calls from browsers turned into gRPC calls, and CORS
+//!   for the origins an operator allows.
 //!
 //! HTTP/2 keepalive pings, the per-connection stream limit and the call
 //! timeout are set on the server itself (`server`).
@@ -24,6 +26,7 @@ mod conn;
 mod layers;
 mod listener;
 mod tls;
+mod web;
 
 pub(crate) use authenticate::Authenticate;
 pub(crate) use conn::IdleLimits;
@@ -32,3 +35,4 @@ pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};
 pub(crate) use tls::{
     handshakes, metrics_server_config, plain, server_config, TlsFiles, Transport,
 };
+pub(crate) use web::cors;
