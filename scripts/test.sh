@@ -7,6 +7,8 @@
 #   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests,
 #   - grpcio and grpcio-tools (PyPI), for the Python client example,
 #   - @grpc/grpc-js and @grpc/proto-loader (npm), for the Node.js example,
+#   - Connect-ES, buf and tsx (npm, web/package-lock.json), for the TypeScript
+#     gRPC-Web client generated from proto/,
 #   - OpenSSL's headers and the openssl command (Debian; scripts/system-packages.sh).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -46,5 +48,12 @@ if [ ! -d examples/node/node_modules/@grpc/grpc-js ]; then
   echo "== installing the Node.js example's libraries (npm)"
   (cd examples/node && npm install --no-audit --no-fund --silent)
 fi
+
+if [ ! -d web/node_modules/@connectrpc/connect-node ]; then
+  echo "== installing the web client's libraries (npm ci, web/package-lock.json)"
+  (cd web && npm ci --no-audit --no-fund --silent)
+fi
+echo "== generating the TypeScript client from proto/ (web/src/gen)"
+(cd web && npm run --silent generate)
 
 cargo test --workspace "$@"

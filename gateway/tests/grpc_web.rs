@@ -1,7 +1,8 @@
 //! gRPC-Web on the gateway's own port: a gRPC-Web client over HTTP/1.1
 //! publishes, subscribes (a server stream) and gets error statuses as a
-//! native client does; CORS lets pages of the allowed origins call, and no
-//! others; tokens apply to gRPC-Web calls as to native ones.
+//! native client does, and so does the TypeScript client generated from
+//! proto/ (Connect-ES) under Node; CORS lets pages of the allowed origins
+//! call, and no others; tokens apply to gRPC-Web calls as to native ones.
 
 use std::net::SocketAddr;
 
@@ -192,5 +193,50 @@ async fn tokens_apply_to_grpc_web_calls_as_to_native_ones() {
     web.publish_event(with_token(publish(&topic, 2), &token))
         .await
         .expect("a valid token passes");
+    gateway.shutdown().await.unwrap();
+}
+
+/// The JSON line of `step` that `web/test/grpc-web.ts` printed.
+fn step(output: &str, step: &str) -> serde_json::Value {
+    output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|line| line.get(step).cloned())
+        .unwrap_or_else(|| panic!("no {step} line in:\n{output}"))
+}
+
+// The client runs as a blocking child process: the gateway needs threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_typescript_client_speaks_grpc_web_under_node() {
+    let (broker, topic, gateway, _native) = fixture("web-node", 3).await;
+    let base_url = format!("http://{}", gateway.addr());
+    // scripts/test.sh installs web/'s packages (npm ci) and generates the
+    // client from proto/ (npm run generate).
+    let output = run_ok("web", "npx", &["tsx", "test/grpc-web.ts", &base_url, &topic]);
+
+    let published = step(&output, "published");
+    let partition = published["partition"].as_i64().unwrap() as i32;
+    let offset: i64 = published["offset"].as_str().unwrap().parse().unwrap();
+    let record = read_plain_async(&broker.brokers(), &topic, partition, offset).await;
+    assert_eq!(record.key(), Some(&b"node-web"[..]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(record.payload().unwrap()).unwrap(),
+        json!({ "n": 41 })
+    );
+    assert_eq!(
+        step(&output, "delivered"),
+        json!({
+            "partition": partition,
+            "offset": offset.to_string(),
+            "key": "node-web",
+            "n": 41,
+        })
+    );
+    let error = step(&output, "error");
+    assert_eq!(error["code"], "InvalidArgument", "{output}");
+    assert!(
+        error["message"].as_str().unwrap().contains("bad topic"),
+        "{output}"
+    );
     gateway.shutdown().await.unwrap();
 }
