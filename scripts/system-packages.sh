@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need when they are
 # missing: OpenSSL's headers and pkg-config (librdkafka is built with TLS,
-# SCRAM and OAUTHBEARER), and the openssl command (the tests and the README's
-# "Securing the gateway" make keys and certificates with it).
+# SCRAM and OAUTHBEARER), the openssl command (the tests and the README's
+# "Securing the gateway" make keys and certificates with it), and Chromium
+# (the live event viewer's tests drive it headless).
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,9 @@ if ! pkg-config --exists openssl 2>/dev/null; then
 fi
 if ! command -v openssl >/dev/null 2>&1; then
   missing+=(openssl)
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"

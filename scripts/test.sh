@@ -7,9 +7,11 @@
 #   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests,
 #   - grpcio and grpcio-tools (PyPI), for the Python client example,
 #   - @grpc/grpc-js and @grpc/proto-loader (npm), for the Node.js example,
-#   - Connect-ES, buf and tsx (npm, web/package-lock.json), for the TypeScript
-#     gRPC-Web client generated from proto/,
-#   - OpenSSL's headers and the openssl command (Debian; scripts/system-packages.sh).
+#   - Connect-ES, buf, tsx, esbuild and playwright-core (npm,
+#     web/package-lock.json), for the TypeScript gRPC-Web client generated
+#     from proto/ and the live event viewer's tests,
+#   - OpenSSL's headers, the openssl command and Chromium (Debian;
+#     scripts/system-packages.sh).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +51,7 @@ if [ ! -d examples/node/node_modules/@grpc/grpc-js ]; then
   (cd examples/node && npm install --no-audit --no-fund --silent)
 fi
 
-if [ ! -d web/node_modules/@connectrpc/connect-node ]; then
+if [ ! -d web/node_modules/playwright-core ]; then
   echo "== installing the web client's libraries (npm ci, web/package-lock.json)"
   (cd web && npm ci --no-audit --no-fund --silent)
 fi

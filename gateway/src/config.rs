@@ -37,6 +37,13 @@ pub struct Config {
     #[arg(long, env = "GRPC_WEB_ORIGINS", value_delimiter = ',', value_parser = web_origin)]
     pub grpc_web_origins: Vec<String>,
 
+    /// Serves the live event viewer, a web page that subscribes, shows
+    /// events as they arrive and publishes test events, at / on the
+    /// gateway's port (open http://HOST:PORT/). Its calls are gRPC-Web
+    /// calls like any other: tokens and the policy apply.
+    #[arg(long, env = "VIEWER")]
+    pub viewer: bool,
+
     /// The server's TLS certificate chain (PEM). With --tls-key, the
     /// listener speaks TLS only. Re-read when it changes (see
     /// --reload-interval): new connections get the new certificate.

@@ -265,6 +265,9 @@ fn serve(
         .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        .layer(tower::util::option_layer(
+            config.viewer.then_some(edge::ServeViewer),
+        ))
         .layer(tower::util::option_layer(edge::cors(
             &config.grpc_web_origins,
         )))

@@ -212,7 +212,11 @@ async fn the_generated_typescript_client_speaks_grpc_web_under_node() {
     let base_url = format!("http://{}", gateway.addr());
     // scripts/test.sh installs web/'s packages (npm ci) and generates the
     // client from proto/ (npm run generate).
-    let output = run_ok("web", "npx", &["tsx", "test/grpc-web.ts", &base_url, &topic]);
+    let output = run_ok(
+        "web",
+        "npx",
+        &["tsx", "test/grpc-web.ts", &base_url, &topic],
+    );
 
     let published = step(&output, "published");
     let partition = published["partition"].as_i64().unwrap() as i32;

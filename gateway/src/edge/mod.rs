@@ -17,6 +17,7 @@
 //!   and client certificates when a client CA is set (mTLS).
 //! - `web`: gRPC-Web calls from browsers turned into gRPC calls, and CORS
 //!   for the origins an operator allows.
+//! - `viewer`: the live event viewer page, served at `/` when turned on.
 //!
 //! HTTP/2 keepalive pings, the per-connection stream limit and the call
 //! timeout are set on the server itself (`server`).
@@ -26,6 +27,7 @@ mod conn;
 mod layers;
 mod listener;
 mod tls;
+mod viewer;
 mod web;
 
 pub(crate) use authenticate::Authenticate;
@@ -35,4 +37,5 @@ pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};
 pub(crate) use tls::{
     handshakes, metrics_server_config, plain, server_config, TlsFiles, Transport,
 };
+pub(crate) use viewer::ServeViewer;
 pub(crate) use web::cors;

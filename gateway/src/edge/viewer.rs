@@ -1,0 +1,116 @@
+//! The live event viewer (`--viewer`): a page, built from `web/` and
+//! embedded in the binary, served at `/` on the gateway's own port. It
+//! calls the gateway with gRPC-Web from the same origin, so it needs no
+//! CORS; its calls go through the edge like any other (tokens included).
+//! Everything else passes on to the gRPC services.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::{self, Either, Ready};
+use http::{header, HeaderValue, Method, StatusCode};
+use http_body_util::Full;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+/// The page's files: path, content type, bytes.
+const FILES: [(&str, &str, &[u8]); 3] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_bytes!("../../../web/viewer/dist/index.html"),
+    ),
+    (
+        "/viewer.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/viewer/dist/viewer.js"),
+    ),
+    (
+        "/viewer.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../web/viewer/dist/viewer.css"),
+    ),
+];
+
+/// Only the page's own files and calls to the gateway, nothing inline, and
+/// never inside another site's frame.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// Serves the viewer's files: see the module.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ServeViewer;
+
+impl<S> Layer<S> for ServeViewer {
+    type Service = Viewer<S>;
+
+    fn layer(&self, inner: S) -> Viewer<S> {
+        Viewer(inner)
+    }
+}
+
+/// The service [`ServeViewer`] makes.
+#[derive(Debug, Clone)]
+pub(crate) struct Viewer<S>(S);
+
+impl<S, B> Service<http::Request<B>> for Viewer<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<http::Response<Body>, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let page = matches!(*request.method(), Method::GET | Method::HEAD)
+            .then(|| file(request.uri().path()))
+            .flatten();
+        match page {
+            Some((content_type, bytes)) => {
+                let body = if request.method() == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    Bytes::from_static(bytes)
+                };
+                Either::Left(future::ready(Ok(response(content_type, bytes.len(), body))))
+            }
+            None => Either::Right(self.0.call(request)),
+        }
+    }
+}
+
+/// The viewer's file at `path` (`/index.html` is `/`).
+fn file(path: &str) -> Option<(&'static str, &'static [u8])> {
+    let path = if path == "/index.html" { "/" } else { path };
+    FILES
+        .iter()
+        .find(|(at, _, _)| *at == path)
+        .map(|(_, content_type, bytes)| (*content_type, *bytes))
+}
+
+fn response(content_type: &'static str, length: usize, body: Bytes) -> http::Response<Body> {
+    let mut response = http::Response::new(Body::new(Full::new(body)));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
