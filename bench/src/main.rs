@@ -6,7 +6,10 @@
 //! tasks, PublishEvents streams, one Subscribe stream, a fan-out of many
 //! ephemeral streams on one topic, and open-loop publish latency at a fixed
 //! rate; and, against a second gateway with TLS, bearer tokens and a policy
-//! on, the streaming publish and the latency again. It prints a table, writes the figures as JSON, and fails when an
+//! on, the streaming publish and the latency again; a Subscribe stream over
+//! gRPC-Web; and, against a gateway serving the live event viewer, the
+//! page's publish-to-display time in headless Chromium. It prints a table,
+//! writes the figures as JSON, and fails when an
 //! event is not accounted for (an error, a missing or a repeated event).
 //!
 //! - `options`: the command line.
@@ -146,6 +149,19 @@ async fn bench(options: Options) -> Result<(), String> {
             compressed.push((name, port, process, processes));
         }
     }
+    let runs_viewer = options.only.is_empty() || options.only.iter().any(|n| n == "viewer");
+    let viewer = if runs_viewer {
+        let port = tansu::free_port();
+        let process = Process(spawn_gateway(
+            &options,
+            &brokers,
+            port,
+            &["--viewer".to_owned()],
+        )?);
+        Some((port, process))
+    } else {
+        None
+    };
     let targets = scenarios::Targets {
         plain: (clients::Target::plain(port), processes),
         secure: secure
@@ -155,6 +171,9 @@ async fn bench(options: Options) -> Result<(), String> {
             .iter()
             .map(|(name, port, _, processes)| (*name, clients::Target::plain(*port), *processes))
             .collect(),
+        viewer: viewer
+            .as_ref()
+            .map(|(port, _)| clients::Target::plain(*port)),
     };
     let report = scenarios::run(&options, &brokers, targets).await?;
     gateway.stop(Duration::from_secs(60));
@@ -162,6 +181,9 @@ async fn bench(options: Options) -> Result<(), String> {
         process.stop(Duration::from_secs(60));
     }
     for (_, _, process, _) in compressed {
+        process.stop(Duration::from_secs(60));
+    }
+    if let Some((_, process)) = viewer {
         process.stop(Duration::from_secs(60));
     }
     report.print();

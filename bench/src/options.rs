@@ -51,6 +51,13 @@ pub(crate) struct Options {
     /// Offered rate of the latency scenario, events per second.
     #[arg(long, default_value_t = 1000)]
     pub(crate) latency_rate: u64,
+    /// Events a second the viewer scenario publishes while the page shows
+    /// them.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) viewer_rate: u64,
+    /// Events of the viewer scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) viewer_events: u64,
     /// Events of the latency scenario (each side).
     #[arg(long, default_value_t = 10_000)]
     pub(crate) latency_events: u64,
@@ -74,8 +81,10 @@ pub(crate) struct Options {
     /// secure (a second gateway with TLS, tokens and a policy: its stream
     /// and latency, beside those of the plain one), and compression (a JSON
     /// payload through two more gateways writing lz4 and zstd, and with gzip
-    /// and zstd gRPC messages). The others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression"])]
+    /// and zstd gRPC messages), and viewer (the live event viewer in
+    /// headless Chromium: publish to display; needs web/'s packages and
+    /// chromium). The others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

@@ -18,6 +18,8 @@ pub(crate) struct Report {
     pub(crate) batched_stream: Throughput,
     pub(crate) direct_consume: Throughput,
     pub(crate) subscribe: Throughput,
+    /// One Subscribe stream over gRPC-Web (HTTP/1.1), the same events.
+    pub(crate) grpc_web_subscribe: Throughput,
     pub(crate) fanout: Throughput,
     pub(crate) direct_latency: Side,
     pub(crate) publish_latency: Side,
@@ -25,6 +27,9 @@ pub(crate) struct Report {
     pub(crate) secure_stream: Throughput,
     /// PublishEvent's latency through the secured gateway.
     pub(crate) secure_latency: Side,
+    /// The live event viewer: from a publish call to the event's row on
+    /// the page, in headless Chromium.
+    pub(crate) page_latency: Side,
     /// One AUTO stream, alternating with the MANUAL ones below.
     pub(crate) auto_reader: Throughput,
     /// One MANUAL stream acking every delivery over StreamingSubscribe.
@@ -77,7 +82,7 @@ impl Report {
     }
 
     /// The measured scenarios, with their names in the JSON.
-    fn throughputs(&self) -> [(&'static str, &Throughput); 13] {
+    fn throughputs(&self) -> [(&'static str, &Throughput); 14] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
@@ -87,6 +92,7 @@ impl Report {
             ("batched_stream_publish", &self.batched_stream),
             ("direct_consume", &self.direct_consume),
             ("subscribe", &self.subscribe),
+            ("grpc_web_subscribe", &self.grpc_web_subscribe),
             ("fanout", &self.fanout),
             ("secure_stream_publish", &self.secure_stream),
             ("auto_reader", &self.auto_reader),
@@ -191,6 +197,13 @@ impl Report {
                 "unary_gateway_cpu_us_above_floor",
                 self.unary.cpu_per_event_us()[1] - self.unary_floor.cpu_per_event_us()[1],
             ),
+            ("grpc_web_subscribe_eps", self.grpc_web_subscribe.eps()),
+            (
+                "grpc_web_subscribe_ratio",
+                Self::ratio(&self.grpc_web_subscribe, &self.subscribe),
+            ),
+            ("viewer_p50_ms", self.page_latency.0.p50),
+            ("viewer_p99_ms", self.page_latency.0.p99),
             ("fanout_peak_rss_mib", self.fanout_rss_mib.1),
             (
                 "fanout_mib_per_1000_streams",
@@ -260,6 +273,10 @@ impl Report {
         row(
             &self.subscribe,
             Some(Self::ratio(&self.subscribe, &self.direct_consume)),
+        );
+        row(
+            &self.grpc_web_subscribe,
+            Some(Self::ratio(&self.grpc_web_subscribe, &self.subscribe)),
         );
         row(&self.fanout, None);
         row(
@@ -333,6 +350,14 @@ impl Report {
             self.secure_cpu_overhead() * 100.0,
             self.secure_added_p50_ms()
         );
+        println!(
+            "the viewer page in headless Chromium, publish to display at {} events/s ({} events): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            o.viewer_rate,
+            o.viewer_events,
+            self.page_latency.0.p50,
+            self.page_latency.0.p99,
+            self.page_latency.0.max
+        );
         if !self.compression.is_empty() {
             println!();
             println!(
@@ -364,6 +389,7 @@ impl Report {
             ("latency: direct", &self.direct_latency.1),
             ("latency: PublishEvent", &self.publish_latency.1),
             ("latency: PublishEvent (TLS)", &self.secure_latency.1),
+            ("the viewer page", &self.page_latency.1),
         ];
         self.throughputs()
             .iter()

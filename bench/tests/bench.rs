@@ -34,6 +34,10 @@ const FIELDS: &[&str] = &[
     "gateway_efficiency_batched_stream",
     "unary_gateway_cpu_us_per_call",
     "fanout_peak_rss_mib",
+    "grpc_web_subscribe_eps",
+    "grpc_web_subscribe_ratio",
+    "viewer_p50_ms",
+    "viewer_p99_ms",
 ];
 
 fn json_file(name: &str) -> PathBuf {
@@ -58,6 +62,8 @@ fn bench(json: &PathBuf, extra: &[&str]) -> Output {
             "500",
             "--latency-events",
             "500",
+            "--viewer-events",
+            "100",
             "--json",
         ])
         .arg(json)

@@ -10,13 +10,20 @@
 //   publish TOPIC KEY MARKER  publish {"marker": MARKER} from the page's form
 //   serve PORT                serve a blank page at http://127.0.0.1:PORT/ (another origin)
 //   cross PAGE_URL GATEWAY    from a page at PAGE_URL, call GATEWAY's Health/Check with gRPC-Web
+//   latency TOPIC GATEWAY N RATE  with the page subscribed to TOPIC, publish N
+//                             events at RATE a second through GATEWAY (native
+//                             gRPC) and time each from its publish call to its
+//                             row on the page: p50, p99, max in ms
 //   screenshot PATH           save what the page shows
 //   quit
 // CHROMIUM names the browser (default: chromium on PATH).
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import { createInterface } from "node:readline";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { chromium, type Page } from "playwright-core";
+import { EventGateway } from "../src/gen/eventgateway/v1/gateway_pb.js";
 
 const WAIT_MS = 30_000;
 const say = (value: object) => console.log(JSON.stringify(value));
@@ -34,6 +41,71 @@ const browser = await chromium.launch({
 const page: Page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
 page.setDefaultTimeout(WAIT_MS);
 page.on("pageerror", (error) => say({ pageerror: String(error) }));
+
+/** Now in milliseconds since the epoch, below the millisecond (the page's
+ * clock reads the same way). */
+const now = () => performance.timeOrigin + performance.now();
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : Number.NaN;
+}
+
+async function latency(topic: string, gateway: string, events: number, rate: number) {
+  const run = `latency-${Date.now()}`;
+  await page.evaluate(() => {
+    const shown = new Map<string, number>();
+    (window as unknown as { shown: Map<string, number> }).shown = shown;
+    new MutationObserver((mutations) => {
+      const at = performance.timeOrigin + performance.now();
+      for (const mutation of mutations) {
+        for (const node of mutation.addedNodes) {
+          const marker = /"marker": "([^"]+)"/.exec((node as HTMLElement).textContent ?? "")?.[1];
+          if (marker && !shown.has(marker)) shown.set(marker, at);
+        }
+      }
+    }).observe(document.querySelector("#events tbody") as Node, { childList: true });
+  });
+  const client = createClient(EventGateway, createGrpcTransport({ baseUrl: gateway }));
+  const sent = new Map<string, number>();
+  const calls: Promise<unknown>[] = [];
+  const start = now() + 50;
+  for (let i = 0; i < events; i++) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - now();
+    if (wait > 0) await new Promise((done) => setTimeout(done, wait));
+    const marker = `${run}-${i}`;
+    sent.set(marker, now());
+    calls.push(
+      client.publishEvent({
+        topic,
+        key: `k${i}`,
+        event: { type: "bench.viewer", source: "/bench", data: { case: "json", value: { marker } } },
+      }),
+    );
+  }
+  await Promise.all(calls);
+  await page.waitForFunction(
+    (n) => (window as unknown as { shown: Map<string, number> }).shown.size >= n,
+    events,
+  ).catch(() => undefined);
+  const shown: [string, number][] = await page.evaluate(() => [
+    ...(window as unknown as { shown: Map<string, number> }).shown.entries(),
+  ]);
+  const times = new Map(shown);
+  const latencies = [...sent]
+    .filter(([marker]) => times.has(marker))
+    .map(([marker, at]) => (times.get(marker) as number) - at)
+    .sort((a, b) => a - b);
+  say({
+    latency: {
+      events,
+      shown: latencies.length,
+      p50_ms: percentile(latencies, 0.5),
+      p99_ms: percentile(latencies, 0.99),
+      max_ms: latencies.at(-1) ?? Number.NaN,
+    },
+  });
+}
 
 const rowWith = (marker: string) => page.locator("#events tbody tr", { hasText: marker });
 
@@ -111,6 +183,8 @@ async function run(words: string[]) {
       await other.close();
       return say({ cross: args[0], ...outcome });
     }
+    case "latency":
+      return latency(args[0], args[1], Number(args[2]), Number(args[3]));
     case "screenshot":
       await page.screenshot({ path: args[0] });
       return say({ screenshot: args[0] });

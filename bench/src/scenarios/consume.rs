@@ -1,16 +1,20 @@
 //! Reading: a plain consumer from the beginning of a topic, and one
-//! Subscribe stream of the same events.
+//! Subscribe stream of the same events, over gRPC and over gRPC-Web.
 
 use std::time::Duration;
 
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{subscribe_response::Kind, StartFrom, SubscribeResponse};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
 use tonic::Streaming;
+use tonic_web::GrpcWebClientLayer;
+use tower::Layer;
 
 use crate::clients::{subscribe_request, GatewayChannel, WARM_UP};
 use crate::tally::{Tally, Throughput};
@@ -131,4 +135,37 @@ pub(crate) async fn subscribe(
         Err(status) => tally.error(format!("Subscribe: {status}")),
     }
     Throughput::new("Subscribe (one stream)", events, started.elapsed(), tally)
+}
+
+/// The name of the gRPC-Web Subscribe scenario.
+pub(crate) const GRPC_WEB_SUBSCRIBE: &str = "Subscribe over gRPC-Web";
+
+/// One Subscribe stream reading `topic` from its earliest event over
+/// gRPC-Web and HTTP/1.1, as a browser reads it, from the gateway at `url`.
+pub(crate) async fn subscribe_grpc_web(
+    url: &str,
+    topic: &str,
+    events: u64,
+    patience: Duration,
+) -> Throughput {
+    let mut tally = Tally::new(events);
+    let http1 = Client::builder(TokioExecutor::new()).build_http();
+    let origin = match url.parse() {
+        Ok(origin) => origin,
+        Err(error) => {
+            tally.error(format!("the gateway's URL {url}: {error}"));
+            return Throughput::new(GRPC_WEB_SUBSCRIBE, events, Duration::ZERO, tally);
+        }
+    };
+    let mut client =
+        EventGatewayClient::with_origin(GrpcWebClientLayer::new().layer(http1), origin);
+    let started = Instant::now();
+    match client
+        .subscribe(subscribe_request(topic, StartFrom::Earliest))
+        .await
+    {
+        Ok(stream) => receive(&mut stream.into_inner(), &mut tally, patience).await,
+        Err(status) => tally.error(format!("Subscribe over gRPC-Web: {status}")),
+    }
+    Throughput::new(GRPC_WEB_SUBSCRIBE, events, started.elapsed(), tally)
 }

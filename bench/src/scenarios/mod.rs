@@ -10,6 +10,7 @@
 //! - `latency`: open-loop publish latency.
 //! - `compression`: a JSON payload through each Kafka codec and each gRPC
 //!   message encoding.
+//! - `viewer`: the live event viewer in a real browser, publish to display.
 //!
 //! With a second, secured gateway (TLS, bearer tokens, a policy), its
 //! streaming publish alternates with the plain gateway's, and its latency
@@ -21,6 +22,7 @@ mod consume;
 mod fanout;
 mod latency;
 mod publish;
+mod viewer;
 
 use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, Target};
 use crate::cpu::Processes;
@@ -42,6 +44,9 @@ pub(crate) struct Targets {
     /// Gateways writing to Kafka with a codec (`--kafka-compression`), when
     /// the compression scenario runs.
     pub(crate) compressed: Vec<(&'static str, Target, Processes)>,
+    /// A gateway serving the live event viewer (`--viewer`), when the
+    /// viewer scenario runs.
+    pub(crate) viewer: Option<Target>,
 }
 
 /// Runs every scenario `options` asks for against the gateways in front of
@@ -204,18 +209,22 @@ pub(crate) async fn run(
     } else {
         None
     };
-    let (direct_consume, subscribe) = match stored {
+    let (direct_consume, subscribe, grpc_web_subscribe) = match stored {
         Some(topic) if runs("consume") || runs("subscribe") => {
             step("direct consume");
             let direct = consume::direct_consume(brokers, topic, o.events, patience);
             let direct = on_cpu(&processes, direct).await?;
             step("Subscribe");
             let stream = consume::subscribe(&channels[0], topic, o.events, patience);
-            (direct, on_cpu(&processes, stream).await)
+            let stream = on_cpu(&processes, stream).await;
+            step(consume::GRPC_WEB_SUBSCRIBE);
+            let web = consume::subscribe_grpc_web(&gateway.url, topic, o.events, patience);
+            (direct, stream, on_cpu(&processes, web).await)
         }
         Some(_) => (
             Throughput::skipped("direct consume"),
             Throughput::skipped("Subscribe (one stream)"),
+            Throughput::skipped(consume::GRPC_WEB_SUBSCRIBE),
         ),
         None if runs("consume") || runs("subscribe") => {
             return Err(
@@ -226,6 +235,7 @@ pub(crate) async fn run(
         None => (
             Throughput::skipped("direct consume"),
             Throughput::skipped("Subscribe (one stream)"),
+            Throughput::skipped(consume::GRPC_WEB_SUBSCRIBE),
         ),
     };
     // AUTO and the two MANUAL readers alternate, `--repeat` times each.
@@ -328,6 +338,26 @@ pub(crate) async fn run(
     };
     let secure_latency = if sides.len() > 1 { sides.pop() } else { None }.unwrap_or_else(none);
     let publish_latency = sides.pop().unwrap_or_else(none);
+    let page_latency = match &targets.viewer {
+        Some(target) if runs("viewer") => {
+            step(&format!(
+                "the viewer page: publish to display at {} events/s",
+                o.viewer_rate
+            ));
+            target.wait_serving().await?;
+            let viewer_topic = topic("viewer");
+            testkit::create_topics(brokers, &[&viewer_topic], o.partitions).await?;
+            viewer::page_latency(
+                &target.url,
+                &viewer_topic,
+                o.viewer_events,
+                o.viewer_rate,
+                patience,
+            )
+            .await?
+        }
+        _ => none(),
+    };
     Ok(Report {
         options: options.clone(),
         direct_produce,
@@ -338,11 +368,13 @@ pub(crate) async fn run(
         batched_stream,
         direct_consume,
         subscribe,
+        grpc_web_subscribe,
         fanout,
         direct_latency,
         publish_latency,
         secure_stream,
         secure_latency,
+        page_latency,
         auto_reader,
         acks_on_stream,
         acks_unary,
