@@ -244,3 +244,43 @@ async fn the_generated_typescript_client_speaks_grpc_web_under_node() {
     );
     gateway.shutdown().await.unwrap();
 }
+
+/// Over TLS, a gRPC-Web client that offers only HTTP/1.1 (ALPN) is served
+/// HTTP/1.1; native gRPC clients still get HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_over_tls_is_served_over_http1_to_a_client_that_asks_for_it() {
+    let broker = Broker::start().await;
+    let edge = SecureEdge::new("web-tls");
+    let mut config = config(Some(broker.brokers()));
+    edge.tls(&mut config, false);
+    let tls = edge.client(None);
+    let gateway = gateway_tls(config, &tls).await;
+
+    let mut stream = connect_tls_offering(gateway.addr(), &tls.ca, &["http/1.1"])
+        .await
+        .expect("a TLS handshake offering only http/1.1");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    // Health/Check, an empty request message, as gRPC-Web frames it.
+    let request = b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\n\
+        Host: localhost\r\n\
+        Content-Type: application/grpc-web+proto\r\n\
+        X-Grpc-Web: 1\r\n\
+        Content-Length: 5\r\n\
+        Connection: close\r\n\r\n\0\0\0\0\0";
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("grpc-status:0"), "{answer}");
+
+    let native = tls
+        .channel(gateway.addr())
+        .await
+        .expect("an HTTP/2 channel");
+    let status = health_over(native, "")
+        .await
+        .expect("a native call over TLS");
+    assert_eq!(status, tonic_health::ServingStatus::Serving as i32);
+    gateway.shutdown().await.unwrap();
+}

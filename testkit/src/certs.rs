@@ -79,12 +79,23 @@ async fn connect_tls(
     addr: SocketAddr,
     ca: &str,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    connect_tls_offering(addr, ca, &[]).await
+}
+
+/// A TLS connection to `localhost` at `addr`, trusting `ca` (PEM), that
+/// offers the application protocols `alpn` (say `http/1.1`) in its hello.
+pub async fn connect_tls_offering(
+    addr: SocketAddr,
+    ca: &str,
+    alpn: &[&str],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots(ca))
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
     TlsConnector::from(Arc::new(config))

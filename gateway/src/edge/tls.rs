@@ -91,7 +91,8 @@ pub(crate) fn server_config(files: &[Vec<u8>]) -> Result<ServerConfig, String> {
         .with_single_cert(chain, key)
         .map_err(|error| format!("--tls-cert and --tls-key: {error}"))?;
     // gRPC is HTTP/2; clients that insist on ALPN (grpc-go) need it said.
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // gRPC-Web clients may speak HTTP/1.1 only; HTTP/2 is preferred.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
