@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::subscribe_response::Kind;
-use eventgateway::v1::{PublishEventRequest, SubscribeRequest};
+use eventgateway::v1::{AckMode, AcknowledgeRequest, PublishEventRequest, SubscribeRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -75,6 +75,38 @@ async fn grpc_web_calls_publish_subscribe_and_fail_as_native_ones_do() {
     };
     assert_eq!(n(&delivery), 7);
     assert_eq!(delivery.offset, stored.offset);
+
+    // A MANUAL stream over gRPC-Web, acknowledged over gRPC-Web.
+    let manual = SubscribeRequest {
+        ack_mode: AckMode::Manual as i32,
+        ..from_earliest(&topic)
+    };
+    let mut acked = web
+        .subscribe(manual)
+        .await
+        .expect("a MANUAL Subscribe over gRPC-Web")
+        .into_inner();
+    let mut subscription = None;
+    let delivery = loop {
+        match acked
+            .message()
+            .await
+            .expect("the stream goes on")
+            .and_then(|m| m.kind)
+        {
+            Some(Kind::Subscribed(subscribed)) => subscription = Some(subscribed.subscription_id),
+            Some(Kind::Delivery(delivery)) => break delivery,
+            Some(_) => continue,
+            None => panic!("the stream ended"),
+        }
+    };
+    web.acknowledge(AcknowledgeRequest {
+        subscription_id: subscription.expect("subscribed first"),
+        ack_ids: vec![delivery.ack_id.clone()],
+    })
+    .await
+    .expect("Acknowledge over gRPC-Web");
+    drop(acked);
 
     // An error status, with its message, as a native client gets it.
     let status = web
