@@ -1,9 +1,10 @@
-// Builds the live event viewer (viewer/ and the client generated from
-// proto/ in src/gen) into one directory: index.html, viewer.css and the
-// bundled viewer.js. The gateway embeds viewer/dist, which is committed;
-// the test suite rebuilds into a temporary directory and compares.
+// Bundles the live event viewer's script (viewer/viewer.ts and the client
+// generated from proto/ in src/gen) into OUT_DIR/viewer.js. The gateway
+// embeds it (committed, in viewer/dist) beside viewer/index.html and
+// viewer/viewer.css; the test suite rebuilds it into a temporary directory
+// and compares.
 //   node build.mjs [OUT_DIR]   (default viewer/dist)
-import { copyFileSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 
@@ -19,6 +20,3 @@ await build({
   outfile: join(out, "viewer.js"),
   logLevel: "warning",
 });
-for (const file of ["index.html", "viewer.css"]) {
-  copyFileSync(join("viewer", file), join(out, file));
-}

@@ -1,5 +1,6 @@
-//! The live event viewer (`--viewer`): a page, built from `web/` and
-//! embedded in the binary, served at `/` on the gateway's own port. It
+//! The live event viewer (`--viewer`): a page from `web/viewer` (its
+//! script bundled into `web/viewer/dist`), embedded in the binary and
+//! served at `/` on the gateway's own port. It
 //! calls the gateway with gRPC-Web from the same origin, so it needs no
 //! CORS; its calls go through the edge like any other (tokens included).
 //! Everything else passes on to the gRPC services.
@@ -18,7 +19,7 @@ const FILES: [(&str, &str, &[u8]); 3] = [
     (
         "/",
         "text/html; charset=utf-8",
-        include_bytes!("../../../web/viewer/dist/index.html"),
+        include_bytes!("../../../web/viewer/index.html"),
     ),
     (
         "/viewer.js",
@@ -28,7 +29,7 @@ const FILES: [(&str, &str, &[u8]); 3] = [
     (
         "/viewer.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../../web/viewer/dist/viewer.css"),
+        include_bytes!("../../../web/viewer/viewer.css"),
     ),
 ];
 
