@@ -14,6 +14,9 @@ use tokio::process::{ChildStdin, ChildStdout, Command};
 
 use crate::tally::{Latency, Side, Tally};
 
+/// How long the driver may take to start the browser and open the page.
+const BROWSER_STARTUP: Duration = Duration::from_secs(60);
+
 /// Where `web/` is: the benchmark runs from the repository.
 fn web_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web")
@@ -83,11 +86,14 @@ pub(crate) async fn page_latency(
         stdin: child.stdin.take().ok_or("no stdin")?,
         lines: BufReader::new(child.stdout.take().ok_or("no stdout")?).lines(),
     };
+    // Starting Node and Chromium takes seconds of its own, whatever
+    // --patience says about events.
+    let startup = patience.max(BROWSER_STARTUP);
     driver
-        .run(&format!("open {url}/"), "opened", patience)
+        .run(&format!("open {url}/"), "opened", startup)
         .await?;
     driver
-        .run(&format!("subscribe {topic} latest"), "subscribed", patience)
+        .run(&format!("subscribe {topic} latest"), "subscribed", startup)
         .await?;
     let publishing = Duration::from_secs_f64(events as f64 / rate.max(1) as f64);
     let measured = driver
