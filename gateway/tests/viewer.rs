@@ -183,30 +183,20 @@ async fn the_viewer_shows_events_pauses_publishes_and_cors_keeps_other_origins_o
         .await;
 
     // CORS: a page of the allowed origin may call the gateway, another not.
-    browser
-        .run(
-            &format!("serve {allowed}"),
-            &format!("\"serving\":{allowed}"),
-        )
-        .await;
-    browser
-        .run(&format!("serve {other}"), &format!("\"serving\":{other}"))
-        .await;
     let gateway_url = format!("http://{addr}");
-    let from_allowed = browser
-        .run(
-            &format!("cross http://127.0.0.1:{allowed}/ {gateway_url}"),
-            &format!("\"cross\":\"http://127.0.0.1:{allowed}/\""),
-        )
-        .await;
-    assert_eq!(from_allowed["ok"], true, "{from_allowed}");
-    let from_other = browser
-        .run(
-            &format!("cross http://127.0.0.1:{other}/ {gateway_url}"),
-            &format!("\"cross\":\"http://127.0.0.1:{other}/\""),
-        )
-        .await;
-    assert_eq!(from_other["ok"], false, "{from_other}");
+    for (port, may_call) in [(allowed, true), (other, false)] {
+        let page = format!("http://127.0.0.1:{port}/");
+        browser
+            .run(&format!("serve {port}"), &format!("\"serving\":{port}"))
+            .await;
+        let outcome = browser
+            .run(
+                &format!("cross {page} {gateway_url}"),
+                &format!("\"cross\":\"{page}\""),
+            )
+            .await;
+        assert_eq!(outcome["ok"], may_call, "{outcome}");
+    }
 
     drop(browser);
     gateway.shutdown().await.unwrap();

@@ -94,11 +94,7 @@ impl PublishCalls {
         let mut counts: Vec<(&str, tonic::Code, u64)> = Vec::new();
         for (topic, outcome) in topics.iter().zip(&outcomes) {
             let code = logged(outcome);
-            let label = if outcome.is_ok() || self.publishing.topic_exists(topic) {
-                topic.as_str()
-            } else {
-                UNKNOWN_TOPIC
-            };
+            let label = self.label(topic, outcome);
             match counts
                 .iter_mut()
                 .find(|(t, c, _)| *t == label && *c == code)
@@ -131,13 +127,20 @@ impl PublishCalls {
         outcome: Result<PublishEventResponse, Error>,
     ) -> Result<PublishEventResponse, Error> {
         let code = logged(&outcome);
-        let label = if outcome.is_ok() || self.publishing.topic_exists(topic) {
+        self.metrics
+            .published(self.label(topic, &outcome), code, started.elapsed(), 1);
+        outcome
+    }
+
+    /// The topic label a publish to `topic` is counted under: the topic
+    /// when it is known to exist, else [`UNKNOWN_TOPIC`] (so that clients
+    /// cannot make up metric series).
+    fn label<'a>(&self, topic: &'a str, outcome: &Result<PublishEventResponse, Error>) -> &'a str {
+        if outcome.is_ok() || self.publishing.topic_exists(topic) {
             topic
         } else {
             UNKNOWN_TOPIC
-        };
-        self.metrics.published(label, code, started.elapsed(), 1);
-        outcome
+        }
     }
 }
 
