@@ -58,7 +58,8 @@ impl PublishCalls {
     ) -> Result<PublishEventResponse, Error> {
         let started = Clock::now();
         let topic = request.topic.clone();
-        let outcome = match self.admit(request, from) {
+        let bytes = request.encoded_len();
+        let outcome = match self.admit(request, bytes, from) {
             // Boxed: the publish state machine is large, and callers keep
             // many of these futures in flight (PublishEvents); they move a
             // pointer.
@@ -78,12 +79,23 @@ impl PublishCalls {
         deadline: Instant,
         caller: &opentelemetry::Context,
     ) -> Result<Vec<Result<PublishEventResponse, Error>>, Error> {
-        validate::batch(&batch, self.max_payload_bytes)?;
+        let sizes = validate::batch(&batch, self.max_payload_bytes)?;
         let started = Clock::now();
-        let (topics, admitted): (Vec<String>, Vec<Result<Publish, Error>>) = batch
+        // Each event's topic for its count: a batch mostly names one, so a
+        // name is kept once for each run of events that share it.
+        let mut topics: Vec<String> = Vec::new();
+        let mut topic_of: Vec<usize> = Vec::with_capacity(batch.len());
+        let admitted: Vec<Result<Publish, Error>> = batch
             .into_iter()
-            .map(|request| (request.topic.clone(), self.admit(request, from)))
-            .unzip();
+            .zip(sizes)
+            .map(|(request, bytes)| {
+                if topics.last() != Some(&request.topic) {
+                    topics.push(request.topic.clone());
+                }
+                topic_of.push(topics.len() - 1);
+                self.admit(request, bytes, from)
+            })
+            .collect();
         let outcomes = self
             .publishing
             .publish_batch(admitted, deadline, caller)
@@ -92,9 +104,9 @@ impl PublishCalls {
         let took = started.elapsed();
         // (A batch mostly has one topic and one outcome: a short list.)
         let mut counts: Vec<(&str, tonic::Code, u64)> = Vec::new();
-        for (topic, outcome) in topics.iter().zip(&outcomes) {
+        for (&at, outcome) in topic_of.iter().zip(&outcomes) {
             let code = logged(outcome);
-            let label = self.label(topic, outcome);
+            let label = self.label(&topics[at], outcome);
             match counts
                 .iter_mut()
                 .find(|(t, c, _)| *t == label && *c == code)
@@ -109,13 +121,17 @@ impl PublishCalls {
         Ok(outcomes)
     }
 
-    /// A request checked, and its caller's right and quota to publish it.
-    fn admit(&self, request: PublishEventRequest, from: &Caller) -> Result<Publish, Error> {
+    /// A request checked, and its caller's right and quota to publish it
+    /// (`bytes`: its encoded size).
+    fn admit(
+        &self,
+        request: PublishEventRequest,
+        bytes: usize,
+        from: &Caller,
+    ) -> Result<Publish, Error> {
         tracing::debug!(topic = %clip(&request.topic), "publish received");
-        let bytes = request.encoded_len();
-        let topic = request.topic.clone();
         let publish = validate::publish_request(request, self.max_payload_bytes)?;
-        self.access.publish(from, &topic, bytes)?;
+        self.access.publish(from, &publish.request.topic, bytes)?;
         Ok(publish)
     }
 

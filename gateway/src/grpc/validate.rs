@@ -189,7 +189,11 @@ fn attributes(event: &eventgateway::v1::Event) -> Result<(), Error> {
 
 /// Checks the bounds of a PublishEvents batch as a whole: its count and its
 /// encoded size; each event is checked on its own as it is published.
-pub(crate) fn batch(batch: &[PublishEventRequest], max_payload_bytes: usize) -> Result<(), Error> {
+/// Answers each event's encoded size.
+pub(crate) fn batch(
+    batch: &[PublishEventRequest],
+    max_payload_bytes: usize,
+) -> Result<Vec<usize>, Error> {
     if batch.len() > MAX_BATCH_EVENTS {
         return Err(Error::InvalidArgument(format!(
             "the batch has {} events; at most {MAX_BATCH_EVENTS}",
@@ -197,14 +201,15 @@ pub(crate) fn batch(batch: &[PublishEventRequest], max_payload_bytes: usize) -> 
         )));
     }
     let most = max_payload_bytes.saturating_mul(BATCH_PAYLOADS);
-    let bytes: usize = batch.iter().map(prost::Message::encoded_len).sum();
+    let sizes: Vec<usize> = batch.iter().map(prost::Message::encoded_len).collect();
+    let bytes: usize = sizes.iter().sum();
     if bytes > most {
         return Err(Error::InvalidArgument(format!(
             "the batch's events are {bytes} bytes; at most {most} ({BATCH_PAYLOADS} times \
              --max-payload-bytes)"
         )));
     }
-    Ok(())
+    Ok(sizes)
 }
 
 /// Checks a publish request and turns it into a [`Publish`], its payload

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use eventgateway::record::{payload_to_record, OutgoingRecord, Payload};
 use eventgateway::trace_context;
 use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use rdkafka::producer::future_producer::Delivery;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
@@ -101,19 +101,19 @@ impl Publishing {
         caller: &opentelemetry::Context,
     ) -> Vec<Result<PublishEventResponse, Error>> {
         let ready = self.readiness.check();
-        let mut topics: HashMap<String, Result<(), Error>> = HashMap::new();
+        let mut topics = Found::default();
         for publish in batch.iter().flatten() {
             let topic = &publish.request.topic;
-            if ready.is_ok() && !topics.contains_key(topic) {
+            if ready.is_ok() && topics.get(topic).is_none() {
                 let found = tokio::time::timeout_at(deadline, self.topics.ensure(topic))
                     .await
                     .unwrap_or(Err(Error::DeadlineExceeded));
-                topics.insert(topic.clone(), found);
+                topics.insert(topic, found);
             }
         }
         let mut outcomes: Vec<Option<Result<PublishEventResponse, Error>>> =
             Vec::with_capacity(batch.len());
-        let mut waiting = FuturesUnordered::new();
+        let mut waiting = Vec::with_capacity(batch.len());
         for (index, publish) in batch.into_iter().enumerate() {
             let prepared = publish.and_then(|publish| {
                 ready.clone()?;
@@ -132,27 +132,39 @@ impl Publishing {
             });
             outcomes.push(match enqueued {
                 Ok((prepared, Ok(delivery))) => {
-                    waiting.push(async move { (index, prepared, delivery.await) });
+                    waiting.push((index, prepared, delivery));
                     None
                 }
                 Ok((prepared, Err(error))) => Some(self.answered(prepared, Err(error))),
                 Err(error) => Some(Err(error)),
             });
         }
+        // Kafka answers a partition's events in the order they were sent, so
+        // they are awaited in order: the task wakes when the first one it
+        // waits for is answered, and finds most of those after it answered
+        // too, instead of waking for each event.
         let timed = self.publisher.needs_timer(deadline);
         let timer = tokio::time::sleep_until(deadline);
         tokio::pin!(timer);
-        loop {
-            tokio::select! {
+        let mut waiting = waiting.into_iter();
+        for (index, prepared, delivery) in waiting.by_ref() {
+            let answer = tokio::select! {
                 biased;
-                next = waiting.next() => match next {
-                    Some((index, prepared, answer)) => {
-                        let stored = stored(&prepared.topic, answer);
-                        outcomes[index] = Some(self.answered(prepared, stored));
-                    }
-                    None => break,
-                },
-                () = &mut timer, if timed => break,
+                answer = delivery => answer,
+                () = &mut timer, if timed => {
+                    // Past the deadline: those Kafka answered meanwhile keep
+                    // their answer, the others are DEADLINE_EXCEEDED.
+                    outcomes[index] = Some(Err(Error::DeadlineExceeded));
+                    break;
+                }
+            };
+            let stored = stored(&prepared.topic, answer);
+            outcomes[index] = Some(self.answered(prepared, stored));
+        }
+        for (index, prepared, delivery) in waiting {
+            if let Some(answer) = delivery.now_or_never() {
+                let stored = stored(&prepared.topic, answer);
+                outcomes[index] = Some(self.answered(prepared, stored));
             }
         }
         outcomes
@@ -195,6 +207,37 @@ impl Publishing {
                 Err(error)
             }
         }
+    }
+}
+
+/// What looking up each topic of a batch found. A batch mostly names one
+/// topic, so the topic found last is compared first, and a name is hashed
+/// only when it differs from the one before.
+#[derive(Default)]
+struct Found {
+    /// Each topic looked up, and what was found.
+    topics: Vec<(String, Result<(), Error>)>,
+    /// Where each topic is in `topics`.
+    by_name: HashMap<String, usize>,
+    /// The topic found last.
+    last: usize,
+}
+
+impl Found {
+    /// What was found for `topic`, if it was looked up.
+    fn get(&mut self, topic: &str) -> Option<&Result<(), Error>> {
+        match self.topics.get(self.last) {
+            Some((name, _)) if name == topic => {}
+            _ => self.last = *self.by_name.get(topic)?,
+        }
+        self.topics.get(self.last).map(|(_, found)| found)
+    }
+
+    /// Keeps what looking up `topic` found.
+    fn insert(&mut self, topic: &str, found: Result<(), Error>) {
+        self.last = self.topics.len();
+        self.by_name.insert(topic.to_owned(), self.last);
+        self.topics.push((topic.to_owned(), found));
     }
 }
 
