@@ -14,16 +14,16 @@ use eventgateway::v1::Delivery;
 use eventgateway::{delivery_span, trace_context};
 use eventgateway_runtime::telemetry::{self, RECORD_SPANS};
 use opentelemetry::Context;
-use tonic::metadata::MetadataMap;
 use tracing::field::Empty;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The SERVER span of one call of `method`, continuing the caller's trace.
+/// The SERVER span of one call of `method`, continuing the trace of the
+/// call's context, `caller` (taken from the call's metadata once).
 /// Without trace export it carries only what log lines show (the method and
 /// the trace id): the log layer formats every field of every span it keeps,
 /// once per call.
-pub(crate) fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
+pub(crate) fn rpc_server(method: &'static str, caller: &Context) -> Span {
     let span = if telemetry::exporting() {
         tracing::info_span!(
             "rpc",
@@ -37,7 +37,7 @@ pub(crate) fn rpc_server(method: &'static str, metadata: &MetadataMap) -> Span {
     } else {
         tracing::info_span!("rpc", rpc.method = method, trace_id = Empty)
     };
-    trace_context::continue_trace(&span, trace_context::from_metadata(metadata));
+    trace_context::continue_trace(&span, caller.clone());
     span
 }
 

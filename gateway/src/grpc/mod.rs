@@ -139,8 +139,8 @@ impl EventGateway for Gateway {
     ) -> Result<Response<PublishEventResponse>, Status> {
         let _permit = self.unary.take()?;
         let deadline = deadline::deadline(request.metadata(), self.request_timeout);
-        let span = spans::rpc_server("PublishEvent", request.metadata());
         let caller = trace_context::from_metadata(request.metadata());
+        let span = spans::rpc_server("PublishEvent", &caller);
         let from = caller_of(&request);
         let outcome = self
             .publishes

@@ -49,7 +49,7 @@ pub(super) fn serve(
     permit: OwnedSemaphorePermit,
 ) -> PublishEventsStream {
     let caller = trace_context::from_metadata(request.metadata());
-    let span = spans::rpc_server("PublishEvents", request.metadata());
+    let span = spans::rpc_server("PublishEvents", &caller);
     let from = request
         .extensions()
         .get::<Caller>()
