@@ -75,7 +75,8 @@ pub(crate) struct Options {
     /// Run only these scenarios (comma-separated): produce, closed, unary,
     /// floor (Health/Check from the unary scenario's callers: what any call
     /// costs before the gateway's own work),
-    /// stream (one event and one batch a request), consume, subscribe, acks
+    /// stream (one event and one batch a request), batched (only the
+    /// batches), consume, subscribe, acks
     /// (one MANUAL reader acking every delivery on the stream, one with unary
     /// Acknowledge, and an AUTO one, alternating), fanout, latency, and
     /// secure (a second gateway with TLS, tokens and a policy: its stream
@@ -84,7 +85,7 @@ pub(crate) struct Options {
     /// and zstd gRPC messages), and viewer (the live event viewer in
     /// headless Chromium: publish to display; needs web/'s packages and
     /// chromium). The others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

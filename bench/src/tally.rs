@@ -171,6 +171,21 @@ pub(crate) fn median(mut runs: Vec<Throughput>) -> Option<Throughput> {
     (!runs.is_empty()).then(|| runs.swap_remove(middle))
 }
 
+/// The direct client's CPU per event over the gateway's own, round by round
+/// (each `gateway` run beside the `direct` run of its round), and the median
+/// of those ratios: a slow drift of the machine moves both runs of a round
+/// alike, where the median of each side would pair runs of different times.
+pub(crate) fn paired_efficiency(direct: &[Throughput], gateway: &[Throughput]) -> f64 {
+    let mut ratios: Vec<f64> = direct
+        .iter()
+        .zip(gateway)
+        .map(|(direct, gateway)| direct.cpu_per_event_us()[0] / gateway.cpu_per_event_us()[1])
+        .filter(|ratio| ratio.is_finite())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// What a scenario returns: its measurement, or why it could not run.
 pub(crate) trait Measured {
     /// The measurement with the CPU time spent in it.
@@ -304,5 +319,27 @@ mod tests {
         let latency = Latency::of(samples);
         assert_eq!((latency.p50, latency.p99, latency.max), (50.0, 99.0, 100.0));
         assert!(Latency::of(Vec::new()).p50.is_nan());
+    }
+
+    #[test]
+    fn efficiency_pairs_each_round_and_takes_the_median_ratio() {
+        // Round by round: the client's CPU per event in the direct run, the
+        // gateway's in the gateway run beside it (seconds for 1000 events).
+        let run = |client: f64, gateway: f64| {
+            Throughput::new("run", 1000, Duration::from_secs(1), Tally::new(0)).with_cpu(
+                CpuTime {
+                    client,
+                    gateway,
+                    broker: 0.0,
+                },
+            )
+        };
+        let direct = [run(0.004, 0.0), run(0.008, 0.0), run(0.006, 0.0)];
+        // The machine was twice as slow in round two: both sides.
+        let gateway = [run(0.001, 0.005), run(0.002, 0.010), run(0.001, 0.008)];
+        // 0.8, 0.8, 0.75: the median ratio; the medians of each side would
+        // give 0.006 / 0.008 = 0.75 from runs of different rounds.
+        assert_eq!(paired_efficiency(&direct, &gateway), 0.8);
+        assert!(paired_efficiency(&direct, &[]).is_nan());
     }
 }

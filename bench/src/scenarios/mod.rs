@@ -28,7 +28,7 @@ use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, Target};
 use crate::cpu::Processes;
 use crate::options::Options;
 use crate::report::Report;
-use crate::tally::{median, on_cpu, Latency, Tally, Throughput};
+use crate::tally::{median, on_cpu, paired_efficiency, Latency, Tally, Throughput};
 
 /// The name of the AUTO reader the MANUAL ones are set against.
 const AUTO_READER: &str = "AUTO, beside the MANUAL readers";
@@ -137,6 +137,8 @@ pub(crate) async fn run(
                 publish::Shape::plain(),
             );
             stream_runs.push(on_cpu(&processes, streams).await);
+        }
+        if runs("stream") || runs("batched") {
             step(&format!(
                 "batched PublishEvents, {} a request ({round}/{})",
                 o.batch, o.repeat
@@ -171,6 +173,10 @@ pub(crate) async fn run(
             name: SECURE_STREAM,
             ..run
         },
+    );
+    let gateway_efficiency = (
+        paired_efficiency(&direct_runs, &stream_runs),
+        paired_efficiency(&direct_runs, &batched_runs),
     );
     let direct_produce =
         median(direct_runs).unwrap_or_else(|| Throughput::skipped("direct produce"));
@@ -366,6 +372,7 @@ pub(crate) async fn run(
         unary_floor,
         stream,
         batched_stream,
+        gateway_efficiency,
         direct_consume,
         subscribe,
         grpc_web_subscribe,
