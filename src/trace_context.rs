@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::Context;
+use tonic::codegen::http::HeaderName;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
 /// The attribute and metadata name of the W3C trace parent.
@@ -14,9 +15,18 @@ pub const TRACEPARENT: &str = "traceparent";
 
 struct MetadataExtractor<'a>(&'a MetadataMap);
 
+/// [`TRACEPARENT`] as a header name, parsed once: every call is asked for
+/// it (a name given as text is parsed on every lookup).
+static TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
+
 impl Extractor for MetadataExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
+        let value = if key == TRACEPARENT {
+            self.0.as_ref().get(&TRACEPARENT_HEADER)
+        } else {
+            self.0.as_ref().get(key)
+        };
+        value.and_then(|value| value.to_str().ok())
     }
     fn keys(&self) -> Vec<&str> {
         self.0

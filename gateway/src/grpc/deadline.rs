@@ -20,9 +20,13 @@ pub(super) fn deadline(metadata: &MetadataMap, request_timeout: Duration) -> Ins
     Instant::now() + limit
 }
 
+/// The header of a client's deadline, parsed once (a name given as text is
+/// parsed on every lookup).
+static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 /// The client's deadline from the `grpc-timeout` header, if it sent one.
 fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let value = metadata.as_ref().get(&GRPC_TIMEOUT)?.to_str().ok()?;
     if value.len() < 2 {
         return None;
     }
