@@ -326,13 +326,11 @@ mod tests {
         // Round by round: the client's CPU per event in the direct run, the
         // gateway's in the gateway run beside it (seconds for 1000 events).
         let run = |client: f64, gateway: f64| {
-            Throughput::new("run", 1000, Duration::from_secs(1), Tally::new(0)).with_cpu(
-                CpuTime {
-                    client,
-                    gateway,
-                    broker: 0.0,
-                },
-            )
+            Throughput::new("run", 1000, Duration::from_secs(1), Tally::new(0)).with_cpu(CpuTime {
+                client,
+                gateway,
+                broker: 0.0,
+            })
         };
         let direct = [run(0.004, 0.0), run(0.008, 0.0), run(0.006, 0.0)];
         // The machine was twice as slow in round two: both sides.

@@ -17,6 +17,10 @@ use crate::kafka::{redacted, Cluster};
 /// Room in a record for its key and headers beside the payload.
 const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
 
+/// How much nearer than twice the delivery timeout a deadline may be and
+/// still need no timer (see [`Publisher::needs_timer`]).
+const TIMER_SLACK: Duration = Duration::from_secs(1);
+
 /// The producer's default linger.ms (`--kafka-property linger.ms=...`
 /// overrides it).
 pub const LINGER_MS: &str = "2";
@@ -137,11 +141,14 @@ impl Publisher {
             .map_err(|(error, _)| Error::from_kafka(&error, Some(topic)))
     }
 
-    /// Whether a wait until `deadline` needs a timer of its own: one at
-    /// least twice the delivery timeout away does not (one timer per event
-    /// saved), as librdkafka answers well before.
+    /// Whether a wait until `deadline` needs a timer of its own: one about
+    /// twice the delivery timeout away or more does not (one timer per event
+    /// saved), as librdkafka answers well before. "About": the deadline was
+    /// set when the call began, so a call with the default deadlines
+    /// (`--request-timeout` twice `--delivery-timeout`) finds it a little
+    /// less than twice the delivery timeout away by now.
     pub(crate) fn needs_timer(&self, deadline: Instant) -> bool {
-        deadline < Instant::now() + 2 * self.delivery_timeout
+        timer_needed(deadline, Instant::now(), self.delivery_timeout)
     }
 
     /// Waits until every queued event was answered by Kafka, at most `timeout`.
@@ -159,6 +166,12 @@ impl Publisher {
     }
 }
 
+/// Whether a wait from `now` until `deadline` needs a timer, when
+/// librdkafka answers every send within `delivery_timeout`.
+fn timer_needed(deadline: Instant, now: Instant, delivery_timeout: Duration) -> bool {
+    deadline + TIMER_SLACK < now + 2 * delivery_timeout
+}
+
 /// What a record's [`DeliveryFuture`] gives.
 pub(crate) type Answer = <DeliveryFuture as std::future::Future>::Output;
 
@@ -173,5 +186,29 @@ pub(crate) fn stored(topic: &str, answer: Answer) -> Result<Delivery, Error> {
         }
         // The producer was torn down before it answered.
         Err(_) => Err(Error::ShuttingDown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_needs_a_timer_only_when_the_deadline_comes_before_librdkafka_answers() {
+        let delivery = Duration::from_secs(30);
+        let began = Instant::now();
+        // The defaults: a 60 s request timeout set when the call began, looked
+        // at a little later.
+        let deadline = began + Duration::from_secs(60);
+        assert!(!timer_needed(
+            deadline,
+            began + Duration::from_millis(5),
+            delivery
+        ));
+        // A client's shorter deadline.
+        let deadline = began + Duration::from_secs(10);
+        assert!(timer_needed(deadline, began, delivery));
+        let deadline = began + Duration::from_secs(58);
+        assert!(timer_needed(deadline, began, delivery));
     }
 }
