@@ -290,3 +290,24 @@ fn prepare(publish: Publish, caller: &opentelemetry::Context) -> Prepared {
         span,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_finds_each_topic_it_looked_up_whatever_the_order() {
+        let mut found = Found::default();
+        assert!(found.get("orders").is_none());
+        found.insert("orders", Ok(()));
+        found.insert("gone", Err(Error::TopicNotFound("gone".into())));
+        for (topic, exists) in [("orders", true), ("gone", false), ("orders", true)] {
+            let lookup = found
+                .get(topic)
+                .unwrap_or_else(|| panic!("{topic} looked up"));
+            assert_eq!(lookup.is_ok(), exists, "{topic}");
+        }
+        assert!(found.get("other").is_none());
+        assert!(found.get("gone").is_some_and(Result::is_err));
+    }
+}
