@@ -6,6 +6,7 @@
 mod producer;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::SystemTime;
 
 use eventgateway::record::{payload_to_record, OutgoingRecord, Payload};
@@ -139,30 +140,9 @@ impl Publishing {
                 Err(error) => Some(Err(error)),
             });
         }
-        // Kafka answers a partition's events in the order they were sent, so
-        // they are awaited in order: the task wakes when the first one it
-        // waits for is answered, and finds most of those after it answered
-        // too, instead of waking for each event.
         let timed = self.publisher.needs_timer(deadline);
-        let timer = tokio::time::sleep_until(deadline);
-        tokio::pin!(timer);
-        let mut waiting = waiting.into_iter();
-        for (index, prepared, delivery) in waiting.by_ref() {
-            let answer = tokio::select! {
-                biased;
-                answer = delivery => answer,
-                () = &mut timer, if timed => {
-                    // Past the deadline: those Kafka answered meanwhile keep
-                    // their answer, the others are DEADLINE_EXCEEDED.
-                    outcomes[index] = Some(Err(Error::DeadlineExceeded));
-                    break;
-                }
-            };
-            let stored = stored(&prepared.topic, answer);
-            outcomes[index] = Some(self.answered(prepared, stored));
-        }
-        for (index, prepared, delivery) in waiting {
-            if let Some(answer) = delivery.now_or_never() {
+        for (index, prepared, answer) in in_order(waiting, deadline, timed).await {
+            if let Some(answer) = answer {
                 let stored = stored(&prepared.topic, answer);
                 outcomes[index] = Some(self.answered(prepared, stored));
             }
@@ -208,6 +188,38 @@ impl Publishing {
             }
         }
     }
+}
+
+/// Waits for each of `waiting`'s answers in turn, until `deadline` (when
+/// `timed`), and gives every item with its answer, or with none when it
+/// had none by the deadline. Kafka answers a partition's events in the
+/// order they were sent, so they are awaited in order: the task wakes when
+/// the first one it waits for is answered, and finds most of those after it
+/// answered too, instead of waking for each event. At the deadline, those
+/// answered meanwhile keep their answer.
+async fn in_order<T, F: Future>(
+    waiting: Vec<(usize, T, F)>,
+    deadline: Instant,
+    timed: bool,
+) -> Vec<(usize, T, Option<F::Output>)> {
+    let mut answered = Vec::with_capacity(waiting.len());
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+    let mut waiting = waiting.into_iter();
+    for (index, item, answer) in waiting.by_ref() {
+        tokio::select! {
+            biased;
+            answer = answer => answered.push((index, item, Some(answer))),
+            () = &mut timer, if timed => {
+                answered.push((index, item, None));
+                break;
+            }
+        }
+    }
+    for (index, item, answer) in waiting {
+        answered.push((index, item, answer.now_or_never()));
+    }
+    answered
 }
 
 /// What looking up each topic of a batch found. A batch mostly names one
@@ -309,5 +321,49 @@ mod tests {
         }
         assert!(found.get("other").is_none());
         assert!(found.get("gone").is_some_and(Result::is_err));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_awaited_in_order_and_those_in_by_the_deadline_are_kept() {
+        let (first, second, third) = (
+            tokio::sync::oneshot::channel::<u32>(),
+            tokio::sync::oneshot::channel::<u32>(),
+            tokio::sync::oneshot::channel::<u32>(),
+        );
+        let waiting = vec![(0, "a", first.1), (1, "b", second.1), (2, "c", third.1)];
+        // The first and the third are answered; the second never is.
+        first.0.send(1).unwrap();
+        third.0.send(3).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let answers = in_order(waiting, deadline, true).await;
+        let answers: Vec<_> = answers
+            .into_iter()
+            .map(|(index, item, answer)| (index, item, answer.map(Result::ok)))
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                (0, "a", Some(Some(1))),
+                (1, "b", None),
+                (2, "c", Some(Some(3)))
+            ]
+        );
+        assert!(
+            Instant::now() >= deadline,
+            "waited for the second until the deadline"
+        );
+        drop(second.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_timer_every_answer_is_awaited() {
+        let (sender, receiver) = tokio::sync::oneshot::channel::<u32>();
+        let deadline = Instant::now() + std::time::Duration::from_millis(1);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            sender.send(7).unwrap();
+        });
+        let answers = in_order(vec![(0, (), receiver)], deadline, false).await;
+        assert_eq!(answers[0].2.as_ref().map(|a| *a.as_ref().unwrap()), Some(7));
     }
 }
