@@ -78,6 +78,9 @@ struct Tally {
     accepted: Mutex<HashMap<i64, Vec<Acceptance>>>,
     /// Deliveries received, redeliveries included.
     delivered: AtomicUsize,
+    /// Per event number, each stream it was delivered on and when, to
+    /// tell the story of an event handled twice.
+    deliveries: Mutex<HashMap<i64, Vec<(usize, Instant)>>>,
     /// Streams opened so far.
     streams: AtomicUsize,
     holdings: Mutex<Vec<Holding>>,
@@ -116,6 +119,43 @@ impl Tally {
             .map(|h| h.from)
             .max();
         got.is_some_and(|got| first.when + COMMIT_INTERVAL + SLACK >= got)
+    }
+
+    /// What happened to events `twice` were handled twice: where each was
+    /// delivered, and who held its partition when, relative to `zero`.
+    fn story(&self, twice: &[&(i64, Vec<Acceptance>)], zero: Instant) -> Vec<String> {
+        let ms = |at: Instant| at.saturating_duration_since(zero).as_millis();
+        let deliveries = self.deliveries.lock().unwrap();
+        let holdings = self.holdings.lock().unwrap();
+        twice
+            .iter()
+            .map(|(n, acceptances)| {
+                let partition = acceptances[0].partition;
+                let delivered: Vec<String> = deliveries
+                    .get(n)
+                    .into_iter()
+                    .flatten()
+                    .map(|(stream, at)| format!("stream {stream} at {} ms", ms(*at)))
+                    .collect();
+                let accepted: Vec<String> = acceptances
+                    .iter()
+                    .map(|a| format!("stream {} at {} ms", a.stream, ms(a.when)))
+                    .collect();
+                let held: Vec<String> = holdings
+                    .iter()
+                    .filter(|h| h.partition == partition)
+                    .map(|h| {
+                        let to =
+                            h.to.map_or("open".to_owned(), |to| format!("{} ms", ms(to)));
+                        format!("stream {} {}..{to}", h.stream, ms(h.from))
+                    })
+                    .collect();
+                format!(
+                    "event {n} (partition {partition}): delivered {delivered:?}; \
+                     accepted {accepted:?}; partition held {held:?}"
+                )
+            })
+            .collect()
     }
 
     /// Waits until every event of `range` was handled (the `phase` of the
@@ -320,7 +360,15 @@ async fn serve(
         match message.kind {
             Some(Kind::Delivery(delivery)) => {
                 tally.delivered.fetch_add(1, Ordering::Relaxed);
-                out.insert(delivery.ack_id.clone(), (n(&delivery), delivery.partition));
+                let number = n(&delivery);
+                tally
+                    .deliveries
+                    .lock()
+                    .unwrap()
+                    .entry(number)
+                    .or_default()
+                    .push((stream_id, Instant::now()));
+                out.insert(delivery.ack_id.clone(), (number, delivery.partition));
                 let ack = SettleRequest {
                     acks: vec![delivery.ack_id],
                     ..SettleRequest::default()
@@ -428,6 +476,8 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
         ..SubscribeRequest::default()
     };
     let tally = Arc::new(Tally::default());
+    // Times in a failure's story count from here.
+    let zero = Instant::now();
     let nudge = Arc::new(Notify::new());
     let (stop, stopped) = watch::channel(false);
     let members: Vec<_> = (0..MEMBERS)
@@ -479,7 +529,9 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
         .collect();
     assert!(
         unexplained.is_empty(),
-        "handled twice, the kill at {killed_at:?}: {unexplained:#?}\nreplicas' warnings: {:#?}",
+        "handled twice, the kill at {} ms: {:#?}\nreplicas' warnings: {:#?}",
+        killed_at.duration_since(zero).as_millis(),
+        tally.story(&unexplained, zero),
         warnings(&mut replicas)
     );
 
@@ -498,12 +550,14 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
             .await;
         }
     });
+    let mut restarts = Vec::new();
     for (i, replica) in replicas.iter_mut().enumerate() {
         let before = tally.distinct(FIRST..FIRST + SECOND);
         eventually("events flow before the next restart", || async {
             tally.distinct(FIRST..FIRST + SECOND) > before
         })
         .await;
+        restarts.push(zero.elapsed().as_millis());
         let status = sigterm_and_wait(replica.child.take().unwrap()).await;
         assert!(status.success(), "replica {i} exited with {status}");
         replica.start(&broker.brokers()).await;
@@ -524,7 +578,9 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
         .collect();
     assert!(
         unexplained.is_empty(),
-        "handled twice across a rolling restart: {unexplained:#?}\nreplicas' warnings: {:#?}",
+        "handled twice across a rolling restart (restarts at {restarts:?} ms): {:#?}\n\
+         replicas' warnings: {:#?}",
+        tally.story(&unexplained, zero),
         warnings(&mut replicas)
     );
 
