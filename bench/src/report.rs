@@ -74,7 +74,7 @@ impl Report {
     }
 
     /// What TLS and a token add to PublishEvent's p50 latency: the secured
-    /// gateway's p50 over the plain one's, measured in alternating blocks.
+    /// gateway's p50 over the plain one's, in turns of 50 ms.
     fn secure_added_p50_ms(&self) -> f64 {
         self.secure_latency.0.p50 - self.publish_latency.0.p50
     }

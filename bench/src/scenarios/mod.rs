@@ -14,7 +14,7 @@
 //!
 //! With a second, secured gateway (TLS, bearer tokens, a policy), its
 //! streaming publish alternates with the plain gateway's, and its latency
-//! is measured after the plain one's, each against the direct producer.
+//! takes turns with the plain one's and the direct producer's.
 
 mod acks;
 pub(crate) mod compression;
@@ -292,13 +292,13 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("fan-out (deliveries)")
     };
-    // Direct, plain and secured blocks alternate, so that all three see
+    // Direct, plain and secured take turns of 50 ms, so that all three see
     // the same machine.
     let mut gateways = vec![&channels[0]];
     gateways.extend(secure.as_ref().map(|(channels, _)| &channels[0]));
     let none = || (Latency::default(), Tally::new(0));
     let (direct_latency, mut sides) = if runs("latency") {
-        step("latency: direct producer, PublishEvent, and with TLS and a token, alternating each second");
+        step("latency: direct producer, PublishEvent, and with TLS and a token, in turns of 50 ms");
         latency::latencies(
             &producer,
             &gateways,
