@@ -63,6 +63,9 @@ struct Acceptance {
     when: Instant,
 }
 
+/// One delivery of an event: the stream, the partition, when.
+type Delivered = (usize, i32, Instant);
+
 /// A partition held by a stream, from its assignment to its revocation.
 struct Holding {
     stream: usize,
@@ -72,15 +75,16 @@ struct Holding {
 }
 
 /// Who accepted which event when, and who held which partition when.
-#[derive(Default)]
 struct Tally {
+    /// When the test began: a failure's story counts from here.
+    zero: Instant,
     /// Per event number, each ACCEPTED ack.
     accepted: Mutex<HashMap<i64, Vec<Acceptance>>>,
     /// Deliveries received, redeliveries included.
     delivered: AtomicUsize,
     /// Per event number, each stream it was delivered on and when, to
     /// tell the story of an event handled twice.
-    deliveries: Mutex<HashMap<i64, Vec<(usize, Instant)>>>,
+    deliveries: Mutex<HashMap<i64, Vec<Delivered>>>,
     /// Streams opened so far.
     streams: AtomicUsize,
     holdings: Mutex<Vec<Holding>>,
@@ -89,6 +93,23 @@ struct Tally {
 }
 
 impl Tally {
+    fn new() -> Self {
+        Self {
+            zero: Instant::now(),
+            accepted: Mutex::default(),
+            delivered: AtomicUsize::default(),
+            deliveries: Mutex::default(),
+            streams: AtomicUsize::default(),
+            holdings: Mutex::default(),
+            members: Mutex::default(),
+        }
+    }
+
+    /// Milliseconds since the test began.
+    fn ms(&self, at: Instant) -> u128 {
+        at.saturating_duration_since(self.zero).as_millis()
+    }
+
     fn distinct(&self, range: std::ops::Range<i64>) -> usize {
         let accepted = self.accepted.lock().unwrap();
         range.filter(|n| accepted.contains_key(n)).count()
@@ -121,39 +142,42 @@ impl Tally {
         got.is_some_and(|got| first.when + COMMIT_INTERVAL + SLACK >= got)
     }
 
-    /// What happened to events `twice` were handled twice: where each was
-    /// delivered, and who held its partition when, relative to `zero`.
-    fn story(&self, twice: &[&(i64, Vec<Acceptance>)], zero: Instant) -> Vec<String> {
-        let ms = |at: Instant| at.saturating_duration_since(zero).as_millis();
+    /// What happened to `events`: where each was delivered and accepted,
+    /// and who held its partition when (every partition's holders when it
+    /// was never delivered).
+    fn story(&self, events: impl IntoIterator<Item = i64>) -> Vec<String> {
+        let accepted = self.accepted.lock().unwrap();
         let deliveries = self.deliveries.lock().unwrap();
         let holdings = self.holdings.lock().unwrap();
-        twice
-            .iter()
-            .map(|(n, acceptances)| {
-                let partition = acceptances[0].partition;
-                let delivered: Vec<String> = deliveries
-                    .get(n)
-                    .into_iter()
-                    .flatten()
-                    .map(|(stream, at)| format!("stream {stream} at {} ms", ms(*at)))
-                    .collect();
-                let accepted: Vec<String> = acceptances
+        events
+            .into_iter()
+            .map(|n| {
+                let delivered = deliveries.get(&n).map_or(&[][..], Vec::as_slice);
+                let accepted = accepted.get(&n).map_or(&[][..], Vec::as_slice);
+                let partition = delivered.first().map(|(_, partition, _)| *partition);
+                let delivered: Vec<String> = delivered
                     .iter()
-                    .map(|a| format!("stream {} at {} ms", a.stream, ms(a.when)))
+                    .map(|(stream, _, at)| format!("stream {stream} at {} ms", self.ms(*at)))
+                    .collect();
+                let accepted: Vec<String> = accepted
+                    .iter()
+                    .map(|a| format!("stream {} at {} ms", a.stream, self.ms(a.when)))
                     .collect();
                 let held: Vec<String> = holdings
                     .iter()
-                    .filter(|h| h.partition == partition)
+                    .filter(|h| partition.is_none_or(|p| h.partition == p))
                     .map(|h| {
                         let to =
-                            h.to.map_or("open".to_owned(), |to| format!("{} ms", ms(to)));
-                        format!("stream {} {}..{to}", h.stream, ms(h.from))
+                            h.to.map_or("open".to_owned(), |to| format!("{} ms", self.ms(to)));
+                        format!(
+                            "partition {} stream {} {}..{to}",
+                            h.partition,
+                            h.stream,
+                            self.ms(h.from)
+                        )
                     })
                     .collect();
-                format!(
-                    "event {n} (partition {partition}): delivered {delivered:?}; \
-                     accepted {accepted:?}; partition held {held:?}"
-                )
+                format!("event {n}: delivered {delivered:?}; accepted {accepted:?}; held {held:?}")
             })
             .collect()
     }
@@ -190,9 +214,10 @@ impl Tally {
                 };
                 panic!(
                     "{what}: {} of {want} after {REGROUP:?}; missing {missing:?}; \
-                     partitions held: {:?}",
+                     partitions held: {:?}\n{:#?}",
                     want - missing.len(),
-                    self.held()
+                    self.held(),
+                    self.story(missing.iter().copied())
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -367,7 +392,7 @@ async fn serve(
                     .unwrap()
                     .entry(number)
                     .or_default()
-                    .push((stream_id, Instant::now()));
+                    .push((stream_id, delivery.partition, Instant::now()));
                 out.insert(delivery.ack_id.clone(), (number, delivery.partition));
                 let ack = SettleRequest {
                     acks: vec![delivery.ack_id],
@@ -475,9 +500,7 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
         max_unacked: WINDOW,
         ..SubscribeRequest::default()
     };
-    let tally = Arc::new(Tally::default());
-    // Times in a failure's story count from here.
-    let zero = Instant::now();
+    let tally = Arc::new(Tally::new());
     let nudge = Arc::new(Notify::new());
     let (stop, stopped) = watch::channel(false);
     let members: Vec<_> = (0..MEMBERS)
@@ -530,8 +553,8 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
     assert!(
         unexplained.is_empty(),
         "handled twice, the kill at {} ms: {:#?}\nreplicas' warnings: {:#?}",
-        killed_at.duration_since(zero).as_millis(),
-        tally.story(&unexplained, zero),
+        tally.ms(killed_at),
+        tally.story(unexplained.iter().map(|(n, _)| *n)),
         warnings(&mut replicas)
     );
 
@@ -557,7 +580,7 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
             tally.distinct(FIRST..FIRST + SECOND) > before
         })
         .await;
-        restarts.push(zero.elapsed().as_millis());
+        restarts.push(tally.ms(Instant::now()));
         let status = sigterm_and_wait(replica.child.take().unwrap()).await;
         assert!(status.success(), "replica {i} exited with {status}");
         replica.start(&broker.brokers()).await;
@@ -580,7 +603,7 @@ async fn three_replicas_serve_one_group_through_a_kill_and_a_rolling_restart() {
         unexplained.is_empty(),
         "handled twice across a rolling restart (restarts at {restarts:?} ms): {:#?}\n\
          replicas' warnings: {:#?}",
-        tally.story(&unexplained, zero),
+        tally.story(unexplained.iter().map(|(n, _)| *n)),
         warnings(&mut replicas)
     );
 

@@ -37,12 +37,9 @@ pub(super) fn serve(
     inbound: Streaming<StreamingSubscribeRequest>,
 ) -> StreamingStream {
     let (answers_tx, answers) = mpsc::channel(ANSWERS);
+    let answered_before_end = settler.is_some();
     tokio::spawn(read(inbound, settler, answers_tx));
-    Box::pin(Merged {
-        deliveries,
-        answers: Some(ReceiverStream::new(answers)),
-        ended: false,
-    })
+    Box::pin(Merged::new(deliveries, answers, answered_before_end))
 }
 
 /// Reads the client's messages until it ends its side, the subscription
@@ -105,14 +102,39 @@ async fn read(
 }
 
 /// The subscription's messages and the answers, on one stream; it ends
-/// when the subscription's stream ends or an answer is an error.
+/// when the subscription's stream ends or an answer is an error. The
+/// final status of a MANUAL subscription waits for the answers still on
+/// their way: an ack the subscription applied just before it ended (as a
+/// drain does once the last ack is in) is answered before the stream ends.
 struct Merged {
     /// The subscription's messages, then its final status.
     deliveries: SubscribeStream,
     /// The answers; `None` once the reader is done.
     answers: Option<ReceiverStream<Result<StreamingSubscribeResponse, Status>>>,
+    /// Whether the final status waits until the reader is done (it is done
+    /// once the subscription ended, for a MANUAL subscription).
+    answered_before_end: bool,
+    /// The subscription's final status (`None`: ended without one), held
+    /// until the answers are out.
+    last: Option<Option<Status>>,
     /// Whether the final status was handed out.
     ended: bool,
+}
+
+impl Merged {
+    fn new(
+        deliveries: SubscribeStream,
+        answers: mpsc::Receiver<Result<StreamingSubscribeResponse, Status>>,
+        answered_before_end: bool,
+    ) -> Self {
+        Self {
+            deliveries,
+            answers: Some(ReceiverStream::new(answers)),
+            answered_before_end,
+            last: None,
+            ended: false,
+        }
+    }
 }
 
 impl Stream for Merged {
@@ -122,25 +144,28 @@ impl Stream for Merged {
         if self.ended {
             return Poll::Ready(None);
         }
-        if let Some(answers) = self.answers.as_mut() {
-            match Pin::new(answers).poll_next(cx) {
-                Poll::Ready(Some(answer)) => {
-                    self.ended = answer.is_err();
-                    return Poll::Ready(Some(answer));
+        loop {
+            if let Some(answers) = self.answers.as_mut() {
+                match Pin::new(answers).poll_next(cx) {
+                    Poll::Ready(Some(answer)) => {
+                        self.ended = answer.is_err();
+                        return Poll::Ready(Some(answer));
+                    }
+                    Poll::Ready(None) => self.answers = None,
+                    Poll::Pending if self.last.is_some() && self.answered_before_end => {
+                        return Poll::Pending;
+                    }
+                    Poll::Pending => {}
                 }
-                Poll::Ready(None) => self.answers = None,
-                Poll::Pending => {}
             }
-        }
-        match std::task::ready!(self.deliveries.as_mut().poll_next(cx)) {
-            Some(Ok(message)) => Poll::Ready(Some(Ok(streamed(message)))),
-            Some(Err(status)) => {
+            if let Some(last) = self.last.take() {
                 self.ended = true;
-                Poll::Ready(Some(Err(status)))
+                return Poll::Ready(last.map(Err));
             }
-            None => {
-                self.ended = true;
-                Poll::Ready(None)
+            match std::task::ready!(self.deliveries.as_mut().poll_next(cx)) {
+                Some(Ok(message)) => return Poll::Ready(Some(Ok(streamed(message)))),
+                Some(Err(status)) => self.last = Some(Some(status)),
+                None => self.last = Some(None),
             }
         }
     }
@@ -154,5 +179,62 @@ fn streamed(message: SubscribeResponse) -> StreamingSubscribeResponse {
             Kind::Delivery(delivery) => Outbound::Delivery(delivery),
             Kind::Rebalance(rebalance) => Outbound::Rebalance(rebalance),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eventgateway::v1::SettleResponse;
+    use futures_util::FutureExt;
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    fn settled() -> Result<StreamingSubscribeResponse, Status> {
+        Ok(StreamingSubscribeResponse {
+            kind: Some(Outbound::Settled(SettleResponse::default())),
+        })
+    }
+
+    /// A subscription that has ended with `status`.
+    fn ended(status: Status) -> SubscribeStream {
+        Box::pin(tokio_stream::iter([Err(status)]))
+    }
+
+    #[tokio::test]
+    async fn an_answer_on_its_way_when_a_manual_subscription_ends_comes_before_the_end() {
+        let (answers_tx, answers) = mpsc::channel(ANSWERS);
+        let mut merged = Merged::new(ended(Status::unavailable("shutting down")), answers, true);
+        // The subscription has ended, the reader has not handed the last
+        // answer on yet: the stream waits for it.
+        assert!(merged.next().now_or_never().is_none());
+        answers_tx.send(settled()).await.unwrap();
+        let answer = merged.next().await.unwrap().unwrap();
+        assert!(matches!(answer.kind, Some(Outbound::Settled(_))));
+        assert!(merged.next().now_or_never().is_none());
+        // The reader is done: then the final status.
+        drop(answers_tx);
+        let last = merged.next().await.unwrap().unwrap_err();
+        assert_eq!(last.code(), tonic::Code::Unavailable);
+        assert!(merged.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_auto_subscription_ends_without_waiting_for_its_reader() {
+        let (_answers_tx, answers) = mpsc::channel(ANSWERS);
+        let mut merged = Merged::new(ended(Status::unavailable("shutting down")), answers, false);
+        let last = merged.next().await.unwrap().unwrap_err();
+        assert_eq!(last.code(), tonic::Code::Unavailable);
+        assert!(merged.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn answers_already_queued_come_before_the_end() {
+        let (answers_tx, answers) = mpsc::channel(ANSWERS);
+        answers_tx.send(settled()).await.unwrap();
+        drop(answers_tx);
+        let mut merged = Merged::new(Box::pin(tokio_stream::empty()), answers, true);
+        assert!(merged.next().await.unwrap().is_ok());
+        assert!(merged.next().await.is_none());
     }
 }
