@@ -201,6 +201,13 @@ mod tests {
         Box::pin(tokio_stream::iter([Err(status)]))
     }
 
+    /// The next item is the final UNAVAILABLE, and nothing follows.
+    async fn ends_unavailable(merged: &mut Merged) {
+        let last = merged.next().await.unwrap().unwrap_err();
+        assert_eq!(last.code(), tonic::Code::Unavailable);
+        assert!(merged.next().await.is_none());
+    }
+
     #[tokio::test]
     async fn an_answer_on_its_way_when_a_manual_subscription_ends_comes_before_the_end() {
         let (answers_tx, answers) = mpsc::channel(ANSWERS);
@@ -214,18 +221,14 @@ mod tests {
         assert!(merged.next().now_or_never().is_none());
         // The reader is done: then the final status.
         drop(answers_tx);
-        let last = merged.next().await.unwrap().unwrap_err();
-        assert_eq!(last.code(), tonic::Code::Unavailable);
-        assert!(merged.next().await.is_none());
+        ends_unavailable(&mut merged).await;
     }
 
     #[tokio::test]
     async fn an_auto_subscription_ends_without_waiting_for_its_reader() {
         let (_answers_tx, answers) = mpsc::channel(ANSWERS);
         let mut merged = Merged::new(ended(Status::unavailable("shutting down")), answers, false);
-        let last = merged.next().await.unwrap().unwrap_err();
-        assert_eq!(last.code(), tonic::Code::Unavailable);
-        assert!(merged.next().await.is_none());
+        ends_unavailable(&mut merged).await;
     }
 
     #[tokio::test]
