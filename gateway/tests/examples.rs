@@ -28,7 +28,8 @@ fn ids_after(output: &str, prefix: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_user_service_and_consumer_work_through_the_gateway() {
     let broker = Broker::start().await;
-    broker.create_topic("user-registered", 3).await;
+    let topic = topic("user-registered");
+    broker.create_topic(&topic, 3).await;
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let addr = gateway.addr().to_string();
 
@@ -36,7 +37,15 @@ async fn the_python_user_service_and_consumer_work_through_the_gateway() {
     let published = example(
         "python",
         "python3",
-        &["user_service.py", "--gateway", &addr, "--count", "3"],
+        &[
+            "user_service.py",
+            "--gateway",
+            &addr,
+            "--topic",
+            &topic,
+            "--count",
+            "3",
+        ],
     );
     let published_ids = ids_after(&published, "published user");
     assert_eq!(published_ids.len(), 3, "{published}");
@@ -51,6 +60,8 @@ async fn the_python_user_service_and_consumer_work_through_the_gateway() {
         "consumer.py",
         "--gateway",
         &addr,
+        "--topic",
+        &topic,
         "--group",
         "python-test",
         "--count",
@@ -77,13 +88,23 @@ async fn the_python_user_service_and_consumer_work_through_the_gateway() {
     let again = example(
         "python",
         "python3",
-        &["user_service.py", "--gateway", &addr, "--count", "1"],
+        &[
+            "user_service.py",
+            "--gateway",
+            &addr,
+            "--topic",
+            &topic,
+            "--count",
+            "1",
+        ],
     );
     let new_id = ids_after(&again, "published user");
     let args = [
         "consumer.py",
         "--gateway",
         &addr,
+        "--topic",
+        &topic,
         "--group",
         "python-test",
         "--count",
@@ -97,14 +118,23 @@ async fn the_python_user_service_and_consumer_work_through_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_publisher_and_consumer_work_through_the_gateway() {
     let broker = Broker::start().await;
-    broker.create_topic("user-registered", 3).await;
+    let topic = topic("user-registered");
+    broker.create_topic(&topic, 3).await;
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let addr = gateway.addr().to_string();
 
     let published = example(
         "node",
         "node",
-        &["publish.js", "--gateway", &addr, "--count", "3"],
+        &[
+            "publish.js",
+            "--gateway",
+            &addr,
+            "--topic",
+            &topic,
+            "--count",
+            "3",
+        ],
     );
     let mut published_ids = ids_after(&published, "published user");
     assert_eq!(published_ids.len(), 3, "{published}");
@@ -112,6 +142,8 @@ async fn the_node_publisher_and_consumer_work_through_the_gateway() {
         "subscribe.js",
         "--gateway",
         &addr,
+        "--topic",
+        &topic,
         "--group",
         "node-test",
         "--count",
@@ -136,12 +168,13 @@ async fn the_examples_connect_with_tls_a_client_certificate_and_a_token() {
         .write(edge.dir(), "client");
     let token = edge.dir().join("token");
     std::fs::write(&token, edge.token("examples")).unwrap();
-    edge.write_policy(
-        "[[grant]]\nprincipals = [\"examples\"]\npublish = [\"user-registered\"]\nsubscribe = [\"user-registered\"]\n",
-    );
+    let topic = topic("user-registered");
+    edge.write_policy(&format!(
+        "[[grant]]\nprincipals = [\"examples\"]\npublish = [\"{topic}\"]\nsubscribe = [\"{topic}\"]\n"
+    ));
 
     let broker = Broker::start().await;
-    broker.create_topic("user-registered", 3).await;
+    broker.create_topic(&topic, 3).await;
     let mut config = config(Some(broker.brokers()));
     edge.tls(&mut config, true);
     edge.tokens(&mut config);
@@ -154,6 +187,8 @@ async fn the_examples_connect_with_tls_a_client_certificate_and_a_token() {
     let secure = [
         "--gateway",
         &addr,
+        "--topic",
+        &topic,
         "--ca",
         &ca_path,
         "--cert",

@@ -176,12 +176,13 @@ async fn fetch_errors() {
     gateway.shutdown().await.unwrap();
 }
 
-/// A real broker with durable storage restarts under a MANUAL subscription:
+/// The broker restarts (killed, so nothing is handed over cleanly) under a
+/// MANUAL subscription:
 /// stored events survive, the stream resumes, nothing acknowledged comes back
 /// and nothing unacknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_under_a_manual_subscription() {
-    let mut broker = Broker::start_durable().await;
+    let mut broker = Broker::own().await;
     let topic = topic("restart");
     broker.create_topic(&topic, 1).await;
     let gateway = gateway(config(Some(broker.brokers()))).await;
@@ -274,14 +275,9 @@ async fn broker_restart_under_a_manual_subscription() {
 
 /// The gateway is killed with SIGKILL while publishers are busy: every
 /// publish that returned OK is in the topic.
-///
-/// The broker keeps its data in SQLite: tansu's in-memory engine was seen to
-/// drop the last record it had acknowledged in a partition when the
-/// producer's connection died, which is the broker losing an acknowledged
-/// write, not something a client (or this gateway) can prevent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_killed_under_load() {
-    let broker = Broker::start_durable().await;
+    let broker = Broker::start().await;
     let topic = topic("sigkill");
     broker.create_topic(&topic, 3).await;
     let port = free_port();

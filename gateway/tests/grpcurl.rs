@@ -49,7 +49,15 @@ fn run_grpcurl(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     let broker = Broker::start().await;
-    broker.create_topic("user-registered", 3).await;
+    // The README's topic and group, named afresh: the broker may be shared.
+    let topic = topic("user-registered");
+    broker.create_topic(&topic, 3).await;
+    let group = format!("welcome-mails-{topic}");
+    let fresh = |command: String| {
+        command
+            .replace("\"user-registered\"", &format!("\"{topic}\""))
+            .replace("\"welcome-mails\"", &format!("\"{group}\""))
+    };
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let addr = gateway.addr().to_string();
 
@@ -73,19 +81,19 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     assert!(health.contains("\"SERVING\""), "{health}");
 
     // Subscribe as the README shows, in the background.
-    let mut subscriber = Subscriber::spawn(&readme_command(
+    let mut subscriber = Subscriber::spawn(&fresh(readme_command(
         "eventgateway.v1.EventGateway/Subscribe",
         0,
         gateway.addr(),
-    ));
+    )));
     subscriber.read_until("subscriptionId").await;
 
     // Publish as the README shows.
-    let publish = readme_command(
+    let publish = fresh(readme_command(
         "eventgateway.v1.EventGateway/PublishEvent",
         0,
         gateway.addr(),
-    );
+    ));
     let published = Command::new("sh").args(["-c", &publish]).output().unwrap();
     assert!(
         published.status.success(),
@@ -93,7 +101,7 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
         String::from_utf8_lossy(&published.stderr)
     );
     let answer: serde_json::Value = serde_json::from_slice(&published.stdout).unwrap();
-    assert_eq!(answer["topic"], "user-registered");
+    assert_eq!(answer["topic"], topic.as_str());
     let event_id = answer["eventId"].as_str().expect("an event id").to_owned();
 
     // The subscription prints it, with the JSON body as it was sent.
@@ -107,11 +115,11 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
     drop(subscriber);
 
     // A MANUAL subscription and an acknowledgement, as the README shows.
-    let mut manual = Subscriber::spawn(&readme_command(
+    let mut manual = Subscriber::spawn(&fresh(readme_command(
         "eventgateway.v1.EventGateway/Subscribe",
         1,
         gateway.addr(),
-    ));
+    )));
     let output = manual.read_until("\"attempt\": 1").await;
     let subscription_id = json_string_after(&output, "\"subscriptionId\": ");
     let ack_id = json_string_after(&output, "\"ackId\": ");
@@ -122,11 +130,11 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
         stats.delivered.get() == 1 && stats.unacked.get() == 1
     })
     .await;
-    let acknowledge = readme_command(
+    let acknowledge = fresh(readme_command(
         "eventgateway.v1.EventGateway/Acknowledge",
         0,
         gateway.addr(),
-    )
+    ))
     .replace("SUBSCRIPTION_ID", &subscription_id)
     .replace("user-registered:2:0:1", &ack_id);
     let acked = Command::new("sh")
@@ -153,7 +161,9 @@ async fn grpcurl_lists_checks_publishes_and_subscribes_as_the_readme_shows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cookbook_command_works_as_written() {
     let broker = Broker::start().await;
-    broker.create_topic("orders", 1).await;
+    // The cookbook's topic and groups, named afresh: the broker may be shared.
+    let orders = topic("orders");
+    broker.create_topic(&orders, 1).await;
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let cookbook =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grpcurl.md"))
@@ -164,6 +174,9 @@ async fn every_cookbook_command_works_as_written() {
         .map(|l| {
             l.replacen("grpcurl", &grpcurl().display().to_string(), 1)
                 .replace("localhost:50051", &gateway.addr().to_string())
+                .replace("\"orders\"", &format!("\"{orders}\""))
+                .replace("\"billing\"", &format!("\"billing-{orders}\""))
+                .replace("\"shipping\"", &format!("\"shipping-{orders}\""))
         })
         .collect();
     assert!(

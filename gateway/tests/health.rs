@@ -9,8 +9,8 @@ use tonic_health::ServingStatus;
 
 #[tokio::test]
 async fn health_goes_not_serving_while_the_broker_is_down_and_back_after() {
-    // Durable storage: the restarted broker remembers the producer's identity.
-    let mut broker = Broker::start_durable().await;
+    // Its own broker, which it kills and restarts with its data.
+    let mut broker = Broker::own().await;
     let gateway = gateway(config(Some(broker.brokers()))).await;
     let addr = gateway.addr();
     for service in ["", eventgateway::SERVICE_NAME] {

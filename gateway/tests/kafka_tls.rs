@@ -1,8 +1,9 @@
 //! The gateway's Kafka clients over TLS: librdkafka is built with OpenSSL,
-//! and reaches a broker only through a TLS listener made at test time
-//! (mutual TLS: the gateway presents a client certificate), publishing,
-//! creating a topic and consuming through it; and SASL_SSL with SCRAM
-//! against a broker that requires it, behind such a listener.
+//! and reaches an Apache Kafka broker whose only client listener speaks
+//! TLS with a certificate made at test time (mutual TLS: the gateway
+//! presents a client certificate, and a gateway without one is refused),
+//! publishing, creating a topic and consuming through it; and SASL_SSL
+//! with SCRAM against a broker that requires it.
 
 use std::time::Duration;
 
@@ -20,21 +21,33 @@ async fn the_gateway_talks_to_kafka_over_mutual_tls() {
     let (cert, key) = ca
         .client(CertName::CommonName("gateway"))
         .write(&dir, "gateway");
-    let front = BoundFront::bind(&ca, true).await;
-    let broker = Broker::start_advertising(&format!("localhost:{}", front.port())).await;
-    let front = front.relay_to(broker.port());
+    let broker = Broker::with(kafka::Settings {
+        listener: kafka::Listener::Tls {
+            keystore: keystore(&ca, &dir),
+            client_ca: Some(ca_path.clone()),
+        },
+        ..Default::default()
+    })
+    .await;
 
-    let mut config = config(Some(format!("localhost:{}", front.port())));
-    config.create_topics = true;
-    config.topic_partitions = 1;
-    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    config.kafka_properties = vec![
-        KafkaProperty::new("security.protocol", "SSL"),
-        KafkaProperty::new("ssl.ca.location", path(&ca_path)),
-        KafkaProperty::new("ssl.certificate.location", path(&cert)),
-        KafkaProperty::new("ssl.key.location", path(&key)),
-    ];
-    let gateway = gateway(config).await;
+    let tls = |client: Option<(&std::path::Path, &std::path::Path)>| {
+        let mut config = config(Some(broker.brokers()));
+        config.create_topics = true;
+        config.topic_partitions = 1;
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        config.kafka_properties = vec![
+            KafkaProperty::new("security.protocol", "SSL"),
+            KafkaProperty::new("ssl.ca.location", path(&ca_path)),
+        ];
+        if let Some((cert, key)) = client {
+            config.kafka_properties.extend([
+                KafkaProperty::new("ssl.certificate.location", path(cert)),
+                KafkaProperty::new("ssl.key.location", path(key)),
+            ]);
+        }
+        config
+    };
+    let gateway = gateway(tls(Some((&cert, &key)))).await;
     let mut client = client(gateway.addr()).await;
     let topic = topic("kafka-tls");
     let stored = client
@@ -52,10 +65,36 @@ async fn the_gateway_talks_to_kafka_over_mutual_tls() {
         (delivery.partition, delivery.offset),
         (stored.partition, stored.offset)
     );
-    assert!(front.handshakes() > 0);
-    std::fs::remove_dir_all(&dir).unwrap();
     // Consumers close while their broker still runs.
     gateway.shutdown().await.unwrap();
+
+    // Without a client certificate the broker refuses the gateway, which
+    // never reports SERVING.
+    refused(tls(None)).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A PEM file holding a `localhost` certificate of `ca` and its key, as
+/// Kafka's PEM keystore takes it.
+fn keystore(ca: &Ca, dir: &std::path::Path) -> std::path::PathBuf {
+    let server = ca.server("kafka");
+    let path = dir.join("kafka-keystore.pem");
+    std::fs::write(&path, format!("{}{}", server.key, server.cert)).unwrap();
+    path
+}
+
+/// Starts a gateway with `config`, which Kafka refuses: it counts failed
+/// health probes and never reports SERVING.
+async fn refused(config: gateway::Config) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = gateway::start(config, listener).await.unwrap();
+    let metrics = refused.metrics_addr().unwrap();
+    metric_reaches(metrics, "gateway_health_probe_failures_total", 1.0).await;
+    assert_ne!(
+        health(refused.addr(), "").await.ok(),
+        Some(tonic_health::ServingStatus::Serving as i32)
+    );
+    refused.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -94,19 +133,16 @@ async fn sasl_ssl_with_scram_logs_in_to_a_broker_that_requires_it() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = Ca::new("Kafka CA");
     let ca_path = ca.write(&dir, "ca");
-    let front = BoundFront::bind(&ca, false).await;
-    // The user is made first, then the broker requires authentication,
-    // and tells clients to come through the TLS listener.
-    let mut broker = Broker::start_durable().await;
-    broker.create_user("gateway", "scram-s3cret");
-    let listening = testkit::tansu::Listening {
-        advertised: Some(format!("localhost:{}", front.port())),
-        authentication: true,
-    };
-    broker.restart_listening(listening).await;
-    let front = front.relay_to(broker.port());
+    let broker = Broker::with(kafka::Settings {
+        listener: kafka::Listener::SaslScramTls {
+            keystore: keystore(&ca, &dir),
+            users: vec![("gateway".into(), "scram-s3cret".into())],
+        },
+        ..Default::default()
+    })
+    .await;
     let scram = |password: &str| {
-        let mut config = config(Some(format!("localhost:{}", front.port())));
+        let mut config = config(Some(broker.brokers()));
         config.create_topics = true;
         config.topic_partitions = 1;
         config.kafka_properties = vec![
@@ -129,14 +165,6 @@ async fn sasl_ssl_with_scram_logs_in_to_a_broker_that_requires_it() {
 
     // A wrong password: Kafka refuses the gateway, which never reports
     // SERVING and counts its failed probes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let refused = gateway::start(scram("wrong"), listener).await.unwrap();
-    let metrics = refused.metrics_addr().unwrap();
-    metric_reaches(metrics, "gateway_health_probe_failures_total", 1.0).await;
-    assert_ne!(
-        health(refused.addr(), "").await.ok(),
-        Some(tonic_health::ServingStatus::Serving as i32)
-    );
-    refused.shutdown().await.unwrap();
+    refused(scram("wrong")).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -14,7 +14,12 @@ use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_a_struct_cannot_carry_reach_a_default_client_as_their_text() {
-    let (broker, topic, gateway, _client) = fixture("poison", 1).await;
+    let (broker, _, gateway, _client) = fixture("poison", 1).await;
+    // Kafka takes records of up to 1 MiB unless a topic says otherwise.
+    let topic = topic("poison-large");
+    broker
+        .create_topic_with(&topic, 1, &[("max.message.bytes", &(8 << 20).to_string())])
+        .await;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.brokers())
         .set("message.max.bytes", (8 << 20).to_string())

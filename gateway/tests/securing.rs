@@ -90,7 +90,8 @@ async fn the_securing_commands_work_as_written() {
     ));
 
     let broker = Broker::start().await;
-    broker.create_topic("orders", 1).await;
+    // The README's commands name the topic.
+    broker.ensure_topic("orders", 1).await;
     let gateways: Vec<&String> = commands
         .iter()
         .filter(|l| l.starts_with("cargo run --release --bin gateway -- "))
@@ -119,7 +120,7 @@ async fn the_securing_commands_work_as_written() {
             .replacen("grpcurl", &grpcurl().display().to_string(), 1)
             .replace("localhost:50051", &format!("localhost:{port}"));
         eventually("the gateway accepts TLS connections", || async {
-            testkit::tansu::accepts(port)
+            testkit::accepts(port)
         })
         .await;
         // Until the gateway is ready (health on Kafka), a call can fail.

@@ -1,8 +1,13 @@
-//! A real Kafka-protocol broker (tansu) for one test, and topic creation
-//! through the admin API.
+//! Apache Kafka for a test: the node the tests of one binary share (they
+//! keep apart by topics and groups of their own and never assume a fresh
+//! broker), or a node of the test's own where it stops, kills or restarts
+//! it or needs a listener of its own; and topic creation through the admin
+//! API.
+//!
+//! With [`EXTERNAL_BROKERS`] set, the shared broker is that cluster
+//! instead (every test binary, and every run, shares it); tests that need
+//! a node of their own still start one.
 
-use std::path::PathBuf;
-use std::process::Child;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -10,143 +15,178 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::tansu;
-use crate::wait::{eventually, PATIENCE};
+use crate::kafka::{Node, Settings};
+use crate::wait::PATIENCE;
 
 /// How long one metadata or offsets request of a helper may take.
 const REQUEST: Duration = Duration::from_secs(10);
 
-/// A broker process on a free port, killed when dropped.
+/// The environment variable naming an existing cluster's bootstrap
+/// servers (plaintext) to run the tests against instead of a node per
+/// test binary.
+pub const EXTERNAL_BROKERS: &str = "EVENT_GATEWAY_TEST_BROKERS";
+
+/// A broker a test runs against: see the module.
 pub struct Broker {
-    port: u16,
-    storage: String,
-    /// How it listens.
-    listening: tansu::Listening,
-    child: Option<Child>,
-    /// The SQLite file of a durable broker, removed when it is dropped.
-    file: Option<PathBuf>,
+    node: Place,
+}
+
+/// Whose node it is.
+enum Place {
+    /// The node of the whole test binary.
+    Shared(&'static Node),
+    /// The test's own.
+    Own(Box<Node>),
+    /// A cluster the tests were pointed at ([`EXTERNAL_BROKERS`]).
+    External(String),
 }
 
 impl Broker {
-    /// Starts a broker with in-memory storage on a free port.
+    /// The node the tests of this binary share, started by the first test
+    /// that asks for it. It lives until the binary exits; a test that
+    /// breaks its broker takes one of its own ([`Broker::own`]).
     pub async fn start() -> Self {
-        Self::start_with_storage("memory://tansu/".into()).await
-    }
-
-    /// Starts a broker whose data survives a restart (SQLite in a temp file).
-    pub async fn start_durable() -> Self {
-        let file = std::env::temp_dir().join(format!(
-            "event-gateway-{}.db",
-            uuid::Uuid::now_v7().simple()
-        ));
-        let mut broker = Self::start_with_storage(format!("sqlite:///{}", file.display())).await;
-        broker.file = Some(file);
-        broker
-    }
-
-    /// Starts a broker (in memory) that tells clients to connect to
-    /// `advertised` (`host:port`: a proxy in front of it) instead of to
-    /// itself.
-    pub async fn start_advertising(advertised: &str) -> Self {
-        let mut broker = Broker {
-            port: tansu::free_port(),
-            storage: "memory://tansu/".into(),
-            listening: tansu::Listening {
-                advertised: Some(advertised.to_owned()),
-                authentication: false,
-            },
-            child: None,
-            file: None,
-        };
-        broker.restart().await;
-        broker
-    }
-
-    /// Restarts the broker listening as `listening` says (a durable broker
-    /// keeps its topics and users).
-    pub async fn restart_listening(&mut self, listening: tansu::Listening) {
-        self.listening = listening;
-        self.restart().await;
-    }
-
-    /// Creates a SCRAM-SHA-512 user (before authentication is required).
-    pub fn create_user(&self, name: &str, password: &str) {
-        tansu::create_user(self.port, name, password).expect("the user is created");
-    }
-
-    /// The port it listens on itself.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Starts a broker with the given storage engine URL.
-    pub async fn start_with_storage(storage: String) -> Self {
-        let mut broker = Broker {
-            port: tansu::free_port(),
-            storage,
-            listening: tansu::Listening::default(),
-            child: None,
-            file: None,
-        };
-        broker.restart().await;
-        broker
-    }
-
-    /// `host:port` to bootstrap from.
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the broker process.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(brokers) = std::env::var(EXTERNAL_BROKERS)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+        {
+            return Broker {
+                node: Place::External(brokers),
+            };
+        }
+        static SHARED: tokio::sync::OnceCell<Node> = tokio::sync::OnceCell::const_new();
+        let node = SHARED
+            .get_or_try_init(|| Node::start(Settings::default()))
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        Broker {
+            node: Place::Shared(node),
         }
     }
 
-    /// Starts the broker (again) on the same port and waits until it accepts
-    /// connections.
+    /// A plaintext node of the test's own, which it may stop, kill and
+    /// restart (its data survives a restart).
+    pub async fn own() -> Self {
+        Self::with(Settings::default()).await
+    }
+
+    /// A node of the test's own, started with `settings` (a listener that
+    /// needs TLS or SASL, broker properties).
+    pub async fn with(settings: Settings) -> Self {
+        let node = Node::start(settings)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        Broker {
+            node: Place::Own(Box::new(node)),
+        }
+    }
+
+    fn node(&self) -> Option<&Node> {
+        match &self.node {
+            Place::Shared(node) => Some(node),
+            Place::Own(node) => Some(node),
+            Place::External(_) => None,
+        }
+    }
+
+    fn own_node(&mut self) -> &mut Node {
+        match &mut self.node {
+            Place::Own(node) => node,
+            _ => panic!(
+                "the shared broker is never stopped: take one of the test's own with Broker::own()"
+            ),
+        }
+    }
+
+    /// `host:port` to bootstrap from: the client listener.
+    pub fn brokers(&self) -> String {
+        match &self.node {
+            Place::External(brokers) => brokers.clone(),
+            _ => self.node().map(Node::bootstrap).unwrap_or_default(),
+        }
+    }
+
+    /// `127.0.0.1:port` of the node's plaintext listener, whatever its
+    /// client listener asks for: for helpers (topics, offsets).
+    pub fn internal(&self) -> String {
+        match &self.node {
+            Place::External(brokers) => brokers.clone(),
+            _ => self.node().map(Node::internal).unwrap_or_default(),
+        }
+    }
+
+    /// The broker's process id, while it runs (`None` for an external
+    /// cluster).
+    pub fn pid(&self) -> Option<u32> {
+        self.node().and_then(Node::pid)
+    }
+
+    /// Kills the broker (SIGKILL). Only a broker of the test's own.
+    pub fn kill(&mut self) {
+        self.own_node().kill();
+    }
+
+    /// Starts the broker again with its data, and waits until it is ready.
+    /// Only a broker of the test's own.
     pub async fn restart(&mut self) {
-        self.kill();
-        let child = tansu::spawn(self.port, &self.storage, &self.listening).expect("tansu starts");
-        self.child = Some(child);
-        let port = self.port;
-        eventually("the broker accepts connections", || async {
-            tansu::accepts(port)
-        })
-        .await;
+        self.own_node()
+            .restart()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
     }
 
     /// Creates a topic with `partitions` partitions.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
-        create_topics(&self.brokers(), &[topic], partitions)
+        create_topics(&self.internal(), &[topic], partitions)
             .await
             .expect("topic created");
     }
-}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-        if let Some(file) = &self.file {
-            for suffix in ["", "-shm", "-wal"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-            }
+    /// Creates a topic with `partitions` partitions and the topic
+    /// configuration `config` (e.g. `max.message.bytes`).
+    pub async fn create_topic_with(&self, topic: &str, partitions: i32, config: &[(&str, &str)]) {
+        create_topics_with(&self.internal(), &[topic], partitions, config)
+            .await
+            .expect("topic created");
+    }
+
+    /// Creates a topic with `partitions` partitions unless it exists: for
+    /// a test that runs the docs' commands, which name their topic, against
+    /// a cluster that may have it from an earlier run.
+    pub async fn ensure_topic(&self, topic: &str, partitions: i32) {
+        match create_topics(&self.internal(), &[topic], partitions).await {
+            Ok(()) => {}
+            Err(error) if error.contains("TopicAlreadyExists") => {}
+            Err(error) => panic!("{error}"),
         }
     }
 }
 
-/// Creates `topics` with `partitions` partitions each (replication 1) on
-/// the cluster at `brokers`, through the admin API.
+/// Creates `topics` with `partitions` partitions each (the cluster's
+/// default replication) on the cluster at `brokers`, through the admin API.
 pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<(), String> {
+    create_topics_with(brokers, topics, partitions, &[]).await
+}
+
+/// [`create_topics`], each topic with the configuration `config`.
+pub async fn create_topics_with(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .map_err(|error| format!("cannot create an admin client: {error}"))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
+        .map(|topic| {
+            config.iter().fold(
+                NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)),
+                |new, (key, value)| new.set(key, value),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(
@@ -156,7 +196,8 @@ pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> R
         .await
         .map_err(|error| format!("cannot create topics: {error}"))?;
     for result in results {
-        result.map_err(|(topic, code)| format!("cannot create topic {topic}: {code}"))?;
+        result
+            .map_err(|(topic, code)| format!("cannot create topic {topic}: {code:?} ({code})"))?;
     }
     Ok(())
 }
@@ -279,8 +320,6 @@ pub fn read_plain(
 
 /// The `count` records from `from` on of `topic`'s `partition`, read by a
 /// plain Kafka consumer (blocking). Fails the test after [`PATIENCE`].
-/// (tansu answers a fetch from inside a record batch with the next batch:
-/// read records written together from the first of them.)
 pub fn read_plain_range(
     brokers: &str,
     topic: &str,
@@ -314,6 +353,38 @@ pub fn read_plain_range(
         }
     }
     records
+}
+
+/// Writes `{"n": n}` with key `k<n>` for each `n` of `numbers` to `topic`
+/// with a plain Kafka producer: to `partition` when given (else where the
+/// key hashes), `pause` apart.
+pub async fn produce_numbered(
+    brokers: &str,
+    topic: &str,
+    partition: Option<i32>,
+    numbers: std::ops::Range<i64>,
+    pause: Duration,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()
+        .expect("a plain producer");
+    for n in numbers {
+        let (value, key) = (format!("{{\"n\":{n}}}"), format!("k{n}"));
+        let mut record = FutureRecord::to(topic).key(&key).payload(&value);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("stored");
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
 }
 
 /// [`read_plain`] off the async runtime, so that a gateway on the same

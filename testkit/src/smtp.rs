@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::tansu::free_port;
+use crate::ports::free_port;
 use crate::wait::eventually;
 
 /// A real SMTP server process on a free port.

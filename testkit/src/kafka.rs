@@ -1,0 +1,630 @@
+//! Apache Kafka, the broker users run, as the test suites and the benchmark
+//! start it: its jars resolved from Maven Central by `scripts/kafka.sh`
+//! (the versions pinned in `testkit/kafka/pom.xml`), a KRaft node (combined
+//! controller and broker) formatted with `--standalone` in a directory of
+//! its own, started with `java` on free loopback ports with a bounded heap,
+//! and ready once a topic was created and a produce acknowledged.
+//!
+//! No JVM outlives the test process that started it: each is started
+//! under `setpriv --pdeathsig KILL` from a thread that lives as long as
+//! the process, and its pid is recorded beside its data, so that the next
+//! run removes what a killed run left behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::ports::free_port;
+
+/// The Apache Kafka release the tests run (`testkit/kafka/pom.xml` pins the
+/// same; a test checks that they agree).
+pub const VERSION: &str = "4.3.2";
+
+/// Longest a node may take from its start to ready.
+pub const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// The heap a test broker gets: enough for the suite's topics, small
+/// enough for several brokers on a 2-core, shared machine.
+const HEAP: &str = "-Xmx512m";
+
+/// The topic a node is checked with before it counts as ready.
+const READY_TOPIC: &str = "testkit-ready";
+
+/// The broker settings every test node gets (the README lists the
+/// production defaults they differ from). Settings given to a node win.
+const TEST_SETTINGS: &[(&str, &str)] = &[
+    // A group's first rebalance starts at once instead of after 3 s.
+    ("group.initial.rebalance.delay.ms", "0"),
+    // One node: the internal topics have one replica.
+    ("offsets.topic.replication.factor", "1"),
+    ("transaction.state.log.replication.factor", "1"),
+    ("transaction.state.log.min.isr", "1"),
+    ("share.coordinator.state.topic.replication.factor", "1"),
+    ("share.coordinator.state.topic.min.isr", "1"),
+    // Fewer partitions of the offsets topic: created in a moment on first
+    // use (50 by default).
+    ("offsets.topic.num.partitions", "5"),
+    // As most managed clusters: a topic exists once it was created.
+    ("auto.create.topics.enable", "false"),
+    // The new group protocol (KIP-848): short sessions and heartbeats, so
+    // that assignments move in about a second rather than five.
+    ("group.consumer.min.session.timeout.ms", "2000"),
+    ("group.consumer.session.timeout.ms", "10000"),
+    ("group.consumer.min.heartbeat.interval.ms", "250"),
+    ("group.consumer.heartbeat.interval.ms", "1000"),
+    // The classic protocol: sessions as short as the tests ask.
+    ("group.min.session.timeout.ms", "2000"),
+    // Two cores: fewer threads than a production broker.
+    ("num.network.threads", "2"),
+    ("num.io.threads", "4"),
+    ("background.threads", "4"),
+];
+
+/// How a node's client listener speaks.
+#[derive(Debug, Clone, Default)]
+pub enum Listener {
+    /// Plain TCP.
+    #[default]
+    Plaintext,
+    /// TLS with the certificate chain and PKCS#8 key in `keystore` (one PEM
+    /// file; the certificate names `localhost`); with `client_ca`, a client
+    /// must present a certificate of that CA (mutual TLS).
+    Tls {
+        /// The node's certificate chain and key, PEM.
+        keystore: PathBuf,
+        /// The CA of client certificates, PEM.
+        client_ca: Option<PathBuf>,
+    },
+    /// SASL SCRAM-SHA-512 over TLS (`keystore` as for [`Listener::Tls`]);
+    /// `users` (name, password) are created when the storage is formatted.
+    SaslScramTls {
+        /// The node's certificate chain and key, PEM.
+        keystore: PathBuf,
+        /// The SCRAM users.
+        users: Vec<(String, String)>,
+    },
+}
+
+/// What a node is started with.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// How clients reach it.
+    pub listener: Listener,
+    /// Server properties of the test's own, over [`TEST_SETTINGS`].
+    pub properties: Vec<(String, String)>,
+}
+
+/// The ports of one node, on 127.0.0.1.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    /// The client listener, as [`Settings::listener`] says.
+    external: u16,
+    /// A plaintext listener for brokers and the tests' own helpers.
+    internal: u16,
+    /// The KRaft controller.
+    controller: u16,
+}
+
+/// One Apache Kafka node (controller and broker) in a directory of its
+/// own; the process is killed and the directory removed when it is dropped.
+pub struct Node {
+    /// Its directory: properties, data, log, pid.
+    dir: PathBuf,
+    ports: Ports,
+    settings: Settings,
+    /// The JVM, while it runs.
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Formats and starts a node, and waits until it is ready (a topic
+    /// created and a produce acknowledged, within [`READY_WITHIN`]).
+    pub async fn start(settings: Settings) -> Result<Node, String> {
+        let classpath = classpath()?;
+        let dir = node_dir()?;
+        let ports = Ports {
+            external: free_port(),
+            internal: free_port(),
+            controller: free_port(),
+        };
+        let mut node = Node {
+            dir,
+            ports,
+            settings,
+            child: None,
+        };
+        std::fs::write(node.dir.join("server.properties"), node.properties())
+            .map_err(|error| format!("cannot write the broker's properties: {error}"))?;
+        node.format(&classpath)?;
+        node.launch(&classpath)?;
+        node.ready().await?;
+        Ok(node)
+    }
+
+    /// `host:port` clients bootstrap from (its client listener).
+    pub fn bootstrap(&self) -> String {
+        match self.settings.listener {
+            Listener::Plaintext => format!("127.0.0.1:{}", self.ports.external),
+            _ => format!("localhost:{}", self.ports.external),
+        }
+    }
+
+    /// `127.0.0.1:port` of its plaintext listener, for the tests' helpers
+    /// (topics, offsets) whatever the client listener asks for.
+    pub fn internal(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.internal)
+    }
+
+    /// The JVM's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Where it logs.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("kafka.log")
+    }
+
+    /// Kills the JVM (SIGKILL: a crash, nothing flushed or handed over).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the JVM with SIGTERM (a controlled shutdown) and waits until it
+    /// exited, at most [`READY_WITHIN`]; then kills it.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        crate::sigterm(&child);
+        let until = Instant::now() + READY_WITHIN;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the node again (after [`Node::kill`] or [`Node::stop`]) on the
+    /// same ports with the data it had, and waits until it is ready.
+    pub async fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        self.launch(&classpath()?)?;
+        self.ready().await
+    }
+
+    /// The server properties: the node's place, listeners and directories,
+    /// [`TEST_SETTINGS`], then the listener's security, then the test's own.
+    fn properties(&self) -> String {
+        let Ports {
+            external,
+            internal,
+            controller,
+        } = self.ports;
+        let (protocol, host) = match self.settings.listener {
+            Listener::Plaintext => ("PLAINTEXT", "127.0.0.1"),
+            Listener::Tls { .. } => ("SSL", "localhost"),
+            Listener::SaslScramTls { .. } => ("SASL_SSL", "localhost"),
+        };
+        let mut lines = vec![
+            "process.roles=broker,controller".to_owned(),
+            "node.id=1".to_owned(),
+            format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller}"),
+            format!(
+                "listeners=EXTERNAL://127.0.0.1:{external},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}"
+            ),
+            format!(
+                "advertised.listeners=EXTERNAL://{host}:{external},INTERNAL://127.0.0.1:{internal}"
+            ),
+            format!(
+                "listener.security.protocol.map=EXTERNAL:{protocol},INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            ),
+            "inter.broker.listener.name=INTERNAL".to_owned(),
+            "controller.listener.names=CONTROLLER".to_owned(),
+            format!("log.dirs={}", self.dir.join("data").display()),
+        ];
+        lines.extend(TEST_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")));
+        let keystore = |keystore: &Path| {
+            [
+                "listener.name.external.ssl.keystore.type=PEM".to_owned(),
+                format!(
+                    "listener.name.external.ssl.keystore.location={}",
+                    keystore.display()
+                ),
+            ]
+        };
+        match &self.settings.listener {
+            Listener::Plaintext => {}
+            Listener::Tls {
+                keystore: store,
+                client_ca,
+            } => {
+                lines.extend(keystore(store));
+                if let Some(ca) = client_ca {
+                    lines.extend([
+                        "listener.name.external.ssl.truststore.type=PEM".to_owned(),
+                        format!(
+                            "listener.name.external.ssl.truststore.location={}",
+                            ca.display()
+                        ),
+                        "listener.name.external.ssl.client.auth=required".to_owned(),
+                    ]);
+                }
+            }
+            Listener::SaslScramTls {
+                keystore: store, ..
+            } => {
+                lines.extend(keystore(store));
+                lines.extend([
+                    "sasl.enabled.mechanisms=SCRAM-SHA-512".to_owned(),
+                    "listener.name.external.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+                ]);
+            }
+        }
+        lines.extend(
+            self.settings
+                .properties
+                .iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        );
+        lines.join("\n") + "\n"
+    }
+
+    /// Formats the node's storage: a new cluster of this one node as its
+    /// own controller quorum (`--standalone`), with its SCRAM users.
+    fn format(&self, classpath: &str) -> Result<(), String> {
+        let mut command = Command::new(java()?);
+        command
+            .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", HEAP, "-cp"])
+            .arg(classpath)
+            .args(["kafka.tools.StorageTool", "format", "--standalone"])
+            .args(["--cluster-id", &cluster_id()])
+            .arg("--config")
+            .arg(self.dir.join("server.properties"));
+        if let Listener::SaslScramTls { users, .. } = &self.settings.listener {
+            for (name, password) in users {
+                command.args([
+                    "--add-scram",
+                    &format!("SCRAM-SHA-512=[name={name},password={password}]"),
+                ]);
+            }
+        }
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| format!("cannot run Kafka's storage tool: {error}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "Kafka's storage tool failed ({}): {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Starts the JVM, its output appended to [`Node::log`].
+    fn launch(&mut self, classpath: &str) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .map_err(|error| format!("cannot open the broker's log: {error}"))?;
+        let err = log
+            .try_clone()
+            .map_err(|error| format!("cannot open the broker's log: {error}"))?;
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/kafka/log4j2.properties");
+        let mut command = kept(java()?);
+        command
+            .args([HEAP, "-XX:+UseSerialGC", "-XX:-UsePerfData"])
+            .arg(format!("-Dlog4j2.configurationFile={config}"))
+            .arg("-cp")
+            .arg(classpath)
+            .arg("kafka.Kafka")
+            .arg(self.dir.join("server.properties"))
+            .env_remove("KAFKA_OPTS")
+            .env_remove("JAVA_TOOL_OPTIONS")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        let child = spawn_kept(command)
+            .map_err(|error| format!("cannot start Apache Kafka with java: {error}"))?;
+        std::fs::write(self.dir.join("pid"), child.id().to_string())
+            .map_err(|error| format!("cannot record the broker's pid: {error}"))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the node created a topic and acknowledged a produce to
+    /// it (acks=all), at most [`READY_WITHIN`]; logs how long that took.
+    async fn ready(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let deadline = started + READY_WITHIN;
+        let bootstrap = self.internal();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "Apache Kafka exited ({status}) before it was ready:\n{}",
+                        tail(&self.log())
+                    ));
+                }
+            }
+            match produce_once(&bootstrap).await {
+                Ok(()) => break,
+                Err(error) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "Apache Kafka was not ready within {READY_WITHIN:?} ({error}):\n{}",
+                        tail(&self.log())
+                    ))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        eprintln!(
+            "Apache Kafka {VERSION} ready on {} in {:.1} s (log: {})",
+            self.bootstrap(),
+            started.elapsed().as_secs_f64(),
+            self.log().display()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Creates [`READY_TOPIC`] (if it is not there) and produces one record to
+/// it with acks=all.
+async fn produce_once(bootstrap: &str) -> Result<(), String> {
+    let quick = |config: &mut ClientConfig| {
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("socket.connection.setup.timeout.ms", "1000")
+            .set("reconnect.backoff.max.ms", "100");
+    };
+    let mut admin_config = ClientConfig::new();
+    quick(&mut admin_config);
+    let admin: AdminClient<DefaultClientContext> = admin_config
+        .create()
+        .map_err(|error| format!("an admin client: {error}"))?;
+    let topic = NewTopic::new(READY_TOPIC, 1, TopicReplication::Fixed(1));
+    let options = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(3)))
+        .operation_timeout(Some(Duration::from_secs(3)));
+    let created = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|error| format!("creating a topic: {error}"))?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(format!("creating a topic: {code}")),
+        }
+    }
+    let mut producer_config = ClientConfig::new();
+    quick(&mut producer_config);
+    let producer: FutureProducer = producer_config
+        .set("acks", "all")
+        .set("message.timeout.ms", "3000")
+        .create()
+        .map_err(|error| format!("a producer: {error}"))?;
+    producer
+        .send(
+            FutureRecord::<(), _>::to(READY_TOPIC).payload("ready"),
+            Duration::from_secs(3),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(error, _)| format!("producing: {error}"))
+}
+
+/// The last lines of a log, for an error message.
+fn tail(log: &Path) -> String {
+    let Ok(file) = std::fs::File::open(log) else {
+        return format!("(no log at {})", log.display());
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    let from = lines.len().saturating_sub(30);
+    format!(
+        "{} (last lines):\n{}",
+        log.display(),
+        lines[from..].join("\n")
+    )
+}
+
+/// The `java` to run: `$JAVA_HOME/bin/java`, or the one on PATH.
+fn java() -> Result<PathBuf, String> {
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        let java = PathBuf::from(home).join("bin/java");
+        if java.exists() {
+            return Ok(java);
+        }
+    }
+    let found = Command::new("java")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if found {
+        Ok(PathBuf::from("java"))
+    } else {
+        Err(
+            "Java is not installed, and Apache Kafka runs on it: install a Java 17 (or \
+             later) runtime, e.g. Debian's openjdk-17-jre-headless, or set JAVA_HOME"
+                .into(),
+        )
+    }
+}
+
+/// The project's cache: `EVENT_GATEWAY_CACHE`, or `~/.cache/event-gateway`.
+fn cache() -> PathBuf {
+    std::env::var_os("EVENT_GATEWAY_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/event-gateway")
+        },
+        PathBuf::from,
+    )
+}
+
+/// The classpath of Apache Kafka [`VERSION`], as `scripts/kafka.sh` wrote
+/// it into the cache.
+pub fn classpath() -> Result<String, String> {
+    let file = cache().join(format!("kafka-{VERSION}.classpath"));
+    let classpath = std::fs::read_to_string(&file).map_err(|_| {
+        format!(
+            "Apache Kafka {VERSION}'s jars are not resolved yet ({} is missing): run \
+             scripts/kafka.sh once (it needs Java 17 and Maven), or scripts/test.sh, which \
+             runs it",
+            file.display()
+        )
+    })?;
+    Ok(classpath.trim().to_owned())
+}
+
+/// A new Kafka cluster id: 16 random bytes, base64url without padding.
+fn cluster_id() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Where the nodes of this machine's test runs live (`scripts/test.sh`
+/// clears it when it starts).
+pub fn nodes_root() -> PathBuf {
+    std::env::temp_dir().join("event-gateway-kafka")
+}
+
+/// A new directory for one node of this process, `<pid>-<n>`; the first
+/// call of a process removes what processes that are gone left behind.
+fn node_dir() -> Result<PathBuf, String> {
+    static NEXT: Mutex<u32> = Mutex::new(0);
+    let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
+    if *next == 0 {
+        sweep(&nodes_root());
+    }
+    *next += 1;
+    let dir = nodes_root().join(format!("{}-{}", std::process::id(), *next));
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot make {}: {error}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Kills the JVMs of nodes whose test process is gone, and removes their
+/// data (their logs stay, for the story of a failed run; scripts/test.sh
+/// clears them when it starts).
+fn sweep(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{owner}")).exists() || !entry.path().join("pid").exists() {
+            continue;
+        }
+        if let Some(pid) = std::fs::read_to_string(entry.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("kafka.Kafka") {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(entry.path().join("data"));
+        let _ = std::fs::remove_file(entry.path().join("pid"));
+    }
+}
+
+/// A command for `program` that, where `setpriv` is there, is killed as
+/// soon as the thread that started it ends (see [`spawn_kept`]).
+fn kept(program: PathBuf) -> Command {
+    if Path::new("/usr/bin/setpriv").exists() {
+        let mut command = Command::new("/usr/bin/setpriv");
+        command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A command handed to the keeper thread, and where its child goes.
+type Spawn = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` from a thread that lives as long as this process: a
+/// parent-death signal fires when the thread that spawned the child ends,
+/// and a test's own thread ends with the test, while a broker shared by
+/// the tests of a binary must live until the binary exits.
+fn spawn_kept(command: Command) -> std::io::Result<Child> {
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<Spawn>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Spawn>();
+        std::thread::Builder::new()
+            .name("kafka-keeper".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("the keeper thread starts");
+        Mutex::new(tx)
+    });
+    let (reply, child) = mpsc::channel();
+    keeper
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the keeper thread is gone"))?;
+    child
+        .recv()
+        .map_err(|_| std::io::Error::other("the keeper thread is gone"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_version_is_the_pom_s() {
+        let pom = include_str!("../kafka/pom.xml");
+        assert!(
+            pom.contains(&format!("<kafka.version>{VERSION}</kafka.version>")),
+            "testkit/kafka/pom.xml pins another Kafka than testkit::kafka::VERSION ({VERSION})"
+        );
+    }
+
+    #[test]
+    fn a_cluster_id_is_what_kafka_takes() {
+        let id = cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}
