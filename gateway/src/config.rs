@@ -278,6 +278,28 @@ pub struct Config {
     #[arg(long, env = "COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub commit_interval: Duration,
 
+    /// The consumer group protocol of subscriptions with a group: `classic`
+    /// (any Kafka; partitions move incrementally, by the cooperative-sticky
+    /// assignor) or `consumer` (KIP-848, Kafka 4.0 or later: the broker
+    /// assigns partitions and sets session and heartbeat times). A group
+    /// whose members used librdkafka's eager assignors (range, roundrobin)
+    /// takes no cooperative member: stop those before starting these.
+    #[arg(
+        long,
+        env = "KAFKA_GROUP_PROTOCOL",
+        value_enum,
+        default_value = "classic"
+    )]
+    pub group_protocol: GroupProtocol,
+
+    /// On a rebalance, how long a subscription losing partitions waits for
+    /// the acks of its deliveries out on them (sending nothing new of them)
+    /// before it hands them on with what was settled committed; the group's
+    /// rebalance waits as long. 0 hands them on at once (the deliveries out
+    /// come again to the next owner).
+    #[arg(long, env = "REVOKE_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub revoke_grace: Duration,
+
     /// At shutdown, how long an ACK_MODE_MANUAL stream with deliveries out
     /// keeps taking their acks (on a StreamingSubscribe stream) before it
     /// ends, sending nothing new meanwhile: what is settled then is
@@ -347,6 +369,40 @@ fn parse_properties_file(text: &str) -> Result<Vec<KafkaProperty>, String> {
         })
         .collect()
 }
+
+/// A Kafka consumer group protocol (librdkafka's `group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupProtocol {
+    /// The classic protocol, with the cooperative-sticky assignor.
+    Classic,
+    /// The consumer protocol of KIP-848 (Kafka 4.0 or later).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// librdkafka's name of the protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
+}
+
+/// Consumer properties the broker owns under the consumer group protocol
+/// (librdkafka refuses a consumer that sets them), or that
+/// `--group-protocol` sets.
+const BROKER_OWNED_UNDER_CONSUMER: [&str; 4] = [
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+];
+
+/// The longest revoke grace accepted: well within the classic protocol's
+/// rebalance timeout (`max.poll.interval.ms`, 300 s by default), past which
+/// the group would drop the member.
+pub(crate) const MAX_REVOKE_GRACE: Duration = Duration::from_secs(120);
 
 /// A compression codec of Kafka records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -427,7 +483,8 @@ impl Config {
     /// Checks the values that clap's types cannot, with a message that says
     /// which flag to fix.
     pub fn validate(&self) -> Result<(), String> {
-        self.all_kafka_properties()?;
+        let properties = self.all_kafka_properties()?;
+        self.validate_group_protocol(&properties)?;
         if self.max_payload_bytes == 0 {
             return Err("--max-payload-bytes must be at least 1".into());
         }
@@ -526,6 +583,42 @@ impl Config {
                 "KAFKA_BROKERS / --brokers is set but empty; unset it for the embedded Kafka"
                     .into(),
             );
+        }
+        Ok(())
+    }
+
+    /// Checks that the Kafka properties leave the group protocol to
+    /// `--group-protocol`, and what the protocol owns to the broker.
+    fn validate_group_protocol(&self, properties: &[(String, String)]) -> Result<(), String> {
+        for (key, value) in properties {
+            if key == "group.protocol" {
+                return Err(
+                    "set the group protocol with --group-protocol / KAFKA_GROUP_PROTOCOL, not as a Kafka property"
+                        .into(),
+                );
+            }
+            if self.group_protocol == GroupProtocol::Consumer
+                && BROKER_OWNED_UNDER_CONSUMER.contains(&key.as_str())
+            {
+                return Err(format!(
+                    "{key} cannot be set with --group-protocol consumer: the broker sets it for the group \
+                     (group.consumer.* broker settings, or the group's own configuration)"
+                ));
+            }
+            if key == "max.poll.interval.ms" {
+                let limit = value.parse::<u64>().map(Duration::from_millis);
+                if limit.is_ok_and(|limit| self.revoke_grace >= limit) {
+                    return Err(
+                        "--revoke-grace must be shorter than max.poll.interval.ms (the group drops a member that takes longer)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if self.revoke_grace > MAX_REVOKE_GRACE {
+            return Err(format!(
+                "--revoke-grace must be at most {MAX_REVOKE_GRACE:?}"
+            ));
         }
         Ok(())
     }
@@ -686,5 +779,30 @@ mod tests {
         config.drain_timeout = Duration::ZERO;
         config.commit_interval = Duration::ZERO;
         assert!(config.validate().unwrap_err().contains("--commit-interval"));
+    }
+
+    #[test]
+    fn the_group_protocol_is_the_flag_s_and_the_consumer_protocol_leaves_the_broker_its_settings() {
+        let with = |protocol: GroupProtocol, key: &str, value: &str| {
+            let mut config = Config::for_brokers(None);
+            config.group_protocol = protocol;
+            config.kafka_properties = vec![KafkaProperty::new(key, value)];
+            config.validate()
+        };
+        for key in BROKER_OWNED_UNDER_CONSUMER {
+            let error = with(GroupProtocol::Consumer, key, "1").unwrap_err();
+            assert!(error.contains(key) && error.contains("broker"), "{error}");
+            assert!(with(GroupProtocol::Classic, key, "1").is_ok(), "{key}");
+        }
+        let error = with(GroupProtocol::Classic, "group.protocol", "consumer").unwrap_err();
+        assert!(error.contains("--group-protocol"), "{error}");
+        // The grace stays within the classic rebalance timeout.
+        let error = with(GroupProtocol::Classic, "max.poll.interval.ms", "5000").unwrap_err();
+        assert!(error.contains("--revoke-grace"), "{error}");
+        let mut config = Config::for_brokers(None);
+        config.revoke_grace = MAX_REVOKE_GRACE + Duration::from_secs(1);
+        assert!(config.validate().unwrap_err().contains("--revoke-grace"));
+        let config = Config::try_parse_from(["gateway", "--group-protocol", "consumer"]).unwrap();
+        assert_eq!(config.group_protocol, GroupProtocol::Consumer);
     }
 }

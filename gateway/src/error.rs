@@ -14,6 +14,12 @@ use tonic::{Code, Status};
 
 use crate::text::clip;
 
+/// What to do when the cluster does not take the consumer protocol.
+const REMEDY_CONSUMER_PROTOCOL: &str = "the consumer protocol (KIP-848) needs Kafka 4.0 or later with \"consumer\" in the brokers' group.coordinator.rebalance.protocols; or run the gateway with --group-protocol classic";
+
+/// What to do when a group's members cannot agree on a protocol.
+const REMEDY_MIXED_GROUP: &str = "the group's other members use a protocol or assignor this gateway cannot join (librdkafka does not mix eager and cooperative members in one group): stop them, or use another group";
+
 /// What went wrong with a call or a stream.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum Error {
@@ -39,6 +45,15 @@ pub(crate) enum Error {
     /// A subscription's consumer failed for good.
     #[error("the Kafka consumer failed ({0}); resubscribe")]
     ConsumerFailed(String),
+    /// The cluster, or the group, does not take the gateway's group
+    /// protocol.
+    #[error("the Kafka cluster refused this subscription's consumer group protocol ({reason}); {remedy}")]
+    GroupProtocolRefused {
+        /// What Kafka said.
+        reason: String,
+        /// What the operator can do.
+        remedy: &'static str,
+    },
     /// The caller's deadline passed before Kafka answered.
     #[error("the deadline passed before Kafka confirmed the event; it may or may not have been stored: retry with the same event id so that consumers can drop a duplicate")]
     DeadlineExceeded,
@@ -166,7 +181,42 @@ impl Error {
             C::TopicAuthorizationFailed | C::GroupAuthorizationFailed => {
                 Some(Error::PermissionDenied(error.to_string()))
             }
+            C::InconsistentGroupProtocol => Some(Error::GroupProtocolRefused {
+                reason: error.to_string(),
+                remedy: REMEDY_MIXED_GROUP,
+            }),
             C::Fatal => Some(Error::ConsumerFailed(error.to_string())),
+            _ if matches!(error, KafkaError::MessageConsumptionFatal(_)) => {
+                Some(Error::ConsumerFailed(error.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The error for a consumer's fatal error `code` (`reason`) when it
+    /// means the cluster does not take group protocol `protocol`; `None`
+    /// for any other fatal error.
+    pub(crate) fn refused_group_protocol(
+        code: RDKafkaErrorCode,
+        reason: &str,
+        protocol: crate::config::GroupProtocol,
+    ) -> Option<Self> {
+        use RDKafkaErrorCode as C;
+        let unsupported = matches!(
+            code,
+            C::UnsupportedVersion | C::UnsupportedFeature | C::UnsupportedAssignor
+        );
+        match protocol {
+            crate::config::GroupProtocol::Consumer if unsupported => {
+                Some(Error::GroupProtocolRefused {
+                    reason: clip(reason).to_string(),
+                    remedy: REMEDY_CONSUMER_PROTOCOL,
+                })
+            }
+            _ if code == C::InconsistentGroupProtocol => Some(Error::GroupProtocolRefused {
+                reason: clip(reason).to_string(),
+                remedy: REMEDY_MIXED_GROUP,
+            }),
             _ => None,
         }
     }
@@ -215,6 +265,7 @@ impl Error {
             Error::PermissionDenied(_) | Error::Denied { .. } | Error::NotOwner { .. } => {
                 Code::PermissionDenied
             }
+            Error::GroupProtocolRefused { .. } => Code::FailedPrecondition,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Kafka(_) | Error::Interrupted => Code::Internal,
         }
@@ -336,5 +387,42 @@ mod tests {
         assert_eq!(slow.code(), Code::ResourceExhausted);
         assert!(slow.message().contains("START_FROM_OFFSETS"), "{slow:?}");
         assert!(slow.message().contains("orders/0@7"), "{slow:?}");
+    }
+
+    #[test]
+    fn a_refused_group_protocol_is_a_failed_precondition_saying_what_to_do() {
+        use crate::config::GroupProtocol;
+        let refused = Error::refused_group_protocol(
+            RDKafkaErrorCode::UnsupportedVersion,
+            "ConsumerGroupHeartbeat fatal error",
+            GroupProtocol::Consumer,
+        )
+        .expect("the consumer protocol was refused");
+        let status = Status::from(refused);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().contains("--group-protocol classic"),
+            "{status:?}"
+        );
+        // Under the classic protocol the same code is another failure.
+        assert!(Error::refused_group_protocol(
+            RDKafkaErrorCode::UnsupportedVersion,
+            "x",
+            GroupProtocol::Classic
+        )
+        .is_none());
+        let mixed = Error::fatal_to_consumer(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::InconsistentGroupProtocol,
+        ))
+        .expect("a group that refuses the member ends the subscription");
+        assert_eq!(mixed.code(), Code::FailedPrecondition);
+        assert!(mixed.to_string().contains("eager"), "{mixed}");
+        let fatal = Error::fatal_to_consumer(&KafkaError::MessageConsumptionFatal(
+            RDKafkaErrorCode::UnsupportedVersion,
+        ));
+        assert!(
+            fatal.is_some(),
+            "a fatal consumer error ends the subscription"
+        );
     }
 }

@@ -39,7 +39,7 @@ mod subscribe;
 mod text;
 
 pub use cli::main;
-pub use config::{Compression, Config, KafkaProperty};
+pub use config::{Compression, Config, GroupProtocol, KafkaProperty};
 /// The librdkafka record the gateway writes for an event, and its producer's
 /// default linger: `gateway-bench` writes the same records the same way.
 pub use publish::{future_record, LINGER_MS};

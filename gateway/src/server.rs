@@ -364,6 +364,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         consumers: config.max_consumers,
         drain: config.drain_timeout,
         commit_interval: config.commit_interval,
+        group_protocol: config.group_protocol,
+        revoke_grace: config.revoke_grace,
     };
     let subscriptions = Subscriptions::new(
         cluster,

@@ -8,7 +8,7 @@ use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::streaming_subscribe_request::Kind as Inbound;
 use eventgateway::v1::streaming_subscribe_response::Kind;
 use eventgateway::v1::{
-    DeadLetter, Delivery, Extend, Nack, SettleOutcome, SettleRequest, SettleResponse,
+    DeadLetter, Delivery, Extend, Nack, Rebalance, SettleOutcome, SettleRequest, SettleResponse,
     StreamingSubscribeRequest, StreamingSubscribeResponse, SubscribeRequest,
 };
 use tokio::sync::mpsc;
@@ -29,6 +29,8 @@ pub struct Streamer {
     deliveries: VecDeque<Delivery>,
     /// Answers that came while a delivery was awaited.
     answers: VecDeque<SettleResponse>,
+    /// Rebalance notices not yet taken.
+    rebalances: VecDeque<Rebalance>,
     /// The next request id.
     next: u64,
 }
@@ -86,6 +88,7 @@ impl Streamer {
             stream,
             deliveries: VecDeque::new(),
             answers: VecDeque::new(),
+            rebalances: VecDeque::new(),
             next: 0,
         })
     }
@@ -107,6 +110,21 @@ impl Streamer {
             let message = tokio::time::timeout_at(deadline, self.stream.message())
                 .await
                 .ok()?;
+            self.take(message);
+        }
+    }
+
+    /// The next rebalance notice, within [`PATIENCE`]; deliveries and
+    /// answers on the way are kept.
+    pub async fn next_rebalance(&mut self) -> Rebalance {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(rebalance) = self.rebalances.pop_front() {
+                return rebalance;
+            }
+            let message = tokio::time::timeout_at(deadline, self.stream.message())
+                .await
+                .expect("a rebalance notice arrives in time");
             self.take(message);
         }
     }
@@ -204,7 +222,7 @@ impl Streamer {
         match message.map(|m| m.and_then(|m| m.kind)) {
             Ok(Some(Kind::Delivery(delivery))) => self.deliveries.push_back(delivery),
             Ok(Some(Kind::Settled(answer))) => self.answers.push_back(answer),
-            Ok(Some(Kind::Rebalance(_))) => {}
+            Ok(Some(Kind::Rebalance(rebalance))) => self.rebalances.push_back(rebalance),
             Err(status) => panic!("the stream failed: {status:?}"),
             other => panic!("unexpected on the stream: {other:?}"),
         }

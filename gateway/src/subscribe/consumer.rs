@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
 use super::spec::{StartPosition, SubscriptionSpec};
+use crate::config::GroupProtocol;
 use crate::error::Error;
 use crate::kafka::{blocking, redacted, Cluster, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
@@ -33,6 +34,10 @@ pub(super) struct Consumers {
     limit: usize,
     /// How often group consumers commit (auto.commit.interval.ms).
     commit_interval: std::time::Duration,
+    /// How group consumers take part in their group.
+    group_protocol: GroupProtocol,
+    /// Whether revoked partitions wait for their task to release them.
+    revoke_grace: bool,
 }
 
 /// A consumer's place among the open ones: held until it is closed.
@@ -40,12 +45,16 @@ pub(super) type Slot = OwnedSemaphorePermit;
 
 impl Consumers {
     /// Consumers of `cluster`, reporting lag to `metrics`, at most `limit`
-    /// open at once, committing every `commit_interval`.
+    /// open at once, committing every `commit_interval`, in groups of
+    /// `group_protocol`, whose revoked partitions wait for their task when
+    /// `revoke_grace` is on.
     pub(super) fn new(
         cluster: Cluster,
         metrics: Metrics,
         limit: usize,
         commit_interval: std::time::Duration,
+        group_protocol: GroupProtocol,
+        revoke_grace: bool,
     ) -> Self {
         Self {
             cluster,
@@ -53,7 +62,14 @@ impl Consumers {
             slots: Arc::new(Semaphore::new(limit)),
             limit,
             commit_interval,
+            group_protocol,
+            revoke_grace,
         }
+    }
+
+    /// The group protocol of group consumers.
+    pub(super) fn group_protocol(&self) -> GroupProtocol {
+        self.group_protocol
     }
 
     /// A place for one more consumer, or RESOURCE_EXHAUSTED.
@@ -98,18 +114,34 @@ impl Consumers {
             .group
             .clone()
             .unwrap_or_else(|| format!("event-gateway-ephemeral-{ephemeral_id}"));
-        let config = self.cluster.client_config(
-            &[
-                // Bound what librdkafka prefetches for one stream. Less than
-                // 16 MiB held a single stream at about 0.7 of a plain consumer's
-                // rate (gateway-bench): librdkafka backs off fetching for a
-                // second whenever the bound is reached.
-                ("queued.max.messages.kbytes", "16384"),
+        // An ephemeral consumer is assigned its partitions and joins no
+        // group: the classic protocol's settings are harmless there.
+        let protocol = match spec.group {
+            Some(_) => self.group_protocol,
+            None => GroupProtocol::Classic,
+        };
+        let mut defaults = vec![
+            // Bound what librdkafka prefetches for one stream. Less than
+            // 16 MiB held a single stream at about 0.7 of a plain consumer's
+            // rate (gateway-bench): librdkafka backs off fetching for a
+            // second whenever the bound is reached.
+            ("queued.max.messages.kbytes", "16384"),
+            // Consumer lag for the metrics.
+            ("statistics.interval.ms", "5000"),
+        ];
+        if protocol == GroupProtocol::Classic {
+            defaults.extend([
                 ("session.timeout.ms", "30000"),
-                // Consumer lag for the metrics.
-                ("statistics.interval.ms", "5000"),
-            ],
+                // Rebalances move only the partitions that change owner,
+                // and a member keeps the others (librdkafka's default
+                // assignors revoke every partition of every member).
+                ("partition.assignment.strategy", "cooperative-sticky"),
+            ]);
+        }
+        let config = self.cluster.client_config(
+            &defaults,
             &[
+                ("group.protocol", protocol.as_str().into()),
                 ("group.id", group),
                 ("enable.auto.commit", spec.group.is_some().to_string()),
                 (
@@ -128,6 +160,7 @@ impl Consumers {
             rebalances,
             self.metrics.clone(),
             lag_label,
+            self.revoke_grace,
         );
         let kafka = |error| Error::from_kafka(&error, None);
         let consumer: SubscriptionConsumer = config

@@ -3,11 +3,21 @@
 //! rebalance to the subscription task, and reports consumer lag (whose
 //! series it removes again when the consumer closes, so that the group
 //! names clients choose never pile up in the metrics).
+//!
+//! One rebalance path serves every group protocol: partitions come and go
+//! incrementally (cooperative-sticky, or the consumer protocol of KIP-848),
+//! or all at once (an eager assignor an operator chose). Revoked partitions
+//! are not handed on in the callback: the subscription task settles what it
+//! can of them within the revoke grace, then [`release`]s them, and
+//! librdkafka commits what was stored of them before the group goes on.
+//! Partitions that are lost (the member was dropped), or revoked while the
+//! consumer closes, are released at once.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -26,8 +36,11 @@ const EPHEMERAL: &str = "(ephemeral)";
 /// A change in the partitions a group subscription reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum RebalanceEvent {
-    /// These partitions were taken away.
+    /// These partitions were taken away, and are handed on already.
     Revoked(Vec<Partition>),
+    /// These partitions are being taken away: the group waits until the
+    /// task [`release`]s them.
+    Revoking(Vec<Partition>),
     /// These partitions were given.
     Assigned(Vec<Partition>),
 }
@@ -47,16 +60,24 @@ pub(super) struct SubscriptionContext {
     group: String,
     /// The partitions whose lag it reported.
     reported: Mutex<HashSet<Partition>>,
+    /// Whether revoked partitions wait for the task to release them (a
+    /// revoke grace is set).
+    deferred: bool,
+    /// Set once the consumer is closing: what is revoked then is released
+    /// at once, as nobody is left to release it.
+    closing: AtomicBool,
 }
 
 impl SubscriptionContext {
     /// A context starting at `start`, reporting rebalances to `rebalances`
-    /// and consumer lag (labelled with `group`, or as ephemeral) to `metrics`.
+    /// (revoked partitions to be released by the task when `deferred`) and
+    /// consumer lag (labelled with `group`, or as ephemeral) to `metrics`.
     pub(super) fn new(
         start: StartPosition,
         rebalances: mpsc::UnboundedSender<RebalanceEvent>,
         metrics: Metrics,
         group: Option<String>,
+        deferred: bool,
     ) -> Self {
         Self {
             start,
@@ -65,7 +86,15 @@ impl SubscriptionContext {
             metrics,
             group: group.unwrap_or_else(|| EPHEMERAL.to_owned()),
             reported: Mutex::default(),
+            deferred,
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, revoked partitions are released at once: the consumer
+    /// is about to close.
+    pub(super) fn closing(&self) {
+        self.closing.store(true, Ordering::Release);
     }
 
     /// Sets start offsets on partitions seen for the first time, for
@@ -145,29 +174,74 @@ impl ConsumerContext for SubscriptionContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            self.position(consumer, tpl);
-            tracing::debug!(partitions = tpl.count(), "partitions assigned");
-            if let Err(error) = consumer.assign(tpl) {
-                tracing::error!(%error, "cannot take the assigned partitions");
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.position(consumer, tpl);
+                tracing::debug!(partitions = tpl.count(), cooperative, "partitions assigned");
+                let taken = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(error) = taken {
+                    tracing::error!(%error, "cannot take the assigned partitions");
+                }
+                let _ = self
+                    .rebalances
+                    .send(RebalanceEvent::Assigned(partitions(tpl)));
             }
-            let _ = self
-                .rebalances
-                .send(RebalanceEvent::Assigned(partitions(tpl)));
-        } else {
-            if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-                tracing::warn!(?err, "rebalance error");
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked = partitions(tpl);
+                let lost = consumer.assignment_lost();
+                tracing::debug!(partitions = revoked.len(), lost, "partitions revoked");
+                let deferred = self.deferred && !lost && !self.closing.load(Ordering::Acquire);
+                if deferred
+                    && self
+                        .rebalances
+                        .send(RebalanceEvent::Revoking(revoked.clone()))
+                        .is_ok()
+                {
+                    return;
+                }
+                release(consumer, &revoked);
+                let _ = self.rebalances.send(RebalanceEvent::Revoked(revoked));
             }
-            tracing::debug!(partitions = tpl.count(), "partitions revoked");
-            // With auto-commit on, librdkafka commits the stored offsets of
-            // the removed partitions before they are handed over.
-            if let Err(error) = consumer.unassign() {
-                tracing::error!(%error, "cannot release the revoked partitions");
+            _ => {
+                tracing::warn!(?err, "rebalance error: releasing every partition");
+                // What librdkafka asks for after an error: the assignment
+                // cleared, to start again in step with the group.
+                if let Err(error) = consumer.unassign() {
+                    tracing::error!(%error, "cannot release the partitions");
+                }
+                let _ = self
+                    .rebalances
+                    .send(RebalanceEvent::Revoked(partitions(tpl)));
             }
-            let _ = self
-                .rebalances
-                .send(RebalanceEvent::Revoked(partitions(tpl)));
         }
+    }
+}
+
+/// Hands revoked `partitions` on to the group: with auto-commit on,
+/// librdkafka first commits the offsets stored for them.
+pub(super) fn release<K: Consumer<C>, C: ConsumerContext>(consumer: &K, partitions: &[Partition]) {
+    let released = if matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        consumer.incremental_unassign(&tpl)
+    } else {
+        consumer.unassign()
+    };
+    if let Err(error) = released {
+        tracing::error!(%error, "cannot release the revoked partitions");
     }
 }
 

@@ -16,7 +16,7 @@
 //! to commit and what to dead-letter.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +106,9 @@ enum State {
     },
     /// Acked or dead-lettered; kept until the commit point passes it.
     Settled,
+    /// Given back to the group: its partition is being revoked, and the
+    /// partition's next owner delivers it (the commit point stops before it).
+    Returned,
 }
 
 /// One record read and not yet committed.
@@ -163,6 +166,9 @@ pub(super) struct Ledger {
     jobs: Vec<(Partition, i64, DeadLetterJob)>,
     /// Jitter's random state (xorshift).
     random: u64,
+    /// Partitions being revoked: what is out of them may still be settled,
+    /// nothing of them is sent (again).
+    leaving: HashSet<Partition>,
 }
 
 impl Ledger {
@@ -183,6 +189,7 @@ impl Ledger {
             commits: Vec::new(),
             jobs: Vec::new(),
             random: seed,
+            leaving: HashSet::new(),
         }
     }
 
@@ -205,6 +212,45 @@ impl Ledger {
                 )
             })
             .count()
+    }
+
+    /// Records of `partitions` out with the client or being written as dead
+    /// letters: what a revocation waits for.
+    pub(super) fn out_on(&self, partitions: &[Partition]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|partition| self.partitions.get(partition))
+            .flat_map(BTreeMap::values)
+            .filter(|e| {
+                matches!(
+                    e.state,
+                    State::Out | State::DeadLettering { writing: true, .. }
+                )
+            })
+            .count()
+    }
+
+    /// Starts handing `partitions` back to the group: what is out of them
+    /// may still be settled (the commit point moves with it), everything
+    /// else of them, and whatever is given back from now on, is left to
+    /// their next owner.
+    pub(super) fn leave(&mut self, partitions: &[Partition]) {
+        for partition in partitions {
+            self.leaving.insert(partition.clone());
+            for entry in self
+                .partitions
+                .get_mut(partition)
+                .into_iter()
+                .flat_map(BTreeMap::values_mut)
+            {
+                if matches!(entry.state, State::Held | State::Ready | State::Waiting) {
+                    entry.state = State::Returned;
+                    entry.timer = 0;
+                }
+            }
+        }
+        let leaving = &self.leaving;
+        self.ready.retain(|(p, _)| !leaving.contains(p));
     }
 
     /// Whether the records not settled hold [`MAX_UNSETTLED_BYTES`] or
@@ -331,7 +377,7 @@ impl Ledger {
                     *writing = true;
                     Some((**job).clone())
                 }
-                State::Held | State::Ready | State::Settled => continue,
+                State::Held | State::Ready | State::Settled | State::Returned => continue,
             };
             match letter {
                 Some(job) => self.jobs.push((partition, offset, job)),
@@ -406,6 +452,13 @@ impl Ledger {
         let Some(attempt) = self.entry(partition, offset).map(|e| e.attempt) else {
             return;
         };
+        if self.leaving.contains(partition) {
+            if let Some(entry) = self.entry_mut(partition, offset) {
+                entry.state = State::Returned;
+                entry.timer = 0;
+            }
+            return;
+        }
         let limit = self
             .settings
             .dead_letter
@@ -588,6 +641,7 @@ impl Ledger {
     pub(super) fn forget(&mut self, partitions: &[Partition]) {
         let mut keys = Vec::new();
         for partition in partitions {
+            self.leaving.remove(partition);
             self.floor.remove(partition);
             if let Some(entries) = self.partitions.remove(partition) {
                 for entry in entries.values() {
@@ -698,6 +752,46 @@ mod tests {
             ledger.apply(Verb::Ack, &at(&sent[0]), now),
             Outcome::Stale(_)
         ));
+        assert_eq!(ledger.unsettled(), 1);
+    }
+
+    #[test]
+    fn a_leaving_partition_settles_what_is_out_and_sends_nothing_again() {
+        let start = Instant::now();
+        let mut ledger = Ledger::new(manual());
+        let sent: Vec<Delivery> = (0..3)
+            .map(|o| ledger.admit(record(0, o, ""), start).unwrap())
+            .collect();
+        let other = ledger.admit(record(1, 0, ""), start).unwrap();
+        // Offset 1 is given back before the revocation: ready to go again.
+        ledger.apply(Verb::Nack(None), &at(&sent[1]), start);
+        assert!(ledger.has_ready());
+        ledger.leave(&[p(0)]);
+        assert!(
+            !ledger.has_ready(),
+            "nothing of a leaving partition is sent"
+        );
+        assert_eq!(ledger.out_on(&[p(0)]), 2);
+        // What is out may still be acked, and the commit point moves with it
+        // up to what was given back.
+        assert_eq!(
+            ledger.apply(Verb::Ack, &at(&sent[0]), start),
+            Outcome::Accepted
+        );
+        assert_eq!(ledger.take_commits(), vec![(p(0), 0)]);
+        // Leases that expire now: the leaving partition's is left to its
+        // next owner, the other partition's comes again as before.
+        assert_eq!(ledger.fire(start + TIMEOUT), 2);
+        assert_eq!(ledger.out_on(&[p(0)]), 0);
+        assert!(ledger.take_commits().is_empty());
+        let again = ledger.next_ready(start + TIMEOUT).expect("a redelivery");
+        assert_eq!((again.partition, again.attempt), (1, 2));
+        assert!(ledger.next_ready(start + TIMEOUT).is_none());
+        assert!(matches!(
+            ledger.apply(Verb::Ack, &at(&other), start),
+            Outcome::Stale(_)
+        ));
+        ledger.forget(&[p(0)]);
         assert_eq!(ledger.unsettled(), 1);
     }
 

@@ -150,6 +150,11 @@ pub(crate) struct Limits {
     pub(crate) drain: std::time::Duration,
     /// How often group subscriptions commit (`--commit-interval`).
     pub(crate) commit_interval: std::time::Duration,
+    /// The group protocol of group subscriptions (`--group-protocol`).
+    pub(crate) group_protocol: crate::config::GroupProtocol,
+    /// How long a subscription losing partitions waits for the acks of its
+    /// deliveries out on them (`--revoke-grace`).
+    pub(crate) revoke_grace: std::time::Duration,
 }
 
 impl Subscriptions {
@@ -170,6 +175,8 @@ impl Subscriptions {
             metrics.clone(),
             limits.consumers,
             limits.commit_interval,
+            limits.group_protocol,
+            !limits.revoke_grace.is_zero(),
         );
         let fanout = FanOut::new(consumers.clone(), metrics.clone(), shutdown.clone());
         let dead_letters = DeadLetters::new(publisher, topics.clone(), metrics.clone());
@@ -274,6 +281,8 @@ impl Subscriptions {
         );
         let (shutdown, metrics) = (self.shutdown.clone(), self.metrics.clone());
         let dead_letters = self.dead_letters.clone();
+        let (revoke_grace, group_protocol) =
+            (self.limits.revoke_grace, self.consumers.group_protocol());
         let drain = if acks_on_stream {
             self.limits.drain
         } else {
@@ -289,6 +298,8 @@ impl Subscriptions {
                     metrics,
                     dead_letters,
                     drain,
+                    revoke_grace,
+                    group_protocol,
                 };
                 let consumer = (consumer, consumer_slot);
                 task::run(consumer, &spec, deliveries, stats, shutdown, inputs).await;

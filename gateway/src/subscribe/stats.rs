@@ -18,6 +18,9 @@ pub struct SubscriptionStats {
     pub held: Level,
     /// ACK_MODE_MANUAL: deliveries out and not acknowledged.
     pub unacked: Level,
+    /// Partitions being revoked: waiting (within the revoke grace) for
+    /// their deliveries out before they are handed on.
+    pub revoking: Level,
 }
 
 /// A count that only grows.

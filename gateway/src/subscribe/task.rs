@@ -10,8 +10,11 @@
 //!   for commit (contiguous runs of settled records only) and what to
 //!   dead-letter; dead letters are written beside the loop, and their
 //!   outcome comes back to it.
-//! - Rebalances: deliveries of revoked partitions are dropped (their next
-//!   owner delivers them from the committed offset) and the client is told.
+//! - Rebalances: a partition being revoked sends nothing new; for up to the
+//!   revoke grace its deliveries out may still be acked (AUTO: what is in
+//!   the channel may still reach gRPC), then what was settled is committed
+//!   and the partition handed on; what was not settled, its next owner
+//!   delivers from the committed offset, and the client is told.
 //! - The end: the client leaving, a fatal Kafka error or shutdown (the client
 //!   gets UNAVAILABLE) closes the consumer, which commits what was stored
 //!   and leaves its group. At shutdown a MANUAL stream with deliveries out
@@ -33,7 +36,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::consumer::{self, Slot, SubscriptionConsumer};
-use super::context::RebalanceEvent;
+use super::context::{self, RebalanceEvent};
 use super::dead_letter::DeadLetters;
 use super::delivery::{delivery_message, AckRef, Record};
 use super::ledger::{Ledger, Outcome, Verb};
@@ -41,6 +44,7 @@ use super::registry::VerbRequest;
 use super::spec::{Partition, StartPosition, SubscriptionSpec};
 use super::stats::SubscriptionStats;
 use super::stream::Deliveries;
+use crate::config::GroupProtocol;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::spans;
@@ -63,6 +67,18 @@ pub(super) struct Inputs {
     pub(super) dead_letters: DeadLetters,
     /// How long to take acks for what is out once shutdown began.
     pub(super) drain: Duration,
+    /// How long revoked partitions wait for what is out of them.
+    pub(super) revoke_grace: Duration,
+    /// The group protocol, for the error when the cluster refuses it.
+    pub(super) group_protocol: GroupProtocol,
+}
+
+/// Partitions being revoked: settled within the grace, then released.
+struct Leaving {
+    /// The partitions.
+    partitions: Vec<Partition>,
+    /// When they are released, whatever is still out.
+    until: Instant,
 }
 
 /// A dead-letter write that ended: the record's partition and offset, and
@@ -91,11 +107,37 @@ pub(super) async fn run(
     // Once shutdown began with deliveries out: until when acks are taken.
     let mut draining: Option<Instant> = None;
     let tx = &deliveries.tx;
+    let mut leaving: Option<Leaving> = None;
     loop {
         if let Some(ledger) = ledger.as_mut() {
             settle_up(&consumer, ledger, spec, &inputs, &written_tx);
         }
         let now = Instant::now();
+        if let Some(going) = &leaving {
+            // MANUAL: nothing of them out. AUTO: every delivery sent reached
+            // gRPC (which stored its offset).
+            let out = match &ledger {
+                Some(ledger) => ledger.out_on(&going.partitions),
+                None => tx.max_capacity() - tx.capacity(),
+            };
+            if out == 0 || now >= going.until {
+                if out > 0 {
+                    tracing::info!(
+                        out,
+                        partitions = going.partitions.len(),
+                        "revoke grace over: handing partitions on with deliveries out"
+                    );
+                }
+                let revoked = leaving.take().map(|l| l.partitions).unwrap_or_default();
+                context::release(&*consumer, &revoked);
+                rebalanced(
+                    RebalanceEvent::Revoked(revoked),
+                    ledger.as_mut(),
+                    &mut urgent,
+                    &mut fresh,
+                );
+            }
+        }
         if let Some(until) = draining {
             if now >= until || ledger.as_ref().is_none_or(|l| l.out() == 0) {
                 deliveries.end_with(Error::ShuttingDown);
@@ -120,6 +162,9 @@ pub(super) async fn run(
             set_paused(&consumer, &stats, pause);
         }
         stats.held.set(urgent.len() + fresh.len());
+        stats
+            .revoking
+            .set(leaving.as_ref().map_or(0, |going| going.partitions.len()));
         if let Some(ledger) = &ledger {
             stats.unacked.set(ledger.unsettled());
         }
@@ -133,6 +178,12 @@ pub(super) async fn run(
         let pause_check = behind_since
             .filter(|_| !client_behind)
             .map(|since| since + PAUSE_AFTER);
+        // When to look at a revocation again: at the grace's end, and (AUTO,
+        // whose channel drains without telling) every REPOLL.
+        let leave_check = leaving.as_ref().map(|going| match &ledger {
+            Some(_) => going.until,
+            None => going.until.min(now + REPOLL),
+        });
 
         tokio::select! {
             biased;
@@ -149,6 +200,10 @@ pub(super) async fn run(
             // answered stale, as the partition's next owner delivers it.
             Some(event) = inputs.rebalances.recv() => {
                 let assigned = matches!(event, RebalanceEvent::Assigned(_));
+                if let RebalanceEvent::Revoking(partitions) = event {
+                    leave(partitions, &mut leaving, ledger.as_mut(), &mut fresh, inputs.revoke_grace);
+                    continue;
+                }
                 rebalanced(event, ledger.as_mut(), &mut urgent, &mut fresh);
                 if assigned && stats.paused.get() {
                     // Partitions assigned to a paused stream start paused
@@ -205,12 +260,15 @@ pub(super) async fn run(
             }
             message = consumer.recv(), if can_read => match message {
                 Ok(message) => {
-                    if draining.is_none() && gate.admits(&message) {
+                    let revoking = leaving.as_ref().is_some_and(|going| {
+                        going.partitions.iter().any(|(t, p)| t == message.topic() && *p == message.partition())
+                    });
+                    if draining.is_none() && !revoking && gate.admits(&message) {
                         fresh.push_back(Record::read(&message));
                     }
                 }
                 Err(error) => {
-                    if let Some(fatal) = Error::fatal_to_consumer(&error) {
+                    if let Some(fatal) = consumer_ended(&consumer, &error, inputs.group_protocol) {
                         tracing::warn!(%error, "Kafka ended the subscription");
                         deliveries.end_with(fatal);
                         break;
@@ -219,6 +277,7 @@ pub(super) async fn run(
                 }
             },
             () = tokio::time::sleep_until(pause_check.unwrap_or(now)), if pause_check.is_some() => {}
+            () = tokio::time::sleep_until(leave_check.unwrap_or(now)), if leave_check.is_some() => {}
             () = tokio::time::sleep(REPOLL), if can_read => {}
         }
     }
@@ -230,8 +289,72 @@ pub(super) async fn run(
     if let Some(ledger) = ledger.as_mut() {
         store_commits(&consumer, ledger);
     }
+    // Partitions being revoked are handed on now, with what was settled;
+    // from here on the consumer releases what is revoked at once.
+    while let Ok(event) = inputs.rebalances.try_recv() {
+        if let RebalanceEvent::Revoking(partitions) = event {
+            leaving
+                .get_or_insert(Leaving {
+                    partitions: Vec::new(),
+                    until: Instant::now(),
+                })
+                .partitions
+                .extend(partitions);
+        }
+    }
+    if let Some(going) = leaving {
+        context::release(&*consumer, &going.partitions);
+    }
+    consumer.context().closing();
     drop(deliveries);
     consumer::close(consumer, slot).await;
+}
+
+/// Starts handing `partitions` back to the group: nothing of them is sent
+/// from now on, and they are released once nothing of them is out, at most
+/// `grace` from now.
+fn leave(
+    partitions: Vec<Partition>,
+    leaving: &mut Option<Leaving>,
+    ledger: Option<&mut Ledger>,
+    fresh: &mut VecDeque<Record>,
+    grace: Duration,
+) {
+    let gone: HashSet<&Partition> = partitions.iter().collect();
+    fresh.retain(|r| !gone.contains(&(r.topic.clone(), r.partition)));
+    if let Some(ledger) = ledger {
+        ledger.leave(&partitions);
+    }
+    tracing::debug!(
+        partitions = partitions.len(),
+        ?grace,
+        "partitions being revoked"
+    );
+    let until = Instant::now() + grace;
+    match leaving {
+        Some(going) => {
+            going.partitions.extend(partitions);
+            going.until = going.until.min(until);
+        }
+        None => *leaving = Some(Leaving { partitions, until }),
+    }
+}
+
+/// The error that ends a subscription for a consumer error, if any: a
+/// fatal one, read from the consumer, with what to do when the cluster
+/// refused the group protocol.
+fn consumer_ended(
+    consumer: &SubscriptionConsumer,
+    error: &rdkafka::error::KafkaError,
+    protocol: GroupProtocol,
+) -> Option<Error> {
+    let fatal = Error::fatal_to_consumer(error)?;
+    let cause = consumer.client().fatal_error();
+    Some(match cause {
+        Some((code, reason)) => Error::refused_group_protocol(code, &reason, protocol)
+            .unwrap_or(Error::ConsumerFailed(reason)),
+        None => fatal,
+    })
 }
 
 /// Counts a first delivery.
@@ -351,7 +474,8 @@ fn rebalanced(
             .collect()
     };
     let notice = match event {
-        RebalanceEvent::Revoked(revoked) => {
+        // (Partitions being revoked come here once they are released.)
+        RebalanceEvent::Revoked(revoked) | RebalanceEvent::Revoking(revoked) => {
             let gone: HashSet<&Partition> = revoked.iter().collect();
             let owned =
                 |topic: &str, partition: i32| !gone.contains(&(topic.to_owned(), partition));
