@@ -454,7 +454,7 @@ fn tail(log: &Path) -> String {
 }
 
 /// The `java` to run: `$JAVA_HOME/bin/java`, or the one on PATH.
-fn java() -> Result<PathBuf, String> {
+pub fn java() -> Result<PathBuf, String> {
     if let Some(home) = std::env::var_os("JAVA_HOME") {
         let java = PathBuf::from(home).join("bin/java");
         if java.exists() {

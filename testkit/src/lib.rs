@@ -5,6 +5,7 @@
 //! and metric scraping. Every item is at the crate root: `use testkit::*;`.
 //!
 //! - [`kafka`]: Apache Kafka nodes: jars, storage, process, readiness.
+//! - `java`: the reference Java client as a peer (`testkit/java/`).
 //! - `broker`: the broker a test runs against (shared or its own), topic
 //!   creation, plain consumers and group offsets.
 //! - `ports`: free loopback ports.
@@ -25,6 +26,7 @@ mod edge;
 mod events;
 mod gateway;
 mod https;
+mod java;
 pub mod kafka;
 mod metrics;
 mod ports;
@@ -40,6 +42,7 @@ pub use edge::*;
 pub use events::*;
 pub use gateway::*;
 pub use https::*;
+pub use java::*;
 pub use metrics::*;
 pub use ports::*;
 pub use process::*;

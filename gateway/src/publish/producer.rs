@@ -25,6 +25,11 @@ const TIMER_SLACK: Duration = Duration::from_secs(1);
 /// overrides it).
 pub const LINGER_MS: &str = "2";
 
+/// The producer's default partitioner: the Java client's placement of
+/// keys (murmur2), records without a key spread at random
+/// (`--kafka-property partitioner=...` overrides it).
+pub const PARTITIONER: &str = "murmur2_random";
+
 /// The librdkafka record for `record` on `topic`: key, value, headers and
 /// timestamp.
 pub fn future_record<'a>(
@@ -86,6 +91,11 @@ impl Publisher {
                 // of streaming throughput (BENCHMARKS.md).
                 ("linger.ms", LINGER_MS),
                 ("compression.type", compression),
+                // A key goes to the partition the Java client (and so most
+                // Kafka services) puts it on: murmur2 of the key, as
+                // Kafka's default partitioner; librdkafka's own default
+                // (CRC32) places keys elsewhere.
+                ("partitioner", PARTITIONER),
             ],
             &[
                 ("acks", "all".into()),
