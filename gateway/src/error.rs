@@ -166,6 +166,18 @@ impl Error {
             | C::BrokerNotAvailable
             | C::CoordinatorNotAvailable
             | C::NotCoordinator => Error::KafkaUnavailable(text),
+            // The producer failed for good (a new one replaces it): the
+            // event may or may not have been stored.
+            C::Fatal
+            | C::Fenced
+            | C::ProducerFenced
+            | C::InvalidProducerEpoch
+            | C::OutOfOrderSequenceNumber
+            | C::UnknownProducerId => {
+                Error::KafkaUnavailable(format!(
+                    "{text}: the gateway's producer failed and is being replaced; retry with the same event id"
+                ))
+            }
             _ => Error::Kafka(text),
         }
     }

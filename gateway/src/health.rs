@@ -1,7 +1,9 @@
 //! gRPC health (`grpc.health.v1.Health`) that follows Kafka: NOT_SERVING
 //! until Kafka first answers, NOT_SERVING once it stops answering (several
 //! probes in a row: one slow answer under load is not an outage), and
-//! SERVING again as soon as it is back. [`Readiness`] is the same answer
+//! SERVING again as soon as it is back; NOT_SERVING at once when the producer
+//! failed for good, until a probe through the producer that replaced it is
+//! answered. [`Readiness`] is the same answer
 //! for new calls: no new work while Kafka is gone or the gateway stops.
 //! Calls already under way are left to Kafka's own answer and their
 //! deadline.
@@ -13,13 +15,14 @@
 use std::time::Duration;
 
 use eventgateway_runtime::shutdown::Shutdown;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer as _;
 use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::error::Error;
 use crate::kafka::blocking;
+use crate::kafka::producer::Producer;
 use crate::metrics::Metrics;
 
 /// The service names health is reported for: the whole server ("") and the
@@ -68,8 +71,8 @@ impl Readiness {
 
 /// What probes Kafka and where its answers go.
 pub(crate) struct Prober {
-    /// The client that asks.
-    pub(crate) client: FutureProducer,
+    /// The producer whose client asks, and whose fatal errors count.
+    pub(crate) client: Producer,
     /// The health statuses.
     pub(crate) reporter: HealthReporter,
     /// Whether Kafka answers, for [`Readiness`].
@@ -93,16 +96,26 @@ pub(crate) async fn watch_kafka(prober: Prober, mut shutdown: Shutdown) {
     let probe_timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(5));
     let mut last: Option<bool> = None;
     let mut failures = 0;
+    let mut fatal_errors = client.failures();
     loop {
-        let probe = client.clone();
-        let answer = blocking(move || {
-            probe
-                .client()
-                .fetch_metadata(Some(PROBE_TOPIC), probe_timeout)
-                .map(drop)
-                .map_err(|error| Error::from_kafka(&error, None))
-        })
-        .await;
+        let fatal = client.take_failure();
+        let answer = match &fatal {
+            Some(reason) => Err(Error::KafkaUnavailable(format!(
+                "the Kafka producer failed for good ({}); a new one replaces it",
+                crate::text::clip(reason)
+            ))),
+            None => {
+                let probe = client.current();
+                blocking(move || {
+                    probe
+                        .client()
+                        .fetch_metadata(Some(PROBE_TOPIC), probe_timeout)
+                        .map(drop)
+                        .map_err(|error| Error::from_kafka(&error, None))
+                })
+                .await
+            }
+        };
         if shutdown.is_started() {
             return;
         }
@@ -115,12 +128,14 @@ pub(crate) async fn watch_kafka(prober: Prober, mut shutdown: Shutdown) {
             }
         }
         // Down only after several failures in a row (or before Kafka ever
-        // answered); up again at the first answer.
-        let up = answer.is_ok() || (last == Some(true) && failures < FAILURES_TO_NOT_SERVING);
+        // answered, or at once for a producer that failed for good); up
+        // again at the first answer.
+        let up = answer.is_ok()
+            || (fatal.is_none() && last == Some(true) && failures < FAILURES_TO_NOT_SERVING);
         if last != Some(up) {
             match &answer {
                 Ok(()) => tracing::info!("Kafka answers: serving"),
-                Err(error) => tracing::warn!(%error, "Kafka does not answer: not serving"),
+                Err(error) => tracing::warn!(%error, "Kafka cannot be used: not serving"),
             }
             kafka_up.send_replace(up);
             let status = if up {
@@ -133,6 +148,8 @@ pub(crate) async fn watch_kafka(prober: Prober, mut shutdown: Shutdown) {
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
+            // A producer that failed for good is reported at once.
+            _ = fatal_errors.changed() => {}
             () = shutdown.started() => return,
         }
     }

@@ -12,6 +12,8 @@
 //! - `gateway_open_connections`, `gateway_refused_connections_total`: client
 //!   connections open, and closed at once for `--max-connections`;
 //! - `gateway_health_probe_failures_total`: Kafka health probes that failed;
+//! - `gateway_producer_replacements_total`: producers replaced after they
+//!   failed for good (a fatal error such as fencing);
 //! - `gateway_topic_lookups_total`: metadata requests made to find whether a
 //!   topic exists;
 //! - `gateway_auth_failures_total{reason}`: callers that failed to
@@ -68,6 +70,7 @@ struct Inner {
     open_connections: Gauge,
     refused_connections: Counter,
     health_probe_failures: Counter,
+    producer_replacements: Counter,
     topic_lookups: Counter,
     consumer_lag: Family<Labels, Gauge>,
     auth_failures: Family<Labels, Counter>,
@@ -102,6 +105,7 @@ impl Default for Metrics {
         let open_connections = Gauge::default();
         let refused_connections = Counter::default();
         let health_probe_failures = Counter::default();
+        let producer_replacements = Counter::default();
         let topic_lookups = Counter::default();
         let consumer_lag = Family::<Labels, Gauge>::default();
         let auth_failures = Family::<Labels, Counter>::default();
@@ -174,6 +178,11 @@ impl Default for Metrics {
             health_probe_failures.clone(),
         );
         registry.register(
+            "gateway_producer_replacements",
+            "Kafka producers replaced after they failed for good (a fatal error such as fencing)",
+            producer_replacements.clone(),
+        );
+        registry.register(
             "gateway_topic_lookups",
             "Metadata requests made to find whether a topic exists",
             topic_lookups.clone(),
@@ -214,6 +223,7 @@ impl Default for Metrics {
             open_connections,
             refused_connections,
             health_probe_failures,
+            producer_replacements,
             topic_lookups,
             consumer_lag,
             auth_failures,
@@ -404,6 +414,10 @@ impl Metrics {
     }
 
     /// Counts a Kafka health probe that failed.
+    pub(crate) fn producer_replaced(&self) {
+        self.0.producer_replacements.inc();
+    }
+
     pub(crate) fn health_probe_failed(&self) {
         self.0.health_probe_failures.inc();
     }

@@ -314,6 +314,14 @@ fn serve(
     ))
 }
 
+/// Replaces the producer each time it fails for good, until shutdown.
+async fn replace_failed_producers(publisher: Publisher, metrics: Metrics, mut shutdown: Shutdown) {
+    tokio::select! {
+        () = publisher.producer().replace_failed(|| metrics.producer_replaced()) => {}
+        () = shutdown.started() => {}
+    }
+}
+
 /// Starts the gateway on `listener` with `config`.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
     let addr = listener.local_addr()?;
@@ -345,6 +353,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         metrics: metrics.clone(),
     };
     shutdown.spawn(health::watch_kafka(prober, shutdown.clone()));
+    shutdown.spawn(replace_failed_producers(
+        publisher.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let readiness = Readiness::new(kafka_up_rx, shutdown.clone());
 
     let reloading = Reloading {

@@ -1,5 +1,6 @@
-//! Faults, with counts: Kafka going down and coming back and fetches failing
-//! (librdkafka's mock cluster), a real broker restarted on durable storage,
+//! Faults, with counts: Kafka going down and coming back, fetches failing
+//! and the producer fenced (librdkafka's mock cluster), a real broker
+//! killed and restarted,
 //! and the gateway killed with SIGKILL under a publish load. Each fault is a
 //! test of its own that counts what was published, acknowledged, redelivered
 //! and lost, prints the counts (they show in CI logs) and asserts them.
@@ -72,6 +73,82 @@ async fn numbers_until(
         seen.insert(n(&delivery));
     }
     seen
+}
+
+/// The idempotent producer fails for good: the mock cluster answers the
+/// only produce request in flight with OUT_OF_ORDER_SEQUENCE_NUMBER, which
+/// leaves librdkafka out of step with the broker's sequence numbers, a
+/// fatal error (as a broker that lost its producer state). Health turns
+/// NOT_SERVING at once, a new producer replaces the failed one, health
+/// comes back and publishing goes on without a restart of the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_failed_for_good_is_replaced() {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    use tonic_health::ServingStatus;
+    let topic = topic("fenced");
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(&topic, 1, 1).unwrap();
+    let gateway = gateway(config(Some(cluster.bootstrap_servers()))).await;
+    let addr = gateway.addr();
+    let mut client = client(addr).await;
+    let mut summary = Summary::default();
+    client.publish_event(request(&topic, 0)).await.unwrap();
+    summary.published += 1;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut statuses = vec![watch.message().await.unwrap().unwrap().status];
+
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    // The event caught in the failure may or may not be stored: its
+    // publish is answered UNAVAILABLE, to be retried.
+    let status = client.publish_event(request(&topic, 1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("same event id"), "{status:?}");
+    summary.publish_errors += 1;
+    while statuses.last() != Some(&(ServingStatus::Serving as i32)) || statuses.len() < 3 {
+        let status = tokio::time::timeout(PATIENCE, watch.message())
+            .await
+            .expect("health changes in time")
+            .unwrap()
+            .unwrap()
+            .status;
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            ServingStatus::Serving as i32,
+            ServingStatus::NotServing as i32,
+            ServingStatus::Serving as i32
+        ]
+    );
+    drop(watch);
+    let metrics = gateway.metrics_addr().expect("metrics are served");
+    metric_reaches(metrics, "gateway_producer_replacements_total", 1.0).await;
+    for i in 2..=4 {
+        client.publish_event(request(&topic, i)).await.unwrap();
+        summary.published += 1;
+    }
+    let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
+    let expected: BTreeSet<i64> = [0, 2, 3, 4].into();
+    let seen = numbers_until(&mut stream, &expected).await;
+    summary.lost = expected.difference(&seen).count();
+    summary.print("producer fenced");
+    assert_eq!(summary.lost, 0, "{summary:?}");
+    gateway.shutdown().await.unwrap();
 }
 
 /// Kafka goes down: health follows, publishes answer UNAVAILABLE within

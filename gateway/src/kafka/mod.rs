@@ -1,9 +1,10 @@
 //! Kafka plumbing shared by publishing and subscriptions: client
 //! configuration, blocking calls off the runtime, secret property names,
-//! topic checks, and the embedded development cluster. Nothing here knows
-//! about gRPC.
+//! the producer handle (replaced when it fails for good), topic checks, and
+//! the embedded development cluster. Nothing here knows about gRPC.
 
 pub(crate) mod embedded;
+pub(crate) mod producer;
 pub(crate) mod topics;
 
 use std::sync::Arc;

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer as _;
 
+use super::producer::Producer;
 use super::{blocking, redacted, Cluster, METADATA_TIMEOUT};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -68,7 +69,7 @@ const MAX_MISSING: usize = 10_000;
 #[derive(Clone)]
 pub(crate) struct Topics {
     /// Client whose metadata requests answer "does it exist".
-    producer: FutureProducer,
+    producer: Producer,
     /// What to do about a missing topic.
     creation: Arc<Creation>,
     /// Topics seen to exist; a publish checks Kafka only the first time.
@@ -81,7 +82,7 @@ pub(crate) struct Topics {
 
 impl Topics {
     /// Checks topics through `producer`'s metadata requests.
-    pub(crate) fn new(producer: FutureProducer, creation: Creation, metrics: Metrics) -> Self {
+    pub(crate) fn new(producer: Producer, creation: Creation, metrics: Metrics) -> Self {
         Self {
             producer,
             creation: Arc::new(creation),
@@ -204,8 +205,9 @@ enum Lookup {
 }
 
 /// One metadata request for `topic`. Blocking.
-fn lookup(producer: &FutureProducer, topic: &str) -> Result<Lookup, Error> {
+fn lookup(producer: &Producer, topic: &str) -> Result<Lookup, Error> {
     let metadata = producer
+        .current()
         .client()
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|error| Error::from_kafka(&error, Some(topic)))?;

@@ -1,5 +1,6 @@
 //! The one producer every publish goes through: acks=all and idempotence, so
-//! that an OK means Kafka stored the event.
+//! that an OK means Kafka stored the event. (`kafka::Producer` replaces it
+//! when it fails for good.)
 
 use std::time::Duration;
 
@@ -7,12 +8,13 @@ use eventgateway::record::OutgoingRecord;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::future_producer::{Delivery, DeliveryFuture};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::kafka::{redacted, Cluster};
+use crate::kafka::producer::Producer;
+use crate::kafka::Cluster;
 
 /// Room in a record for its key and headers beside the payload.
 const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -28,7 +30,7 @@ pub const LINGER_MS: &str = "2";
 /// The producer's default partitioner: the Java client's placement of
 /// keys (murmur2), records without a key spread at random
 /// (`--kafka-property partitioner=...` overrides it).
-pub const PARTITIONER: &str = "murmur2_random";
+pub(crate) const PARTITIONER: &str = "murmur2_random";
 
 /// The librdkafka record for `record` on `topic`: key, value, headers and
 /// timestamp.
@@ -58,8 +60,8 @@ pub fn future_record<'a>(
 /// The gateway's shared producer.
 #[derive(Clone)]
 pub(crate) struct Publisher {
-    /// librdkafka producer; cloning shares it.
-    producer: FutureProducer,
+    /// The producer; cloning shares it.
+    producer: Producer,
     /// Longest Kafka gets to store an event (message.timeout.ms): librdkafka
     /// answers every send within it.
     delivery_timeout: Duration,
@@ -111,13 +113,14 @@ impl Publisher {
             ],
         );
         Ok(Self {
-            producer: config.create().map_err(redacted)?,
+            producer: Producer::new(config)?,
             delivery_timeout,
         })
     }
 
-    /// The underlying producer, for metadata requests.
-    pub(crate) fn producer(&self) -> &FutureProducer {
+    /// The underlying producer, for metadata requests, health and its
+    /// replacement.
+    pub(crate) fn producer(&self) -> &Producer {
         &self.producer
     }
 
@@ -146,9 +149,11 @@ impl Publisher {
         future_record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<DeliveryFuture, Error> {
         let topic = future_record.topic;
-        self.producer
-            .send_result(future_record)
-            .map_err(|(error, _)| Error::from_kafka(&error, Some(topic)))
+        self.producer.with(|producer| {
+            producer
+                .send_result(future_record)
+                .map_err(|(error, _)| Error::from_kafka(&error, Some(topic)))
+        })
     }
 
     /// Whether a wait until `deadline` needs a timer of its own: one about
@@ -164,12 +169,13 @@ impl Publisher {
     /// Waits until every queued event was answered by Kafka, at most `timeout`.
     /// Blocking: call it off the async runtime.
     pub(crate) fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        self.producer
+        let producer = self.producer.current();
+        producer
             .flush(Timeout::After(timeout))
             .map_err(|error| match error.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::OperationTimedOut) => Error::KafkaUnavailable(format!(
                     "{} events still unconfirmed after {timeout:?}",
-                    self.producer.in_flight_count()
+                    producer.in_flight_count()
                 )),
                 _ => Error::from_kafka(&error, None),
             })
