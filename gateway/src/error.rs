@@ -206,25 +206,24 @@ impl Error {
     }
 
     /// The error for a consumer's fatal error `code` (`reason`) when it
-    /// means the cluster does not take group protocol `protocol`; `None`
-    /// for any other fatal error.
+    /// means the cluster does not take the group protocol (the consumer
+    /// protocol of KIP-848 when `consumer_protocol`); `None` for any other
+    /// fatal error.
     pub(crate) fn refused_group_protocol(
         code: RDKafkaErrorCode,
         reason: &str,
-        protocol: crate::config::GroupProtocol,
+        consumer_protocol: bool,
     ) -> Option<Self> {
         use RDKafkaErrorCode as C;
         let unsupported = matches!(
             code,
             C::UnsupportedVersion | C::UnsupportedFeature | C::UnsupportedAssignor
         );
-        match protocol {
-            crate::config::GroupProtocol::Consumer if unsupported => {
-                Some(Error::GroupProtocolRefused {
-                    reason: clip(reason).to_string(),
-                    remedy: REMEDY_CONSUMER_PROTOCOL,
-                })
-            }
+        match consumer_protocol {
+            true if unsupported => Some(Error::GroupProtocolRefused {
+                reason: clip(reason).to_string(),
+                remedy: REMEDY_CONSUMER_PROTOCOL,
+            }),
             _ if code == C::InconsistentGroupProtocol => Some(Error::GroupProtocolRefused {
                 reason: clip(reason).to_string(),
                 remedy: REMEDY_MIXED_GROUP,
@@ -403,11 +402,10 @@ mod tests {
 
     #[test]
     fn a_refused_group_protocol_is_a_failed_precondition_saying_what_to_do() {
-        use crate::config::GroupProtocol;
         let refused = Error::refused_group_protocol(
             RDKafkaErrorCode::UnsupportedVersion,
             "ConsumerGroupHeartbeat fatal error",
-            GroupProtocol::Consumer,
+            true,
         )
         .expect("the consumer protocol was refused");
         let status = Status::from(refused);
@@ -417,12 +415,10 @@ mod tests {
             "{status:?}"
         );
         // Under the classic protocol the same code is another failure.
-        assert!(Error::refused_group_protocol(
-            RDKafkaErrorCode::UnsupportedVersion,
-            "x",
-            GroupProtocol::Classic
-        )
-        .is_none());
+        assert!(
+            Error::refused_group_protocol(RDKafkaErrorCode::UnsupportedVersion, "x", false)
+                .is_none()
+        );
         let mixed = Error::fatal_to_consumer(&KafkaError::MessageConsumption(
             RDKafkaErrorCode::InconsistentGroupProtocol,
         ))

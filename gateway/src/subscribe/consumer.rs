@@ -17,6 +17,10 @@ use crate::error::Error;
 use crate::kafka::{blocking, redacted, Cluster, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
 
+/// librdkafka's longest auto-commit interval (a day): its own timer is
+/// left out.
+const NEVER_MS: &str = "86400000";
+
 /// A subscription's Kafka consumer.
 pub(super) type SubscriptionConsumer = StreamConsumer<SubscriptionContext>;
 
@@ -32,8 +36,6 @@ pub(super) struct Consumers {
     slots: Arc<Semaphore>,
     /// How many that is.
     limit: usize,
-    /// How often group consumers commit (auto.commit.interval.ms).
-    commit_interval: std::time::Duration,
     /// How group consumers take part in their group.
     group_protocol: GroupProtocol,
     /// Whether revoked partitions wait for their task to release them.
@@ -45,14 +47,12 @@ pub(super) type Slot = OwnedSemaphorePermit;
 
 impl Consumers {
     /// Consumers of `cluster`, reporting lag to `metrics`, at most `limit`
-    /// open at once, committing every `commit_interval`, in groups of
-    /// `group_protocol`, whose revoked partitions wait for their task when
-    /// `revoke_grace` is on.
+    /// open at once, in groups of `group_protocol`, whose revoked
+    /// partitions wait for their task when `revoke_grace` is on.
     pub(super) fn new(
         cluster: Cluster,
         metrics: Metrics,
         limit: usize,
-        commit_interval: std::time::Duration,
         group_protocol: GroupProtocol,
         revoke_grace: bool,
     ) -> Self {
@@ -61,7 +61,6 @@ impl Consumers {
             metrics,
             slots: Arc::new(Semaphore::new(limit)),
             limit,
-            commit_interval,
             group_protocol,
             revoke_grace,
         }
@@ -143,11 +142,13 @@ impl Consumers {
             &[
                 ("group.protocol", protocol.as_str().into()),
                 ("group.id", group),
+                // With auto-commit on, librdkafka commits what was stored of
+                // a partition it releases, and at close. Its timer skips
+                // every commit while a rebalance is under way (which a
+                // revoke grace can hold for seconds), so the subscription
+                // task commits every --commit-interval itself.
                 ("enable.auto.commit", spec.group.is_some().to_string()),
-                (
-                    "auto.commit.interval.ms",
-                    self.commit_interval.as_millis().max(1).to_string(),
-                ),
+                ("auto.commit.interval.ms", NEVER_MS.into()),
                 // Offsets are stored only once a delivery was handed over.
                 ("enable.auto.offset.store", "false".into()),
                 ("auto.offset.reset", reset.into()),

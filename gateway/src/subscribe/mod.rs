@@ -174,7 +174,6 @@ impl Subscriptions {
             cluster,
             metrics.clone(),
             limits.consumers,
-            limits.commit_interval,
             limits.group_protocol,
             !limits.revoke_grace.is_zero(),
         );
@@ -283,6 +282,7 @@ impl Subscriptions {
         let dead_letters = self.dead_letters.clone();
         let (revoke_grace, group_protocol) =
             (self.limits.revoke_grace, self.consumers.group_protocol());
+        let commit_interval = spec.group.as_ref().map(|_| self.limits.commit_interval);
         let drain = if acks_on_stream {
             self.limits.drain
         } else {
@@ -300,6 +300,7 @@ impl Subscriptions {
                     drain,
                     revoke_grace,
                     group_protocol,
+                    commit_interval,
                 };
                 let consumer = (consumer, consumer_slot);
                 task::run(consumer, &spec, deliveries, stats, shutdown, inputs).await;

@@ -71,6 +71,8 @@ pub(super) struct Inputs {
     pub(super) revoke_grace: Duration,
     /// The group protocol, for the error when the cluster refuses it.
     pub(super) group_protocol: GroupProtocol,
+    /// With a group: how often what was stored is committed.
+    pub(super) commit_interval: Option<Duration>,
 }
 
 /// Partitions being revoked: settled within the grace, then released.
@@ -108,6 +110,11 @@ pub(super) async fn run(
     let mut draining: Option<Instant> = None;
     let tx = &deliveries.tx;
     let mut leaving: Option<Leaving> = None;
+    let mut commits = inputs.commit_interval.map(|every| {
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     loop {
         if let Some(ledger) = ledger.as_mut() {
             settle_up(&consumer, ledger, spec, &inputs, &written_tx);
@@ -278,6 +285,7 @@ pub(super) async fn run(
             },
             () = tokio::time::sleep_until(pause_check.unwrap_or(now)), if pause_check.is_some() => {}
             () = tokio::time::sleep_until(leave_check.unwrap_or(now)), if leave_check.is_some() => {}
+            _ = next_tick(&mut commits), if commits.is_some() => commit(&consumer),
             () = tokio::time::sleep(REPOLL), if can_read => {}
         }
     }
@@ -308,6 +316,30 @@ pub(super) async fn run(
     consumer.context().closing();
     drop(deliveries);
     consumer::close(consumer, slot).await;
+}
+
+/// The next tick of `ticks`, if there are any.
+async fn next_tick(ticks: &mut Option<tokio::time::Interval>) {
+    if let Some(ticks) = ticks {
+        ticks.tick().await;
+    }
+}
+
+/// Commits what was stored (settled, or handed over in AUTO) and not
+/// committed yet; the answer comes to the context's commit callback.
+/// Unlike librdkafka's own timer, this goes on during a rebalance: the
+/// member still owns its partitions in the generation it commits for.
+fn commit(consumer: &SubscriptionConsumer) {
+    match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async) {
+        // Nothing new was stored.
+        Ok(())
+        | Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(error) => {
+            tracing::debug!(%error, "cannot commit what was settled now; the next tick tries again")
+        }
+    }
 }
 
 /// Starts handing `partitions` back to the group: nothing of them is sent
@@ -351,8 +383,10 @@ fn consumer_ended(
     let fatal = Error::fatal_to_consumer(error)?;
     let cause = consumer.client().fatal_error();
     Some(match cause {
-        Some((code, reason)) => Error::refused_group_protocol(code, &reason, protocol)
-            .unwrap_or(Error::ConsumerFailed(reason)),
+        Some((code, reason)) => {
+            Error::refused_group_protocol(code, &reason, protocol == GroupProtocol::Consumer)
+                .unwrap_or(Error::ConsumerFailed(reason))
+        }
         None => fatal,
     })
 }
