@@ -8,11 +8,13 @@
 
 use std::time::Duration;
 
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{AckMode, SettleOutcome, StartFrom, SubscribeRequest};
 use gateway::GroupProtocol;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use testkit::*;
+use tonic::transport::Channel;
 use tonic::Code;
 
 /// Writes `{"n": i}` for each `i` of each range to its partition of
@@ -42,6 +44,37 @@ fn member_of(topic: &str) -> SubscribeRequest {
     }
 }
 
+/// Member A of `topic`'s group takes `events` deliveries and acks none;
+/// member B joins; once a partition of A is being revoked, A acks them all
+/// and every ack counts. Returns A and B.
+async fn acked_while_revoked(
+    gateway: &gateway::RunningGateway,
+    client: &mut EventGatewayClient<Channel>,
+    topic: &str,
+    events: usize,
+) -> (Streamer, Streamer) {
+    let mut a = Streamer::open(client, member_of(topic)).await;
+    let mut out = Vec::new();
+    for _ in 0..events {
+        out.push(a.next_delivery().await);
+    }
+    let stats = gateway.subscription(&a.id).expect("A is open");
+    let b = Streamer::open(client, member_of(topic)).await;
+    eventually("a partition of A is being revoked", || async {
+        stats.revoking.get() == 1
+    })
+    .await;
+    // Its deliveries out may still be acked, and every ack counts.
+    let answer = a.ack(&out.iter().collect::<Vec<_>>()).await;
+    assert!(
+        outcomes(&answer)
+            .iter()
+            .all(|o| *o == SettleOutcome::Accepted),
+        "{answer:?}"
+    );
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classic_member_hands_a_partition_on_once_its_acks_came() {
     a_member_hands_a_partition_on_once_its_acks_came(GroupProtocol::Classic).await;
@@ -68,25 +101,8 @@ async fn a_member_hands_a_partition_on_once_its_acks_came(protocol: GroupProtoco
     let gateway = gateway(config).await;
     let mut client = client(gateway.addr()).await;
 
-    let mut a = Streamer::open(&mut client, member_of(&topic)).await;
-    let mut out = Vec::new();
-    for _ in 0..20 {
-        out.push(a.next_delivery().await);
-    }
+    let (mut a, mut b) = acked_while_revoked(&gateway, &mut client, &topic, 20).await;
     let stats = gateway.subscription(&a.id).expect("A is open");
-    let mut b = Streamer::open(&mut client, member_of(&topic)).await;
-    eventually("one of A's partitions is being revoked", || async {
-        stats.revoking.get() == 1
-    })
-    .await;
-    // Its deliveries out may still be acked, and every ack counts.
-    let answer = a.ack(&out.iter().collect::<Vec<_>>()).await;
-    assert!(
-        outcomes(&answer)
-            .iter()
-            .all(|o| *o == SettleOutcome::Accepted),
-        "{answer:?}"
-    );
     // Then the partition moves: one revoked, none taken back.
     let notice = loop {
         let notice = a.next_rebalance().await;
@@ -182,5 +198,36 @@ async fn a_group_of_eager_members_refuses_the_gateway_with_what_to_do() {
     assert!(status.message().contains("eager"), "{status:?}");
     stop.send(()).unwrap();
     eager.join().unwrap();
+    gateway.shutdown().await.unwrap();
+}
+
+/// An operator may keep an eager assignor (to join a group of eager
+/// members): every partition is revoked at each rebalance, and a revoked
+/// partition still waits for the acks of its deliveries out, which count
+/// and are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eager_member_also_waits_for_the_acks_of_what_is_out() {
+    let (broker, topic, gateway, mut client) = fixture_with("eager-grace", 1, |config| {
+        config.revoke_grace = Duration::from_secs(100);
+        config.kafka_properties.push(gateway::KafkaProperty::new(
+            "partition.assignment.strategy",
+            "range",
+        ));
+    })
+    .await;
+    produce_to(&broker.brokers(), &topic, &[(0, 0..10)]).await;
+    let (a, _b) = acked_while_revoked(&gateway, &mut client, &topic, 10).await;
+    let (brokers, group) = (broker.brokers(), format!("group-{topic}"));
+    eventually("the acks are committed before the partition moves", || {
+        let (brokers, group, topic) = (brokers.clone(), group.clone(), topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || committed_offset(&brokers, &group, &topic, 0))
+                .await
+                .unwrap()
+                == Some(10)
+        }
+    })
+    .await;
+    drop(a);
     gateway.shutdown().await.unwrap();
 }
