@@ -231,3 +231,70 @@ async fn an_eager_member_also_waits_for_the_acks_of_what_is_out() {
     drop(a);
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classic_member_commits_what_it_settles_while_a_rebalance_waits() {
+    commits_while_a_rebalance_waits(GroupProtocol::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_protocol_member_commits_what_it_settles_while_a_rebalance_waits() {
+    commits_while_a_rebalance_waits(GroupProtocol::Consumer).await;
+}
+
+/// A rebalance can be under way for seconds (a member waits for the acks
+/// of a partition it is losing); what a member settles meanwhile is
+/// committed on schedule all the same, so that a crash then repeats no more
+/// than the last commit interval. (librdkafka's own commit timer skips
+/// every commit while its member is rebalancing.)
+async fn commits_while_a_rebalance_waits(protocol: GroupProtocol) {
+    let broker = Broker::start().await;
+    let topic = topic("commit-rebalancing");
+    broker.create_topic(&topic, 2).await;
+    produce_to(&broker.brokers(), &topic, &[(0, 0..10), (1, 10..20)]).await;
+    let mut config = config(Some(broker.brokers()));
+    config.group_protocol = protocol;
+    config.revoke_grace = Duration::from_secs(100);
+    config.commit_interval = Duration::from_millis(200);
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let mut a = Streamer::open(&mut client, member_of(&topic)).await;
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        out.push(a.next_delivery().await);
+    }
+    let stats = gateway.subscription(&a.id).expect("A is open");
+    let _b = Streamer::open(&mut client, member_of(&topic)).await;
+    eventually("a partition of A is being revoked", || async {
+        stats.revoking.get() == 1
+    })
+    .await;
+    // All but the last delivery of each partition: the revocation waits on.
+    let (last, acked): (Vec<_>, Vec<_>) = out.iter().partition(|d| d.offset == 9);
+    let answer = a.ack(&acked).await;
+    assert!(
+        outcomes(&answer)
+            .iter()
+            .all(|o| *o == SettleOutcome::Accepted),
+        "{answer:?}"
+    );
+    let (brokers, group) = (broker.brokers(), format!("group-{topic}"));
+    eventually(
+        "both partitions are committed up to the last delivery",
+        || {
+            let (brokers, group, topic) = (brokers.clone(), group.clone(), topic.clone());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    (0..2).all(|p| committed_offset(&brokers, &group, &topic, p) == Some(9))
+                })
+                .await
+                .unwrap()
+            }
+        },
+    )
+    .await;
+    assert_eq!(stats.revoking.get(), 1, "the rebalance was still waiting");
+    a.ack(&last).await;
+    drop(a);
+    gateway.shutdown().await.unwrap();
+}
