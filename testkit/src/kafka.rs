@@ -455,27 +455,31 @@ fn tail(log: &Path) -> String {
 
 /// The `java` to run: `$JAVA_HOME/bin/java`, or the one on PATH.
 pub fn java() -> Result<PathBuf, String> {
-    if let Some(home) = std::env::var_os("JAVA_HOME") {
-        let java = PathBuf::from(home).join("bin/java");
-        if java.exists() {
-            return Ok(java);
-        }
-    }
-    let found = Command::new("java")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
-        Ok(PathBuf::from("java"))
-    } else {
-        Err(
-            "Java is not installed, and Apache Kafka runs on it: install a Java 17 (or \
-             later) runtime, e.g. Debian's openjdk-17-jre-headless, or set JAVA_HOME"
-                .into(),
-        )
-    }
+    find_java(
+        std::env::var_os("JAVA_HOME").map(PathBuf::from),
+        std::env::var_os("PATH"),
+    )
+}
+
+/// `java` under `java_home`, or in a folder of `path`; else what to install.
+fn find_java(
+    java_home: Option<PathBuf>,
+    path: Option<std::ffi::OsString>,
+) -> Result<PathBuf, String> {
+    let from_home = java_home.map(|home| home.join("bin/java"));
+    let on_path = path
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("java"));
+    from_home
+        .into_iter()
+        .chain(on_path)
+        .find(|java| java.is_file())
+        .ok_or_else(|| {
+            "Java is not installed, and Apache Kafka runs on it: install a Java 17 (or later) \
+             runtime, e.g. Debian's openjdk-17-jre-headless, or set JAVA_HOME"
+                .to_owned()
+        })
 }
 
 /// The project's cache: `EVENT_GATEWAY_CACHE`, or `~/.cache/event-gateway`.
@@ -617,6 +621,21 @@ mod tests {
             pom.contains(&format!("<kafka.version>{VERSION}</kafka.version>")),
             "testkit/kafka/pom.xml pins another Kafka than testkit::kafka::VERSION ({VERSION})"
         );
+    }
+
+    #[test]
+    fn without_java_the_error_says_what_to_install() {
+        let empty = std::env::temp_dir().join(format!("no-java-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let error =
+            find_java(Some(empty.clone()), Some(empty.clone().into_os_string())).unwrap_err();
+        assert!(error.contains("install a Java 17"), "{error}");
+        std::fs::write(empty.join("java"), "").unwrap();
+        assert_eq!(
+            find_java(None, Some(empty.clone().into_os_string())),
+            Ok(empty.join("java"))
+        );
+        std::fs::remove_dir_all(&empty).unwrap();
     }
 
     #[test]
