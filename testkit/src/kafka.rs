@@ -508,10 +508,18 @@ pub fn classpath() -> Result<String, String> {
     Ok(classpath.trim().to_owned())
 }
 
-/// A new Kafka cluster id: 16 random bytes, base64url without padding.
+/// A new Kafka cluster id: 16 random bytes, base64url without padding,
+/// never starting with `-` (the storage tool would take it for an option,
+/// which is why Kafka's own ids never do).
 fn cluster_id() -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 /// Where the nodes of this machine's test runs live (`scripts/test.sh`
@@ -640,10 +648,14 @@ mod tests {
 
     #[test]
     fn a_cluster_id_is_what_kafka_takes() {
-        let id = cluster_id();
-        assert_eq!(id.len(), 22);
-        assert!(id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        // One in 64 random ids would start with '-'.
+        for _ in 0..1000 {
+            let id = cluster_id();
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'), "{id}");
+            assert!(id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        }
     }
 }
