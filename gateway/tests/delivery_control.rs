@@ -531,17 +531,30 @@ async fn while_a_dead_letter_waits_nothing_is_committed_past_it() {
 
 #[tokio::test]
 async fn order_within_a_key_holds_through_random_nacks_while_other_keys_flow() {
-    let (_broker, topic, gateway, mut client) = fixture("ordered", 2).await;
+    let (broker, topic, gateway, mut client) = fixture("ordered", 2).await;
     const KEYS: usize = 20;
     const EVENTS: usize = 2000;
     let mut published: HashMap<String, Vec<i64>> = HashMap::new();
-    // One by one, so that each record is a batch of its own: tansu 0.6
-    // answers a fetch from inside a batch with the batch after it, and a
-    // stream whose window fills fetches again from where it stopped.
+    // Written in batches by a lingering plain producer, so that a stream
+    // whose window fills fetches again from inside a batch.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let mut sends = Vec::with_capacity(EVENTS);
     for i in 0..EVENTS {
         let key = format!("key-{}", i % KEYS);
-        publish(&mut client, &topic, &key, json!({"n": i})).await;
+        let value = json!({"n": i}).to_string();
+        let record = rdkafka::producer::FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&value);
+        sends.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
         published.entry(key).or_default().push(i as i64);
+    }
+    for send in sends {
+        send.await.unwrap().expect("stored");
     }
     let request = SubscribeRequest {
         ordered_by_key: true,
