@@ -1,5 +1,6 @@
 //! docker-compose.yml, checked statically (no Docker engine runs here): it
-//! parses, has every service the binaries need, sets only environment
+//! parses, has every service the binaries need, runs the Apache Kafka
+//! version the suite tests with, sets only environment
 //! variables the binaries accept (compared with their `--help`), its ports
 //! and addresses line up, and start-up waits on health.
 
@@ -99,6 +100,15 @@ fn docker_compose_wires_up_every_service_with_settings_the_binaries_accept() {
         &services["notifier"],
     );
     let (mailpit, jaeger) = (&services["mailpit"], &services["jaeger"]);
+
+    // The Kafka the suite tests with.
+    for name in ["kafka", "kafka-init"] {
+        assert_eq!(
+            services[name]["image"].as_str(),
+            Some(format!("apache/kafka:{}", testkit::kafka::VERSION).as_str()),
+            "{name} runs another Kafka than the tests"
+        );
+    }
 
     // Only settings the binaries document.
     let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_notifier"))
