@@ -54,6 +54,9 @@ pub(crate) enum Error {
         /// What the operator can do.
         remedy: &'static str,
     },
+    /// Kafka cannot store events in a topic now; the message says why.
+    #[error("Kafka cannot store the event now: {0}; it may or may not have been stored: retry with the same event id once Kafka can")]
+    Unwritable(String),
     /// The caller's deadline passed before Kafka answered.
     #[error("the deadline passed before Kafka confirmed the event; it may or may not have been stored: retry with the same event id so that consumers can drop a duplicate")]
     DeadlineExceeded,
@@ -266,9 +269,10 @@ impl Error {
             Error::TopicNotFound(_) | Error::TopicGone(_) | Error::SubscriptionNotFound(_) => {
                 Code::NotFound
             }
-            Error::KafkaUnavailable(_) | Error::ConsumerFailed(_) | Error::ShuttingDown => {
-                Code::Unavailable
-            }
+            Error::KafkaUnavailable(_)
+            | Error::Unwritable(_)
+            | Error::ConsumerFailed(_)
+            | Error::ShuttingDown => Code::Unavailable,
             Error::DeadlineExceeded | Error::RequestTooSlow(_) => Code::DeadlineExceeded,
             Error::Saturated(_) | Error::SlowSubscriber { .. } | Error::OverQuota { .. } => {
                 Code::ResourceExhausted

@@ -33,6 +33,7 @@ use crate::grpc::Gateway;
 use crate::health::{self, Readiness};
 use crate::kafka::embedded::EmbeddedKafka;
 use crate::kafka::topics::{Creation, Topics};
+use crate::kafka::writable::Writability;
 use crate::kafka::{blocking, Cluster};
 use crate::metrics::Metrics;
 use crate::publish::{Publisher, Publishing};
@@ -370,7 +371,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry(), metrics_tls)
             .await
             .context("cannot serve metrics on --metrics-addr")?;
-    let publishing = Publishing::new(publisher.clone(), topics.clone(), readiness.clone());
+    let writability = Writability::new(&cluster, publisher.producer().clone())
+        .context("cannot create a Kafka admin client")?;
+    let publishing = Publishing::new(
+        publisher.clone(),
+        topics.clone(),
+        writability,
+        readiness.clone(),
+    );
     let limits = subscribe::Limits {
         buffer: config.subscription_buffer,
         subscriptions: config.max_subscriptions,

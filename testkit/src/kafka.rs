@@ -113,6 +113,28 @@ struct Ports {
     controller: u16,
 }
 
+/// Where a node stands in its cluster's controller quorum.
+#[derive(Debug, Clone)]
+struct Place {
+    /// Its `node.id`, from 1.
+    id: usize,
+    /// The nodes of its cluster: 1 for a node of its own.
+    size: usize,
+    /// With other nodes: the quorum's voters, `id@host:port,...`.
+    voters: Option<String>,
+    /// The cluster's id, the same on each of its nodes.
+    cluster: String,
+}
+
+/// Free loopback ports for a node.
+fn new_ports() -> Ports {
+    Ports {
+        external: free_port(),
+        internal: free_port(),
+        controller: free_port(),
+    }
+}
+
 /// One Apache Kafka node (controller and broker) in a directory of its
 /// own; the process is killed and the directory removed when it is dropped.
 pub struct Node {
@@ -120,33 +142,52 @@ pub struct Node {
     dir: PathBuf,
     ports: Ports,
     settings: Settings,
+    place: Place,
     /// The JVM, while it runs.
     child: Option<Child>,
 }
 
 impl Node {
-    /// Formats and starts a node, and waits until it is ready (a topic
-    /// created and a produce acknowledged, within [`READY_WITHIN`]).
+    /// Formats and starts a node of its own, and waits until it is ready
+    /// (a topic created and a produce acknowledged, within
+    /// [`READY_WITHIN`]).
     pub async fn start(settings: Settings) -> Result<Node, String> {
-        let classpath = classpath()?;
-        let dir = node_dir()?;
-        let ports = Ports {
-            external: free_port(),
-            internal: free_port(),
-            controller: free_port(),
+        let place = Place {
+            id: 1,
+            size: 1,
+            voters: None,
+            cluster: cluster_id(),
         };
+        let mut node = Node::prepare(settings, place, new_ports())?;
+        node.ready().await?;
+        Ok(node)
+    }
+
+    /// A node in a directory of its own, formatted and started.
+    fn prepare(settings: Settings, place: Place, ports: Ports) -> Result<Node, String> {
+        let classpath = classpath()?;
         let mut node = Node {
-            dir,
+            dir: node_dir()?,
             ports,
             settings,
+            place,
             child: None,
         };
         std::fs::write(node.dir.join("server.properties"), node.properties())
             .map_err(|error| format!("cannot write the broker's properties: {error}"))?;
         node.format(&classpath)?;
         node.launch(&classpath)?;
-        node.ready().await?;
         Ok(node)
+    }
+
+    /// Its `node.id`.
+    pub fn id(&self) -> usize {
+        self.place.id
+    }
+
+    /// Whether its JVM runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// `host:port` clients bootstrap from (its client listener).
@@ -220,10 +261,14 @@ impl Node {
             Listener::Tls { .. } => ("SSL", "localhost"),
             Listener::SaslScramTls { .. } => ("SASL_SSL", "localhost"),
         };
+        let quorum = match &self.place.voters {
+            Some(voters) => format!("controller.quorum.voters={voters}"),
+            None => format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller}"),
+        };
         let mut lines = vec![
             "process.roles=broker,controller".to_owned(),
-            "node.id=1".to_owned(),
-            format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller}"),
+            format!("node.id={}", self.place.id),
+            quorum,
             format!(
                 "listeners=EXTERNAL://127.0.0.1:{external},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}"
             ),
@@ -285,14 +330,16 @@ impl Node {
     }
 
     /// Formats the node's storage: a new cluster of this one node as its
-    /// own controller quorum (`--standalone`), with its SCRAM users.
+    /// own controller quorum (`--standalone`), or a node of a cluster whose
+    /// voters its properties name, with its SCRAM users.
     fn format(&self, classpath: &str) -> Result<(), String> {
         let mut command = Command::new(java()?);
         command
             .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", HEAP, "-cp"])
             .arg(classpath)
-            .args(["kafka.tools.StorageTool", "format", "--standalone"])
-            .args(["--cluster-id", &cluster_id()])
+            .args(["kafka.tools.StorageTool", "format"])
+            .args(self.place.voters.is_none().then_some("--standalone"))
+            .args(["--cluster-id", &self.place.cluster])
             .arg("--config")
             .arg(self.dir.join("server.properties"));
         if let Listener::SaslScramTls { users, .. } = &self.settings.listener {
@@ -366,7 +413,7 @@ impl Node {
                     ));
                 }
             }
-            match produce_once(&bootstrap).await {
+            match produce_once(&bootstrap, self.place.size).await {
                 Ok(()) => break,
                 Err(error) if Instant::now() >= deadline => {
                     return Err(format!(
@@ -387,6 +434,155 @@ impl Node {
     }
 }
 
+/// What a cluster's nodes get on top of [`TEST_SETTINGS`]: every topic
+/// and internal topic replicated to three nodes, a write stored once two
+/// have it, and a node that stops answering fenced within seconds.
+const CLUSTER_SETTINGS: &[(&str, &str)] = &[
+    ("default.replication.factor", "3"),
+    ("min.insync.replicas", "2"),
+    ("offsets.topic.replication.factor", "3"),
+    ("transaction.state.log.replication.factor", "3"),
+    ("transaction.state.log.min.isr", "2"),
+    ("share.coordinator.state.topic.replication.factor", "3"),
+    ("share.coordinator.state.topic.min.isr", "2"),
+    // 9 s and 2 s by default.
+    ("broker.session.timeout.ms", "3000"),
+    ("broker.heartbeat.interval.ms", "500"),
+];
+
+/// A cluster of Apache Kafka nodes (each a controller and a broker, the
+/// controllers a static quorum), replicating as [`CLUSTER_SETTINGS`] says;
+/// its nodes can be stopped, killed and restarted one by one.
+pub struct Cluster {
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts `size` nodes, each with `settings` (its properties over the
+    /// cluster's), and waits until the cluster takes a write on every node.
+    pub async fn start(size: usize, settings: Settings) -> Result<Cluster, String> {
+        let ports: Vec<Ports> = (0..size).map(|_| new_ports()).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{}", i + 1, p.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cluster = cluster_id();
+        let mut nodes = Vec::with_capacity(size);
+        for (i, ports) in ports.into_iter().enumerate() {
+            let mut settings = settings.clone();
+            settings.properties = CLUSTER_SETTINGS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .chain(settings.properties)
+                .collect();
+            let place = Place {
+                id: i + 1,
+                size,
+                voters: Some(voters.clone()),
+                cluster: cluster.clone(),
+            };
+            nodes.push(Node::prepare(settings, place, ports)?);
+        }
+        let mut cluster = Cluster { nodes };
+        cluster.nodes[0].ready().await?;
+        cluster.wait_replicated().await?;
+        Ok(cluster)
+    }
+
+    /// Every node's client listener, for bootstrapping.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The plaintext listeners of the nodes that run, for helpers.
+    pub fn internal(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(Node::internal)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `id` (from 1).
+    pub fn node(&mut self, id: usize) -> &mut Node {
+        &mut self.nodes[id - 1]
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Waits until no partition of any topic is under-replicated (every
+    /// replica in sync), at most [`READY_WITHIN`] and again as long while
+    /// the count still goes down.
+    pub async fn wait_replicated(&self) -> Result<(), String> {
+        let bootstrap = self.internal();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let behind = {
+                let bootstrap = bootstrap.clone();
+                tokio::task::spawn_blocking(move || under_replicated(&bootstrap))
+                    .await
+                    .map_err(|error| error.to_string())?
+            };
+            match behind {
+                Ok(0) => return Ok(()),
+                Ok(_) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(count) => {
+                    return Err(format!(
+                        "{count} partitions still under-replicated after {READY_WITHIN:?}"
+                    ))
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Stops each node in turn with SIGTERM (or kills it), restarts it, and
+    /// waits until no partition is under-replicated before the next.
+    pub async fn rolling_restart(&mut self, kill: bool) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            if kill {
+                self.nodes[i].kill();
+            } else {
+                self.nodes[i].stop().await;
+            }
+            self.nodes[i].restart().await?;
+            self.wait_replicated().await?;
+        }
+        Ok(())
+    }
+}
+
+/// How many partitions of the cluster at `bootstrap` have a replica out of
+/// sync, by the cluster's metadata (blocking).
+fn under_replicated(bootstrap: &str) -> Result<usize, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|error| error.to_string())?;
+    let metadata = client
+        .fetch_metadata(None, Duration::from_secs(5))
+        .map_err(|error| format!("the cluster's metadata: {error}"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .filter(|p| p.isr().len() < p.replicas().len())
+        .count())
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
@@ -394,9 +590,9 @@ impl Drop for Node {
     }
 }
 
-/// Creates [`READY_TOPIC`] (if it is not there) and produces one record to
-/// it with acks=all.
-async fn produce_once(bootstrap: &str) -> Result<(), String> {
+/// Creates [`READY_TOPIC`] (if it is not there) with a replica on each of
+/// `nodes` nodes, and produces one record to it with acks=all.
+async fn produce_once(bootstrap: &str, nodes: usize) -> Result<(), String> {
     let quick = |config: &mut ClientConfig| {
         config
             .set("bootstrap.servers", bootstrap)
@@ -408,7 +604,8 @@ async fn produce_once(bootstrap: &str) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = admin_config
         .create()
         .map_err(|error| format!("an admin client: {error}"))?;
-    let topic = NewTopic::new(READY_TOPIC, 1, TopicReplication::Fixed(1));
+    let replicas = i32::try_from(nodes).unwrap_or(1);
+    let topic = NewTopic::new(READY_TOPIC, 1, TopicReplication::Fixed(replicas));
     let options = AdminOptions::new()
         .request_timeout(Some(Duration::from_secs(3)))
         .operation_timeout(Some(Duration::from_secs(3)));

@@ -1,11 +1,13 @@
 //! Kafka plumbing shared by publishing and subscriptions: client
 //! configuration, blocking calls off the runtime, secret property names,
-//! the producer handle (replaced when it fails for good), topic checks, and
-//! the embedded development cluster. Nothing here knows about gRPC.
+//! the producer handle (replaced when it fails for good), topic checks, why
+//! a topic cannot take writes, and the embedded development cluster.
+//! Nothing here knows about gRPC.
 
 pub(crate) mod embedded;
 pub(crate) mod producer;
 pub(crate) mod topics;
+pub(crate) mod writable;
 
 use std::sync::Arc;
 use std::time::Duration;

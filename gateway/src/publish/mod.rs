@@ -4,6 +4,7 @@
 //! it. PublishEvent and PublishEvents publish through here alike.
 
 mod producer;
+mod unconfirmed;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,6 +21,7 @@ use tracing::{Instrument, Span};
 use crate::error::Error;
 use crate::health::Readiness;
 use crate::kafka::topics::Topics;
+use crate::kafka::writable::Writability;
 use crate::spans;
 
 use producer::stored;
@@ -44,17 +46,26 @@ pub(crate) struct Publishing {
     publisher: Publisher,
     /// Which topics exist.
     topics: Topics,
+    /// Why a topic cannot take writes, for an event Kafka did not confirm.
+    writability: Writability,
     /// Whether new work may start.
     readiness: Readiness,
 }
 
 impl Publishing {
     /// Publishes through `publisher` to the topics `topics` checks, while
-    /// `readiness` allows.
-    pub(crate) fn new(publisher: Publisher, topics: Topics, readiness: Readiness) -> Self {
+    /// `readiness` allows; an event Kafka does not confirm in time is
+    /// answered with what `writability` finds.
+    pub(crate) fn new(
+        publisher: Publisher,
+        topics: Topics,
+        writability: Writability,
+        readiness: Readiness,
+    ) -> Self {
         Self {
             publisher,
             topics,
+            writability,
             readiness,
         }
     }
@@ -79,14 +90,15 @@ impl Publishing {
         let prepared = prepare(publish, &caller);
         // Once sent, the answer is Kafka's own (or the deadline's): a failed
         // health probe meanwhile is no reason to give up on the event.
-        let stored = self
-            .publisher
-            .send_record(
-                future_record(&prepared.topic, &prepared.record),
-                Some(deadline),
-            )
-            .instrument(prepared.span.clone())
-            .await;
+        let sending = self.publisher.send_record(
+            future_record(&prepared.topic, &prepared.record),
+            Some(deadline),
+        );
+        let timed = self.publisher.needs_timer(deadline);
+        let stored =
+            unconfirmed::with_cause(sending, &self.writability, &prepared.topic, deadline, timed)
+                .instrument(prepared.span.clone())
+                .await;
         self.answered(prepared, stored)
     }
 
