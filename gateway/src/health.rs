@@ -15,14 +15,14 @@
 use std::time::Duration;
 
 use eventgateway_runtime::shutdown::Shutdown;
-use rdkafka::producer::Producer as _;
+
 use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::error::Error;
-use crate::kafka::blocking;
 use crate::kafka::producer::Producer;
+use crate::kafka::{blocking, Admin};
 use crate::metrics::Metrics;
 
 /// The service names health is reported for: the whole server ("") and the
@@ -71,8 +71,10 @@ impl Readiness {
 
 /// What probes Kafka and where its answers go.
 pub(crate) struct Prober {
-    /// The producer whose client asks, and whose fatal errors count.
-    pub(crate) client: Producer,
+    /// The client that asks.
+    pub(crate) client: Admin,
+    /// The producer, whose failing for good counts as an outage.
+    pub(crate) producer: Producer,
     /// The health statuses.
     pub(crate) reporter: HealthReporter,
     /// Whether Kafka answers, for [`Readiness`].
@@ -88,6 +90,7 @@ pub(crate) struct Prober {
 pub(crate) async fn watch_kafka(prober: Prober, mut shutdown: Shutdown) {
     let Prober {
         client,
+        producer,
         reporter,
         kafka_up,
         interval,
@@ -96,19 +99,19 @@ pub(crate) async fn watch_kafka(prober: Prober, mut shutdown: Shutdown) {
     let probe_timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(5));
     let mut last: Option<bool> = None;
     let mut failures = 0;
-    let mut fatal_errors = client.failures();
+    let mut fatal_errors = producer.failures();
     loop {
-        let fatal = client.take_failure();
+        let fatal = producer.take_failure();
         let answer = match &fatal {
             Some(reason) => Err(Error::KafkaUnavailable(format!(
                 "the Kafka producer failed for good ({}); a new one replaces it",
                 crate::text::clip(reason)
             ))),
             None => {
-                let probe = client.current();
+                let probe = client.clone();
                 blocking(move || {
                     probe
-                        .client()
+                        .inner()
                         .fetch_metadata(Some(PROBE_TOPIC), probe_timeout)
                         .map(drop)
                         .map_err(|error| Error::from_kafka(&error, None))

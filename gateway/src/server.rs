@@ -93,15 +93,17 @@ fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<EmbeddedKafka>)> 
 }
 
 /// What happens to a topic that does not exist.
-fn creation(config: &Config, cluster: &Cluster, embedded: bool) -> anyhow::Result<Creation> {
-    Ok(if embedded {
+fn creation(config: &Config, embedded: bool) -> Creation {
+    if embedded {
         Creation::OnMetadata
     } else if config.create_topics {
-        Creation::admin(cluster, config.topic_partitions, config.topic_replication)
-            .context("cannot create the Kafka admin client")?
+        Creation::Admin {
+            partitions: config.topic_partitions,
+            replication: config.topic_replication,
+        }
     } else {
         Creation::Refuse
-    })
+    }
 }
 
 /// What settings files are loaded and watched with: the interval, where a
@@ -336,9 +338,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     )
     .context("cannot create the Kafka producer")?;
     let metrics = Metrics::default();
+    let admin = cluster
+        .admin(embedded.is_some())
+        .context("cannot create the Kafka admin client")?;
     let topics = Topics::new(
-        publisher.producer().clone(),
-        creation(&config, &cluster, embedded.is_some())?,
+        admin.clone(),
+        creation(&config, embedded.is_some()),
         metrics.clone(),
     );
 
@@ -347,7 +352,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::report(&reporter, ServingStatus::NotServing).await;
     let prober = health::Prober {
-        client: publisher.producer().clone(),
+        client: admin.clone(),
+        producer: publisher.producer().clone(),
         reporter: reporter.clone(),
         kafka_up,
         interval: config.health_interval,
@@ -371,12 +377,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry(), metrics_tls)
             .await
             .context("cannot serve metrics on --metrics-addr")?;
-    let writability = Writability::new(&cluster, publisher.producer().clone())
-        .context("cannot create a Kafka admin client")?;
     let publishing = Publishing::new(
         publisher.clone(),
         topics.clone(),
-        writability,
+        Writability::new(admin),
         readiness.clone(),
     );
     let limits = subscribe::Limits {

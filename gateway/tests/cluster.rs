@@ -410,3 +410,72 @@ async fn too_few_replicas_in_sync_refuse_a_publish_with_the_cause_and_others_go_
     counts.print("too few replicas in sync");
     gateway.shutdown().await.unwrap();
 }
+
+/// Two of the three nodes down: the controller quorum is lost and no write
+/// can be stored. No publish is answered OK, each gets UNAVAILABLE or
+/// DEADLINE_EXCEEDED within its deadline, and health stays SERVING while
+/// a broker answers (what can be read still is); with the nodes back,
+/// publishes are stored again without a restart of the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quorum_lost_refuses_every_publish_in_time_and_recovers_without_a_restart() {
+    let (mut cluster, topic) = cluster_with_topic("quorum", 3).await;
+    let gateway = gateway(cluster_config(&cluster)).await;
+    let addr = gateway.addr();
+    let mut client = client(addr).await;
+    publish(&mut client, &topic, "k", json!({"n": 0})).await;
+    cluster.node(2).kill();
+    cluster.node(3).kill();
+
+    let answers = Answers::default();
+    for n in 1..=4 {
+        let mut request = tonic::Request::new(PublishEventRequest {
+            topic: topic.clone(),
+            key: format!("k{n}"),
+            event: Some(json_event(json!({"n": n}))),
+        });
+        request.set_timeout(Duration::from_secs(5));
+        let began = Instant::now();
+        let stored = client
+            .publish_event(request)
+            .await
+            .map(|r| (r.get_ref().partition, r.get_ref().offset))
+            .map_err(|status| status.code());
+        answers.record(
+            n,
+            Answer {
+                stored,
+                took: began.elapsed(),
+            },
+        );
+        assert_eq!(
+            health(addr, "").await.ok(),
+            Some(tonic_health::ServingStatus::Serving as i32),
+            "health stays SERVING while a broker answers"
+        );
+    }
+    let counts = Counts::of(&answers.all(), &BTreeSet::new());
+    counts.print("the quorum lost");
+    assert_eq!(
+        (counts.ok, counts.other, counts.late),
+        (0, 0, 0),
+        "{counts:?}"
+    );
+
+    cluster.node(2).restart().await.unwrap();
+    cluster.node(3).restart().await.unwrap();
+    cluster.wait_replicated().await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut request = tonic::Request::new(PublishEventRequest {
+            topic: topic.clone(),
+            key: "k5".into(),
+            event: Some(json_event(json!({"n": 5}))),
+        });
+        request.set_timeout(Duration::from_secs(5));
+        if client.publish_event(request).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "publishes are stored again");
+    }
+    gateway.shutdown().await.unwrap();
+}

@@ -12,6 +12,8 @@ pub(crate) mod writable;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
@@ -27,6 +29,9 @@ const CLIENT_DEFAULTS: &[(&str, &str)] = &[
     ("reconnect.backoff.max.ms", "1000"),
     ("client.id", "event-gateway"),
 ];
+
+/// The client for metadata and admin requests: see [`Cluster::admin`].
+pub(crate) type Admin = Arc<AdminClient<DefaultClientContext>>;
 
 /// The Kafka cluster the gateway talks to, and how: its bootstrap servers
 /// and the operator's librdkafka properties. Cloning shares it.
@@ -67,6 +72,26 @@ impl Cluster {
             config.set(*key, value);
         }
         config
+    }
+
+    /// The client for metadata and admin requests (cloning shares it):
+    /// apart from the producer, whose connections a broker holds while it
+    /// waits to replicate a produce (a request behind one would wait as
+    /// long, and a health probe would see an outage that is not there).
+    /// `create_topics_on_metadata` lets its metadata requests create
+    /// missing topics (the embedded cluster's behaviour).
+    pub(crate) fn admin(&self, create_topics_on_metadata: bool) -> Result<Admin, KafkaError> {
+        let client = self
+            .client_config(
+                &[],
+                &[(
+                    "allow.auto.create.topics",
+                    create_topics_on_metadata.to_string(),
+                )],
+            )
+            .create()
+            .map_err(redacted)?;
+        Ok(Arc::new(client))
     }
 
     /// What to log of the connection: the brokers, and the properties with

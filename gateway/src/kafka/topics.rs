@@ -7,13 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::Producer as _;
 
-use super::producer::Producer;
-use super::{blocking, redacted, Cluster, METADATA_TIMEOUT};
+use super::{blocking, Admin, METADATA_TIMEOUT};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::text::clip;
@@ -33,28 +30,11 @@ pub(crate) enum Creation {
     OnMetadata,
     /// The gateway creates it through the admin API.
     Admin {
-        /// Admin client of the cluster.
-        admin: AdminClient<DefaultClientContext>,
         /// Partition count of new topics.
         partitions: i32,
         /// Replication factor of new topics; -1 for the broker default.
         replication: i32,
     },
-}
-
-impl Creation {
-    /// The admin-API creation for a real cluster.
-    pub(crate) fn admin(
-        cluster: &Cluster,
-        partitions: i32,
-        replication: i32,
-    ) -> Result<Self, KafkaError> {
-        Ok(Creation::Admin {
-            admin: cluster.client_config(&[], &[]).create().map_err(redacted)?,
-            partitions,
-            replication,
-        })
-    }
 }
 
 /// How long a topic found missing is answered NOT_FOUND without asking
@@ -68,8 +48,9 @@ const MAX_MISSING: usize = 10_000;
 /// not exist cost one metadata request each few seconds, not one each).
 #[derive(Clone)]
 pub(crate) struct Topics {
-    /// Client whose metadata requests answer "does it exist".
-    producer: Producer,
+    /// Client whose metadata requests answer "does it exist", and that
+    /// creates topics.
+    admin: Admin,
     /// What to do about a missing topic.
     creation: Arc<Creation>,
     /// Topics seen to exist; a publish checks Kafka only the first time.
@@ -81,10 +62,10 @@ pub(crate) struct Topics {
 }
 
 impl Topics {
-    /// Checks topics through `producer`'s metadata requests.
-    pub(crate) fn new(producer: Producer, creation: Creation, metrics: Metrics) -> Self {
+    /// Checks (and creates) topics through `admin`.
+    pub(crate) fn new(admin: Admin, creation: Creation, metrics: Metrics) -> Self {
         Self {
-            producer,
+            admin,
             creation: Arc::new(creation),
             known: Arc::default(),
             missing: Arc::default(),
@@ -120,11 +101,10 @@ impl Topics {
                     return Err(not_found());
                 }
                 Creation::Admin {
-                    admin,
                     partitions,
                     replication,
                 } => {
-                    create(admin, topic, *partitions, *replication).await?;
+                    create(&self.admin, topic, *partitions, *replication).await?;
                     self.settled_lookup(topic)
                         .await?
                         .ok_or_else(|| Error::TopicNotFound(clip(topic).to_string()))?
@@ -177,9 +157,9 @@ impl Topics {
         let mut attempt = 0;
         loop {
             self.metrics.topic_lookup();
-            let producer = self.producer.clone();
+            let admin = self.admin.clone();
             let name = topic.to_owned();
-            match blocking(move || lookup(&producer, &name)).await? {
+            match blocking(move || lookup(&admin, &name)).await? {
                 Lookup::Settling if attempt < SETTLE_ATTEMPTS => {
                     attempt += 1;
                     tokio::time::sleep(SETTLE_PAUSE).await;
@@ -205,10 +185,9 @@ enum Lookup {
 }
 
 /// One metadata request for `topic`. Blocking.
-fn lookup(producer: &Producer, topic: &str) -> Result<Lookup, Error> {
-    let metadata = producer
-        .current()
-        .client()
+fn lookup(admin: &Admin, topic: &str) -> Result<Lookup, Error> {
+    let metadata = admin
+        .inner()
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|error| Error::from_kafka(&error, Some(topic)))?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
@@ -233,7 +212,7 @@ fn lookup(producer: &Producer, topic: &str) -> Result<Lookup, Error> {
 
 /// Creates `topic` through the admin API; one that appeared meanwhile is fine.
 async fn create(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &Admin,
     topic: &str,
     partitions: i32,
     replication: i32,

@@ -9,14 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
+use rdkafka::admin::{AdminOptions, ResourceSpecifier};
 use rdkafka::metadata::Metadata;
-use rdkafka::producer::Producer as _;
 
-use super::producer::Producer;
-use super::{blocking, redacted, Cluster};
+use super::{blocking, Admin};
 use crate::text::clip;
 
 /// How long an answer about a topic is used before Kafka is asked again.
@@ -29,10 +25,9 @@ const MAX_CAUSES: usize = 3;
 /// Asks Kafka why topics cannot take writes; cloning shares it.
 #[derive(Clone)]
 pub(crate) struct Writability {
-    /// Whose client asks for metadata (leaders, replicas in sync).
-    producer: Producer,
-    /// Asks for a topic's `min.insync.replicas`.
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    /// Asks for metadata (leaders, replicas in sync) and a topic's
+    /// `min.insync.replicas`.
+    admin: Admin,
     /// The last answer per topic, and when it was given.
     kept: Arc<Mutex<HashMap<String, Kept>>>,
 }
@@ -41,14 +36,12 @@ pub(crate) struct Writability {
 type Kept = (Instant, Option<String>);
 
 impl Writability {
-    /// Asks `cluster` with an admin client of its own, and through
-    /// `producer` for metadata.
-    pub(crate) fn new(cluster: &Cluster, producer: Producer) -> Result<Self, KafkaError> {
-        Ok(Self {
-            producer,
-            admin: Arc::new(cluster.client_config(&[], &[]).create().map_err(redacted)?),
+    /// Asks through `admin`.
+    pub(crate) fn new(admin: Admin) -> Self {
+        Self {
+            admin,
             kept: Arc::default(),
-        })
+        }
     }
 
     /// Why `topic` cannot take writes now, if Kafka says so within
@@ -81,10 +74,10 @@ impl Writability {
 
     /// Asks Kafka for `topic`'s partitions and its `min.insync.replicas`.
     async fn ask(&self, topic: &str, within: Duration) -> Option<String> {
-        let (producer, name) = (self.producer.current(), topic.to_owned());
+        let (admin, name) = (self.admin.clone(), topic.to_owned());
         let metadata = blocking(move || {
-            producer
-                .client()
+            admin
+                .inner()
                 .fetch_metadata(Some(&name), within)
                 .map_err(|error| crate::error::Error::from_kafka(&error, Some(&name)))
         });
