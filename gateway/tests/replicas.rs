@@ -421,22 +421,52 @@ async fn produce(brokers: &str, topic: &str, range: std::ops::Range<i64>, pause:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_serve_one_classic_group_through_a_kill_and_a_rolling_restart() {
-    three_replicas_through_a_kill_and_a_rolling_restart(GroupProtocol::Classic).await;
+    let broker = Broker::start().await;
+    three_replicas_through_faults(GroupProtocol::Classic, &broker.brokers(), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_serve_one_consumer_group_through_a_kill_and_a_rolling_restart() {
-    three_replicas_through_a_kill_and_a_rolling_restart(GroupProtocol::Consumer).await;
+    let broker = Broker::start().await;
+    three_replicas_through_faults(GroupProtocol::Consumer, &broker.brokers(), None).await;
 }
 
-async fn three_replicas_through_a_kill_and_a_rolling_restart(protocol: GroupProtocol) {
-    let broker = Broker::start().await;
+/// On a three-node cluster, the same, and then the brokers restarted one
+/// by one (each back in sync before the next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_serve_one_classic_group_on_a_cluster_through_a_kill_and_rolling_restarts() {
+    let mut cluster = kafka::Cluster::start(3, kafka::Settings::default())
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let brokers = cluster.bootstrap();
+    three_replicas_through_faults(GroupProtocol::Classic, &brokers, Some(&mut cluster)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_serve_one_consumer_group_on_a_cluster_through_a_kill_and_rolling_restarts()
+{
+    let mut cluster = kafka::Cluster::start(3, kafka::Settings::default())
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let brokers = cluster.bootstrap();
+    three_replicas_through_faults(GroupProtocol::Consumer, &brokers, Some(&mut cluster)).await;
+}
+
+/// Three gateway replicas on the Kafka at `brokers` serve one group of
+/// `protocol`: one replica killed, then all restarted one by one, then
+/// (given a `cluster`) its brokers restarted one by one.
+async fn three_replicas_through_faults(
+    protocol: GroupProtocol,
+    brokers: &str,
+    cluster: Option<&mut kafka::Cluster>,
+) {
     let topic = topic("replicas");
-    broker.create_topic(&topic, 6).await;
+    create_topics(brokers, &[&topic], 6).await.unwrap();
     let group = format!("group-{topic}");
     const FIRST: i64 = 600;
     const SECOND: i64 = 600;
-    produce(&broker.brokers(), &topic, 0..FIRST, Duration::ZERO).await;
+    const THIRD: i64 = 600;
+    produce(brokers, &topic, 0..FIRST, Duration::ZERO).await;
 
     let mut replicas: Vec<Replica> = (0..REPLICAS)
         .map(|_| Replica {
@@ -446,7 +476,7 @@ async fn three_replicas_through_a_kill_and_a_rolling_restart(protocol: GroupProt
         })
         .collect();
     for replica in &mut replicas {
-        replica.start(&broker.brokers(), protocol).await;
+        replica.start(brokers, protocol).await;
     }
     let addrs: Vec<SocketAddr> = replicas.iter().map(Replica::addr).collect();
     let request = SubscribeRequest {
@@ -504,9 +534,9 @@ async fn three_replicas_through_a_kill_and_a_rolling_restart(protocol: GroupProt
     );
 
     // Rolling restart with SIGTERM while the second events come.
-    replicas[0].start(&broker.brokers(), protocol).await;
+    replicas[0].start(brokers, protocol).await;
     let producer = tokio::spawn({
-        let brokers = broker.brokers();
+        let brokers = brokers.to_owned();
         let topic = topic.clone();
         async move {
             produce(
@@ -528,7 +558,7 @@ async fn three_replicas_through_a_kill_and_a_rolling_restart(protocol: GroupProt
         restarts.push(tally.ms(Instant::now()));
         let status = sigterm_and_wait(replica.child.take().unwrap()).await;
         assert!(status.success(), "replica {i} exited with {status}");
-        replica.start(&broker.brokers(), protocol).await;
+        replica.start(brokers, protocol).await;
     }
     producer.await.unwrap();
     let twice = tally
@@ -545,6 +575,32 @@ async fn three_replicas_through_a_kill_and_a_rolling_restart(protocol: GroupProt
         tally.story(twice.iter().map(|(n, _)| *n)),
         warnings(&mut replicas)
     );
+
+    if let Some(cluster) = cluster {
+        // The brokers restarted one by one (SIGTERM) while the third
+        // events come: leaders and the group's coordinator move, and
+        // nothing is lost or handled twice.
+        let range = FIRST + SECOND..FIRST + SECOND + THIRD;
+        let producer = tokio::spawn({
+            let (brokers, topic, range) = (brokers.to_owned(), topic.clone(), range.clone());
+            async move { produce(&brokers, &topic, range, Duration::from_millis(15)).await }
+        });
+        let began = tally.ms(Instant::now());
+        cluster
+            .rolling_restart(false)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let ended = tally.ms(Instant::now());
+        producer.await.unwrap();
+        let twice = tally.all_handled(range, "brokers restarted").await;
+        assert!(
+            twice.is_empty(),
+            "handled twice while the brokers restarted ({began}..{ended} ms): {:#?}\n\
+             replicas' warnings: {:#?}",
+            tally.story(twice.iter().map(|(n, _)| *n)),
+            warnings(&mut replicas)
+        );
+    }
 
     let _ = writeln!(
         std::io::stderr(),

@@ -366,9 +366,12 @@ pub async fn produce_numbered(
     pause: Duration,
 ) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
+    // Idempotent: a send retried across a leader's move is not written
+    // twice.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "0")
+        .set("enable.idempotence", "true")
         .create()
         .expect("a plain producer");
     for n in numbers {
