@@ -1,8 +1,9 @@
-//! Faults of a three-node Apache Kafka cluster (every topic on three
-//! replicas, a write stored once two have it) under load: a partition
-//! leader killed, too few replicas in sync, the quorum lost, the brokers
-//! restarted one by one. Each test counts what was published, answered,
-//! stored and lost, prints the counts and asserts them.
+//! Faults of Kafka under load: on a three-node cluster (every topic on
+//! three replicas, a write stored once two have it), a partition leader
+//! killed, too few replicas in sync, the quorum lost; and the network
+//! between the gateway and a broker in a namespace of the test's own, cut
+//! and healed. Each test counts what was published, answered, stored and
+//! lost, prints the counts and asserts them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -33,13 +34,27 @@ struct Answer {
     took: Duration,
 }
 
-/// Every publish by event number, from every publisher.
+/// Every publish by event number, from every publisher, and when each
+/// that was stored was answered.
 #[derive(Default)]
-struct Answers(Mutex<BTreeMap<i64, Answer>>);
+struct Answers(Mutex<BTreeMap<i64, Answer>>, Mutex<Vec<Instant>>);
 
 impl Answers {
     fn record(&self, n: i64, answer: Answer) {
+        if answer.stored.is_ok() {
+            self.1.lock().unwrap().push(Instant::now());
+        }
         self.0.lock().unwrap().insert(n, answer);
+    }
+
+    /// When the first publish after `after` was answered OK.
+    fn first_ok_after(&self, after: Instant) -> Option<Instant> {
+        self.1
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|at| *at > after)
     }
 
     fn all(&self) -> BTreeMap<i64, Answer> {
@@ -149,6 +164,7 @@ async fn publish_until(
                         (r.partition, r.offset)
                     })
                     .map_err(|status| status.code());
+                let refused = stored.is_err();
                 answers.record(
                     n,
                     Answer {
@@ -158,6 +174,10 @@ async fn publish_until(
                 );
                 // Numbers of the stream (below) are negative.
                 n += callers;
+                if refused {
+                    // As a client backs off before it tries again.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         }));
     }
@@ -209,10 +229,13 @@ async fn stream_until(
             Ok(None) => (Err(Code::Unknown), true),
             Err(status) => (Err(status.code()), true),
         };
-        let took = began.elapsed();
+        let (took, refused) = (began.elapsed(), stored.is_err());
         answers.record(n, Answer { stored, took });
         if ended || *stop.borrow() {
             return;
+        }
+        if refused {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         n -= 1;
         began = Instant::now();
@@ -477,5 +500,110 @@ async fn the_quorum_lost_refuses_every_publish_in_time_and_recovers_without_a_re
         }
         assert!(Instant::now() < deadline, "publishes are stored again");
     }
+    gateway.shutdown().await.unwrap();
+}
+
+/// The network between the gateway and its broker (in a namespace of the
+/// test's own) cut for 15 s under publish load and a MANUAL stream that
+/// acks what it gets: no publish answered OK is lost, no call outlives its
+/// deadline, every stored event reaches the stream, and publishing is back
+/// within 2 s of the link healing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_cut_and_its_healing_lose_nothing_and_publishing_comes_back_at_once() {
+    const CUT: Duration = Duration::from_secs(15);
+    let netns = Netns::create().unwrap_or_else(|error| panic!("{error}"));
+    let node = kafka::Node::start(kafka::Settings {
+        namespace: Some(netns.namespace()),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let topic = topic("network-cut");
+    create_topics(&node.internal(), &[&topic], 3).await.unwrap();
+    let mut config = config(Some(node.bootstrap()));
+    config.request_timeout = DEADLINE;
+    let gateway = gateway(config).await;
+
+    // A MANUAL member that acks everything it gets.
+    let mut subscriber = client(gateway.addr()).await;
+    let mut stream = Streamer::open(
+        &mut subscriber,
+        eventgateway::v1::SubscribeRequest {
+            topics: vec![topic.clone()],
+            group: format!("group-{topic}"),
+            start_from: eventgateway::v1::StartFrom::Earliest as i32,
+            ack_mode: eventgateway::v1::AckMode::Manual as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let handled = Arc::new(Mutex::new(BTreeSet::new()));
+    let acker = tokio::spawn({
+        let handled = handled.clone();
+        async move {
+            loop {
+                let Some(delivery) = stream.next_delivery_within(PATIENCE).await else {
+                    continue;
+                };
+                let answer = stream.ack(&[&delivery]).await;
+                if outcomes(&answer) == [eventgateway::v1::SettleOutcome::Accepted] {
+                    handled.lock().unwrap().insert(n(&delivery));
+                }
+            }
+        }
+    });
+
+    let answers = Arc::new(Answers::default());
+    let (stop, stopped) = watch::channel(false);
+    let load = tokio::spawn(publish_until(
+        gateway.addr(),
+        topic.clone(),
+        4,
+        answers.clone(),
+        stopped,
+    ));
+    eventually("publishes flow", || async { answers.all().len() > 100 }).await;
+    netns.cut();
+    tokio::time::sleep(CUT).await;
+    netns.heal();
+    let healed = Instant::now();
+    eventually("publishes are stored again", || async {
+        answers.first_ok_after(healed).is_some()
+    })
+    .await;
+    let back = answers.first_ok_after(healed).unwrap() - healed;
+    eventually("a while of normal work", || async {
+        answers
+            .first_ok_after(healed + back + Duration::from_secs(2))
+            .is_some()
+    })
+    .await;
+    stop.send_replace(true);
+    load.await.unwrap();
+
+    let answers = answers.all();
+    let stored = {
+        let (bootstrap, topic) = (node.internal(), topic.clone());
+        tokio::task::spawn_blocking(move || stored_numbers(&bootstrap, &topic))
+            .await
+            .unwrap()
+    };
+    eventually("the stream handled every stored event", || async {
+        stored.is_subset(&handled.lock().unwrap())
+    })
+    .await;
+    acker.abort();
+    let counts = Counts::of(&answers, &stored);
+    counts.print(&format!(
+        "a 15 s network cut; publishing back {} ms after the link healed",
+        back.as_millis()
+    ));
+    assert_eq!(counts.lost, 0, "{counts:?}");
+    assert_eq!(counts.late, 0, "{counts:?}");
+    assert_eq!(counts.other, 0, "{counts:?}");
+    assert!(
+        back <= Duration::from_secs(2),
+        "publishing came back {back:?} after the link healed"
+    );
     gateway.shutdown().await.unwrap();
 }

@@ -100,9 +100,21 @@ pub struct Settings {
     pub listener: Listener,
     /// Server properties of the test's own, over [`TEST_SETTINGS`].
     pub properties: Vec<(String, String)>,
+    /// A network namespace to run it in (and the address it listens on
+    /// there), instead of this one's loopback.
+    pub namespace: Option<Namespace>,
 }
 
-/// The ports of one node, on 127.0.0.1.
+/// A network namespace a node runs in, and its address there.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    /// The namespace's name (`ip netns`).
+    pub name: String,
+    /// The address the node listens on, reachable from this namespace.
+    pub address: String,
+}
+
+/// The ports of one node, on 127.0.0.1 (or its namespace's address).
 #[derive(Debug, Clone, Copy)]
 struct Ports {
     /// The client listener, as [`Settings::listener`] says.
@@ -193,7 +205,7 @@ impl Node {
     /// `host:port` clients bootstrap from (its client listener).
     pub fn bootstrap(&self) -> String {
         match self.settings.listener {
-            Listener::Plaintext => format!("127.0.0.1:{}", self.ports.external),
+            Listener::Plaintext => format!("{}:{}", self.address(), self.ports.external),
             _ => format!("localhost:{}", self.ports.external),
         }
     }
@@ -201,7 +213,15 @@ impl Node {
     /// `127.0.0.1:port` of its plaintext listener, for the tests' helpers
     /// (topics, offsets) whatever the client listener asks for.
     pub fn internal(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.internal)
+        format!("{}:{}", self.address(), self.ports.internal)
+    }
+
+    /// The address it listens on: loopback, or its namespace's address.
+    fn address(&self) -> &str {
+        self.settings
+            .namespace
+            .as_ref()
+            .map_or("127.0.0.1", |namespace| &namespace.address)
     }
 
     /// The JVM's process id, while it runs.
@@ -256,24 +276,25 @@ impl Node {
             internal,
             controller,
         } = self.ports;
+        let address = self.address();
         let (protocol, host) = match self.settings.listener {
-            Listener::Plaintext => ("PLAINTEXT", "127.0.0.1"),
+            Listener::Plaintext => ("PLAINTEXT", address),
             Listener::Tls { .. } => ("SSL", "localhost"),
             Listener::SaslScramTls { .. } => ("SASL_SSL", "localhost"),
         };
         let quorum = match &self.place.voters {
             Some(voters) => format!("controller.quorum.voters={voters}"),
-            None => format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller}"),
+            None => format!("controller.quorum.bootstrap.servers={address}:{controller}"),
         };
         let mut lines = vec![
             "process.roles=broker,controller".to_owned(),
             format!("node.id={}", self.place.id),
             quorum,
             format!(
-                "listeners=EXTERNAL://127.0.0.1:{external},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}"
+                "listeners=EXTERNAL://{address}:{external},INTERNAL://{address}:{internal},CONTROLLER://{address}:{controller}"
             ),
             format!(
-                "advertised.listeners=EXTERNAL://{host}:{external},INTERNAL://127.0.0.1:{internal}"
+                "advertised.listeners=EXTERNAL://{host}:{external},INTERNAL://{address}:{internal}"
             ),
             format!(
                 "listener.security.protocol.map=EXTERNAL:{protocol},INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
@@ -377,7 +398,16 @@ impl Node {
             .try_clone()
             .map_err(|error| format!("cannot open the broker's log: {error}"))?;
         let config = concat!(env!("CARGO_MANIFEST_DIR"), "/kafka/log4j2.properties");
-        let mut command = kept(java()?);
+        let mut command = match &self.settings.namespace {
+            Some(namespace) => {
+                let mut command = kept(PathBuf::from("ip"));
+                command
+                    .args(["netns", "exec", &namespace.name])
+                    .arg(java()?);
+                command
+            }
+            None => kept(java()?),
+        };
         command
             .args([HEAP, "-XX:+UseSerialGC", "-XX:-UsePerfData"])
             .arg(format!("-Dlog4j2.configurationFile={config}"))
@@ -452,15 +482,21 @@ const CLUSTER_SETTINGS: &[(&str, &str)] = &[
 
 /// A cluster of Apache Kafka nodes (each a controller and a broker, the
 /// controllers a static quorum), replicating as [`CLUSTER_SETTINGS`] says;
-/// its nodes can be stopped, killed and restarted one by one.
+/// its nodes can be stopped, killed and restarted one by one. One cluster
+/// runs at a time in a test process: three JVMs are all two cores carry
+/// while a test measures how they fail.
 pub struct Cluster {
     nodes: Vec<Node>,
+    /// This process's turn to run a cluster, until it is dropped.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     /// Starts `size` nodes, each with `settings` (its properties over the
     /// cluster's), and waits until the cluster takes a write on every node.
     pub async fn start(size: usize, settings: Settings) -> Result<Cluster, String> {
+        static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let turn = TURN.lock().await;
         let ports: Vec<Ports> = (0..size).map(|_| new_ports()).collect();
         let voters = ports
             .iter()
@@ -485,7 +521,7 @@ impl Cluster {
             };
             nodes.push(Node::prepare(settings, place, ports)?);
         }
-        let mut cluster = Cluster { nodes };
+        let mut cluster = Cluster { nodes, _turn: turn };
         cluster.nodes[0].ready().await?;
         cluster.wait_replicated().await?;
         Ok(cluster)
@@ -525,7 +561,8 @@ impl Cluster {
     /// the count still goes down.
     pub async fn wait_replicated(&self) -> Result<(), String> {
         let bootstrap = self.internal();
-        let deadline = Instant::now() + READY_WITHIN;
+        let mut deadline = Instant::now() + READY_WITHIN;
+        let mut fewest = usize::MAX;
         loop {
             let behind = {
                 let bootstrap = bootstrap.clone();
@@ -533,6 +570,12 @@ impl Cluster {
                     .await
                     .map_err(|error| error.to_string())?
             };
+            if let Ok(count) = behind {
+                if count < fewest {
+                    fewest = count;
+                    deadline = Instant::now() + READY_WITHIN;
+                }
+            }
             match behind {
                 Ok(0) => return Ok(()),
                 Ok(_) | Err(_) if Instant::now() < deadline => {

@@ -9,6 +9,7 @@
 //! - `broker`: the broker a test runs against (shared or its own), topic
 //!   creation, plain consumers and group offsets.
 //! - `ports`: free loopback ports.
+//! - `netns`: a network namespace whose link a test cuts and heals.
 //! - `certs`: a CA, server and client certificates made at test time.
 //! - `edge`: a secured gateway's files (TLS, JWKS, policy) and settings.
 //! - `gateway`: the gateway in process or as a binary, clients, health.
@@ -29,6 +30,7 @@ mod https;
 mod java;
 pub mod kafka;
 mod metrics;
+mod netns;
 mod ports;
 mod process;
 mod smtp;
@@ -44,6 +46,7 @@ pub use gateway::*;
 pub use https::*;
 pub use java::*;
 pub use metrics::*;
+pub use netns::*;
 pub use ports::*;
 pub use process::*;
 pub use smtp::*;
