@@ -18,7 +18,8 @@ if ! command -v java >/dev/null 2>&1 && [ ! -x "${JAVA_HOME:-/nonexistent}/bin/j
     "(or later) runtime, e.g. Debian's openjdk-17-jre-headless" >&2
   exit 1
 fi
-if [ -s "$classpath" ]; then
+# Resolved already, from this very pom.
+if [ -s "$classpath" ] && cmp -s "$pom" "$classpath.pom"; then
   exit 0
 fi
 if ! command -v mvn >/dev/null 2>&1; then
@@ -31,3 +32,4 @@ mkdir -p "$cache"
 mvn --batch-mode --quiet -Dstyle.color=never -C -Dmaven.repo.local="$cache/maven" -f "$pom" \
   dependency:build-classpath -Dmdep.includeScope=runtime -Dmdep.outputFile="$classpath.tmp"
 mv "$classpath.tmp" "$classpath"
+cp "$pom" "$classpath.pom"

@@ -737,6 +737,14 @@ fn cache() -> PathBuf {
 /// it into the cache.
 pub fn classpath() -> Result<String, String> {
     let file = cache().join(format!("kafka-{VERSION}.classpath"));
+    let resolved_from =
+        std::fs::read_to_string(cache().join(format!("kafka-{VERSION}.classpath.pom")));
+    if resolved_from.is_ok_and(|pom| pom != include_str!("../kafka/pom.xml")) {
+        return Err(format!(
+            "{} was resolved from another testkit/kafka/pom.xml: run scripts/kafka.sh again",
+            file.display()
+        ));
+    }
     let classpath = std::fs::read_to_string(&file).map_err(|_| {
         format!(
             "Apache Kafka {VERSION}'s jars are not resolved yet ({} is missing): run \
