@@ -100,7 +100,12 @@ async fn bench(options: Options) -> Result<(), String> {
     let (broker, brokers) = match &options.brokers {
         Some(brokers) => (None::<kafka::Node>, brokers.clone()),
         None => {
-            let node = kafka::Node::start(kafka::Settings::default()).await?;
+            // The JVM as Kafka's own script runs it, not as tests do.
+            let node = kafka::Node::start(kafka::Settings {
+                jvm: kafka::Jvm::Kafka,
+                ..kafka::Settings::default()
+            })
+            .await?;
             let brokers = node.bootstrap();
             (Some(node), brokers)
         }
@@ -139,19 +144,8 @@ async fn bench(options: Options) -> Result<(), String> {
             compressed.push((name, port, process, processes));
         }
     }
-    let runs_viewer = options.only.is_empty() || options.only.iter().any(|n| n == "viewer");
-    let viewer = if runs_viewer {
-        let port = free_port();
-        let process = Process(spawn_gateway(
-            &options,
-            &brokers,
-            port,
-            &["--viewer".to_owned()],
-        )?);
-        Some((port, process))
-    } else {
-        None
-    };
+    let viewer = extra_gateway(&options, &brokers, "viewer", "--viewer")?;
+    let consumer_protocol = extra_gateway(&options, &brokers, "join", "--group-protocol=consumer")?;
     let targets = scenarios::Targets {
         plain: (clients::Target::plain(port), processes),
         secure: secure
@@ -164,6 +158,9 @@ async fn bench(options: Options) -> Result<(), String> {
         viewer: viewer
             .as_ref()
             .map(|(port, _)| clients::Target::plain(*port)),
+        consumer_protocol: consumer_protocol
+            .as_ref()
+            .map(|(port, _)| clients::Target::plain(*port)),
     };
     let report = scenarios::run(&options, &brokers, targets).await?;
     gateway.stop(Duration::from_secs(60));
@@ -173,7 +170,7 @@ async fn bench(options: Options) -> Result<(), String> {
     for (_, _, process, _) in compressed {
         process.stop(Duration::from_secs(60));
     }
-    if let Some((_, process)) = viewer {
+    for (_, process) in viewer.into_iter().chain(consumer_protocol) {
         process.stop(Duration::from_secs(60));
     }
     report.print();
@@ -182,6 +179,22 @@ async fn bench(options: Options) -> Result<(), String> {
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
     }
     report.check()
+}
+
+/// A gateway process started with `flag`, on a port of its own, when
+/// `scenario` runs.
+fn extra_gateway(
+    options: &Options,
+    brokers: &str,
+    scenario: &str,
+    flag: &str,
+) -> Result<Option<(u16, Process)>, String> {
+    if !(options.only.is_empty() || options.only.iter().any(|n| n == scenario)) {
+        return Ok(None);
+    }
+    let port = free_port();
+    let process = Process(spawn_gateway(options, brokers, port, &[flag.to_owned()])?);
+    Ok(Some((port, process)))
 }
 
 /// Starts the gateway process on 127.0.0.1:`port` in front of `brokers`,

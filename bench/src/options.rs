@@ -84,8 +84,11 @@ pub(crate) struct Options {
     /// payload through two more gateways writing lz4 and zstd, and with gzip
     /// and zstd gRPC messages), and viewer (the live event viewer in
     /// headless Chromium: publish to display; needs web/'s packages and
-    /// chromium). The others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer"])]
+    /// chromium), and join (a member joining a group to its first delivery,
+    /// directly and through the gateway, under the classic and consumer
+    /// group protocols; a third gateway serves the consumer protocol). The
+    /// others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer", "join"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

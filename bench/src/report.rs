@@ -3,6 +3,7 @@
 
 use crate::options::Options;
 use crate::scenarios::compression::Codec;
+use crate::scenarios::join::Join;
 use crate::tally::{Side, Throughput};
 
 /// What the benchmark measured.
@@ -47,6 +48,8 @@ pub(crate) struct Report {
     pub(crate) fanout_rss_mib: (f64, f64),
     /// The compression scenario's runs, one per codec.
     pub(crate) compression: Vec<Codec>,
+    /// A member joining a group, to its first delivery, per protocol.
+    pub(crate) join: Vec<Join>,
 }
 
 impl Report {
@@ -221,6 +224,18 @@ impl Report {
             })
             .collect();
         value["compression"] = serde_json::Value::Object(codecs);
+        let joins: serde_json::Map<String, serde_json::Value> = self
+            .join
+            .iter()
+            .map(|join| {
+                let figures = serde_json::json!({
+                    "direct": round(join.direct_ms),
+                    "gateway": round(join.gateway_ms),
+                });
+                (join.protocol.to_owned(), figures)
+            })
+            .collect();
+        value["join_first_delivery_ms"] = serde_json::Value::Object(joins);
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
     }
 
@@ -369,6 +384,19 @@ impl Report {
                     codec.run.eps(),
                     codec.run.cpu_per_event_us()[1],
                     codec.wire
+                );
+            }
+        }
+        if !self.join.is_empty() {
+            println!();
+            println!(
+                "{:<34} {:>9} {:>9}",
+                "joining a group to first delivery", "direct ms", "gateway ms"
+            );
+            for join in &self.join {
+                println!(
+                    "{:<34} {:>9.0} {:>9.0}",
+                    join.protocol, join.direct_ms, join.gateway_ms
                 );
             }
         }

@@ -103,6 +103,37 @@ pub struct Settings {
     /// A network namespace to run it in (and the address it listens on
     /// there), instead of this one's loopback.
     pub namespace: Option<Namespace>,
+    /// How its JVM runs.
+    pub jvm: Jvm,
+}
+
+/// How a node's JVM runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Jvm {
+    /// As tests want it: a heap of at most 512 MiB and the serial
+    /// collector, beside other brokers on two cores.
+    #[default]
+    Test,
+    /// As Kafka's own start script runs it (a 1 GiB heap, G1 with short
+    /// pauses): for measurements.
+    Kafka,
+}
+
+impl Jvm {
+    /// The JVM's options.
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            Jvm::Test => &[HEAP, "-XX:+UseSerialGC", "-XX:-UsePerfData"],
+            Jvm::Kafka => &[
+                "-Xmx1G",
+                "-Xms1G",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:InitiatingHeapOccupancyPercent=35",
+                "-XX:+ExplicitGCInvokesConcurrent",
+            ],
+        }
+    }
 }
 
 /// A network namespace a node runs in, and its address there.
@@ -409,7 +440,7 @@ impl Node {
             None => kept(java()?),
         };
         command
-            .args([HEAP, "-XX:+UseSerialGC", "-XX:-UsePerfData"])
+            .args(self.settings.jvm.options())
             .arg(format!("-Dlog4j2.configurationFile={config}"))
             .arg("-cp")
             .arg(classpath)

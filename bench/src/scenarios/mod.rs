@@ -11,6 +11,8 @@
 //! - `compression`: a JSON payload through each Kafka codec and each gRPC
 //!   message encoding.
 //! - `viewer`: the live event viewer in a real browser, publish to display.
+//! - `join`: a member joining a group, to its first delivery, under each
+//!   group protocol.
 //!
 //! With a second, secured gateway (TLS, bearer tokens, a policy), its
 //! streaming publish alternates with the plain gateway's, and its latency
@@ -20,11 +22,12 @@ mod acks;
 pub(crate) mod compression;
 mod consume;
 mod fanout;
+pub(crate) mod join;
 mod latency;
 mod publish;
 mod viewer;
 
-use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, Target};
+use crate::clients::{direct_producer, direct_record, enqueue, warm_up, warm_up_record, Target};
 use crate::cpu::Processes;
 use crate::options::Options;
 use crate::report::Report;
@@ -47,6 +50,9 @@ pub(crate) struct Targets {
     /// A gateway serving the live event viewer (`--viewer`), when the
     /// viewer scenario runs.
     pub(crate) viewer: Option<Target>,
+    /// A gateway whose groups use the consumer protocol, when the join
+    /// scenario runs.
+    pub(crate) consumer_protocol: Option<Target>,
 }
 
 /// Runs every scenario `options` asks for against the gateways in front of
@@ -364,7 +370,30 @@ pub(crate) async fn run(
         }
         _ => none(),
     };
+    let join = match &targets.consumer_protocol {
+        Some(consumer) if runs("join") => {
+            step("a member joining a group: classic and consumer protocols");
+            let join_topic = topic("join");
+            testkit::create_topics(brokers, &[&join_topic], o.partitions).await?;
+            for index in 0..10 {
+                let stored = enqueue(&producer, &join_topic, &direct_record(index, o.size)).await?;
+                if !matches!(stored.await, Ok(Ok(_))) {
+                    return Err("the direct producer cannot write to the broker".into());
+                }
+            }
+            join::join_times(
+                brokers,
+                &[("classic", &gateway), ("consumer", consumer)],
+                &join_topic,
+                o.repeat,
+                patience,
+            )
+            .await?
+        }
+        _ => Vec::new(),
+    };
     Ok(Report {
+        join,
         options: options.clone(),
         direct_produce,
         direct_closed,
