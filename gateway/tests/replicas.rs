@@ -43,6 +43,9 @@ const WINDOW: u32 = 20;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 /// What a commit's round trip and a notice's way to the client may add.
 const SLACK: Duration = Duration::from_secs(1);
+/// How long the group holds still (no partition changes owner) before a
+/// replica is killed.
+const STABLE: Duration = Duration::from_secs(2);
 /// How long the group may take to hand a killed replica's partitions on.
 const REGROUP: Duration = Duration::from_secs(60);
 
@@ -197,6 +200,18 @@ impl Tally {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether the group has held still for `long`: no stream was given or
+    /// lost a partition since, and some stream holds one.
+    fn quiet_for(&self, long: Duration) -> bool {
+        let holdings = self.holdings.lock().unwrap();
+        let last = holdings
+            .iter()
+            .flat_map(|h| [Some(h.from), h.to])
+            .flatten()
+            .max();
+        last.is_some_and(|last| last.elapsed() >= long) && holdings.iter().any(|h| h.to.is_none())
     }
 
     /// The partitions each open stream holds.
@@ -466,7 +481,12 @@ async fn three_replicas_through_faults(
     const FIRST: i64 = 600;
     const SECOND: i64 = 600;
     const THIRD: i64 = 600;
-    produce(brokers, &topic, 0..FIRST, Duration::ZERO).await;
+    // The first events come while the group forms and until after the
+    // kill.
+    let first = tokio::spawn({
+        let (brokers, topic) = (brokers.to_owned(), topic.clone());
+        async move { produce(&brokers, &topic, 0..FIRST, Duration::from_millis(10)).await }
+    });
 
     let mut replicas: Vec<Replica> = (0..REPLICAS)
         .map(|_| Replica {
@@ -501,15 +521,19 @@ async fn three_replicas_through_faults(
         })
         .collect();
 
-    // SIGKILL replica 0 mid-run.
-    eventually("a third of the first events handled", || async {
-        tally.distinct(0..FIRST) >= FIRST as usize / 3
+    // SIGKILL replica 0 mid-run, once the group is stable: while a group
+    // rebalances its members' commits are refused (the generation they
+    // commit for is on its way out), so what a member acks then waits for
+    // the rebalance's end to be committed.
+    eventually("the group holds still with events flowing", || async {
+        tally.quiet_for(STABLE) && tally.distinct(0..FIRST) >= FIRST as usize / 4
     })
     .await;
     let killed_at = Instant::now();
     let mut child = replicas[0].child.take().unwrap();
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
+    first.await.unwrap();
     let twice = tally.all_handled(0..FIRST, "kill").await;
     // Only what the killed replica settled and had not committed yet (its
     // last commit interval) comes again.
