@@ -159,16 +159,36 @@ async fn when_one_member_leaves_the_group_still_handles_every_event() {
     let group = format!("group-{topic}");
     let (id_a, mut a) = subscribe(&mut client, manual(&topic, &group)).await;
     let (id_b, mut b) = subscribe(&mut client, manual(&topic, &group)).await;
+    // The group settles: each member holds partitions, as their rebalance
+    // notices tell (nothing is published yet, so nothing else comes).
+    let (mut held_a, mut held_b) = (BTreeSet::new(), BTreeSet::new());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while held_a.is_empty() || held_b.is_empty() {
+        let (message, held) = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                m = a.message() => (m, &mut held_a),
+                m = b.message() => (m, &mut held_b),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the group never gave both members a partition"));
+        match message.expect("healthy stream").expect("open stream").kind {
+            Some(Kind::Rebalance(notice)) => {
+                for p in notice.revoked {
+                    held.remove(&p.partition);
+                }
+                held.extend(notice.assigned.iter().map(|p| p.partition));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
     let mut published = 0;
     let mut handled = BTreeSet::new();
-    // Publish in rounds until the group settled with both members holding
-    // partitions; both acknowledge what they get.
+    // Publish in rounds until both members handled events (keyless events
+    // go to random partitions); both acknowledge what they get.
     let (mut a_got, mut b_got) = (0, 0);
     while a_got == 0 || b_got == 0 {
-        assert!(
-            published < 240,
-            "the group never gave both members a partition"
-        );
+        assert!(published < 240, "one member got none of {published}");
         published = publish_numbered(&mut client, &topic, published, 8).await;
         while handled.len() < published as usize {
             tokio::select! {
