@@ -22,6 +22,42 @@ fn web_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web")
 }
 
+/// Installs web/'s libraries from its lock file when they are missing (a
+/// plain clone has none): the driver runs on them, and on Chromium.
+async fn install_web_libraries() -> Result<(), String> {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    };
+    if std::env::var_os("CHROMIUM").is_none()
+        && !on_path("chromium")
+        && !on_path("chromium-browser")
+    {
+        return Err(
+            "the viewer scenario needs Chromium: run scripts/system-packages.sh, or set CHROMIUM to a browser"
+                .into(),
+        );
+    }
+    if web_dir().join("node_modules/tsx").is_dir() {
+        return Ok(());
+    }
+    eprintln!("installing web/'s libraries from web/package-lock.json (npm ci)");
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(web_dir())
+        .status()
+        .await;
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!(
+            "`npm ci` in web/ failed ({status}): run it there, then the benchmark again"
+        )),
+        Err(error) => Err(format!(
+            "cannot run npm ({error}): install Node.js and run `npm ci` in web/, then the benchmark again"
+        )),
+    }
+}
+
 /// The browser driver, one command a line.
 struct Driver {
     stdin: ChildStdin,
@@ -72,6 +108,7 @@ pub(crate) async fn page_latency(
     rate: u64,
     patience: Duration,
 ) -> Result<Side, String> {
+    install_web_libraries().await?;
     let mut child = Command::new("npx")
         .args(["tsx", "test/viewer.ts"])
         .current_dir(web_dir())
