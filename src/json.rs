@@ -11,8 +11,8 @@
 //!   messages; decoders stop at 100);
 //! - every number held exactly by a double: an integer within ±2^53, any
 //!   other number with at most 15 significant digits, and finite;
-//! - at most [`MAX_STRUCT_BYTES`] once encoded (a Struct of numbers can be
-//!   five times its text).
+//! - at most [`MAX_STRUCT_BYTES`] as written, checked before it is parsed,
+//!   and once encoded (a Struct of numbers can be five times its text).
 //!
 //! Otherwise a record's JSON is delivered as `text`, unchanged. The other
 //! way, a Struct to publish is refused when JSON could not carry it
@@ -25,7 +25,8 @@ use serde_json::{Map, Number, Value as Json};
 
 /// Deepest nesting of objects and arrays carried as a Struct.
 pub const MAX_DEPTH: usize = 24;
-/// Largest encoded Struct a record's JSON becomes on delivery.
+/// Largest JSON text, and encoded Struct, a record's JSON becomes on
+/// delivery.
 pub const MAX_STRUCT_BYTES: usize = 1 << 20;
 /// Largest integer an `f64` holds exactly; whole numbers up to it are written
 /// without a fraction (`123`, not `123.0`).
@@ -42,6 +43,11 @@ pub fn struct_to_json(object: &Struct) -> Vec<u8> {
 /// Parses JSON text into a `Struct`: `None` unless the text is a JSON object
 /// a Struct carries exactly and any client can decode (see the module).
 pub fn json_to_struct(text: &[u8]) -> Option<Struct> {
+    // Checked before parsing: what a JSON bomb (`[0,0,...]`) costs grows
+    // with its text, tens of times over.
+    if text.len() > MAX_STRUCT_BYTES {
+        return None;
+    }
     let Json::Object(map) = serde_json::from_slice::<Json>(text).ok()? else {
         return None;
     };
@@ -272,6 +278,12 @@ mod tests {
             json_to_struct(numbers.as_bytes()).is_none(),
             "its Struct is too large"
         );
+        // Text over the bound is never parsed, even when it is mostly
+        // blanks and its Struct would be small.
+        let blank = format!("{{\"a\":{}1}}", " ".repeat(MAX_STRUCT_BYTES));
+        assert!(json_to_struct(blank.as_bytes()).is_none());
+        let under = format!("{{\"a\":{}1}}", " ".repeat(MAX_STRUCT_BYTES - 16));
+        assert!(json_to_struct(under.as_bytes()).is_some());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use eventgateway::v1::{
-    event::Data, AckMode, AcknowledgeRequest, Event, PartitionOffset, PublishEventRequest,
-    StartFrom, SubscribeRequest,
+    event::Data, AckMode, AcknowledgeRequest, Event, Extend, PartitionOffset, PublishEventRequest,
+    SettleRequest, StartFrom, SubscribeRequest,
 };
 use serde_json::json;
 use testkit::*;
@@ -266,5 +266,47 @@ async fn the_largest_payload_the_gateway_accepts_by_default_is_stored() {
         delivered.event.unwrap().data,
         Some(Data::Binary(vec![b'x'; largest]))
     );
+    gateway.shutdown().await.unwrap();
+}
+
+/// A stream that extends one delivery over and over (10,000 extends of the
+/// same ack id per message) keeps at most two timers for it: each extend
+/// overwrites its one deadline, and the last one counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extend_storm_keeps_one_deadline_per_delivery() {
+    let (_broker, topic, gateway, mut client) = fixture("extend-storm", 1).await;
+    publish(&mut client, &topic, "", json!({"n": 0})).await;
+    let request = SubscribeRequest {
+        topics: vec![topic.clone()],
+        start_from: StartFrom::Earliest as i32,
+        ack_mode: AckMode::Manual as i32,
+        ..SubscribeRequest::default()
+    };
+    let mut stream = Streamer::open(&mut client, request).await;
+    let delivery = stream.next_delivery().await;
+    let stats = gateway
+        .subscription(&stream.id)
+        .expect("the stream is open");
+    let extend = |seconds: i64| Extend {
+        ack_id: delivery.ack_id.clone(),
+        extension: Some(prost_types::Duration { seconds, nanos: 0 }),
+    };
+    for round in 0..50 {
+        let answer = stream
+            .settle(SettleRequest {
+                extends: (0..10_000)
+                    .map(|i| extend(60 + (i + round) % 500))
+                    .collect(),
+                ..SettleRequest::default()
+            })
+            .await;
+        assert_eq!(answer.results.len(), 10_000);
+        assert!(stats.timers.get() <= 2, "{} timers", stats.timers.get());
+    }
+    // The last extend counts: a short one makes the delivery come again.
+    stream.extend(&delivery, Duration::from_millis(100)).await;
+    let again = stream.next_delivery().await;
+    assert_eq!((again.offset, again.attempt), (delivery.offset, 2));
+    assert!(stats.timers.get() <= 2, "{} timers", stats.timers.get());
     gateway.shutdown().await.unwrap();
 }

@@ -125,3 +125,52 @@ async fn a_header_name_that_is_not_utf8_does_not_end_the_stream() {
     assert_eq!(n(&second), 2, "the stream goes on");
     gateway.shutdown().await.unwrap();
 }
+
+/// A key that is not text comes as its bytes only, and one too large for
+/// any delivery is left out, saying where to read the record: a MANUAL group
+/// on a client with default limits (4 MiB) moves past both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_keys_that_are_not_text_do_not_stop_a_group() {
+    let (broker, _, gateway, mut client) = fixture("poison-key", 1).await;
+    let topic = topic("poison-key");
+    broker
+        .create_topic_with(&topic, 1, &[("max.message.bytes", &(8 << 20).to_string())])
+        .await;
+    // Compressed, the broker takes them whatever their size.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("compression.type", "zstd")
+        .set("message.max.bytes", (16 << 20).to_string())
+        .create()
+        .unwrap();
+    let binary = vec![0xff; 1_100_000];
+    let huge = vec![0xff; 5 << 20];
+    for (key, value) in [(&binary, "a"), (&huge, "b"), (&b"k".to_vec(), "c")] {
+        producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(value),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("the broker stores the record");
+    }
+    let request = eventgateway::v1::SubscribeRequest {
+        topics: vec![topic.clone()],
+        group: format!("group-{topic}"),
+        start_from: eventgateway::v1::StartFrom::Earliest as i32,
+        ack_mode: eventgateway::v1::AckMode::Manual as i32,
+        ..Default::default()
+    };
+    let (id, mut stream) = subscribe(&mut client, request).await;
+    let first = next_delivery(&mut stream).await;
+    assert_eq!(first.key_bytes, binary, "the key's bytes, once");
+    assert_eq!(first.key, "", "no lossy copy beside them");
+    let second = next_delivery(&mut stream).await;
+    assert_eq!((second.key.as_str(), second.key_bytes.len()), ("", 0));
+    let note = &second.event.as_ref().unwrap().attributes["eventgateway-omitted"];
+    assert!(note.contains(&format!("{topic}/0@1")), "{note}");
+    let third = next_delivery(&mut stream).await;
+    assert_eq!(third.key, "k", "the group goes on");
+    ack(&mut client, &id, &[&first, &second, &third]).await;
+    gateway.shutdown().await.unwrap();
+}

@@ -83,11 +83,16 @@ impl Record {
 
     /// Attempt `attempt` (from 1) of delivering this record.
     pub(super) fn delivery(&self, attempt: u32) -> Delivery {
+        // A value no delivery can carry is not decoded at all.
+        let oversized = self
+            .value
+            .as_ref()
+            .is_some_and(|value| value.len() > MAX_DELIVERY_BYTES);
         let incoming = IncomingRecord {
             topic: &self.topic,
             partition: self.partition,
             offset: self.offset,
-            value: self.value.as_deref(),
+            value: self.value.as_deref().filter(|_| !oversized),
             timestamp_ms: self.timestamp_ms,
             headers: self
                 .headers
@@ -104,14 +109,16 @@ impl Record {
             );
             event.attributes.insert(UNREADABLE.to_owned(), note);
         }
-        fit(Delivery {
+        let delivery = Delivery {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: self.offset,
+            // A key that is text arrives as text; any other, as its bytes
+            // only (a lossy copy would double what it weighs).
             key: key
-                .map(|key| String::from_utf8_lossy(key).into_owned())
+                .and_then(|key| std::str::from_utf8(key).ok())
+                .map(str::to_owned)
                 .unwrap_or_default(),
-            // A key that is not text arrives exactly too.
             key_bytes: key
                 .filter(|key| std::str::from_utf8(key).is_err())
                 .map(<[u8]>::to_vec)
@@ -119,7 +126,17 @@ impl Record {
             event: Some(event),
             ack_id: ack_id(&self.topic, self.partition, self.offset, attempt),
             attempt,
-        })
+        };
+        fit(delivery, oversized.then(|| self.bytes()))
+    }
+}
+
+/// Attempt `attempt` of the delivery `first` is the first attempt of.
+pub(super) fn again(first: &Delivery, attempt: u32) -> Delivery {
+    Delivery {
+        ack_id: ack_id(&first.topic, first.partition, first.offset, attempt),
+        attempt,
+        ..first.clone()
     }
 }
 
@@ -142,10 +159,12 @@ pub(super) fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
 }
 
 /// `delivery`, or, when it is too large for a client to take, the same
-/// without its payload (and attributes), with [`OMITTED`] saying why and
-/// where to read the record.
-fn fit(mut delivery: Delivery) -> Delivery {
-    let size = delivery.encoded_len();
+/// without its payload (then its attributes, then its key, while still
+/// too large), with [`OMITTED`] saying why and where to read the record.
+/// Every field counts. `known`: the record's size, when its payload was
+/// already left out for being larger than any delivery.
+fn fit(mut delivery: Delivery, known: Option<usize>) -> Delivery {
+    let size = known.unwrap_or_else(|| delivery.encoded_len());
     if size <= MAX_DELIVERY_BYTES {
         return delivery;
     }
@@ -153,13 +172,23 @@ fn fit(mut delivery: Delivery) -> Delivery {
         "the record takes {size} bytes, more than a gRPC client takes by default: read it with a Kafka client at {}/{}@{}",
         delivery.topic, delivery.partition, delivery.offset
     );
+    let room = MAX_DELIVERY_BYTES - note.len() - 64;
     let event = delivery.event.get_or_insert_default();
     event.data = None;
-    if event.encoded_len() > MAX_DELIVERY_BYTES / 2 {
+    if delivery.encoded_len() > room {
+        let event = delivery.event.get_or_insert_default();
         event.attributes.clear();
         event.binary_attributes.clear();
     }
-    event.attributes.insert(OMITTED.to_owned(), note);
+    if delivery.encoded_len() > room {
+        delivery.key.clear();
+        delivery.key_bytes.clear();
+    }
+    delivery
+        .event
+        .get_or_insert_default()
+        .attributes
+        .insert(OMITTED.to_owned(), note);
     delivery
 }
 
@@ -263,10 +292,62 @@ mod tests {
     }
 
     #[test]
+    fn a_key_too_large_for_a_client_is_left_out_too_and_a_binary_key_comes_once() {
+        let record = Record {
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+            key: Some(vec![0xff; 5 << 20]),
+            value: Some(b"{}".to_vec()),
+            timestamp_ms: None,
+            headers: Vec::new(),
+            unreadable: 0,
+        };
+        let large = record.delivery(1);
+        assert!(large.encoded_len() <= MAX_DELIVERY_BYTES);
+        assert!(large.key.is_empty() && large.key_bytes.is_empty());
+        let event = large.event.unwrap();
+        assert!(event.attributes[OMITTED].contains("t/1@7"), "{event:?}");
+        // Under the bound, a key that is not text comes as its bytes only.
+        let small = Record {
+            key: Some(vec![0xff; 1 << 20]),
+            ..record
+        }
+        .delivery(1);
+        assert_eq!((small.key.as_str(), small.key_bytes.len()), ("", 1 << 20));
+        assert!(!small.event.unwrap().attributes.contains_key(OMITTED));
+    }
+
+    #[test]
+    fn a_value_larger_than_any_delivery_is_left_out_undecoded() {
+        let bomb = format!("{{\"a\":[{}0]}}", "0,".repeat(5 << 20));
+        let record = Record {
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+            key: Some(b"k".to_vec()),
+            value: Some(bomb.into_bytes()),
+            timestamp_ms: None,
+            headers: vec![("tenant".into(), Some(b"acme".to_vec()))],
+            unreadable: 0,
+        };
+        let first = record.delivery(1);
+        let event = first.event.as_ref().unwrap();
+        assert_eq!(event.data, None);
+        assert_eq!(event.attributes["tenant"], "acme", "only the payload goes");
+        assert!(event.attributes[OMITTED].contains(&format!("{} bytes", record.bytes())));
+        assert_eq!(first.key, "k");
+        // Later attempts are the first one again, under their own ack id.
+        let third = again(&first, 3);
+        assert_eq!((third.attempt, third.ack_id.as_str()), (3, "t:1:7:3"));
+        assert_eq!(third.event, first.event);
+    }
+
+    #[test]
     fn a_delivery_too_large_for_a_client_leaves_its_payload_out_and_says_where() {
         let small = of_size(1000);
-        assert_eq!(fit(small.clone()), small);
-        let large = fit(of_size(5 << 20));
+        assert_eq!(fit(small.clone(), None), small);
+        let large = fit(of_size(5 << 20), None);
         assert!(large.encoded_len() <= MAX_DELIVERY_BYTES);
         let event = large.event.unwrap();
         assert_eq!(event.data, None);

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventgateway::v1::Delivery;
+use prost::Message as _;
 use tokio::time::Instant;
 
-use super::delivery::{ack_id, AckRef, Record};
+use super::delivery::{ack_id, again, AckRef, Record};
 use super::spec::{Backoff, ManualAcks, Partition};
 use crate::config::MAX_ACK_TIMEOUT;
 use crate::error::Error;
@@ -34,6 +35,9 @@ use crate::text::clip;
 pub(super) const MAX_UNSETTLED_BYTES: usize = 64 * 1024 * 1024;
 /// The longest a delay or an extension may ask for.
 pub(crate) const MAX_DELAY: Duration = MAX_ACK_TIMEOUT;
+/// The fewest timers kept before stale ones are dropped: one record's
+/// live timer and one stale.
+const MIN_TIMERS_BOUND: usize = 2;
 /// How a dead-letter write that failed is tried again.
 const DEAD_LETTER_RETRY: Backoff = Backoff {
     min: Duration::from_millis(500),
@@ -116,6 +120,11 @@ enum State {
 struct Entry {
     /// The record, for every redelivery and a dead letter.
     record: Arc<Record>,
+    /// Its first delivery, kept for the next attempts (decoding a record
+    /// once is enough); dropped once settled.
+    first: Option<Box<Delivery>>,
+    /// What keeping it costs, in bytes: the record and its first delivery.
+    weight: usize,
     /// Attempts made: the current (or last) attempt's number, 0 while held.
     attempt: u32,
     /// Where it stands.
@@ -151,8 +160,10 @@ pub(super) struct Ledger {
     /// The bytes of the records not settled.
     unsettled_bytes: usize,
     /// Timers of out, waiting and dead-lettering records; stale ones are
-    /// skipped.
+    /// skipped, and dropped once they are as many as the live ones.
     timers: BinaryHeap<Timer>,
+    /// How many timers the heap may hold before the stale ones are dropped.
+    timers_bound: usize,
     /// The next timer's sequence number.
     sequence: u64,
     /// Records ready to be sent, in order.
@@ -183,6 +194,7 @@ impl Ledger {
             unsettled: 0,
             unsettled_bytes: 0,
             timers: BinaryHeap::new(),
+            timers_bound: MIN_TIMERS_BOUND,
             sequence: 0,
             ready: VecDeque::new(),
             keys: HashMap::new(),
@@ -290,9 +302,12 @@ impl Ledger {
         };
         let record = Arc::new(record);
         self.unsettled += 1;
-        self.unsettled_bytes += record.bytes();
+        let weight = record.bytes();
+        self.unsettled_bytes += weight;
         let entry = Entry {
             record: record.clone(),
+            first: None,
+            weight,
             attempt: 0,
             state: State::Held,
             timer: 0,
@@ -327,12 +342,22 @@ impl Ledger {
         let due = later(now, self.settings.ack_timeout);
         let timer = self.timer(partition, offset, due);
         let entry = self
-            .entry_mut(partition, offset)
+            .partitions
+            .get_mut(partition)
+            .and_then(|entries| entries.get_mut(&offset))
             .expect("a record being sent is in the ledger");
         entry.attempt = entry.attempt.saturating_add(1);
         entry.state = State::Out;
         entry.timer = timer;
-        entry.record.delivery(entry.attempt)
+        if let Some(first) = &entry.first {
+            return again(first, entry.attempt);
+        }
+        let delivery = entry.record.delivery(entry.attempt);
+        let kept = delivery.encoded_len();
+        entry.weight += kept;
+        self.unsettled_bytes += kept;
+        entry.first = Some(Box::new(delivery.clone()));
+        delivery
     }
 
     /// When the next timer is due.
@@ -565,9 +590,10 @@ impl Ledger {
         }
         entry.state = State::Settled;
         entry.timer = 0;
+        entry.first = None;
         let record = entry.record.clone();
         self.unsettled -= 1;
-        self.unsettled_bytes -= record.bytes();
+        self.unsettled_bytes -= entry.weight;
         let mut committable = None;
         while let Some(first) = entries.first_entry() {
             if !matches!(first.get().state, State::Settled) {
@@ -647,7 +673,7 @@ impl Ledger {
                 for entry in entries.values() {
                     if !matches!(entry.state, State::Settled) {
                         self.unsettled -= 1;
-                        self.unsettled_bytes -= entry.record.bytes();
+                        self.unsettled_bytes -= entry.weight;
                     }
                     keys.extend(self.key_of(&entry.record));
                 }
@@ -679,12 +705,37 @@ impl Ledger {
         self.partitions.get_mut(partition)?.get_mut(&offset)
     }
 
-    /// A new timer at `at` for a record; its sequence number.
+    /// Timers in the heap, live and stale.
+    pub(super) fn timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// A new timer at `at` for a record; its sequence number. A record's
+    /// earlier timer goes stale; a client repeating a verb (extend, extend,
+    /// ...) leaves at most as many stale timers as live ones.
     fn timer(&mut self, partition: &Partition, offset: i64, at: Instant) -> u64 {
+        if self.timers.len() >= self.timers_bound {
+            self.drop_stale_timers();
+        }
         self.sequence += 1;
         self.timers
             .push(Reverse((at, self.sequence, partition.clone(), offset)));
         self.sequence
+    }
+
+    /// Keeps only the timers that count; the next clean-up comes when as
+    /// many again were added (amortised: constant work per timer).
+    fn drop_stale_timers(&mut self) {
+        let partitions = &self.partitions;
+        self.timers
+            .retain(|Reverse((_, sequence, partition, offset))| {
+                partitions
+                    .get(partition)
+                    .and_then(|entries| entries.get(offset))
+                    .is_some_and(|entry| entry.timer == *sequence)
+            });
+        self.timers_bound = (2 * self.timers.len()).max(MIN_TIMERS_BOUND);
+        self.timers.shrink_to(self.timers_bound);
     }
 
     /// A number from 0 to 1, for jitter.
@@ -978,6 +1029,33 @@ mod tests {
         assert_eq!(ledger.next_timer(), Some(now + MAX_DELAY));
         ledger.apply(Verb::Extend(None), &at(&d), now);
         assert_eq!(ledger.next_timer(), Some(now + TIMEOUT));
+    }
+
+    #[test]
+    fn repeated_extensions_keep_at_most_two_timers_per_record_out() {
+        let now = Instant::now();
+        let mut ledger = Ledger::new(manual());
+        let d = ledger.admit(record(0, 0, ""), now).unwrap();
+        for i in 0..100_000u64 {
+            let by = Duration::from_millis(1 + i % 1000);
+            ledger.apply(Verb::Extend(Some(by)), &at(&d), now);
+            assert!(ledger.timers() <= 2, "{} timers", ledger.timers());
+        }
+        // The last extension is the one that counts.
+        assert_eq!(ledger.next_timer(), Some(now + Duration::from_millis(1000)));
+        // With many out, extends of all of them keep two per record.
+        let out: Vec<Delivery> = (1..=50)
+            .map(|o| ledger.admit(record(0, o, ""), now).unwrap())
+            .collect();
+        for round in 0..100 {
+            for d in &out {
+                ledger.apply(Verb::Extend(Some(Duration::from_secs(round))), &at(d), now);
+            }
+            assert!(ledger.timers() <= 2 * 51, "{} timers", ledger.timers());
+        }
+        // Only the first record's lease (1 s) ran out before the last round's.
+        assert_eq!(ledger.fire(now + Duration::from_secs(98)), 1);
+        assert_eq!(ledger.fire(now + Duration::from_secs(99)), 50);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct SubscriptionStats {
     pub held: Level,
     /// ACK_MODE_MANUAL: deliveries out and not acknowledged.
     pub unacked: Level,
+    /// ACK_MODE_MANUAL: lease and retry timers held, live and stale.
+    pub timers: Level,
     /// Partitions being revoked: waiting (within the revoke grace) for
     /// their deliveries out before they are handed on.
     pub revoking: Level,

@@ -174,6 +174,7 @@ pub(super) async fn run(
             .set(leaving.as_ref().map_or(0, |going| going.partitions.len()));
         if let Some(ledger) = &ledger {
             stats.unacked.set(ledger.unsettled());
+            stats.timers.set(ledger.timers());
         }
         let ready = ledger.as_ref().is_some_and(Ledger::has_ready);
         let can_send = draining.is_none()
