@@ -420,8 +420,31 @@ struct DeadLetterSetup {
     out: Vec<Delivery>,
 }
 
+/// Sets `topic`'s `max.message.bytes`.
+async fn set_max_message_bytes(brokers: &str, topic: &str, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let value = bytes.to_string();
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+    for result in admin
+        .alter_configs(&[change], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.expect("the topic's configuration changes");
+    }
+}
+
+/// Three deliveries out on a subscription whose dead-letter topic exists
+/// but takes no record as large as a dead letter: every write fails.
 async fn three_out_with_dead_letters(prefix: &str) -> DeadLetterSetup {
     let (broker, topic, gateway, mut client) = fixture(prefix, 1).await;
+    broker
+        .create_topic_with(&format!("{topic}.dlq"), 1, &[("max.message.bytes", "16")])
+        .await;
     let group = format!("group-{topic}");
     for i in 0..3 {
         publish(&mut client, &topic, "", json!({"n": i})).await;
@@ -447,9 +470,28 @@ async fn three_out_with_dead_letters(prefix: &str) -> DeadLetterSetup {
 }
 
 #[tokio::test]
+async fn a_dead_letter_topic_that_does_not_exist_is_refused_at_subscribe() {
+    let (_broker, topic, gateway, mut client) = fixture("dlq-missing", 1).await;
+    for policy in [dead_letters("", 0), dead_letters("made-up-letters", 3)] {
+        let request = SubscribeRequest {
+            dead_letter_policy: policy,
+            ..manual(&topic, "")
+        };
+        let status = client.subscribe(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        assert!(
+            status.message().contains("dead_letter_policy"),
+            "{status:?}"
+        );
+    }
+    // Names a client made up leave no metric series behind.
+    let text = metrics_text(gateway.metrics_addr().unwrap()).await;
+    assert!(!text.contains("made-up-letters"), "{text}");
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_dead_letter_that_cannot_be_written_keeps_its_event_unsettled_until_it_can() {
-    // The dead-letter topic does not exist, and the gateway (like most
-    // Kafka deployments) does not create topics: every write fails.
     let DeadLetterSetup {
         broker,
         topic,
@@ -478,9 +520,9 @@ async fn a_dead_letter_that_cannot_be_written_keeps_its_event_unsettled_until_it
         [Stale],
         "a dead letter in progress is not the client's to ack"
     );
-    // Once the topic exists, the retried write lands and the group commits
-    // past the event.
-    broker.create_topic(&dlq, 1).await;
+    // Once the topic takes it, the retried write lands and the group
+    // commits past the event.
+    set_max_message_bytes(&broker.brokers(), &dlq, 1 << 20).await;
     let letter = read_plain_async(&broker.brokers(), &dlq, 0, 0).await;
     assert_eq!(
         header_of(&letter, "eventgateway-dlq-reason").as_deref(),

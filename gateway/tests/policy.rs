@@ -6,8 +6,8 @@
 
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::{
-    publish_events_response::Result as Outcome, AckMode, AcknowledgeRequest, PublishEventRequest,
-    PublishEventsRequest, SubscribeRequest,
+    publish_events_response::Result as Outcome, AckMode, AcknowledgeRequest, DeadLetter,
+    DeadLetterPolicy, PublishEventRequest, PublishEventsRequest, SettleRequest, SubscribeRequest,
 };
 use serde_json::json;
 use testkit::*;
@@ -386,4 +386,108 @@ async fn an_invalid_policy_at_start_stops_the_gateway_with_exit_code_2_and_where
         lines.iter().any(|l| l.contains("line 4, column 13")),
         "{lines:#?}"
     );
+}
+
+/// The records in partition 0 of `topic`.
+async fn stored(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, 0, std::time::Duration::from_secs(10))
+            .unwrap();
+        high - low
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dead_letters_are_charged_to_their_subscriber_and_stop_when_its_right_goes() {
+    let edge = SecureEdge::new("policy-dlq");
+    let broker = Broker::start().await;
+    let (a, b) = (topic("dlq-source"), topic("dlq-target"));
+    broker.create_topic(&a, 1).await;
+    broker.create_topic(&b, 1).await;
+    let policy = |may_publish_b: bool| {
+        let publish = if may_publish_b {
+            format!("\"{b}\"")
+        } else {
+            String::new()
+        };
+        format!(
+            r#"
+[[grant]]
+principals = ["svc-feed"]
+publish = ["{a}"]
+
+[[grant]]
+principals = ["svc-sink"]
+publish = [{publish}]
+subscribe = ["{a}"]
+quota = {{ publish_events_per_second = 0.01 }}
+"#
+        )
+    };
+    edge.write_policy(&policy(true));
+    let (gateway, mut client) = policed(&edge, &broker).await;
+    let (feed, sink) = (edge.token("svc-feed"), edge.token("svc-sink"));
+    for _ in 0..3 {
+        client
+            .publish_event(with_token(publish_request(&a), &feed))
+            .await
+            .unwrap();
+    }
+    let request = SubscribeRequest {
+        dead_letter_policy: Some(DeadLetterPolicy {
+            topic: b.clone(),
+            max_delivery_attempts: 0,
+        }),
+        ..manual(&a, "")
+    };
+    let (id, mut stream) = subscribe(&mut client, with_token(request, &sink)).await;
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        out.push(next_delivery(&mut stream).await);
+    }
+    let letters = SettleRequest {
+        subscription_id: id.clone(),
+        dead_letters: out
+            .iter()
+            .map(|d| DeadLetter {
+                ack_id: d.ack_id.clone(),
+                reason: "poison".into(),
+            })
+            .collect(),
+        ..SettleRequest::default()
+    };
+    client.settle(with_token(letters, &sink)).await.unwrap();
+    // Its quota's burst lets one through; the other two wait, unsettled.
+    metric_reaches(
+        gateway.metrics_addr().unwrap(),
+        "gateway_throttled_total{limit=\"publish_events_per_second\",grant=\"svc-sink\"}",
+        2.0,
+    )
+    .await;
+    assert_eq!(stored(&broker.brokers(), &b).await, 1);
+    let stats = gateway.subscription(&id).unwrap();
+    assert_eq!(stats.unacked.get(), 2, "the waiting letters stay unsettled");
+    // A reload that takes its publish right on the dead-letter topic ends
+    // the stream.
+    edge.write_policy(&policy(false));
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("dead-letter"), "{status:?}");
+    assert_eq!(stored(&broker.brokers(), &b).await, 1, "and nothing more");
+    gateway.shutdown().await.unwrap();
 }

@@ -50,6 +50,11 @@ pub async fn metric_reaches(addr: SocketAddr, series: &str, value: f64) -> f64 {
     }
 }
 
+/// The metrics at `addr` now, as text (empty when they cannot be read).
+pub async fn metrics_text(addr: SocketAddr) -> String {
+    scrape(addr).await.unwrap_or_default()
+}
+
 /// The value of `series` (its name and labels, as the text shows them) at
 /// `addr` now, if it is there.
 pub async fn metric_value(addr: SocketAddr, series: &str) -> Option<f64> {

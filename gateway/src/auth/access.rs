@@ -42,6 +42,7 @@ struct Recheck {
     principal: Arc<str>,
     topics: Vec<String>,
     group: Option<String>,
+    dead_letters: Vec<String>,
     policies: WatchStream<Arc<Policy>>,
     metrics: Metrics,
 }
@@ -95,15 +96,30 @@ impl Access {
         Ok(())
     }
 
-    /// Whether `caller`'s subscriptions may write dead letters to `topic`:
-    /// the policy must let it publish there (no publish quota is spent).
-    pub(crate) fn dead_letter(&self, caller: &Caller, topic: &str) -> Result<(), Error> {
-        match self.applies(caller) {
-            Some((policy, principal)) => {
-                self.may_publish(caller, &policy, principal, topic, "dead-letter to topic")
+    /// What `caller`'s subscription asks before each dead letter it writes
+    /// (`None` when no policy applies): the policy of the moment must let
+    /// it publish there, and the letter is charged to its publish quota, as
+    /// a publish of its own would be.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn dead_letter_check(
+        &self,
+        caller: &Caller,
+    ) -> Option<Arc<dyn Fn(&str, usize) -> Result<(), Error> + Send + Sync>> {
+        self.applies(caller)?;
+        let (access, caller) = (self.clone(), caller.clone());
+        Some(Arc::new(move |topic: &str, bytes: usize| {
+            let Some((policy, principal)) = access.applies(&caller) else {
+                return Ok(());
+            };
+            access.may_publish(&caller, &policy, principal, topic, "dead-letter to topic")?;
+            if let Some((quota, grant)) = policy.quota(principal) {
+                access
+                    .quotas
+                    .publish(principal, &quota, bytes)
+                    .map_err(|exceeded| access.over_quota(&caller, principal, grant, exceeded))?;
             }
-            None => Ok(()),
-        }
+            Ok(())
+        }))
     }
 
     /// Refuses (and audits) a publish the policy does not grant.
@@ -126,13 +142,15 @@ impl Access {
         })
     }
 
-    /// Whether `caller` may subscribe to `topics` with `group`: what it is
-    /// granted, for its stream to hold.
+    /// Whether `caller` may subscribe to `topics` with `group` (and write
+    /// dead letters to `dead_letters`): what it is granted, for its stream
+    /// to hold.
     pub(crate) fn subscribe(
         &self,
         caller: &Caller,
         topics: &[String],
         group: Option<&str>,
+        dead_letters: &[String],
     ) -> Result<Admission, Error> {
         let Some((policy, principal)) = self.applies(caller) else {
             return Ok(Admission {
@@ -147,6 +165,9 @@ impl Access {
                 principal: clip(principal).to_string(),
                 what,
             });
+        }
+        for topic in dead_letters {
+            self.may_publish(caller, &policy, principal, topic, "dead-letter to topic")?;
         }
         let slot = match policy.quota(principal) {
             Some((quota, grant)) => Some(
@@ -167,6 +188,7 @@ impl Access {
                 principal: principal.clone(),
                 topics: topics.to_vec(),
                 group: group.map(str::to_owned),
+                dead_letters: dead_letters.to_vec(),
                 policies,
                 metrics: self.metrics.clone(),
             }),
@@ -218,9 +240,16 @@ where
             while let Poll::Ready(Some(policy)) = Pin::new(&mut recheck.policies).poll_next(cx) {
                 let topics = &recheck.topics;
                 let group = recheck.group.as_deref();
-                if let Err(denied) = policy.allows_subscription(&recheck.principal, topics, group) {
-                    let what = denial(&denied);
-                    audit::denied(&recheck.caller, "subscribe", &what, &recheck.metrics);
+                let denied = match policy.allows_subscription(&recheck.principal, topics, group) {
+                    Err(denied) => Some(("subscribe", denial(&denied))),
+                    Ok(()) => recheck
+                        .dead_letters
+                        .iter()
+                        .find(|t| !policy.allows(&recheck.principal, Operation::Publish, t))
+                        .map(|t| ("publish", format!("dead-letter to topic {}", clip(t)))),
+                };
+                if let Some((operation, what)) = denied {
+                    audit::denied(&recheck.caller, operation, &what, &recheck.metrics);
                     let error = Error::Denied {
                         principal: clip(&recheck.principal).to_string(),
                         what: format!("{what} any longer"),

@@ -262,16 +262,17 @@ impl Gateway {
     ) -> Result<(SubscribeStream, Option<Settler>), Error> {
         let opened = async {
             let spec = validate::subscribe_request(request, &self.manual_defaults)?;
-            let admission = self
-                .access
-                .subscribe(from, &spec.topics, spec.group.as_deref())?;
-            for topic in spec.dead_letter_topics() {
-                self.access.dead_letter(from, &topic)?;
-            }
+            let admission = self.access.subscribe(
+                from,
+                &spec.topics,
+                spec.group.as_deref(),
+                &spec.dead_letter_topics(),
+            )?;
             let (topics, group) = (spec.topics.clone(), spec.group.clone());
+            let check = self.access.dead_letter_check(from);
             let opened = self
                 .subscriptions
-                .open(spec, from.principal.clone(), acks_on_stream)
+                .open(spec, from.principal.clone(), acks_on_stream, check)
                 .await?;
             audit::subscription_opened(from, &topics, group.as_deref());
             let stream = Box::pin(admission.guard(opened.stream)) as SubscribeStream;

@@ -3,6 +3,7 @@
 //! after how many attempts, for which group and when. The write goes
 //! through the gateway's producer (acks=all), so that stored means stored.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -11,7 +12,7 @@ use rdkafka::producer::FutureRecord;
 use super::ledger::DeadLetterJob;
 use crate::error::Error;
 use crate::kafka::topics::Topics;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UNKNOWN_TOPIC};
 use crate::publish::Publisher;
 
 /// The header names a dead letter gains.
@@ -34,9 +35,17 @@ pub(crate) mod headers {
     pub(crate) const UNREADABLE: &str = "eventgateway-dlq-unreadable-headers";
 }
 
+/// What a subscription asks before writing a dead letter of so many bytes
+/// to a topic: whether its subscriber may publish there now (its rights and
+/// its publish quota, charged). An error leaves the letter to be tried
+/// again later, the event unsettled.
+pub(crate) type DeadLetterCheck = Arc<dyn Fn(&str, usize) -> Result<(), Error> + Send + Sync>;
+
 /// Writes dead letters; cloning shares the producer.
 #[derive(Clone)]
 pub(crate) struct DeadLetters {
+    /// Asked before each write, when the subscriber is policed.
+    check: Option<DeadLetterCheck>,
     /// The gateway's producer.
     publisher: Publisher,
     /// Which topics exist; missing ones are created when the gateway may.
@@ -49,10 +58,16 @@ impl DeadLetters {
     /// Writes through `publisher` to topics `topics` checks.
     pub(crate) fn new(publisher: Publisher, topics: Topics, metrics: Metrics) -> Self {
         Self {
+            check: None,
             publisher,
             topics,
             metrics,
         }
+    }
+
+    /// The same, asking `check` before each write.
+    pub(crate) fn checked_by(self, check: Option<DeadLetterCheck>) -> Self {
+        Self { check, ..self }
     }
 
     /// Writes `job` for a subscription of `group`, and waits until Kafka
@@ -62,6 +77,12 @@ impl DeadLetters {
         job: &DeadLetterJob,
         group: Option<&str>,
     ) -> Result<(), Error> {
+        if let Some(check) = &self.check {
+            // Refusals are audited and counted where they are made.
+            check(&job.topic, job.record.bytes()).inspect_err(|error| {
+                tracing::info!(%error, dead_letter_topic = job.topic, "a dead letter waits: its subscriber may not publish it now; the event stays unsettled and it is tried again");
+            })?;
+        }
         let outcome = self.store(job, group).await;
         match &outcome {
             Ok(()) => {
@@ -80,7 +101,14 @@ impl DeadLetters {
                 if matches!(error, Error::TopicNotFound(_)) {
                     self.topics.forget(&job.topic);
                 }
-                self.metrics.dead_letter_failed(&job.topic);
+                // A topic not known to exist is no label of its own (its
+                // name came from a client).
+                let label = if self.topics.is_known(&job.topic) {
+                    job.topic.as_str()
+                } else {
+                    UNKNOWN_TOPIC
+                };
+                self.metrics.dead_letter_failed(label);
                 tracing::warn!(%error, dead_letter_topic = job.topic, "cannot write a dead letter; the event stays unsettled and the write is tried again");
             }
         }

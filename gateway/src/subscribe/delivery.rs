@@ -141,6 +141,14 @@ pub(super) fn again(first: &Delivery, attempt: u32) -> Delivery {
 }
 
 impl Record {
+    /// Whether it is a dead letter that was once read from `topic` (its
+    /// `eventgateway-dlq-topic` headers say where it has been).
+    pub(super) fn was_dead_lettered_out_of(&self, topic: &str) -> bool {
+        self.headers.iter().any(|(name, value)| {
+            name == super::dead_letter::headers::TOPIC && value.as_deref() == Some(topic.as_bytes())
+        })
+    }
+
     /// The bytes it holds (key, value, headers), roughly what keeping it
     /// costs.
     pub(super) fn bytes(&self) -> usize {

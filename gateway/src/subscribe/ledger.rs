@@ -447,6 +447,16 @@ impl Ledger {
         if !matches!(entry.state, State::Out) {
             return Outcome::Stale("no longer out: settled or given back".into());
         }
+        if let (Verb::DeadLetter(_), Some(policy)) = (&verb, &self.settings.dead_letter) {
+            // Dead letters of dead letters must not go round in circles.
+            let target = policy.topic_for(&partition.0);
+            if entry.record.was_dead_lettered_out_of(&target) {
+                return Outcome::Refused(format!(
+                    "the record was dead-lettered out of {} before: it is not dead-lettered back into it",
+                    clip(&target)
+                ));
+            }
+        }
         match verb {
             Verb::Ack => self.settle(partition, *offset),
             Verb::Nack(delay) => self.give_back(partition, *offset, Some(delay), now),
@@ -1007,6 +1017,38 @@ mod tests {
             ("graveyard", "bad", "client")
         );
         assert_eq!(*jobs[0].2.record, record(0, 0, ""));
+    }
+
+    #[test]
+    fn a_dead_letter_is_not_dead_lettered_back_into_a_topic_it_came_out_of() {
+        let now = Instant::now();
+        let mut settings = manual();
+        settings.dead_letter = Some(DeadLetters {
+            topic: Some("loop.a".into()),
+            max_attempts: 0,
+        });
+        let mut ledger = Ledger::new(settings);
+        // Read from loop.b, where it was dead-lettered out of loop.a.
+        let mut letter = record(0, 0, "");
+        letter.topic = "loop.b".into();
+        letter
+            .headers
+            .push(("eventgateway-dlq-topic".into(), Some(b"loop.a".to_vec())));
+        let d = ledger.admit(letter, now).unwrap();
+        let refused = ledger.apply(Verb::DeadLetter("again".into()), &at(&d), now);
+        assert!(
+            matches!(&refused, Outcome::Refused(why) if why.contains("loop.a")),
+            "{refused:?}"
+        );
+        assert!(ledger.take_jobs().is_empty());
+        // It stays out: the client may still ack it.
+        assert_eq!(ledger.apply(Verb::Ack, &at(&d), now), Outcome::Accepted);
+        // A record that never came out of loop.a goes there.
+        let mut other = record(0, 1, "");
+        other.topic = "loop.b".into();
+        let d = ledger.admit(other, now).unwrap();
+        let outcome = ledger.apply(Verb::DeadLetter("bad".into()), &at(&d), now);
+        assert_eq!(outcome, Outcome::Accepted);
     }
 
     #[test]

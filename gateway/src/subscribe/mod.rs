@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::text::{clip, clip_list, id_prefix};
 
+pub(crate) use self::dead_letter::DeadLetterCheck;
 use self::dead_letter::DeadLetters;
 pub(crate) use self::delivery::{parse_ack_id, AckRef};
 pub(crate) use self::ledger::{Outcome, Verb, MAX_DELAY};
@@ -207,12 +208,14 @@ impl Subscriptions {
     /// anyone when `None`): its stream starts with `subscribed`, then
     /// carries its deliveries. `acks_on_stream`: its verbs ride its own
     /// stream (StreamingSubscribe), so at shutdown it drains (takes acks
-    /// for what is out) before it ends.
+    /// for what is out) before it ends. `dead_letter_check`: asked before
+    /// each dead letter is written (rights and quota of the subscriber).
     pub(crate) async fn open(
         &self,
         spec: SubscriptionSpec,
         owner: Option<Arc<str>>,
         acks_on_stream: bool,
+        dead_letter_check: Option<DeadLetterCheck>,
     ) -> Result<Opened, Error> {
         self.readiness.check()?;
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
@@ -224,6 +227,19 @@ impl Subscriptions {
         let mut partitions = HashMap::new();
         for topic in &spec.topics {
             partitions.insert(topic.clone(), self.topics.partitions(topic).await?);
+        }
+        // Dead letters go to topics that exist (or that the gateway may
+        // create): a name that does not is refused now, not at each write.
+        for target in spec.dead_letter_topics() {
+            self.topics
+                .ensure(&target)
+                .await
+                .map_err(|error| match error {
+                    Error::TopicNotFound(name) => {
+                        Error::TopicNotFound(format!("{name} (the dead_letter_policy's topic)"))
+                    }
+                    other => other,
+                })?;
         }
         if let StartPosition::Offsets(offsets) = &spec.start {
             for (topic, partition) in offsets.keys() {
@@ -279,7 +295,7 @@ impl Subscriptions {
             manual = spec.manual.is_some()
         );
         let (shutdown, metrics) = (self.shutdown.clone(), self.metrics.clone());
-        let dead_letters = self.dead_letters.clone();
+        let dead_letters = self.dead_letters.clone().checked_by(dead_letter_check);
         let (revoke_grace, group_protocol) =
             (self.limits.revoke_grace, self.consumers.group_protocol());
         let commit_interval = spec.group.as_ref().map(|_| self.limits.commit_interval);
