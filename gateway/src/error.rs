@@ -83,11 +83,11 @@ pub(crate) enum Error {
         /// The operation and its target ("publish to topic \"orders\"").
         what: String,
     },
-    /// A verb on a subscription another principal opened.
-    #[error("principal {principal} may not act on subscription {id}: another principal opened it")]
+    /// A verb on a subscription another principal opened: answered as an
+    /// unknown id is (NOT_FOUND, the same words), so that an answer never
+    /// tells which ids are live; audited as denied.
+    #[error("subscription {id} is not open on this gateway, or takes no acknowledgements: it ended (its unacknowledged events go to the group's next member), lives on another instance, or is in ACK_MODE_AUTO; acknowledge MANUAL deliveries over the channel that carries their stream")]
     NotOwner {
-        /// The principal, clipped and quoted.
-        principal: String,
         /// The subscription id, clipped and quoted.
         id: String,
     },
@@ -266,9 +266,10 @@ impl Error {
     pub(crate) fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::TopicNotFound(_) | Error::TopicGone(_) | Error::SubscriptionNotFound(_) => {
-                Code::NotFound
-            }
+            Error::TopicNotFound(_)
+            | Error::TopicGone(_)
+            | Error::SubscriptionNotFound(_)
+            | Error::NotOwner { .. } => Code::NotFound,
             Error::KafkaUnavailable(_)
             | Error::Unwritable(_)
             | Error::ConsumerFailed(_)
@@ -277,9 +278,7 @@ impl Error {
             Error::Saturated(_) | Error::SlowSubscriber { .. } | Error::OverQuota { .. } => {
                 Code::ResourceExhausted
             }
-            Error::PermissionDenied(_) | Error::Denied { .. } | Error::NotOwner { .. } => {
-                Code::PermissionDenied
-            }
+            Error::PermissionDenied(_) | Error::Denied { .. } => Code::PermissionDenied,
             Error::GroupProtocolRefused { .. } => Code::FailedPrecondition,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Kafka(_) | Error::Interrupted => Code::Internal,

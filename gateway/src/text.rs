@@ -1,8 +1,13 @@
 //! Client strings as they may appear in a message or a log line: quoted,
 //! at most [`CLIP`] characters, with a marker saying how much was left out,
-//! so that no client can make a log line or a status message large.
+//! so that no client can make a log line or a status message large; and
+//! lines a client can make the gateway write over and over, at most one a
+//! second of each kind ([`LINES`]), so that no client can make logs long.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 /// The most characters of a client string a message or log line shows.
 pub(crate) const CLIP: usize = 128;
@@ -67,9 +72,66 @@ pub(crate) fn id_prefix(id: &str) -> &str {
     &id[..end]
 }
 
+/// How often a line of one kind is written at most.
+pub(crate) const LINE_EVERY: Duration = Duration::from_secs(1);
+
+/// The kind of a line a client can cause: what happened, and a detail
+/// (a status code, a reason); a small fixed set, so the map stays small.
+pub(crate) type LineKind = (&'static str, &'static str);
+
+/// Lines a client can cause, by kind: when the last one was written and
+/// how many were left out since.
+#[derive(Default)]
+pub(crate) struct Lines(Mutex<HashMap<LineKind, (Instant, u64)>>);
+
+/// The gateway's [`Lines`].
+pub(crate) static LINES: LazyLock<Lines> = LazyLock::new(Lines::default);
+
+impl Lines {
+    /// Whether a line of `kind` may be written at `now`: `Some(left out
+    /// since the last one)` at most once per [`LINE_EVERY`], else `None`
+    /// (and it counts as left out).
+    pub(crate) fn admit(&self, kind: LineKind, now: Instant) -> Option<u64> {
+        let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match lines.get_mut(&kind) {
+            Some((last, left_out)) if now.saturating_duration_since(*last) < LINE_EVERY => {
+                *left_out += 1;
+                None
+            }
+            Some((last, left_out)) => {
+                *last = now;
+                Some(std::mem::take(left_out))
+            }
+            None => {
+                lines.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_of_one_kind_is_written_once_a_second_with_what_was_left_out() {
+        let lines = Lines::default();
+        let start = Instant::now();
+        let kind = ("publish refused", "resource exhausted");
+        assert_eq!(lines.admit(kind, start), Some(0));
+        for i in 1..=999 {
+            let at = start + Duration::from_micros(i * 900);
+            assert_eq!(lines.admit(kind, at), None);
+        }
+        assert_eq!(
+            lines.admit(("publish refused", "not found"), start),
+            Some(0),
+            "other kinds are counted apart"
+        );
+        assert_eq!(lines.admit(kind, start + LINE_EVERY), Some(999));
+        assert_eq!(lines.admit(kind, start + 2 * LINE_EVERY), Some(0));
+    }
 
     #[test]
     fn long_strings_are_cut_with_a_marker_and_short_ones_kept() {

@@ -142,9 +142,35 @@ async fn huge_client_strings_make_neither_large_statuses_nor_large_log_lines() {
         );
     }
 
+    // A well-formed id of no open subscription, over and over: NOT_FOUND
+    // each time, a log line at most each second, never with the whole id.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let began = std::time::Instant::now();
+    for _ in 0..300 {
+        let request = AcknowledgeRequest {
+            subscription_id: unknown.clone(),
+            ack_ids: vec![format!("{topic}:0:0:1")],
+        };
+        let status = client.acknowledge(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    }
+    let took = began.elapsed();
+
     let exited = sigterm_and_wait(gateway).await;
     assert!(exited.success(), "{exited:?}");
     let lines = log.to_end().await;
+    let not_found = lines
+        .iter()
+        .filter(|l| l.contains("acknowledge refused") && l.contains(&unknown[..8]))
+        .count();
+    assert!(
+        (1..=took.as_secs() as usize + 1).contains(&not_found),
+        "{not_found} lines for 300 refusals in {took:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&unknown)),
+        "a whole subscription id was logged"
+    );
     assert!(
         lines.iter().any(|l| l.contains("publish refused")),
         "the refusals are logged"

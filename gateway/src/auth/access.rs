@@ -122,6 +122,20 @@ impl Access {
         }))
     }
 
+    /// Audits a verb `caller` sent for a subscription another principal
+    /// opened (`error` says so), answered as an unknown id is: the answer
+    /// must not tell which ids are live.
+    pub(crate) fn foreign_subscription(&self, caller: &Caller, call: &'static str, error: &Error) {
+        if matches!(error, Error::NotOwner { .. }) {
+            audit::denied(
+                caller,
+                call,
+                "another principal's subscription",
+                &self.metrics,
+            );
+        }
+    }
+
     /// Refuses (and audits) a publish the policy does not grant.
     fn may_publish(
         &self,

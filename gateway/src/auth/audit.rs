@@ -1,13 +1,17 @@
 //! The audit log: one structured line on the `audit` target (so that it can
 //! be routed or filtered on its own, e.g. `RUST_LOG=info,audit=warn`) for
-//! every failed authentication, denied call and opened subscription, with
-//! the peer's address; and the counters that go with them.
+//! failed authentications, denied calls, calls over a quota and opened
+//! subscriptions, with the peer's address; and the counters that go with
+//! them. The counters count every one; the lines a client can repeat at
+//! will (failures, denials, throttling) are written at most once a second
+//! per kind, each saying how many were left out since the last.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use super::{AuthFailure, Caller};
 use crate::metrics::Metrics;
-use crate::text::{clip, clip_list};
+use crate::text::{clip, clip_list, LINES};
 
 /// The tracing target of audit lines.
 pub(crate) const TARGET: &str = "audit";
@@ -19,11 +23,16 @@ pub(crate) fn authentication_failed(
     metrics: &Metrics,
 ) {
     metrics.auth_failed(failure.reason());
+    let Some(left_out) = LINES.admit(("authentication_failed", failure.reason()), Instant::now())
+    else {
+        return;
+    };
     tracing::warn!(
         target: TARGET,
         event = "authentication_failed",
         reason = failure.reason(),
         peer = ?peer,
+        left_out,
     );
 }
 
@@ -31,6 +40,9 @@ pub(crate) fn authentication_failed(
 /// subscription, as a message shows it).
 pub(crate) fn denied(caller: &Caller, operation: &'static str, target: &str, metrics: &Metrics) {
     metrics.denied(operation);
+    let Some(left_out) = LINES.admit(("denied", operation), Instant::now()) else {
+        return;
+    };
     tracing::warn!(
         target: TARGET,
         event = "denied",
@@ -38,18 +50,23 @@ pub(crate) fn denied(caller: &Caller, operation: &'static str, target: &str, met
         operation,
         target = %target,
         peer = ?caller.peer,
+        left_out,
     );
 }
 
 /// A call went over a quota.
 pub(crate) fn throttled(caller: &Caller, limit: &'static str, grant: &str, metrics: &Metrics) {
     metrics.throttled(limit, grant);
+    let Some(left_out) = LINES.admit(("throttled", limit), Instant::now()) else {
+        return;
+    };
     tracing::debug!(
         target: TARGET,
         event = "throttled",
         principal = %principal(caller),
         limit,
         peer = ?caller.peer,
+        left_out,
     );
 }
 

@@ -19,7 +19,7 @@ mod streaming;
 pub(crate) mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventgateway::trace_context;
 use eventgateway::v1::event_gateway_server::EventGateway;
@@ -45,6 +45,7 @@ use crate::metrics::Metrics;
 use crate::publish::Publishing;
 use crate::spans;
 use crate::subscribe::{ManualAcks, Settler, SubscribeStream, Subscriptions};
+use crate::text::{id_prefix, LINES};
 
 /// The EventGateway service; cloning shares its state.
 #[derive(Clone)]
@@ -191,7 +192,11 @@ impl EventGateway for Gateway {
             }
             Err(error) => Err(error),
         };
-        acknowledged.inspect_err(|error| refused("acknowledge", error))?;
+        acknowledged.inspect_err(|error| {
+            self.access
+                .foreign_subscription(&from, "acknowledge", error);
+            refused("acknowledge", error);
+        })?;
         Ok(Response::new(AcknowledgeResponse {}))
     }
 
@@ -242,9 +247,10 @@ impl EventGateway for Gateway {
                 .settler(&request.subscription_id, from.principal.as_deref())?;
             settle::settle(&settler, validate::settle_request(request)?).await
         };
-        let answer = answered
-            .await
-            .inspect_err(|error| refused("settle", error))?;
+        let answer = answered.await.inspect_err(|error| {
+            self.access.foreign_subscription(&from, "settle", error);
+            refused("settle", error);
+        })?;
         Ok(Response::new(answer))
     }
 }
@@ -293,7 +299,20 @@ fn caller_of<T>(request: &Request<T>) -> Caller {
         .unwrap_or_default()
 }
 
-/// Logs a call that was refused.
+/// Logs a call that was refused: at most one line a second per call and
+/// status, saying how many were left out; a subscription id by its prefix.
 fn refused(call: &'static str, error: &Error) {
-    tracing::info!(%error, code = ?error.code(), "{call} refused");
+    let code = error.code();
+    let Some(left_out) = LINES.admit((call, code.description()), Instant::now()) else {
+        return;
+    };
+    match error {
+        Error::SubscriptionNotFound(id) | Error::NotOwner { id, .. } => tracing::info!(
+            subscription = id_prefix(id.trim_start_matches('"')),
+            ?code,
+            left_out,
+            "{call} refused: no such subscription open here for the caller"
+        ),
+        _ => tracing::info!(%error, ?code, left_out, "{call} refused"),
+    }
 }

@@ -65,17 +65,17 @@ impl Registry {
         self.lock().get(id).map(|handle| handle.stats.clone())
     }
 
-    /// Where the verbs `principal` sends to subscription `id` go. An id that is not open here and the id of an ACK_MODE_AUTO
-    /// subscription get the same answer, so that a caller learns nothing
-    /// from guessing ids; a subscription another principal opened is
-    /// refused.
+    /// Where the verbs `principal` sends to subscription `id` go. An id
+    /// that is not open here, the id of an ACK_MODE_AUTO subscription and
+    /// the id of a subscription another principal opened get the same
+    /// answer, so that a caller learns nothing from guessing ids (the last
+    /// is [`Error::NotOwner`], for the audit log).
     pub(super) fn verbs(&self, id: &str, principal: Option<&str>) -> Result<Verbs, Error> {
         let registry = self.lock();
         let handle = registry.get(id);
         if let Some(owner) = handle.and_then(|handle| handle.owner.as_deref()) {
             if principal != Some(owner) {
                 return Err(Error::NotOwner {
-                    principal: principal.map_or_else(|| "-".into(), |p| clip(p).to_string()),
                     id: clip(id).to_string(),
                 });
             }
@@ -119,6 +119,24 @@ mod tests {
             auto.to_string().replace("auto", "gone"),
             gone.to_string(),
             "the same answer for both"
+        );
+        let (tx, _rx) = mpsc::channel(1);
+        registry.insert(
+            "theirs",
+            SubscriptionHandle {
+                stats: Arc::default(),
+                verbs: Some(tx),
+                owner: Some("svc-b".into()),
+            },
+        );
+        assert!(registry.verbs("theirs", Some("svc-b")).is_ok());
+        let foreign = registry.verbs("theirs", Some("svc-a")).unwrap_err();
+        assert!(matches!(foreign, Error::NotOwner { .. }));
+        assert_eq!(foreign.code(), Code::NotFound);
+        assert_eq!(
+            foreign.to_string().replace("theirs", "gone"),
+            gone.to_string(),
+            "another principal's id is answered as an unknown one"
         );
         registry.remove("manual");
         assert_eq!(
