@@ -116,8 +116,9 @@ async fn the_viewer_shows_events_pauses_publishes_and_cors_keeps_other_origins_o
         .run(&format!("open http://{addr}/"), "\"opened\"")
         .await;
     assert_eq!(opened["opened"], "event-gateway: live events");
+    let far = far_topic(&broker, &topic).await;
     browser
-        .run(&format!("subscribe {topic} latest"), "\"subscribed\"")
+        .run(&format!("subscribe {topic},{far} latest"), "\"subscribed\"")
         .await;
 
     // Events published with grpcurl and by a plain Kafka producer appear.
@@ -133,6 +134,24 @@ async fn the_viewer_shows_events_pauses_publishes_and_cors_keeps_other_origins_o
             .run(&format!("expect {}", marker(what)), &marker(what))
             .await;
         assert_eq!(seen["seen"], marker(what), "{seen}");
+    }
+
+    // A legal timestamp no JavaScript Date holds (9e15 ms) is shown as it
+    // came, and the stream goes on past it.
+    produce_at(&broker.brokers(), &far, &marker("far"), FAR_FUTURE_MS).await;
+    produce_plain(
+        &broker.brokers(),
+        &far,
+        &json!({"marker": marker("after-far")}),
+    )
+    .await;
+    for what in ["far", "after-far"] {
+        browser
+            .run(
+                &format!("expect {}", marker(what)),
+                &format!("\"seen\":\"{}", marker(what)),
+            )
+            .await;
     }
 
     // Paused, the page holds what comes and shows it on resume.
@@ -198,8 +217,49 @@ async fn the_viewer_shows_events_pauses_publishes_and_cors_keeps_other_origins_o
         assert_eq!(outcome["ok"], may_call, "{outcome}");
     }
 
+    // Nothing went wrong on the page all along: no script or console
+    // error, no answer of 400 or more (a favicon request included).
+    let errors = browser.run("errors", "\"errors\"").await;
+    assert_eq!(errors["errors"], json!([]), "{errors}");
+
     drop(browser);
     gateway.shutdown().await.unwrap();
+}
+
+/// A timestamp Kafka takes and a JavaScript Date cannot hold.
+const FAR_FUTURE_MS: i64 = 9_000_000_000_000_000;
+
+/// `<topic>-far`, which takes records of any timestamp (Kafka 4 refuses
+/// those more than an hour ahead by default).
+async fn far_topic(broker: &Broker, topic: &str) -> String {
+    let far = format!("{topic}-far");
+    broker
+        .create_topic_with(
+            &far,
+            1,
+            &[("message.timestamp.after.max.ms", &i64::MAX.to_string())],
+        )
+        .await;
+    far
+}
+
+/// Writes `{"marker": marker}` to `topic` with the timestamp `at_ms`.
+async fn produce_at(brokers: &str, topic: &str, marker: &str, at_ms: i64) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let value = json!({ "marker": marker }).to_string();
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key("far")
+                .payload(&value)
+                .timestamp(at_ms),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("the plain producer stored it");
 }
 
 /// The gateway embeds `web/viewer/dist/viewer.js`, which is committed: it

@@ -41,6 +41,16 @@ const browser = await chromium.launch({
 const page: Page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
 page.setDefaultTimeout(WAIT_MS);
 page.on("pageerror", (error) => say({ pageerror: String(error) }));
+// What went wrong on the page: script errors, console errors, and answers
+// of 400 or more (a missing favicon is one); the `errors` command tells.
+const errors: string[] = [];
+page.on("pageerror", (error) => errors.push(String(error)));
+page.on("console", (message) => {
+  if (message.type() === "error") errors.push(message.text());
+});
+page.on("response", (response) => {
+  if (response.status() >= 400) errors.push(`${response.status()} ${response.url()}`);
+});
 
 /** Now in milliseconds since the epoch, below the millisecond (the page's
  * clock reads the same way). */
@@ -185,6 +195,8 @@ async function run(words: string[]) {
     }
     case "latency":
       return latency(args[0], args[1], Number(args[2]), Number(args[3]));
+    case "errors":
+      return say({ errors });
     case "screenshot":
       await page.screenshot({ path: args[0] });
       return say({ screenshot: args[0] });

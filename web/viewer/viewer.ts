@@ -57,7 +57,11 @@ function cell(text: string, className?: string): HTMLTableCellElement {
 }
 
 function timeOf(time: Timestamp | undefined): string {
-  return time ? timestampDate(time).toISOString() : "";
+  if (!time) return "";
+  // A Kafka timestamp is any 64-bit number of milliseconds; a Date holds
+  // only ±8.64e15 of them: beyond, the time is shown as it came.
+  const date = timestampDate(time);
+  return Number.isNaN(date.getTime()) ? `${time.seconds} s since 1970` : date.toISOString();
 }
 
 function payloadOf(event: Event | undefined): string {
@@ -76,7 +80,19 @@ function payloadOf(event: Event | undefined): string {
   }
 }
 
+/** Shows a delivery; one that cannot be shown is shown as such, and the
+ * stream goes on. */
 function show(delivery: Delivery) {
+  try {
+    showRow(delivery);
+  } catch (error) {
+    const row = document.createElement("tr");
+    row.append(cell(`cannot show ${delivery.topic} ${delivery.partition}/${delivery.offset}: ${String(error)}`));
+    rows.prepend(row);
+  }
+}
+
+function showRow(delivery: Delivery) {
   const event = delivery.event;
   const row = document.createElement("tr");
   row.dataset.topic = delivery.topic;

@@ -33,6 +33,9 @@ const FILES: [(&str, &str, &[u8]); 3] = [
     ),
 ];
 
+/// What a GET for anything else gets.
+const NOT_FOUND: &[u8] = b"not found: the viewer serves / only\n";
+
 /// Only the page's own files and calls to the gateway, nothing inline, and
 /// never inside another site's frame.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -71,14 +74,35 @@ where
         let page = matches!(*request.method(), Method::GET | Method::HEAD)
             .then(|| file(request.uri().path()))
             .flatten();
+        let head = request.method() == Method::HEAD;
         match page {
             Some((content_type, bytes)) => {
-                let body = if request.method() == Method::HEAD {
+                let body = if head {
                     Bytes::new()
                 } else {
                     Bytes::from_static(bytes)
                 };
-                Either::Left(future::ready(Ok(response(content_type, bytes.len(), body))))
+                Either::Left(future::ready(Ok(response(
+                    StatusCode::OK,
+                    content_type,
+                    bytes.len(),
+                    body,
+                ))))
+            }
+            // A page load asks for more (/favicon.ico): what is not the
+            // page's is not found. gRPC and gRPC-Web calls are POSTs.
+            None if head || request.method() == Method::GET => {
+                let body = if head {
+                    Bytes::new()
+                } else {
+                    Bytes::from_static(NOT_FOUND)
+                };
+                Either::Left(future::ready(Ok(response(
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    NOT_FOUND.len(),
+                    body,
+                ))))
             }
             None => Either::Right(self.0.call(request)),
         }
@@ -94,9 +118,14 @@ fn file(path: &str) -> Option<(&'static str, &'static [u8])> {
         .map(|(_, content_type, bytes)| (*content_type, *bytes))
 }
 
-fn response(content_type: &'static str, length: usize, body: Bytes) -> http::Response<Body> {
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    length: usize,
+    body: Bytes,
+) -> http::Response<Body> {
     let mut response = http::Response::new(Body::new(Full::new(body)));
-    *response.status_mut() = StatusCode::OK;
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
