@@ -238,6 +238,29 @@ impl HttpsClient {
         KeySet::parse(&body)
     }
 
+    /// The GET of the document: `Host` is the URL's host and port only; a
+    /// user and password in the URL go as HTTP Basic credentials, never in
+    /// a header that proxies and logs show.
+    fn request(&self) -> Result<http::Request<Empty<Bytes>>, http::Error> {
+        use base64::Engine as _;
+        let path = self.url.path_and_query().map_or("/", |path| path.as_str());
+        let authority = self.url.authority().map_or("", |a| a.as_str());
+        let (userinfo, host) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => (Some(userinfo), host),
+            None => (None, authority),
+        };
+        let mut request = http::Request::get(path)
+            .header(http::header::HOST, host)
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(userinfo) = userinfo {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            let credentials = format!("{}:{}", percent_decoded(user), percent_decoded(password));
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+            request = request.header(http::header::AUTHORIZATION, format!("Basic {encoded}"));
+        }
+        request.body(Empty::<Bytes>::new())
+    }
+
     async fn get(&self) -> Result<Bytes, String> {
         let failed =
             |error: &dyn std::fmt::Display| format!("cannot fetch {}: {error}", self.shown);
@@ -250,21 +273,10 @@ impl HttpsClient {
             .await
             .map_err(|e| failed(&e))?;
         tokio::spawn(connection);
-        let path = self
-            .url
-            .path_and_query()
-            .map_or("/", |path| path.as_str())
-            .to_owned();
-        let authority = self
-            .url
-            .authority()
-            .map_or(self.host.clone(), |a| a.to_string());
-        let request = http::Request::get(path)
-            .header(http::header::HOST, authority)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())
+        let response = sender
+            .send_request(self.request().map_err(|e| failed(&e))?)
+            .await
             .map_err(|e| failed(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
         if !response.status().is_success() {
             return Err(failed(&format!("HTTP status {}", response.status())));
         }
@@ -276,9 +288,55 @@ impl HttpsClient {
     }
 }
 
+/// `text` with its `%XX` escapes (as a URL's user and password carry them)
+/// decoded; anything else kept as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[at], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_jwks_url_go_as_basic_auth_never_in_host() {
+        let url: http::Uri = "https://svc%40corp:p%3Ass@idp.example:8443/keys?x=1"
+            .parse()
+            .unwrap();
+        let request = HttpsClient::new(url, None).unwrap().request().unwrap();
+        assert_eq!(request.headers()[http::header::HOST], "idp.example:8443");
+        assert_eq!(request.uri(), "/keys?x=1");
+        // base64("svc@corp:p:ss")
+        assert_eq!(
+            request.headers()[http::header::AUTHORIZATION],
+            "Basic c3ZjQGNvcnA6cDpzcw=="
+        );
+        let plain = HttpsClient::new("https://idp.example/keys".parse().unwrap(), None)
+            .unwrap()
+            .request()
+            .unwrap();
+        assert_eq!(plain.headers()[http::header::HOST], "idp.example");
+        assert!(!plain.headers().contains_key(http::header::AUTHORIZATION));
+    }
 
     #[test]
     fn messages_show_the_jwks_url_without_credentials() {
