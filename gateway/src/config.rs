@@ -21,6 +21,9 @@ pub(crate) const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(600);
 pub(crate) const MAX_UNACKED: u32 = 10_000;
 /// The most slack accepted on a token's exp and nbf.
 const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
+/// The least `--max-header-bytes`: a token's 16 KiB and the rest of a
+/// call's metadata.
+const MIN_HEADER_BYTES: u32 = 20 * 1024;
 
 /// gRPC gateway in front of Apache Kafka: publish and subscribe to topics without a Kafka client
 #[derive(Debug, Clone, Parser)]
@@ -214,6 +217,14 @@ pub struct Config {
     /// (SETTINGS_MAX_CONCURRENT_STREAMS).
     #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value_t = 1_000)]
     pub max_streams_per_connection: u32,
+
+    /// Most bytes of headers (metadata) one call may send over HTTP/2
+    /// (SETTINGS_MAX_HEADER_LIST_SIZE): within it, a call with a token
+    /// over its own limit gets UNAUTHENTICATED; past it, HTTP/2 refuses the
+    /// call (431) or, far past it, closes the connection (its header
+    /// compression state is shared by every call on it).
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: u32,
 
     /// Longest a unary or server-streaming call's request may take to
     /// arrive, from its headers to the end of its body; a slower one gets
@@ -502,6 +513,11 @@ impl Config {
             if limit == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(format!(
+                "--max-header-bytes must be at least {MIN_HEADER_BYTES} (a bearer token alone may take 16 KiB)"
+            ));
         }
         if self.subscription_buffer == 0 {
             return Err("--subscription-buffer must be at least 1".into());

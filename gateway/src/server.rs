@@ -266,6 +266,7 @@ fn serve(
         .accept_http1(true)
         .timeout(config.request_timeout)
         .max_concurrent_streams(config.max_streams_per_connection)
+        .http2_max_header_list_size(config.max_header_bytes)
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
         .layer(tower::util::option_layer(

@@ -225,6 +225,14 @@ async fn tokens_apply_to_grpc_web_calls_as_to_native_ones() {
     web.publish_event(with_token(publish(&topic, 2), &token))
         .await
         .expect("a valid token passes");
+    // A token over its limit is answered as over gRPC/HTTP2.
+    let large = format!("{token}{}", "A".repeat(60 * 1024));
+    let status = web
+        .publish_event(with_token(publish(&topic, 3), &large))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("over its limit"), "{status:?}");
     gateway.shutdown().await.unwrap();
 }
 

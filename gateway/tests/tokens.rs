@@ -284,3 +284,40 @@ async fn jwks_from_https_is_fetched_for_new_keys_and_an_unreachable_server_keeps
             .expect("cached keys verify while the key server is down");
     }
 }
+
+/// A token over its 16 KiB limit, sent within the header bound (64 KiB),
+/// is answered UNAUTHENTICATED saying so, and the other calls on the same
+/// connection go on: an open stream still gets its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_token_is_unauthenticated_and_its_connection_goes_on() {
+    let es = Signer::es256("es-key");
+    let edge = SecureEdge::new("jwt-large");
+    let (_broker, topic, gateway, mut client) = with_signers(&edge, "jwt-large", &[&es]).await;
+    let token = es.sign(&claims("orders-service", ISSUER, AUDIENCE));
+    let (_, mut stream) = subscribe(&mut client, with_token(from_earliest(&topic), &token)).await;
+    for size in [20 * 1024, 60 * 1024] {
+        let large = format!("{token}{}", "A".repeat(size));
+        let status = client
+            .publish_event(with_token(publish_request(&topic), &large))
+            .await
+            .expect_err("over the limit");
+        assert_eq!(status.code(), Code::Unauthenticated, "{size}: {status:?}");
+        assert!(
+            status.message().contains("over its limit"),
+            "{size}: {status:?}"
+        );
+    }
+    metric_reaches(
+        gateway.metrics_addr().unwrap(),
+        "gateway_auth_failures_total{reason=\"token_too_large\"}",
+        2.0,
+    )
+    .await;
+    client
+        .publish_event(with_token(publish_request(&topic), &token))
+        .await
+        .expect("the connection serves calls still");
+    let delivery = next_delivery(&mut stream).await;
+    assert_eq!(delivery.topic, topic, "the open stream goes on");
+    gateway.shutdown().await.unwrap();
+}

@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use super::AuthFailure;
 
 /// The longest token looked at; a longer one is refused unread.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// One usable key of a JWKS document.
 struct Key {
@@ -160,7 +160,7 @@ pub(crate) struct VerifiedToken {
 /// The key id a token names, if it parses as a JWT at all.
 pub(crate) fn key_id(token: &str) -> Result<Option<String>, AuthFailure> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(AuthFailure::TokenMalformed);
+        return Err(AuthFailure::TokenTooLarge);
     }
     jsonwebtoken::decode_header(token)
         .map(|header| header.kid)
@@ -175,7 +175,7 @@ pub(crate) fn verify(
     expected: &Expected,
 ) -> Result<VerifiedToken, AuthFailure> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(AuthFailure::TokenMalformed);
+        return Err(AuthFailure::TokenTooLarge);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::TokenMalformed)?;
     let candidates: Vec<&Key> = match &header.kid {

@@ -115,8 +115,10 @@ pub(crate) enum AuthFailure {
     TokenMissing,
     /// `authorization` is not `Bearer <token>`.
     NotBearer,
-    /// The token is not a JWT (or is too large).
+    /// The token is not a JWT.
     TokenMalformed,
+    /// The token is larger than a token may be.
+    TokenTooLarge,
     /// The token names a key the key set does not have.
     TokenUnknownKey,
     /// The token names an algorithm other than its key's (or none, or HMAC).
@@ -145,6 +147,7 @@ impl AuthFailure {
             AuthFailure::TokenMissing => "token_missing",
             AuthFailure::NotBearer => "not_bearer",
             AuthFailure::TokenMalformed => "token_malformed",
+            AuthFailure::TokenTooLarge => "token_too_large",
             AuthFailure::TokenUnknownKey => "token_unknown_key",
             AuthFailure::TokenAlgorithm => "token_algorithm",
             AuthFailure::TokenSignature => "token_signature",
@@ -173,6 +176,7 @@ impl AuthFailure {
             AuthFailure::TokenMalformed => {
                 "the bearer token is not a JWT with a known signing algorithm"
             }
+            AuthFailure::TokenTooLarge => "the bearer token is over its limit of 16 KiB",
             AuthFailure::TokenUnknownKey => {
                 "the bearer token is signed with a key the gateway does not know (unknown kid)"
             }
