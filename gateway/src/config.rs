@@ -208,6 +208,18 @@ pub struct Config {
     #[arg(long, env = "MAX_PUBLISH_STREAMS", default_value_t = 1_000)]
     pub max_publish_streams: usize,
 
+    /// The percent of each global cap (--max-publish-streams,
+    /// --max-subscriptions, --max-consumers) one principal may hold, or one
+    /// connection when calls carry no principal; a policy grant's
+    /// `quota.max_share_percent` overrides it for its principals.
+    #[arg(long, env = "MAX_SHARE_PERCENT", default_value_t = 25)]
+    pub max_share_percent: u32,
+
+    /// Longest a PublishEvents stream may send nothing: then it is ended
+    /// (DEADLINE_EXCEEDED, saying so), and its place is free.
+    #[arg(long, env = "PUBLISH_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5m")]
+    pub publish_idle_timeout: Duration,
+
     /// Most client connections at once; a connection beyond it is closed as
     /// soon as it is accepted (and logged).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
@@ -513,6 +525,12 @@ impl Config {
             if limit == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if !(1..=100).contains(&self.max_share_percent) {
+            return Err("--max-share-percent must be 1 to 100".into());
+        }
+        if self.publish_idle_timeout.is_zero() {
+            return Err("--publish-idle-timeout must be above 0".into());
         }
         if self.max_header_bytes < MIN_HEADER_BYTES {
             return Err(format!(

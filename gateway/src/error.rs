@@ -118,6 +118,9 @@ pub(crate) enum Error {
     /// A call's request did not arrive whole within the bound.
     #[error("the request did not arrive whole within {0:?} of its headers; send it at once")]
     RequestTooSlow(Duration),
+    /// A PublishEvents stream sent nothing for this long.
+    #[error("the PublishEvents stream sent nothing for {0:?}, its --publish-idle-timeout: open another when there is something to publish")]
+    PublishStreamIdle(Duration),
     /// A subscription stopped without a reason: a fault in the gateway.
     #[error(
         "the subscription stopped unexpectedly (a fault in the gateway, logged there); resubscribe"
@@ -274,7 +277,9 @@ impl Error {
             | Error::Unwritable(_)
             | Error::ConsumerFailed(_)
             | Error::ShuttingDown => Code::Unavailable,
-            Error::DeadlineExceeded | Error::RequestTooSlow(_) => Code::DeadlineExceeded,
+            Error::DeadlineExceeded | Error::RequestTooSlow(_) | Error::PublishStreamIdle(_) => {
+                Code::DeadlineExceeded
+            }
             Error::Saturated(_) | Error::SlowSubscriber { .. } | Error::OverQuota { .. } => {
                 Code::ResourceExhausted
             }

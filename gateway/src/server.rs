@@ -23,7 +23,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::auth::access::Access;
+use crate::auth::access::{Access, Caps};
 use crate::auth::jwks::Jwks;
 use crate::auth::jwt::Expected;
 use crate::auth::{Authentication, Tokens};
@@ -168,7 +168,13 @@ impl Reloading<'_> {
             }
             None => None,
         };
-        Ok(Access::new(policy, self.metrics.clone()))
+        let caps = Caps {
+            publish_streams: self.config.max_publish_streams,
+            subscriptions: self.config.max_subscriptions,
+            consumers: self.config.max_consumers,
+            share_percent: self.config.max_share_percent,
+        };
+        Ok(Access::new(policy, caps, self.metrics.clone()))
     }
 }
 

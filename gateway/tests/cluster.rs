@@ -30,7 +30,8 @@ const LATE: Duration = Duration::from_secs(1);
 /// and how long the call took.
 #[derive(Debug, Clone)]
 struct Answer {
-    stored: Result<(i32, i64), Code>,
+    /// Where it was stored, or the code and message it was refused with.
+    stored: Result<(i32, i64), (Code, String)>,
     took: Duration,
 }
 
@@ -73,6 +74,8 @@ struct Counts {
     deadline: usize,
     /// Publishes answered anything else.
     other: usize,
+    /// What those answers said.
+    other_answers: Vec<String>,
     /// Publishes answered after their deadline (and the slack).
     late: usize,
     /// Publishes answered OK that the topic does not hold.
@@ -84,16 +87,19 @@ impl Counts {
     fn of(answers: &BTreeMap<i64, Answer>, stored: &BTreeSet<i64>) -> Self {
         let mut counts = Counts::default();
         for (n, answer) in answers {
-            match answer.stored {
+            match &answer.stored {
                 Ok(_) => {
                     counts.ok += 1;
                     if !stored.contains(n) {
                         counts.lost += 1;
                     }
                 }
-                Err(Code::Unavailable) => counts.unavailable += 1,
-                Err(Code::DeadlineExceeded) => counts.deadline += 1,
-                Err(_) => counts.other += 1,
+                Err((Code::Unavailable, _)) => counts.unavailable += 1,
+                Err((Code::DeadlineExceeded, _)) => counts.deadline += 1,
+                Err((code, message)) => {
+                    counts.other += 1;
+                    counts.other_answers.push(format!("{code:?}: {message}"));
+                }
             }
             if answer.took > DEADLINE + LATE {
                 counts.late += 1;
@@ -163,7 +169,7 @@ async fn publish_until(
                         let r = r.into_inner();
                         (r.partition, r.offset)
                     })
-                    .map_err(|status| status.code());
+                    .map_err(|status| (status.code(), status.message().to_owned()));
                 let refused = stored.is_err();
                 answers.record(
                     n,
@@ -212,7 +218,7 @@ async fn stream_until(
             answers.record(
                 n,
                 Answer {
-                    stored: Err(status.code()),
+                    stored: Err((status.code(), status.message().to_owned())),
                     took,
                 },
             );
@@ -223,11 +229,16 @@ async fn stream_until(
         let (stored, ended) = match stream.message().await {
             Ok(Some(answer)) => match answer.result {
                 Some(StreamOutcome::Stored(r)) => (Ok((r.partition, r.offset)), false),
-                Some(StreamOutcome::Error(error)) => (Err(Code::from_i32(error.code)), false),
-                None => (Err(Code::Unknown), false),
+                Some(StreamOutcome::Error(error)) => {
+                    (Err((Code::from_i32(error.code), error.message)), false)
+                }
+                None => (
+                    Err((Code::Unknown, "an answer with no result".into())),
+                    false,
+                ),
             },
-            Ok(None) => (Err(Code::Unknown), true),
-            Err(status) => (Err(status.code()), true),
+            Ok(None) => (Err((Code::Unknown, "the stream ended".into())), true),
+            Err(status) => (Err((status.code(), status.message().to_owned())), true),
         };
         let (took, refused) = (began.elapsed(), stored.is_err());
         answers.record(n, Answer { stored, took });
@@ -462,7 +473,7 @@ async fn the_quorum_lost_refuses_every_publish_in_time_and_recovers_without_a_re
             .publish_event(request)
             .await
             .map(|r| (r.get_ref().partition, r.get_ref().offset))
-            .map_err(|status| status.code());
+            .map_err(|status| (status.code(), status.message().to_owned()));
         answers.record(
             n,
             Answer {

@@ -518,3 +518,52 @@ quota = {{ publish_events_per_second = 0.01 }}
     assert_eq!(stored(&broker.brokers(), &b).await, 1, "and nothing more");
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_principal_that_may_publish_nowhere_takes_no_publish_stream() {
+    let edge = SecureEdge::new("policy-streams");
+    let broker = Broker::start().await;
+    let shared = topic("streams");
+    broker.create_topic(&shared, 1).await;
+    edge.write_policy(&format!(
+        r#"
+[[grant]]
+principals = ["svc-reader"]
+subscribe = ["{shared}"]
+
+[[grant]]
+principals = ["svc-writer"]
+publish = ["{shared}"]
+"#
+    ));
+    let mut config = config(Some(broker.brokers()));
+    edge.tokens(&mut config);
+    edge.policy(&mut config);
+    // One stream in all, and any principal may hold it.
+    config.max_publish_streams = 1;
+    config.max_share_percent = 100;
+    let gateway = gateway(config).await;
+    let mut client = client(gateway.addr()).await;
+    let (reader, writer) = (edge.token("svc-reader"), edge.token("svc-writer"));
+    let open = |token: &str| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<PublishEventsRequest>(1);
+        (
+            with_token(tokio_stream::wrappers::ReceiverStream::new(rx), token),
+            tx,
+        )
+    };
+    for _ in 0..3 {
+        let (request, _tx) = open(&reader);
+        denied(
+            client.publish_events(request).await,
+            &["\"svc-reader\"", "PublishEvents"],
+        )
+        .await;
+    }
+    let (request, _tx) = open(&writer);
+    client
+        .publish_events(request)
+        .await
+        .expect("the one place is still free");
+    gateway.shutdown().await.unwrap();
+}

@@ -1,8 +1,10 @@
 //! What the service asks before it acts for a caller: may it publish to
 //! this topic (and is it within its rates), may it subscribe to these topics
-//! with this group (and within its subscription cap). Without a policy every
-//! caller may do everything, as before. A subscription's stream is watched:
-//! a policy reload that revokes its rights ends it with PERMISSION_DENIED.
+//! with this group (and within its subscription cap), and is it within its
+//! share of the gateway's global caps. Without a policy every caller may do
+//! everything, as before, within its share. A subscription's stream is
+//! watched: a policy reload that revokes its rights ends it with
+//! PERMISSION_DENIED.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,17 +17,34 @@ use tonic::Status;
 
 use super::policy::{Operation, Policy, SubscribeDenied};
 use super::quota::{Exceeded, Quotas, SubscriptionSlot};
+use super::share::{most_of, Capped, Holder, ShareSlot, Shares};
 use super::{audit, Caller};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::text::clip;
 
-/// The policy and the quotas; cloning shares them.
+/// The policy, the quotas and the shares; cloning shares them.
 #[derive(Clone)]
 pub(crate) struct Access {
     policy: Option<Reloaded<Policy>>,
     quotas: Quotas,
+    shares: Shares,
+    caps: Caps,
     metrics: Metrics,
+}
+
+/// The global caps that are shared out, and the share each caller gets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    /// `--max-publish-streams`.
+    pub(crate) publish_streams: usize,
+    /// `--max-subscriptions`.
+    pub(crate) subscriptions: usize,
+    /// `--max-consumers`.
+    pub(crate) consumers: usize,
+    /// `--max-share-percent`: what one principal or connection may hold of
+    /// each, unless its grant's quota says otherwise.
+    pub(crate) share_percent: u32,
 }
 
 /// What a subscription's caller was granted: the subscription slot it
@@ -33,6 +52,8 @@ pub(crate) struct Access {
 pub(crate) struct Admission {
     /// Held until the stream goes: the principal's subscription count.
     _slot: Option<SubscriptionSlot>,
+    /// Held until the stream goes: the caller's shares of the caps.
+    _shares: Vec<ShareSlot>,
     recheck: Option<Recheck>,
 }
 
@@ -48,13 +69,58 @@ struct Recheck {
 }
 
 impl Access {
-    /// Access under `policy` (none: everything is allowed).
-    pub(crate) fn new(policy: Option<Reloaded<Policy>>, metrics: Metrics) -> Self {
+    /// Access under `policy` (none: everything is allowed), each caller
+    /// within its share of `caps`.
+    pub(crate) fn new(policy: Option<Reloaded<Policy>>, caps: Caps, metrics: Metrics) -> Self {
         Self {
             policy,
             quotas: Quotas::default(),
+            shares: Shares::default(),
+            caps,
             metrics,
         }
+    }
+
+    /// One unit of `capped` for `caller` (its principal, or else its
+    /// connection), within its share; RESOURCE_EXHAUSTED beyond it.
+    pub(crate) fn share(
+        &self,
+        caller: &Caller,
+        capped: Capped,
+    ) -> Result<Option<ShareSlot>, Error> {
+        let holder = match (&caller.principal, caller.peer) {
+            (Some(principal), _) => Holder::Principal(principal.clone()),
+            (None, Some(peer)) => Holder::Connection(peer),
+            (None, None) => return Ok(None),
+        };
+        let cap = match capped {
+            Capped::PublishStreams => self.caps.publish_streams,
+            Capped::Subscriptions => self.caps.subscriptions,
+            Capped::Consumers => self.caps.consumers,
+        };
+        let (percent, grant) = match self.applies(caller) {
+            Some((policy, principal)) => match policy.quota(principal) {
+                Some((quota, grant)) => (
+                    quota.max_share_percent.unwrap_or(self.caps.share_percent),
+                    grant.to_owned(),
+                ),
+                None => (self.caps.share_percent, "-".to_owned()),
+            },
+            None => (self.caps.share_percent, "-".to_owned()),
+        };
+        let most = most_of(cap, percent);
+        if let Some(slot) = self.shares.take(capped, holder.clone(), most) {
+            return Ok(Some(slot));
+        }
+        audit::throttled(caller, capped.name(), &grant, &self.metrics);
+        let who = match holder {
+            Holder::Principal(principal) => format!("principal {}", clip(&principal)),
+            Holder::Connection(_) => "this connection".to_owned(),
+        };
+        Err(Error::Saturated(format!(
+            "{most} held by {who}, its share ({percent}% of {}, {cap}); retry once one of them has ended",
+            capped.flag()
+        )))
     }
 
     /// The policy and the caller's principal, when a policy applies.
@@ -165,10 +231,12 @@ impl Access {
         topics: &[String],
         group: Option<&str>,
         dead_letters: &[String],
+        takes_a_consumer: bool,
     ) -> Result<Admission, Error> {
         let Some((policy, principal)) = self.applies(caller) else {
             return Ok(Admission {
                 _slot: None,
+                _shares: self.subscription_shares(caller, takes_a_consumer)?,
                 recheck: None,
             });
         };
@@ -191,12 +259,14 @@ impl Access {
             ),
             None => None,
         };
+        let shares = self.subscription_shares(caller, takes_a_consumer)?;
         let policies = self
             .policy
             .as_ref()
             .map(|p| WatchStream::from_changes(p.changes()));
         Ok(Admission {
             _slot: slot,
+            _shares: shares,
             recheck: policies.map(|policies| Recheck {
                 caller: caller.clone(),
                 principal: principal.clone(),
@@ -206,6 +276,40 @@ impl Access {
                 policies,
                 metrics: self.metrics.clone(),
             }),
+        })
+    }
+}
+
+impl Access {
+    /// A subscription's shares: one of the subscriptions, and one of the
+    /// consumers when it takes one of its own.
+    fn subscription_shares(
+        &self,
+        caller: &Caller,
+        takes_a_consumer: bool,
+    ) -> Result<Vec<ShareSlot>, Error> {
+        let mut shares = Vec::with_capacity(2);
+        shares.extend(self.share(caller, Capped::Subscriptions)?);
+        if takes_a_consumer {
+            shares.extend(self.share(caller, Capped::Consumers)?);
+        }
+        Ok(shares)
+    }
+
+    /// Whether `caller` may publish anywhere at all: a PublishEvents
+    /// stream is refused before it takes a place when it may not.
+    pub(crate) fn may_publish_somewhere(&self, caller: &Caller) -> Result<(), Error> {
+        let Some((policy, principal)) = self.applies(caller) else {
+            return Ok(());
+        };
+        if policy.grants_any(principal, Operation::Publish) {
+            return Ok(());
+        }
+        let what = "open a PublishEvents stream (it may publish to no topic)".to_owned();
+        audit::denied(caller, "publish", &what, &self.metrics);
+        Err(Error::Denied {
+            principal: clip(principal).to_string(),
+            what,
         })
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod policy;
 mod quota;
+pub(crate) mod share;
 pub(crate) mod x509;
 
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 //! publish = ["orders", "orders.*"]                # topic patterns
 //! subscribe = ["payments.*"]
 //! groups = ["orders-*"]                           # optional: groups it may join
-//! quota = { publish_events_per_second = 500, publish_bytes_per_second = 1_000_000, subscriptions = 20 }
+//! quota = { publish_events_per_second = 500, publish_bytes_per_second = 1_000_000, subscriptions = 20, max_share_percent = 50 }
 //! ```
 //!
 //! Patterns are literal except for `*`, which matches any run of characters
@@ -75,6 +75,9 @@ pub(crate) struct Quota {
     pub(crate) burst_seconds: f64,
     /// Subscriptions open at once.
     pub(crate) subscriptions: Option<u32>,
+    /// The percent of each global cap (publish streams, subscriptions,
+    /// consumers) the principal may hold, instead of the gateway's.
+    pub(crate) max_share_percent: Option<u32>,
 }
 
 /// One `[[grant]]`.
@@ -125,6 +128,17 @@ impl Policy {
                 Operation::Subscribe => &grant.subscribe,
             };
             grant.names(principal).is_some() && topics.iter().any(|p| p.matches(topic))
+        })
+    }
+
+    /// Whether some grant lets `principal` do `operation` on some topic.
+    pub(crate) fn grants_any(&self, principal: &str, operation: Operation) -> bool {
+        self.grants.iter().any(|grant| {
+            let topics = match operation {
+                Operation::Publish => &grant.publish,
+                Operation::Subscribe => &grant.subscribe,
+            };
+            grant.names(principal).is_some() && !topics.is_empty()
         })
     }
 
@@ -221,6 +235,7 @@ struct QuotaFile {
     publish_bytes_per_second: Option<f64>,
     burst_seconds: Option<f64>,
     subscriptions: Option<u32>,
+    max_share_percent: Option<u32>,
 }
 
 fn patterns(text: &str, list: Vec<Spanned<String>>) -> Result<Vec<Pattern>, String> {
@@ -265,11 +280,15 @@ impl GrantFile {
                         "quota rates and burst_seconds must be above 0",
                     ));
                 }
+                if q.max_share_percent.is_some_and(|p| !(1..=100).contains(&p)) {
+                    return Err(at(text, span, "max_share_percent must be 1 to 100"));
+                }
                 Some(Quota {
                     events_per_second: q.publish_events_per_second,
                     bytes_per_second: q.publish_bytes_per_second,
                     burst_seconds: q.burst_seconds.unwrap_or(1.0),
                     subscriptions: q.subscriptions,
+                    max_share_percent: q.max_share_percent,
                 })
             }
             None => None,

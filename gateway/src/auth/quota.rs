@@ -216,6 +216,7 @@ mod tests {
             bytes_per_second: bytes,
             burst_seconds: 1.0,
             subscriptions: Some(1),
+            max_share_percent: None,
         }
     }
 

@@ -38,6 +38,7 @@ use self::publish::PublishCalls;
 use self::publish_stream::PublishEventsStream;
 use self::streaming::StreamingStream;
 use crate::auth::access::Access;
+use crate::auth::share::Capped;
 use crate::auth::{audit, Caller};
 use crate::config::Config;
 use crate::error::Error;
@@ -58,6 +59,9 @@ pub(crate) struct Gateway {
     access: Access,
     /// Upper bound on a unary call (`--request-timeout`).
     request_timeout: Duration,
+    /// Longest a PublishEvents stream may send nothing
+    /// (`--publish-idle-timeout`).
+    publish_idle_timeout: Duration,
     /// What MANUAL subscriptions get unless they ask otherwise.
     manual_defaults: ManualAcks,
     /// Ends PublishEvents streams; their tasks are drained at shutdown.
@@ -118,6 +122,7 @@ impl Gateway {
             access,
             subscriptions,
             request_timeout: config.request_timeout,
+            publish_idle_timeout: config.publish_idle_timeout,
             manual_defaults: ManualAcks::new(config.ack_timeout, config.max_unacked as usize),
             shutdown,
             unary: Limit::new(
@@ -157,13 +162,21 @@ impl EventGateway for Gateway {
         &self,
         request: Request<Streaming<PublishEventsRequest>>,
     ) -> Result<Response<Self::PublishEventsStream>, Status> {
-        let permit = self.publish_streams.take()?;
+        // Who may not publish at all, or holds its share of the streams,
+        // takes no place of the others'.
+        let from = caller_of(&request);
+        let taken = self
+            .access
+            .may_publish_somewhere(&from)
+            .and_then(|()| self.access.share(&from, Capped::PublishStreams))
+            .and_then(|share| Ok((self.publish_streams.take()?, share)))
+            .inspect_err(|error| refused("publish stream", error))?;
         Ok(Response::new(publish_stream::serve(
             self.publishes.clone(),
-            self.request_timeout,
+            (self.request_timeout, self.publish_idle_timeout),
             &self.shutdown,
             request,
-            permit,
+            Box::new(taken),
         )))
     }
 
@@ -273,6 +286,7 @@ impl Gateway {
                 &spec.topics,
                 spec.group.as_deref(),
                 &spec.dead_letter_topics(),
+                !spec.shares_a_tail(),
             )?;
             let (topics, group) = (spec.topics.clone(), spec.group.clone());
             let check = self.access.dead_letter_check(from);

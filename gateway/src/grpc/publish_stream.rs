@@ -17,7 +17,7 @@ use eventgateway::v1::{
 };
 use eventgateway_runtime::shutdown::Shutdown;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Status, Streaming};
@@ -43,10 +43,10 @@ pub(super) type PublishEventsStream =
 /// `request_timeout` to be stored.
 pub(super) fn serve(
     calls: PublishCalls,
-    request_timeout: Duration,
+    (request_timeout, idle_timeout): (Duration, Duration),
     shutdown: &Shutdown,
     request: Request<Streaming<PublishEventsRequest>>,
-    permit: OwnedSemaphorePermit,
+    places: Box<dyn Send>,
 ) -> PublishEventsStream {
     let caller = trace_context::from_metadata(request.metadata());
     let span = spans::rpc_server("PublishEvents", &caller);
@@ -60,8 +60,9 @@ pub(super) fn serve(
     let mut stopping_handle = shutdown.clone();
     shutdown.spawn(
         async move {
-            // The stream counts against --max-publish-streams until it ends.
-            let _permit = permit;
+            // The stream counts against --max-publish-streams (and its
+            // caller's share of it) until it ends.
+            let _places = places;
             let calls = &calls;
             let from = &from;
             let mut in_flight = FuturesUnordered::new();
@@ -73,10 +74,18 @@ pub(super) fn serve(
             // One wait for the shutdown for the whole stream, not one per turn.
             let stopping = stopping_handle.started();
             tokio::pin!(stopping);
+            // A stream that sends nothing (and awaits nothing) for the idle
+            // timeout ends, freeing its place.
+            let idle = tokio::time::sleep(idle_timeout);
+            tokio::pin!(idle);
             loop {
                 tokio::select! {
                     biased;
                     () = &mut stopping, if reading => reading = false,
+                    () = &mut idle, if reading && in_flight.is_empty() => {
+                        failed = Some(Error::PublishStreamIdle(idle_timeout));
+                        reading = false;
+                    }
                     Some((answer, weight)) = in_flight.next(), if !in_flight.is_empty() => {
                         events -= weight;
                         // The client may have gone; its answers go with it.
@@ -84,6 +93,7 @@ pub(super) fn serve(
                     }
                     next = inbound.message(), if reading && events < IN_FLIGHT => match next {
                         Ok(Some(item)) => {
+                            idle.as_mut().reset(Instant::now() + idle_timeout);
                             let deadline = Instant::now() + request_timeout;
                             let weight = item.batch.len().max(1);
                             events += weight;
