@@ -204,3 +204,27 @@ async fn many_streams_that_stop_reading_hold_the_tail_back_no_longer_than_one_wo
     }
     gateway.shutdown().await.unwrap();
 }
+
+/// Streams that subscribe at once to topics with no tail yet join the one
+/// tail being started (its consumer is opened outside the tails' lock): one
+/// consumer per topic set, and each stream gets every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_join_a_tail_while_it_starts_get_every_event() {
+    let (broker, topic, gateway, client) = fixture("fanout-start", 4).await;
+    let other = testkit::topic("fanout-start-other");
+    broker.create_topic(&other, 4).await;
+    let opened = futures_util::future::join_all((0..16).map(|i| {
+        let mut client = client.clone();
+        let request = latest(if i % 2 == 0 { &topic } else { &other });
+        async move { subscribe(&mut client, request).await.1 }
+    }))
+    .await;
+    assert_eq!(gateway.live_tails(), 2, "one consumer per topic set");
+    let mut client = client;
+    publish_numbered(&mut client, &topic, 0, 10).await;
+    publish_numbered(&mut client, &other, 0, 10).await;
+    for mut stream in opened {
+        assert_eq!(numbers(&mut stream, 10).await, (0..10).collect());
+    }
+    gateway.shutdown().await.unwrap();
+}

@@ -112,17 +112,38 @@ impl FanOut {
         };
         let number = self.0.next.fetch_add(1, Ordering::SeqCst);
         let slot = self.0.consumers.slot()?;
-        // No group and no rebalances: the tail assigns every partition.
-        let (rebalances, _) = mpsc::unbounded_channel();
-        let consumer = self
-            .0
-            .consumers
-            .open(spec, partitions, format!("tail-{number}"), rebalances)
-            .await?;
-        let (joins_tx, joins) = mpsc::unbounded_channel();
+        let (joins_tx, mut joins) = mpsc::unbounded_channel();
         // The receiver is alive: the task is not started yet.
         let _ = joins_tx.send(subscriber);
         tails.insert(key.clone(), (number, joins_tx));
+        // Opening the consumer (an offset look-up per partition) takes a
+        // while: others join this tail, or start their own, meanwhile.
+        drop(tails);
+        // No group and no rebalances: the tail assigns every partition.
+        let (rebalances, _) = mpsc::unbounded_channel();
+        let opened = self
+            .0
+            .consumers
+            .open(spec, partitions, format!("tail-{number}"), rebalances)
+            .await;
+        let consumer = match opened {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                let mut tails = self.0.tails.lock().await;
+                if tails.get(&key).is_some_and(|(n, _)| *n == number) {
+                    tails.remove(&key);
+                }
+                drop(tails);
+                // The caller's own subscriber is first: the error is its
+                // answer. Those who joined meanwhile end with it.
+                joins.close();
+                let _own = joins.try_recv();
+                while let Ok(subscriber) = joins.try_recv() {
+                    subscriber.deliveries.end_with(error.clone());
+                }
+                return Err(error);
+            }
+        };
         self.0.running.fetch_add(1, Ordering::SeqCst);
         tracing::info!(topics = %clip_list(&key), "live tail started");
         let shutdown = self.0.shutdown.clone();
