@@ -1,17 +1,24 @@
 //! Everything that parses client or broker input, as the fuzz targets
 //! (`fuzz/`) and their regression tests drive it: protobuf bytes a client
 //! could send, decoded and checked (a publish that passes is mapped to a
-//! record and back, asserting that nothing was changed on the way); any
-//! Kafka record becoming an event; JSON text becoming a Struct and back.
+//! record and back, asserting that nothing was changed on the way; a
+//! StreamingSubscribe message, subscribe or settle); any Kafka record
+//! becoming an event; JSON text becoming a Struct and back; an
+//! `authorization` value read as a bearer token and verified (never
+//! passing without a signature); the policy and JWKS documents.
 //! Not an API: hidden, and only for those callers.
 
 use eventgateway::json::{json_to_struct, struct_problem, struct_to_json};
 use eventgateway::record::{payload_to_record, record_to_event, IncomingRecord};
+use eventgateway::v1::streaming_subscribe_request::Kind as Inbound;
 use eventgateway::v1::{
-    event::Data, AcknowledgeRequest, PublishEventRequest, SettleRequest, SubscribeRequest,
+    event::Data, AcknowledgeRequest, PublishEventRequest, SettleRequest, StreamingSubscribeRequest,
+    SubscribeRequest,
 };
 use prost::Message as _;
 
+use crate::auth::jwt::{self, Expected, KeySet};
+use crate::auth::policy::{Operation, Policy};
 use crate::grpc::validate;
 use crate::subscribe::ManualAcks;
 
@@ -76,6 +83,70 @@ pub fn subscribe(bytes: &[u8]) {
         let defaults = ManualAcks::new(std::time::Duration::from_secs(30), 100);
         let _ = validate::subscribe_request(&request, &defaults);
     }
+}
+
+/// Checks a StreamingSubscribe message: its subscribe, or its settle.
+pub fn streaming_subscribe(bytes: &[u8]) {
+    let Ok(message) = StreamingSubscribeRequest::decode(bytes) else {
+        return;
+    };
+    match message.kind {
+        Some(Inbound::Subscribe(request)) => {
+            let defaults = ManualAcks::new(std::time::Duration::from_secs(30), 100);
+            let _ = validate::subscribe_request(&request, &defaults);
+        }
+        Some(Inbound::Settle(request)) => {
+            let _ = validate::settle_request(request);
+        }
+        None => {}
+    }
+}
+
+/// The key a token must be signed with (an Ed25519 public key whose
+/// private half no one keeps): no input can verify.
+const JWKS: &[u8] = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"fuzz","alg":"EdDSA","x":"BkLB-z3sR8lSrewMfRhBZPLPlZnUpUNAAauw7sQlRGI"}]}"#;
+
+/// Reads an `authorization` value as a bearer token, finds the key it
+/// names, and verifies it: none passes without a signature.
+pub fn token(bytes: &[u8]) {
+    let Ok(value) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let Some(token) = crate::auth::bearer(value) else {
+        return;
+    };
+    let _ = jwt::key_id(token);
+    let keys = KeySet::parse(JWKS).expect("the fuzz key set parses");
+    let expected = Expected {
+        issuer: "https://issuer.example".into(),
+        audience: "event-gateway".into(),
+        leeway: std::time::Duration::from_secs(30),
+    };
+    assert!(
+        jwt::verify(token, &keys, &expected).is_err(),
+        "a token verified without its key's signature: {token:?}"
+    );
+}
+
+/// Parses a policy document; one that parses answers questions about any
+/// principal and topic.
+pub fn policy(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    if let Ok(policy) = Policy::parse(text) {
+        for principal in ["svc-a", "", "*"] {
+            let _ = policy.allows(principal, Operation::Publish, "orders");
+            let _ = policy.allows_subscription(principal, &["orders".into()], Some("g"));
+            let _ = policy.quota(principal);
+            let _ = policy.grants_any(principal, Operation::Subscribe);
+        }
+    }
+}
+
+/// Parses a JWKS document.
+pub fn jwks(bytes: &[u8]) {
+    let _ = KeySet::parse(bytes);
 }
 
 /// Checks an AcknowledgeRequest, and the same bytes as a SettleRequest.
@@ -218,8 +289,12 @@ mod tests {
             publish(&bytes);
             subscribe(&bytes);
             acknowledge(&bytes);
+            streaming_subscribe(&bytes);
             record(&bytes);
             json(&bytes);
+            token(&bytes);
+            policy(&bytes);
+            jwks(&bytes);
         }
     }
 
@@ -237,12 +312,16 @@ mod tests {
     fn the_kept_fuzz_inputs_pass() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 5] = [
+        let targets: [(&str, Target); 9] = [
             ("publish_request", publish),
             ("subscribe_request", subscribe),
             ("acknowledge_request", acknowledge),
+            ("streaming_subscribe_request", streaming_subscribe),
             ("record", record),
             ("json", json),
+            ("token", token),
+            ("policy", policy),
+            ("jwks", jwks),
         ];
         let mut seen = 0;
         for (target, run) in targets {
