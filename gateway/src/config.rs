@@ -21,6 +21,27 @@ pub(crate) const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(600);
 pub(crate) const MAX_UNACKED: u32 = 10_000;
 /// The most slack accepted on a token's exp and nbf.
 const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
+/// `--connection-overrides`: addresses and the connections each may hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionOverrides(pub Vec<(std::net::IpAddr, usize)>);
+
+/// Reads `--connection-overrides`: `address=connections` entries, comma
+/// separated (`10.0.0.5=20000,127.0.0.1=50000`).
+fn parse_connection_overrides(text: &str) -> Result<ConnectionOverrides, String> {
+    let mut entries = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || format!("{entry:?} is not address=connections (e.g. 10.0.0.5=20000)");
+        let (address, count) = entry.split_once('=').ok_or_else(bad)?;
+        let address = address.trim().parse().map_err(|_| bad())?;
+        let connections: usize = count.trim().parse().map_err(|_| bad())?;
+        if connections == 0 {
+            return Err(bad());
+        }
+        entries.push((address, connections));
+    }
+    Ok(ConnectionOverrides(entries))
+}
+
 /// The least `--max-header-bytes`: a token's 16 KiB and the rest of a
 /// call's metadata.
 const MIN_HEADER_BYTES: u32 = 20 * 1024;
@@ -224,6 +245,22 @@ pub struct Config {
     /// soon as it is accepted (and logged).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Most client connections from one address open at once (Kafka's
+    /// `max.connections.per.ip`); more are closed as soon as accepted.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+
+    /// Most new connections from one address a second (a second's worth at
+    /// once); faster ones are closed as soon as accepted.
+    #[arg(long, env = "MAX_CONNECTION_RATE_PER_IP", default_value_t = 200.0)]
+    pub max_connection_rate_per_ip: f64,
+
+    /// Addresses with limits of their own, `address=connections` comma
+    /// separated (a load balancer, a benchmark host): each may hold that
+    /// many connections and open as many a second.
+    #[arg(long, env = "CONNECTION_OVERRIDES", default_value = "", value_parser = parse_connection_overrides)]
+    pub connection_overrides: ConnectionOverrides,
 
     /// Most streams (calls) open at once on one HTTP/2 connection
     /// (SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -526,6 +563,12 @@ impl Config {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        if self.max_connections_per_ip == 0 {
+            return Err("--max-connections-per-ip must be at least 1".into());
+        }
+        if !(self.max_connection_rate_per_ip.is_finite() && self.max_connection_rate_per_ip > 0.0) {
+            return Err("--max-connection-rate-per-ip must be above 0".into());
+        }
         if !(1..=100).contains(&self.max_share_percent) {
             return Err("--max-share-percent must be 1 to 100".into());
         }
@@ -698,6 +741,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_overrides_name_addresses_and_counts() {
+        let parsed = parse_connection_overrides("10.0.0.5=20000, ::1=3,").unwrap();
+        assert_eq!(
+            parsed.0,
+            [
+                ("10.0.0.5".parse().unwrap(), 20_000),
+                ("::1".parse().unwrap(), 3)
+            ]
+        );
+        assert_eq!(parse_connection_overrides("").unwrap().0, []);
+        for bad in ["10.0.0.5", "host=5", "10.0.0.5=0", "10.0.0.5=-1"] {
+            assert!(parse_connection_overrides(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn web_origins_are_bare_origins_in_lower_case_or_any() {

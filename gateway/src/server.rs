@@ -302,6 +302,13 @@ fn serve(
         );
     let accepting = edge::Accepting {
         max_connections: config.max_connections,
+        per_address: edge::PerAddress::new(
+            edge::AddressLimits {
+                connections: config.max_connections_per_ip,
+                rate: config.max_connection_rate_per_ip,
+            },
+            edge::overrides(&config.connection_overrides.0),
+        ),
         idle: edge::IdleLimits {
             handshake: config.handshake_timeout,
             idle: config.idle_timeout,

@@ -272,3 +272,63 @@ async fn metrics_can_be_served_over_https_with_the_listener_certificate() {
         "plaintext scrapes get nothing"
     );
 }
+
+/// One host flooding the listener with connections that never finish their
+/// TLS handshake holds only its own places (`--max-connections-per-ip`,
+/// at `--max-connection-rate-per-ip`): a client at another address
+/// completes every handshake meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_flood_from_one_address_leaves_the_others_their_places() {
+    use tokio::io::AsyncWriteExt as _;
+    let edge = SecureEdge::new("tls-flood");
+    let client_tls = ClientTls {
+        ca: edge.ca.cert.clone(),
+        identity: None,
+    };
+    let (_broker, _topic, gateway) = tls_gateway(&edge, "flood", false, &client_tls, |config| {
+        config.max_connections = 100;
+        config.max_connections_per_ip = 40;
+    })
+    .await;
+    let addr = gateway.addr();
+    // Half a ClientHello, then nothing: each holds its place until the
+    // handshake timeout.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let flood = tokio::spawn(async move {
+        let (mut held, mut attempts) = (Vec::new(), 0u64);
+        while !*stop.borrow() {
+            attempts += 1;
+            if let Ok(mut tcp) = TcpStream::connect(addr).await {
+                let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+                held.push(tcp);
+            }
+            if held.len() > 2_000 {
+                held.drain(..1_000);
+            }
+            tokio::task::yield_now().await;
+        }
+        attempts
+    });
+    // The flood is at its limit once the gateway refuses its connections.
+    metric_reaches(
+        gateway.metrics_addr().unwrap(),
+        "gateway_refused_connections_total",
+        1.0,
+    )
+    .await;
+    let mut completed = 0;
+    for _ in 0..8 {
+        let from = "127.0.0.2".parse().unwrap();
+        if connect_tls_from(from, addr, &edge.ca.cert).await.is_ok() {
+            completed += 1;
+        }
+    }
+    stop_tx.send(true).unwrap();
+    let attempts = flood.await.unwrap();
+    assert_eq!(
+        completed, 8,
+        "handshakes completed during a flood of {attempts} connections"
+    );
+    assert!(attempts > 100, "the flood opened {attempts} connections");
+    gateway.shutdown().await.unwrap();
+}

@@ -103,6 +103,28 @@ pub async fn connect_tls_offering(
         .await
 }
 
+/// A TLS connection to `localhost` at `addr` from the local address
+/// `from` (any of 127.0.0.0/8 on loopback), trusting `ca` (PEM).
+pub async fn connect_tls_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    ca: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(ca))
+        .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let tcp = socket.connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
 /// The certificate the TLS server at `addr` presents for `localhost`, as
 /// checked against `ca` (DER).
 pub async fn served_certificate(addr: SocketAddr, ca: &str) -> std::io::Result<Vec<u8>> {

@@ -17,6 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
+use super::per_address::AddressSlot;
 use crate::metrics::Metrics;
 
 /// How long a connection may be idle.
@@ -126,8 +127,9 @@ pub(crate) struct Conn {
     armed_for: Option<Instant>,
     /// The client's address.
     remote: Option<SocketAddr>,
-    /// Its place among the open connections (`--max-connections`).
-    _slot: OwnedSemaphorePermit,
+    /// Its place among the open connections (`--max-connections`), and
+    /// among those of its address.
+    _slot: (OwnedSemaphorePermit, AddressSlot),
     /// Where open connections are counted.
     metrics: Metrics,
 }
@@ -137,7 +139,7 @@ impl Conn {
     pub(crate) fn new(
         io: TcpStream,
         limits: IdleLimits,
-        slot: OwnedSemaphorePermit,
+        slot: (OwnedSemaphorePermit, AddressSlot),
         metrics: Metrics,
     ) -> Self {
         metrics.connections(1);

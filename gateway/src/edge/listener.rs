@@ -1,8 +1,9 @@
-//! Accepting client connections: at most `--max-connections` at once (one
-//! more is closed as soon as it is accepted, and logged, without taking a
-//! file descriptor for long), each with TCP keepalive on and Nagle's
-//! algorithm off, and no busy loop when accepting fails (out of file
-//! descriptors): it backs off.
+//! Accepting client connections: at most `--max-connections` at once, and
+//! from one address at most its own share at its own rate (see
+//! [`super::per_address`]); one more is closed as soon as it is accepted,
+//! and logged, without taking a file descriptor for long. Each has TCP
+//! keepalive on and Nagle's algorithm off, and there is no busy loop when
+//! accepting fails (out of file descriptors): it backs off.
 
 use std::io;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::conn::{Conn, IdleLimits};
+use super::per_address::{PerAddress, Refused};
 use crate::metrics::Metrics;
 
 /// How long accepting waits after it failed before it tries again.
@@ -23,10 +25,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How the gateway accepts connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Accepting {
     /// Connections open at once (`--max-connections`).
     pub(crate) max_connections: usize,
+    /// Connections of one address, and how fast it may open them.
+    pub(crate) per_address: PerAddress,
     /// How long a connection may be idle.
     pub(crate) idle: IdleLimits,
     /// The TCP keepalive idle time and interval (`--keepalive-interval`).
@@ -66,10 +70,15 @@ pub(crate) fn incoming(
     metrics: Metrics,
 ) -> impl Stream<Item = io::Result<Conn>> {
     let slots = Arc::new(Semaphore::new(accepting.max_connections));
-    let state = (listener, slots, Throttled::new(), Throttled::new());
-    stream::unfold(state, move |(listener, slots, mut refused, mut failed)| {
-        let metrics = metrics.clone();
+    let state = (
+        listener,
+        slots,
+        [Throttled::new(), Throttled::new(), Throttled::new()],
+    );
+    stream::unfold(state, move |(listener, slots, mut logs)| {
+        let (metrics, accepting) = (metrics.clone(), accepting.clone());
         async move {
+            let [refused, by_address, failed] = &mut logs;
             let conn = loop {
                 let (tcp, remote) = match listener.accept().await {
                     Ok(accepted) => accepted,
@@ -78,6 +87,21 @@ pub(crate) fn incoming(
                             tracing::warn!(%error, count, "cannot accept connections; backing off");
                         }
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let address = match accepting.per_address.admit(remote.ip(), Instant::now()) {
+                    Ok(address) => address,
+                    Err(why) => {
+                        drop(tcp);
+                        metrics.connection_refused();
+                        if let Some(count) = by_address.count() {
+                            let limit = match why {
+                                Refused::Connections => "--max-connections-per-ip",
+                                Refused::Rate => "--max-connection-rate-per-ip",
+                            };
+                            tracing::warn!(%remote, count, "connections refused: an address over its {limit}");
+                        }
                         continue;
                     }
                 };
@@ -95,9 +119,9 @@ pub(crate) fn incoming(
                     continue;
                 };
                 configure(&tcp, accepting.keepalive);
-                break Conn::new(tcp, accepting.idle, slot, metrics.clone());
+                break Conn::new(tcp, accepting.idle, (slot, address), metrics.clone());
             };
-            Some((Ok(conn), (listener, slots, refused, failed)))
+            Some((Ok(conn), (listener, slots, logs)))
         }
     })
 }

@@ -26,6 +26,7 @@ mod authenticate;
 mod conn;
 mod layers;
 mod listener;
+mod per_address;
 mod tls;
 mod viewer;
 mod web;
@@ -34,6 +35,7 @@ pub(crate) use authenticate::Authenticate;
 pub(crate) use conn::IdleLimits;
 pub(crate) use layers::{Arrival, BadInput, TrackCalls};
 pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};
+pub(crate) use per_address::{overrides, AddressLimits, PerAddress};
 pub(crate) use tls::{
     handshakes, metrics_server_config, plain, server_config, TlsFiles, Transport,
 };
