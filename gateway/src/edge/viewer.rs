@@ -75,37 +75,29 @@ where
             .then(|| file(request.uri().path()))
             .flatten();
         let head = request.method() == Method::HEAD;
-        match page {
-            Some((content_type, bytes)) => {
-                let body = if head {
-                    Bytes::new()
-                } else {
-                    Bytes::from_static(bytes)
-                };
-                Either::Left(future::ready(Ok(response(
-                    StatusCode::OK,
-                    content_type,
-                    bytes.len(),
-                    body,
-                ))))
-            }
+        let answer = match page {
+            Some((content_type, bytes)) => (StatusCode::OK, content_type, bytes),
             // A page load asks for more (/favicon.ico): what is not the
             // page's is not found. gRPC and gRPC-Web calls are POSTs.
-            None if head || request.method() == Method::GET => {
-                let body = if head {
-                    Bytes::new()
-                } else {
-                    Bytes::from_static(NOT_FOUND)
-                };
-                Either::Left(future::ready(Ok(response(
-                    StatusCode::NOT_FOUND,
-                    "text/plain; charset=utf-8",
-                    NOT_FOUND.len(),
-                    body,
-                ))))
-            }
-            None => Either::Right(self.0.call(request)),
-        }
+            None if head || request.method() == Method::GET => (
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                NOT_FOUND,
+            ),
+            None => return Either::Right(self.0.call(request)),
+        };
+        let (status, content_type, bytes) = answer;
+        let body = if head {
+            Bytes::new()
+        } else {
+            Bytes::from_static(bytes)
+        };
+        Either::Left(future::ready(Ok(response(
+            status,
+            content_type,
+            bytes.len(),
+            body,
+        ))))
     }
 }
 

@@ -10,30 +10,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use super::ledger::DeadLetterJob;
+use super::spec::headers;
 use crate::error::Error;
 use crate::kafka::topics::Topics;
 use crate::metrics::{Metrics, UNKNOWN_TOPIC};
 use crate::publish::Publisher;
-
-/// The header names a dead letter gains.
-pub(crate) mod headers {
-    /// Why the event was dead-lettered.
-    pub(crate) const REASON: &str = "eventgateway-dlq-reason";
-    /// The topic it was read from.
-    pub(crate) const TOPIC: &str = "eventgateway-dlq-topic";
-    /// Its partition there.
-    pub(crate) const PARTITION: &str = "eventgateway-dlq-partition";
-    /// Its offset there.
-    pub(crate) const OFFSET: &str = "eventgateway-dlq-offset";
-    /// How many times it was delivered.
-    pub(crate) const ATTEMPTS: &str = "eventgateway-dlq-attempts";
-    /// The consumer group (empty for an ephemeral subscription).
-    pub(crate) const GROUP: &str = "eventgateway-dlq-group";
-    /// When it was dead-lettered (RFC 3339, UTC).
-    pub(crate) const TIME: &str = "eventgateway-dlq-time";
-    /// How many of its headers could not be read, when any.
-    pub(crate) const UNREADABLE: &str = "eventgateway-dlq-unreadable-headers";
-}
 
 /// What a subscription asks before writing a dead letter of so many bytes
 /// to a topic: whether its subscriber may publish there now (its rights and

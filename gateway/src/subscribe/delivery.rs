@@ -145,7 +145,7 @@ impl Record {
     /// `eventgateway-dlq-topic` headers say where it has been).
     pub(super) fn was_dead_lettered_out_of(&self, topic: &str) -> bool {
         self.headers.iter().any(|(name, value)| {
-            name == super::dead_letter::headers::TOPIC && value.as_deref() == Some(topic.as_bytes())
+            name == super::spec::headers::TOPIC && value.as_deref() == Some(topic.as_bytes())
         })
     }
 

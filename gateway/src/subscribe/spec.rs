@@ -93,6 +93,26 @@ impl DeadLetters {
     }
 }
 
+/// The header names a dead letter gains.
+pub(crate) mod headers {
+    /// Why the event was dead-lettered.
+    pub(crate) const REASON: &str = "eventgateway-dlq-reason";
+    /// The topic it was read from.
+    pub(crate) const TOPIC: &str = "eventgateway-dlq-topic";
+    /// Its partition there.
+    pub(crate) const PARTITION: &str = "eventgateway-dlq-partition";
+    /// Its offset there.
+    pub(crate) const OFFSET: &str = "eventgateway-dlq-offset";
+    /// How many times it was delivered.
+    pub(crate) const ATTEMPTS: &str = "eventgateway-dlq-attempts";
+    /// The consumer group (empty for an ephemeral subscription).
+    pub(crate) const GROUP: &str = "eventgateway-dlq-group";
+    /// When it was dead-lettered (RFC 3339, UTC).
+    pub(crate) const TIME: &str = "eventgateway-dlq-time";
+    /// How many of its headers could not be read, when any.
+    pub(crate) const UNREADABLE: &str = "eventgateway-dlq-unreadable-headers";
+}
+
 /// What names the default dead-letter topic after its topic.
 pub(crate) const DEAD_LETTER_SUFFIX: &str = ".dlq";
 
