@@ -174,3 +174,49 @@ async fn large_keys_that_are_not_text_do_not_stop_a_group() {
     ack(&mut client, &id, &[&first, &second, &third]).await;
     gateway.shutdown().await.unwrap();
 }
+
+/// A record of 100,000 headers is delivered with the first 1,000 and a note
+/// of how many were left out and where to read them; the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_100000_headers_is_delivered_with_the_first_1000() {
+    let (broker, _, gateway, mut client) = fixture("poison-headers", 1).await;
+    let topic = topic("poison-headers");
+    broker
+        .create_topic_with(&topic, 1, &[("max.message.bytes", &(8 << 20).to_string())])
+        .await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("message.max.bytes", (8 << 20).to_string())
+        .create()
+        .unwrap();
+    let names: Vec<String> = (0..100_000).map(|i| format!("h{i}")).collect();
+    let headers = names.iter().fold(OwnedHeaders::new(), |headers, name| {
+        headers.insert(Header {
+            key: name,
+            value: Some("v"),
+        })
+    });
+    for (value, headers) in [("many", Some(headers)), ("after", None)] {
+        let mut record = FutureRecord::to(&topic).key("k").payload(value);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("the broker stores the record");
+    }
+    let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
+    let many = next_delivery(&mut stream).await;
+    let event = many.event.unwrap();
+    assert_eq!(event.attributes["h999"], "v");
+    assert!(!event.attributes.contains_key("h1000"));
+    let note = &event.attributes["eventgateway-unreadable-headers"];
+    assert!(
+        note.contains("99000 header(s)") && note.contains(&format!("{topic}/0@0")),
+        "{note}"
+    );
+    let after = next_delivery(&mut stream).await;
+    assert_eq!(after.offset, 1, "the stream goes on");
+    gateway.shutdown().await.unwrap();
+}

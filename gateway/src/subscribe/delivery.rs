@@ -19,9 +19,14 @@ const MAX_DELIVERY_BYTES: usize = 4 * 1024 * 1024 - 16 * 1024;
 /// The attribute of a delivery whose payload (and, when that was not
 /// enough, attributes) were left out.
 const OMITTED: &str = "eventgateway-omitted";
-/// The attribute of a delivery whose record had headers the Kafka client
-/// cannot read (a name that is not UTF-8).
+/// The attribute of a delivery whose record had headers the gateway left
+/// out: names the Kafka client cannot read (not UTF-8), or more headers
+/// than [`MAX_HEADERS_READ`].
 const UNREADABLE: &str = "eventgateway-unreadable-headers";
+/// The most headers of one record the gateway reads (publishing takes 100
+/// attributes): what a record of 100,000 tiny headers costs stays near
+/// its size.
+pub(super) const MAX_HEADERS_READ: usize = 1_000;
 
 /// A Kafka record as read, owned: what a delivery, every redelivery and a
 /// dead letter are made from.
@@ -41,7 +46,8 @@ pub(super) struct Record {
     pub(super) timestamp_ms: Option<i64>,
     /// The headers the Kafka client can read, in order.
     pub(super) headers: Vec<(String, Option<Vec<u8>>)>,
-    /// How many headers it cannot read (a name that is not UTF-8).
+    /// How many headers were left out: names that are not UTF-8, and
+    /// those beyond [`MAX_HEADERS_READ`].
     pub(super) unreadable: usize,
 }
 
@@ -56,8 +62,11 @@ impl Record {
         let mut headers = Vec::new();
         let mut unreadable = 0;
         if let Some(read) = message.headers() {
-            headers.reserve(read.count());
-            for index in 0..read.count() {
+            let count = read.count();
+            let taken = count.min(MAX_HEADERS_READ);
+            unreadable += count - taken;
+            headers.reserve(taken);
+            for index in 0..taken {
                 let header =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read.try_get(index)));
                 match header {
@@ -104,7 +113,7 @@ impl Record {
         let mut event = record_to_event(&incoming);
         if self.unreadable > 0 {
             let note = format!(
-                "{} header(s) whose name is not UTF-8 were left out: read them with a Kafka client at {}/{}@{}",
+                "{} header(s) were left out (a name that is not UTF-8, or beyond the first {MAX_HEADERS_READ}): read them with a Kafka client at {}/{}@{}",
                 self.unreadable, self.topic, self.partition, self.offset
             );
             event.attributes.insert(UNREADABLE.to_owned(), note);
