@@ -12,19 +12,32 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use testkit::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_a_struct_cannot_carry_reach_a_default_client_as_their_text() {
-    let (broker, _, gateway, _client) = fixture("poison", 1).await;
-    // Kafka takes records of up to 1 MiB unless a topic says otherwise.
-    let topic = topic("poison-large");
+/// A new topic named after `prefix` that takes records of up to 8 MiB
+/// (Kafka takes 1 MiB unless a topic says otherwise), and a plain producer
+/// that writes them, with `settings` on top.
+async fn large_records(
+    broker: &Broker,
+    prefix: &str,
+    settings: &[(&str, &str)],
+) -> (String, FutureProducer) {
+    let topic = topic(prefix);
     broker
         .create_topic_with(&topic, 1, &[("max.message.bytes", &(8 << 20).to_string())])
         .await;
-    let producer: FutureProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", broker.brokers())
-        .set("message.max.bytes", (8 << 20).to_string())
-        .create()
-        .unwrap();
+        .set("message.max.bytes", (8 << 20).to_string());
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    (topic, config.create().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_a_struct_cannot_carry_reach_a_default_client_as_their_text() {
+    let (broker, _, gateway, _client) = fixture("poison", 1).await;
+    let (topic, producer) = large_records(&broker, "poison-large", &[]).await;
     let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
     let numbers = format!("{{\"n\":[{}]}}", vec!["7"; 490_000].join(","));
     let big_id = r#"{"id":1234567890123456789}"#.to_owned();
@@ -132,17 +145,16 @@ async fn a_header_name_that_is_not_utf8_does_not_end_the_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_keys_that_are_not_text_do_not_stop_a_group() {
     let (broker, _, gateway, mut client) = fixture("poison-key", 1).await;
-    let topic = topic("poison-key");
-    broker
-        .create_topic_with(&topic, 1, &[("max.message.bytes", &(8 << 20).to_string())])
-        .await;
     // Compressed, the broker takes them whatever their size.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("compression.type", "zstd")
-        .set("message.max.bytes", (16 << 20).to_string())
-        .create()
-        .unwrap();
+    let (topic, producer) = large_records(
+        &broker,
+        "poison-key",
+        &[
+            ("compression.type", "zstd"),
+            ("message.max.bytes", "16777216"),
+        ],
+    )
+    .await;
     let binary = vec![0xff; 1_100_000];
     let huge = vec![0xff; 5 << 20];
     for (key, value) in [(&binary, "a"), (&huge, "b"), (&b"k".to_vec(), "c")] {
@@ -180,15 +192,7 @@ async fn large_keys_that_are_not_text_do_not_stop_a_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_of_100000_headers_is_delivered_with_the_first_1000() {
     let (broker, _, gateway, mut client) = fixture("poison-headers", 1).await;
-    let topic = topic("poison-headers");
-    broker
-        .create_topic_with(&topic, 1, &[("max.message.bytes", &(8 << 20).to_string())])
-        .await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("message.max.bytes", (8 << 20).to_string())
-        .create()
-        .unwrap();
+    let (topic, producer) = large_records(&broker, "poison-headers", &[]).await;
     let names: Vec<String> = (0..100_000).map(|i| format!("h{i}")).collect();
     let headers = names.iter().fold(OwnedHeaders::new(), |headers, name| {
         headers.insert(Header {
