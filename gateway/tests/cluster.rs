@@ -14,7 +14,7 @@ use eventgateway::v1::publish_events_response::Result as StreamOutcome;
 use eventgateway::v1::{PublishEventRequest, PublishEventsRequest};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde_json::json;
 use testkit::*;
 use tokio::sync::watch;
@@ -271,45 +271,14 @@ fn stream_request(topic: &str, n: i64) -> PublishEventsRequest {
 /// The event numbers `topic` holds, read to its end by a plain consumer
 /// from `bootstrap` (blocking).
 fn stored_numbers(bootstrap: &str, topic: &str) -> BTreeSet<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("read-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for partition in metadata.topics()[0].partitions() {
-        let (_, end) = consumer
-            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
-            .unwrap();
-        ends.insert(partition.id(), end);
-        tpl.add_partition_offset(topic, partition.id(), Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut numbers = BTreeSet::new();
-    let mut at: BTreeMap<i32, i64> = BTreeMap::new();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while ends
+    read_topic(bootstrap, topic)
         .iter()
-        .any(|(p, end)| at.get(p).copied().unwrap_or(0) < *end)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the topic was not read to its end"
-        );
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            at.insert(message.partition(), message.offset() + 1);
+        .map(|message| {
             let body: serde_json::Value =
                 serde_json::from_slice(message.payload().unwrap_or_default()).unwrap();
-            numbers.insert(body["n"].as_i64().unwrap());
-        }
-    }
-    numbers
+            body["n"].as_i64().unwrap()
+        })
+        .collect()
 }
 
 /// The node that leads `topic`'s `partition` (blocking).

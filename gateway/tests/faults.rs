@@ -5,7 +5,7 @@
 //! test of its own that counts what was published, acknowledged, redelivered
 //! and lost, prints the counts (they show in CI logs) and asserts them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,11 +15,9 @@ use eventgateway::v1::{
     event::Data, AckMode, Event, PublishEventRequest, PublishEventsRequest, PublishEventsResponse,
     StartFrom, SubscribeRequest, SubscribeResponse,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::ClientConfig;
 use serde_json::json;
 use testkit::*;
 use tonic::{Code, Streaming};
@@ -457,66 +455,6 @@ fn header(record: &OwnedMessage, name: &str) -> Option<String> {
         .iter()
         .find(|h| h.key == name)
         .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
-}
-
-/// Every record of a topic, read with a plain consumer up to its end (the
-/// high watermarks, asked again until they stop moving). Blocking.
-fn read_topic(brokers: &str, topic: &str) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions: Vec<i32> = metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for partition in &partitions {
-        tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let ends = || -> Vec<(i32, i64)> {
-        partitions
-            .iter()
-            .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, *p, Duration::from_secs(10))
-                    .unwrap();
-                (*p, high)
-            })
-            .collect()
-    };
-    let mut records = Vec::new();
-    let mut positions: HashMap<i32, i64> = HashMap::new();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let mut target = ends();
-    loop {
-        while target
-            .iter()
-            .any(|(p, high)| positions.get(p).copied().unwrap_or(0) < *high)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "could not read the topic to its end"
-            );
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-                positions.insert(message.partition(), message.offset() + 1);
-                records.push(message.detach());
-            }
-        }
-        let again = ends();
-        if again == target {
-            return records;
-        }
-        target = again;
-    }
 }
 
 /// Kafka is slow to store a batch: each of its events is answered

@@ -305,6 +305,68 @@ pub async fn wait_group_done(brokers: &str, group: &str, topic: &str) {
     .expect("the wait runs");
 }
 
+/// Every record of a topic, read with a plain consumer up to its end (the
+/// high watermarks, asked again until they stop moving). Blocking; fails
+/// the test after [`PATIENCE`].
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for partition in &partitions {
+        tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let ends = || -> Vec<(i32, i64)> {
+        partitions
+            .iter()
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                    .unwrap();
+                (*p, high)
+            })
+            .collect()
+    };
+    let mut records = Vec::new();
+    let mut positions: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut target = ends();
+    loop {
+        while target
+            .iter()
+            .any(|(p, high)| positions.get(p).copied().unwrap_or(0) < *high)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "could not read the topic to its end"
+            );
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                positions.insert(message.partition(), message.offset() + 1);
+                records.push(message.detach());
+            }
+        }
+        let again = ends();
+        if again == target {
+            return records;
+        }
+        target = again;
+    }
+}
+
 /// The record at `offset` of `topic`'s `partition`, read by a plain Kafka
 /// consumer (blocking). Fails the test after [`PATIENCE`].
 pub fn read_plain(
