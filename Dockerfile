@@ -21,5 +21,8 @@ COPY --from=build /usr/local/bin/gateway /usr/local/bin/notifier /usr/local/bin/
 COPY notifier/templates /usr/share/event-gateway/templates
 USER app
 WORKDIR /var/lib/event-gateway
+# librdkafka's fetch buffers (up to a record batch) go back to the system
+# once freed: glibc otherwise keeps them in its heaps (see README, Limits).
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
 EXPOSE 50051 9464 9465
 CMD ["gateway"]

@@ -45,6 +45,10 @@ fn parse_connection_overrides(text: &str) -> Result<ConnectionOverrides, String>
 /// The least `--max-header-bytes`: a token's 16 KiB and the rest of a
 /// call's metadata.
 const MIN_HEADER_BYTES: u32 = 20 * 1024;
+/// The smallest byte buffer of a subscription.
+const MIN_BUFFER_BYTES: usize = 64 * 1024;
+/// The shortest stall timeout.
+const MIN_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// gRPC gateway in front of Apache Kafka: publish and subscribe to topics without a Kafka client
 #[derive(Debug, Clone, Parser)]
@@ -306,6 +310,26 @@ pub struct Config {
     /// consumer is paused.
     #[arg(long, env = "SUBSCRIPTION_BUFFER", default_value_t = 64)]
     pub subscription_buffer: usize,
+
+    /// Bytes of deliveries a subscription buffers for a slow client before
+    /// its Kafka consumer is paused (a delivery larger than this still goes,
+    /// alone).
+    #[arg(long, env = "SUBSCRIPTION_BUFFER_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub subscription_buffer_bytes: usize,
+
+    /// Bytes of deliveries all subscriptions together buffer for their
+    /// clients; a subscription that finds none free waits (its consumer
+    /// paused). Also bounds what the Kafka consumers prefetch: each new one
+    /// gets this divided by the consumers open (1 to 16 MiB).
+    #[arg(long, env = "TOTAL_BUFFER_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub total_buffer_bytes: usize,
+
+    /// How long a subscription's client may read nothing while deliveries
+    /// wait for it; then its stream ends with RESOURCE_EXHAUSTED, freeing
+    /// its buffer (as Kafka's max.poll.interval.ms removes a consumer that
+    /// stops polling).
+    #[arg(long, env = "STALL_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
 
     /// ACK_MODE_MANUAL: how long a delivery may stay unacknowledged before it
     /// is delivered again, unless the subscription asks otherwise.
@@ -582,6 +606,19 @@ impl Config {
         }
         if self.subscription_buffer == 0 {
             return Err("--subscription-buffer must be at least 1".into());
+        }
+        if self.subscription_buffer_bytes < MIN_BUFFER_BYTES {
+            return Err(format!(
+                "--subscription-buffer-bytes must be at least {MIN_BUFFER_BYTES}"
+            ));
+        }
+        if self.total_buffer_bytes < self.subscription_buffer_bytes {
+            return Err("--total-buffer-bytes must be at least --subscription-buffer-bytes".into());
+        }
+        if self.stall_timeout < MIN_STALL_TIMEOUT {
+            return Err(format!(
+                "--stall-timeout must be at least {MIN_STALL_TIMEOUT:?}"
+            ));
         }
         if !(1..=MAX_UNACKED).contains(&self.max_unacked) {
             return Err(format!("--max-unacked must be 1 to {MAX_UNACKED}"));
@@ -872,6 +909,21 @@ mod tests {
         config.drain_timeout = Duration::ZERO;
         config.commit_interval = Duration::ZERO;
         assert!(config.validate().unwrap_err().contains("--commit-interval"));
+        let mut config = Config::for_brokers(None);
+        config.total_buffer_bytes = config.subscription_buffer_bytes - 1;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("--total-buffer-bytes"));
+        let mut config = Config::for_brokers(None);
+        config.subscription_buffer_bytes = 1024;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("--subscription-buffer-bytes"));
+        let mut config = Config::for_brokers(None);
+        config.stall_timeout = Duration::from_millis(500);
+        assert!(config.validate().unwrap_err().contains("--stall-timeout"));
     }
 
     #[test]

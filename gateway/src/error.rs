@@ -75,6 +75,17 @@ pub(crate) enum Error {
         /// The delivery it was ended at, `topic/partition@offset`.
         at: String,
     },
+    /// A stream's client read nothing for too long while deliveries waited.
+    #[error(
+        "this stream read nothing for {after:?} while deliveries waited for it (the gateway's \
+         --stall-timeout), and was ended to free its buffer; resubscribe: a group resumes from \
+         its committed offsets (what was not acknowledged comes again), a replay with \
+         START_FROM_OFFSETS at the offset after the last delivery received on each partition"
+    )]
+    Stalled {
+        /// How long it read nothing.
+        after: Duration,
+    },
     /// The policy does not grant the principal this operation.
     #[error("principal {principal} may not {what}: the policy does not grant it")]
     Denied {
@@ -280,9 +291,10 @@ impl Error {
             Error::DeadlineExceeded | Error::RequestTooSlow(_) | Error::PublishStreamIdle(_) => {
                 Code::DeadlineExceeded
             }
-            Error::Saturated(_) | Error::SlowSubscriber { .. } | Error::OverQuota { .. } => {
-                Code::ResourceExhausted
-            }
+            Error::Saturated(_)
+            | Error::SlowSubscriber { .. }
+            | Error::Stalled { .. }
+            | Error::OverQuota { .. } => Code::ResourceExhausted,
             Error::PermissionDenied(_) | Error::Denied { .. } => Code::PermissionDenied,
             Error::GroupProtocolRefused { .. } => Code::FailedPrecondition,
             Error::Unauthenticated(_) => Code::Unauthenticated,
@@ -406,6 +418,11 @@ mod tests {
         assert_eq!(slow.code(), Code::ResourceExhausted);
         assert!(slow.message().contains("START_FROM_OFFSETS"), "{slow:?}");
         assert!(slow.message().contains("orders/0@7"), "{slow:?}");
+        let stalled = Status::from(Error::Stalled {
+            after: Duration::from_secs(300),
+        });
+        assert_eq!(stalled.code(), Code::ResourceExhausted);
+        assert!(stalled.message().contains("--stall-timeout"), "{stalled:?}");
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   first deliveries and redeliveries handed to streams;
 //! - `gateway_acks_total`: acknowledgements received;
 //! - `gateway_active_subscriptions`: open Subscribe streams;
+//! - `gateway_subscription_buffered_bytes`: bytes of deliveries buffered
+//!   for clients (within `--total-buffer-bytes`);
+//!   `gateway_stalled_subscriptions_total`: streams ended because their
+//!   client read nothing for `--stall-timeout`;
 //! - `gateway_open_connections`, `gateway_refused_connections_total`: client
 //!   connections open, and closed at once for `--max-connections`;
 //! - `gateway_health_probe_failures_total`: Kafka health probes that failed;
@@ -67,6 +71,8 @@ struct Inner {
     redeliveries: Family<Labels, Counter>,
     acks: Counter,
     active_subscriptions: Gauge,
+    buffered_bytes: Gauge,
+    stalled: Counter,
     open_connections: Gauge,
     refused_connections: Counter,
     health_probe_failures: Counter,
@@ -102,6 +108,8 @@ impl Default for Metrics {
         let redeliveries = Family::<Labels, Counter>::default();
         let acks = Counter::default();
         let active_subscriptions = Gauge::default();
+        let buffered_bytes = Gauge::default();
+        let stalled = Counter::default();
         let open_connections = Gauge::default();
         let refused_connections = Counter::default();
         let health_probe_failures = Counter::default();
@@ -163,6 +171,16 @@ impl Default for Metrics {
             active_subscriptions.clone(),
         );
         registry.register(
+            "gateway_subscription_buffered_bytes",
+            "Bytes of deliveries buffered for clients, within --total-buffer-bytes",
+            buffered_bytes.clone(),
+        );
+        registry.register(
+            "gateway_stalled_subscriptions",
+            "Streams ended because their client read nothing for --stall-timeout",
+            stalled.clone(),
+        );
+        registry.register(
             "gateway_open_connections",
             "Client connections open",
             open_connections.clone(),
@@ -220,6 +238,8 @@ impl Default for Metrics {
             redeliveries,
             acks,
             active_subscriptions,
+            buffered_bytes,
+            stalled,
             open_connections,
             refused_connections,
             health_probe_failures,
@@ -371,6 +391,16 @@ impl Metrics {
     /// A stream opened (`+1`) or closed (`-1`).
     pub(crate) fn subscriptions(&self, change: i64) {
         self.0.active_subscriptions.inc_by(change);
+    }
+
+    /// The gauge of bytes buffered for clients, for the budget to keep.
+    pub(crate) fn buffered_bytes(&self) -> Gauge {
+        self.0.buffered_bytes.clone()
+    }
+
+    /// A stream ended because its client read nothing for too long.
+    pub(crate) fn stalled(&self) {
+        self.0.stalled.inc();
     }
 
     /// A client connection opened (`+1`) or closed (`-1`).

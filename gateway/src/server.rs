@@ -399,6 +399,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     );
     let limits = subscribe::Limits {
         buffer: config.subscription_buffer,
+        buffer_bytes: config.subscription_buffer_bytes,
+        total_buffer_bytes: config.total_buffer_bytes,
+        stall_timeout: config.stall_timeout,
         subscriptions: config.max_subscriptions,
         consumers: config.max_consumers,
         drain: config.drain_timeout,

@@ -20,6 +20,12 @@ use crate::metrics::Metrics;
 /// librdkafka's longest auto-commit interval (a day): its own timer is
 /// left out.
 const NEVER_MS: &str = "86400000";
+/// The most one consumer prefetches, in KiB: less held a single stream at
+/// about 0.7 of a plain consumer's rate (gateway-bench), as librdkafka
+/// backs off fetching for a second whenever the bound is reached.
+const MAX_PREFETCH_KIB: usize = 16 * 1024;
+/// The least.
+const MIN_PREFETCH_KIB: usize = 1024;
 
 /// A subscription's Kafka consumer.
 pub(super) type SubscriptionConsumer = StreamConsumer<SubscriptionContext>;
@@ -40,6 +46,10 @@ pub(super) struct Consumers {
     group_protocol: GroupProtocol,
     /// Whether revoked partitions wait for their task to release them.
     revoke_grace: bool,
+    /// What all consumers together prefetch, in KiB.
+    prefetch_kib: usize,
+    /// The most one consumer prefetches, in KiB.
+    prefetch_each_kib: usize,
 }
 
 /// A consumer's place among the open ones: held until it is closed.
@@ -63,7 +73,29 @@ impl Consumers {
             limit,
             group_protocol,
             revoke_grace,
+            prefetch_kib: MAX_PREFETCH_KIB,
+            prefetch_each_kib: MAX_PREFETCH_KIB,
         }
+    }
+
+    /// Consumers that prefetch `total` bytes at most together and `each`
+    /// at most each (as far as [`MAX_PREFETCH_KIB`] and [`MIN_PREFETCH_KIB`]
+    /// allow): each new one gets its share of `total` among those open.
+    pub(super) fn prefetching_within(mut self, total: usize, each: usize) -> Self {
+        self.prefetch_kib = total / 1024;
+        self.prefetch_each_kib = each / 1024;
+        self
+    }
+
+    /// What a consumer opened now may prefetch, in KiB: min(16 MiB, what
+    /// its stream may hold, the budget / the consumers open), at least
+    /// 1 MiB. More than its stream may hold is never needed at once, and
+    /// would be dropped when the stream's consumer is paused.
+    fn prefetch(&self) -> usize {
+        let open = (self.limit - self.slots.available_permits()).max(1);
+        (self.prefetch_kib / open)
+            .min(self.prefetch_each_kib)
+            .clamp(MIN_PREFETCH_KIB, MAX_PREFETCH_KIB)
     }
 
     /// The group protocol of group consumers.
@@ -119,12 +151,11 @@ impl Consumers {
             Some(_) => self.group_protocol,
             None => GroupProtocol::Classic,
         };
+        // Bound what librdkafka prefetches for one stream: its share of the
+        // budget.
+        let prefetch = self.prefetch().to_string();
         let mut defaults = vec![
-            // Bound what librdkafka prefetches for one stream. Less than
-            // 16 MiB held a single stream at about 0.7 of a plain consumer's
-            // rate (gateway-bench): librdkafka backs off fetching for a
-            // second whenever the bound is reached.
-            ("queued.max.messages.kbytes", "16384"),
+            ("queued.max.messages.kbytes", prefetch.as_str()),
             // Consumer lag for the metrics.
             ("statistics.interval.ms", "5000"),
         ];

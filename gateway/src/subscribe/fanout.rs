@@ -30,7 +30,7 @@ use super::consumer::{self, Consumers, Slot, SubscriptionConsumer};
 use super::delivery::{delivery, delivery_message};
 use super::spec::SubscriptionSpec;
 use super::stats::SubscriptionStats;
-use super::stream::Deliveries;
+use super::stream::{Deliveries, Parcel};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::spans;
@@ -254,7 +254,7 @@ async fn broadcast(members: &mut Vec<Member>, message: SubscribeResponse) -> u64
     let mut handed = 0;
     let mut full = Vec::new();
     for (index, member) in members.iter_mut().enumerate() {
-        match member.deliveries.tx.try_send(message.clone()) {
+        match member.deliveries.tx.try_send(Parcel::from(message.clone())) {
             Ok(()) => {
                 member.full_since = None;
                 member.stats.delivered.add(1);
@@ -272,7 +272,7 @@ async fn broadcast(members: &mut Vec<Member>, message: SubscribeResponse) -> u64
         async move {
             (
                 index,
-                tokio::time::timeout_at(deadline, tx.send(message)).await,
+                tokio::time::timeout_at(deadline, tx.send(Parcel::from(message))).await,
             )
         }
     });

@@ -8,6 +8,7 @@
 //! keeps its deliveries in a `ledger` (acks, nacks, extensions, retries,
 //! dead letters, order by key) and writes dead letters (`dead_letter`).
 
+mod budget;
 mod consumer;
 mod context;
 mod dead_letter;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tracing::Instrument;
 
+use self::budget::Budget;
 use self::consumer::Consumers;
 use self::fanout::{FanOut, Subscriber};
 use self::registry::{Registry, SubscriptionHandle, VerbRequest, Verbs};
@@ -81,6 +83,8 @@ pub(crate) struct Subscriptions {
     limits: Limits,
     /// Writes dead letters.
     dead_letters: DeadLetters,
+    /// The bytes buffered for clients.
+    budget: Budget,
 }
 
 /// A subscription just opened.
@@ -143,6 +147,13 @@ impl Settler {
 pub(crate) struct Limits {
     /// Deliveries buffered per subscription (`--subscription-buffer`).
     pub(crate) buffer: usize,
+    /// Bytes buffered per subscription (`--subscription-buffer-bytes`).
+    pub(crate) buffer_bytes: usize,
+    /// Bytes buffered by all subscriptions (`--total-buffer-bytes`).
+    pub(crate) total_buffer_bytes: usize,
+    /// How long a client may read nothing while deliveries wait for it
+    /// (`--stall-timeout`).
+    pub(crate) stall_timeout: std::time::Duration,
     /// Subscriptions open at once (`--max-subscriptions`).
     pub(crate) subscriptions: usize,
     /// Kafka consumers open at once (`--max-consumers`).
@@ -171,13 +182,19 @@ impl Subscriptions {
         shutdown: Shutdown,
         limits: Limits,
     ) -> Self {
+        let budget = Budget::new(
+            limits.total_buffer_bytes,
+            limits.buffer_bytes,
+            metrics.buffered_bytes(),
+        );
         let consumers = Consumers::new(
             cluster,
             metrics.clone(),
             limits.consumers,
             limits.group_protocol,
             !limits.revoke_grace.is_zero(),
-        );
+        )
+        .prefetching_within(budget.size(), limits.buffer_bytes);
         let fanout = FanOut::new(consumers.clone(), metrics.clone(), shutdown.clone());
         let dead_letters = DeadLetters::new(publisher, topics.clone(), metrics.clone());
         Self {
@@ -191,6 +208,7 @@ impl Subscriptions {
             shutdown,
             slots: Arc::new(Semaphore::new(limits.subscriptions)),
             limits,
+            budget,
         }
     }
 
@@ -299,6 +317,7 @@ impl Subscriptions {
         let (revoke_grace, group_protocol) =
             (self.limits.revoke_grace, self.consumers.group_protocol());
         let commit_interval = spec.group.as_ref().map(|_| self.limits.commit_interval);
+        let (budget, stall_timeout) = (self.budget.stream(), self.limits.stall_timeout);
         let drain = if acks_on_stream {
             self.limits.drain
         } else {
@@ -317,6 +336,8 @@ impl Subscriptions {
                     revoke_grace,
                     group_protocol,
                     commit_interval,
+                    budget,
+                    stall_timeout,
                 };
                 let consumer = (consumer, consumer_slot);
                 task::run(consumer, &spec, deliveries, stats, shutdown, inputs).await;

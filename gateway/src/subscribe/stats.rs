@@ -16,6 +16,9 @@ pub struct SubscriptionStats {
     pub redelivered: Count,
     /// Records read from Kafka and held by the task, not yet in the channel.
     pub held: Level,
+    /// Bytes of the budget it holds (buffered deliveries, and room
+    /// reserved for the next).
+    pub buffered: Level,
     /// ACK_MODE_MANUAL: deliveries out and not acknowledged.
     pub unacked: Level,
     /// ACK_MODE_MANUAL: lease and retry timers held, live and stale.

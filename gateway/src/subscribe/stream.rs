@@ -10,9 +10,12 @@
 //! Messages travel shared ([`Message`]): a live tail hands one message to
 //! all of its streams, and each buffers a pointer to it, not a copy; a
 //! stream takes its own copy only as gRPC encodes it (none when it is the
-//! last holder).
+//! last holder). A subscription with a consumer of its own charges each
+//! message to its byte budget ([`Held`]) until gRPC has sent it on (asks
+//! for the next one).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 
@@ -22,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::Status;
 
+use super::budget::Held;
 use super::consumer::SubscriptionConsumer;
 use crate::error::Error;
 
@@ -29,13 +33,42 @@ use crate::error::Error;
 /// live tail.
 pub(super) type Message = Arc<SubscribeResponse>;
 
+/// A message in a channel, with the bytes of the budget it holds there.
+#[derive(Debug)]
+pub(super) struct Parcel {
+    message: Message,
+    held: Option<Held>,
+}
+
+impl Parcel {
+    /// `message`, holding `held` until gRPC takes it.
+    pub(super) fn charged(message: Message, held: Held) -> Self {
+        Self {
+            message,
+            held: Some(held),
+        }
+    }
+}
+
+impl From<Message> for Parcel {
+    /// A message that holds nothing of the budget (a live tail's, shared).
+    fn from(message: Message) -> Self {
+        Self {
+            message,
+            held: None,
+        }
+    }
+}
+
 /// The sending end of a subscription's channel; cloning shares it.
 #[derive(Debug, Clone)]
 pub(super) struct Deliveries {
     /// The stream's messages.
-    pub(super) tx: mpsc::Sender<Message>,
+    pub(super) tx: mpsc::Sender<Parcel>,
     /// Why the stream ends, once known.
     end: Arc<OnceLock<Error>>,
+    /// How many messages the client took.
+    taken: Arc<AtomicU64>,
 }
 
 impl Deliveries {
@@ -43,6 +76,16 @@ impl Deliveries {
     /// buffered and every sender is gone; the first reason given wins.
     pub(super) fn end_with(&self, error: Error) {
         let _ = self.end.set(error);
+    }
+
+    /// How many messages the client took so far.
+    pub(super) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    /// How many messages wait in the channel.
+    pub(super) fn waiting(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 }
 
@@ -56,23 +99,26 @@ pub(super) fn channel(id: &str, buffer: usize) -> (Deliveries, Ending) {
         })),
     };
     // The channel is new and has room.
-    let _ = tx.try_send(Arc::new(subscribed));
-    let end = Arc::new(OnceLock::new());
+    let _ = tx.try_send(Parcel::from(Arc::new(subscribed)));
+    let (end, taken) = (Arc::new(OnceLock::new()), Arc::new(AtomicU64::new(0)));
     (
         Deliveries {
             tx,
             end: end.clone(),
+            taken: taken.clone(),
         },
-        Ending { rx, end },
+        Ending { rx, end, taken },
     )
 }
 
 /// The receiving end of a subscription's channel, for [`DeliveryStream`].
 pub(super) struct Ending {
     /// The stream's messages.
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<Parcel>,
     /// Why the stream ends, once known.
     end: Arc<OnceLock<Error>>,
+    /// How many messages the client took.
+    taken: Arc<AtomicU64>,
 }
 
 /// The stream a client reads: the channel's messages, each delivery's
@@ -80,9 +126,14 @@ pub(super) struct Ending {
 /// then the reason it ended.
 pub(super) struct DeliveryStream {
     /// Messages from the subscription task or the live tail.
-    inner: ReceiverStream<Message>,
+    inner: ReceiverStream<Parcel>,
     /// Why the stream ends.
     end: Arc<OnceLock<Error>>,
+    /// How many messages the client took.
+    taken: Arc<AtomicU64>,
+    /// The budget the message taken last holds: until gRPC asks for the
+    /// next one, it is encoded and waits for the client's HTTP/2 window.
+    sending: Option<Held>,
     /// Whether the final status was handed out.
     ended: bool,
     /// The consumer to store offsets in; `None` when nothing is committed.
@@ -99,6 +150,8 @@ impl DeliveryStream {
         Self {
             inner: ReceiverStream::new(ending.rx),
             end: ending.end,
+            taken: ending.taken,
+            sending: None,
             ended: false,
             consumer,
             on_end: None,
@@ -127,12 +180,16 @@ impl Stream for DeliveryStream {
         if self.ended {
             return Poll::Ready(None);
         }
-        let Some(message) = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx)) else {
+        let Some(parcel) = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx)) else {
             self.ended = true;
             let error = self.end.get().cloned().unwrap_or(Error::Interrupted);
             return Poll::Ready(Some(Err(Status::from(error))));
         };
-        let message = Arc::unwrap_or_clone(message);
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        // gRPC asks for a message once the last one went out (HTTP/2 takes
+        // no more while its window is shut): that one's bytes go back now.
+        self.sending = parcel.held;
+        let message = Arc::unwrap_or_clone(parcel.message);
         if let (
             SubscribeResponse {
                 kind: Some(Kind::Delivery(delivery)),
@@ -169,7 +226,11 @@ mod tests {
     #[tokio::test]
     async fn a_stream_ends_with_its_reason_after_what_was_buffered() {
         let (deliveries, ending) = channel("s", 4);
-        deliveries.tx.send(Arc::new(delivery(7))).await.unwrap();
+        deliveries
+            .tx
+            .send(Parcel::from(Arc::new(delivery(7))))
+            .await
+            .unwrap();
         deliveries.end_with(Error::ShuttingDown);
         deliveries.end_with(Error::Interrupted);
         drop(deliveries);

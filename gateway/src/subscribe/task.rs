@@ -1,9 +1,13 @@
 //! The task behind one Subscribe stream: reads the consumer, hands
 //! deliveries to the bounded channel, and keeps the stream's promises.
 //!
-//! - Bounded memory: a client that stays behind for [`PAUSE_AFTER`] gets its
-//!   consumer paused until it reads again; a shorter stall is absorbed by the
-//!   channel without refetching.
+//! - Bounded memory: each message takes its bytes from the subscription's
+//!   and the instance's budget before it goes into the channel, and waits
+//!   for room; a client that stays behind for [`PAUSE_AFTER`] gets its
+//!   consumer paused until it reads again (a shorter stall is absorbed by
+//!   the channel without refetching). A client that reads nothing for the
+//!   stall timeout while deliveries wait for it is ended, so that its
+//!   buffer goes back to the others.
 //! - ACK_MODE_MANUAL: at most `max_unacked` records unsettled (the consumer
 //!   is paused while the window is full); the ledger applies the clients'
 //!   verbs and its timers, says what to send again, which offsets to store
@@ -35,6 +39,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::budget::{Held, StreamBudget};
 use super::consumer::{self, Slot, SubscriptionConsumer};
 use super::context::{self, RebalanceEvent};
 use super::dead_letter::DeadLetters;
@@ -43,7 +48,7 @@ use super::ledger::{Ledger, Outcome, Verb};
 use super::registry::VerbRequest;
 use super::spec::{Partition, StartPosition, SubscriptionSpec};
 use super::stats::SubscriptionStats;
-use super::stream::Deliveries;
+use super::stream::{self, Deliveries, Parcel};
 use crate::config::GroupProtocol;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -51,6 +56,10 @@ use crate::spans;
 
 /// How long a client may stay behind before its consumer is paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(250);
+/// The budget reserved for a subscription's first record: Kafka's
+/// default largest record (`max.message.bytes`), so that streams that wait
+/// for room do not each hold a record they read first.
+const FIRST_RESERVATION: usize = 1024 * 1024;
 /// How often a waiting subscription looks at its consumer's queue again, so
 /// that a missed wake-up (seen after a pause) never stalls the stream.
 const REPOLL: Duration = Duration::from_millis(100);
@@ -73,6 +82,10 @@ pub(super) struct Inputs {
     pub(super) group_protocol: GroupProtocol,
     /// With a group: how often what was stored is committed.
     pub(super) commit_interval: Option<Duration>,
+    /// The bytes the stream may buffer.
+    pub(super) budget: StreamBudget,
+    /// How long the client may read nothing while deliveries wait for it.
+    pub(super) stall_timeout: Duration,
 }
 
 /// Partitions being revoked: settled within the grace, then released.
@@ -104,12 +117,26 @@ pub(super) async fn run(
     let mut urgent: VecDeque<SubscribeResponse> = VecDeque::new();
     // Records read from Kafka, not yet in the channel.
     let mut fresh: VecDeque<Record> = VecDeque::new();
+    // The next message, waiting for room in the channel and the budget,
+    // with its size.
+    let mut staged: Option<(stream::Message, usize)> = None;
+    // Bytes of the budget held for the next message: reserved before a
+    // record is read (as much as the last delivery took), then fitted to
+    // the message staged.
+    let mut reserved: Option<Held> = None;
+    let mut expect = FIRST_RESERVATION;
     let mut behind_since: Option<Instant> = None;
+    // The client's reads so far, and when it last read (or had nothing
+    // waiting).
+    let (mut taken, mut progress_at) = (deliveries.taken(), Instant::now());
     let (written_tx, mut written) = mpsc::unbounded_channel::<Written>();
     // Once shutdown began with deliveries out: until when acks are taken.
     let mut draining: Option<Instant> = None;
     let tx = &deliveries.tx;
     let mut leaving: Option<Leaving> = None;
+    // Nothing is fetched before there is room for it: the first turn of
+    // the loop resumes the consumer once the budget holds a record's room.
+    set_paused(&consumer, &stats, true);
     let mut commits = inputs.commit_interval.map(|every| {
         let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -154,21 +181,81 @@ pub(super) async fn run(
         let window_full = ledger
             .as_ref()
             .is_some_and(|l| l.unsettled() >= window || l.bytes_full());
-        if tx.capacity() == 0 {
+        let ready = ledger.as_ref().is_some_and(Ledger::has_ready);
+        if staged.is_none()
+            && draining.is_none()
+            && (!urgent.is_empty() || ready || (!fresh.is_empty() && !window_full))
+        {
+            staged = next_message(
+                (&mut urgent, &mut fresh, ledger.as_mut()),
+                spec,
+                &stats,
+                &inputs.metrics,
+            );
+        }
+        if let Some((message, bytes)) = &staged {
+            if matches!(message.kind, Some(Kind::Delivery(_))) {
+                expect = *bytes;
+            }
+        }
+        // A record is read only with room reserved for it: what a stream
+        // holds stays within its budget, and streams waiting for room never
+        // each hold one record more.
+        let wants_record = fresh.is_empty() && staged.is_none() && !window_full;
+        let needs = match &staged {
+            Some((_, bytes)) => Some(*bytes),
+            None => (wants_record && draining.is_none()).then_some(expect),
+        };
+        if let Some(bytes) = needs {
+            inputs.budget.try_fit(&mut reserved, bytes);
+        }
+        let fitted = staged
+            .as_ref()
+            .is_some_and(|(_, bytes)| inputs.budget.fits(reserved.as_ref(), *bytes));
+        let room = |instance_only| {
+            needs.is_none_or(|bytes| {
+                inputs
+                    .budget
+                    .has_room(reserved.as_ref(), bytes, instance_only)
+            })
+        };
+        let blocked = (staged.is_some() && tx.capacity() == 0) || !room(false);
+        // Out of bytes, what librdkafka prefetches would be held on top of
+        // the budget: the consumer is paused at once (its prefetched records
+        // are dropped, and fetched again on resume).
+        let starved = !room(false);
+        if blocked {
             behind_since.get_or_insert(now);
         } else {
             behind_since = None;
+        }
+        if deliveries.taken() != taken || deliveries.waiting() == 0 {
+            (taken, progress_at) = (deliveries.taken(), now);
+        }
+        let stall_check = (deliveries.waiting() > 0).then(|| progress_at + inputs.stall_timeout);
+        if stall_check.is_some_and(|at| now >= at) {
+            tracing::warn!(
+                after = ?inputs.stall_timeout,
+                waiting = deliveries.waiting(),
+                "the client read nothing while deliveries waited; ending its stream"
+            );
+            inputs.metrics.stalled();
+            deliveries.end_with(Error::Stalled {
+                after: inputs.stall_timeout,
+            });
+            break;
         }
         let client_behind = behind_since.is_some_and(|since| now >= since + PAUSE_AFTER);
         // A draining subscription takes nothing new, but its consumer is
         // still polled: a rebalance meanwhile is answered at once (its
         // partitions handed on with what was settled committed) instead of
         // holding the group (and librdkafka's commits) until it closes.
-        let pause = draining.is_some() || window_full || client_behind;
+        let pause = draining.is_some() || window_full || client_behind || starved;
         if pause != stats.paused.get() {
             set_paused(&consumer, &stats, pause);
         }
         stats.held.set(urgent.len() + fresh.len());
+        stats.buffered.set(inputs.budget.used());
         stats
             .revoking
             .set(leaving.as_ref().map_or(0, |going| going.partitions.len()));
@@ -176,12 +263,14 @@ pub(super) async fn run(
             stats.unacked.set(ledger.unsettled());
             stats.timers.set(ledger.timers());
         }
-        let ready = ledger.as_ref().is_some_and(Ledger::has_ready);
-        let can_send = draining.is_none()
-            && (!urgent.is_empty() || ready || (!fresh.is_empty() && !window_full));
         // A paused consumer is still polled (rebalances, liveness); it
         // fetches nothing new.
-        let can_read = (fresh.is_empty() && !window_full) || stats.paused.get();
+        let reserved_for_record = inputs.budget.covers(reserved.as_ref(), expect);
+        let can_read = (wants_record && reserved_for_record) || stats.paused.get();
+        let budget_wait = match &staged {
+            Some((_, bytes)) => (!fitted).then_some(*bytes),
+            None => needs.filter(|_| !reserved_for_record),
+        };
         let next_timer = ledger.as_mut().and_then(Ledger::next_timer);
         let pause_check = behind_since
             .filter(|_| !client_behind)
@@ -232,38 +321,11 @@ pub(super) async fn run(
                     ledger.fire(Instant::now());
                 }
             }
-            permit = tx.reserve(), if can_send => {
+            () = inputs.budget.fit(&mut reserved, budget_wait.unwrap_or(0)), if budget_wait.is_some() => {}
+            permit = tx.reserve(), if fitted => {
                 let Ok(permit) = permit else { break };
-                let now = Instant::now();
-                let next = match urgent.pop_front() {
-                    Some(notice) => Some(notice),
-                    None => match ledger.as_mut().and_then(|l| l.next_ready(now)) {
-                        Some(again) => {
-                            if again.attempt > 1 {
-                                tracing::debug!(topic = again.topic, partition = again.partition, offset = again.offset, attempt = again.attempt, "redelivering");
-                                stats.redelivered.add(1);
-                                inputs.metrics.redelivered(&again.topic);
-                            } else {
-                                first_sent(&stats, &inputs.metrics, &again);
-                            }
-                            Some(again)
-                        }
-                        None => fresh.pop_front().and_then(|record| {
-                            let first = match ledger.as_mut() {
-                                Some(ledger) => ledger.admit(record, now)?,
-                                None => record.delivery(1),
-                            };
-                            first_sent(&stats, &inputs.metrics, &first);
-                            Some(first)
-                        }),
-                    }
-                    .map(|mut delivery| {
-                        spans::deliver(&mut delivery, spec.group.as_deref());
-                        delivery_message(delivery)
-                    }),
-                };
-                if let Some(message) = next {
-                    permit.send(Arc::new(message));
+                if let (Some((message, _)), Some(held)) = (staged.take(), reserved.take()) {
+                    permit.send(Parcel::charged(message, held));
                 }
             }
             message = consumer.recv(), if can_read => match message {
@@ -285,6 +347,7 @@ pub(super) async fn run(
                 }
             },
             () = tokio::time::sleep_until(pause_check.unwrap_or(now)), if pause_check.is_some() => {}
+            () = tokio::time::sleep_until(stall_check.unwrap_or(now)), if stall_check.is_some() => {}
             () = tokio::time::sleep_until(leave_check.unwrap_or(now)), if leave_check.is_some() => {}
             _ = next_tick(&mut commits), if commits.is_some() => commit(&consumer),
             () = tokio::time::sleep(REPOLL), if can_read => {}
@@ -390,6 +453,59 @@ fn consumer_ended(
         }
         None => fatal,
     })
+}
+
+/// The next message to send, with its encoded size: a rebalance notice,
+/// then a delivery due again, then a record read from Kafka (unless the
+/// ledger holds it back behind an earlier event of its key).
+fn next_message(
+    (urgent, fresh, mut ledger): (
+        &mut VecDeque<SubscribeResponse>,
+        &mut VecDeque<Record>,
+        Option<&mut Ledger>,
+    ),
+    spec: &SubscriptionSpec,
+    stats: &SubscriptionStats,
+    metrics: &Metrics,
+) -> Option<(stream::Message, usize)> {
+    let now = Instant::now();
+    let message = match urgent.pop_front() {
+        Some(notice) => notice,
+        None => {
+            let again = ledger.as_deref_mut().and_then(|l| l.next_ready(now));
+            let mut delivery = match again {
+                Some(again) => {
+                    if again.attempt > 1 {
+                        tracing::debug!(
+                            topic = again.topic,
+                            partition = again.partition,
+                            offset = again.offset,
+                            attempt = again.attempt,
+                            "redelivering"
+                        );
+                        stats.redelivered.add(1);
+                        metrics.redelivered(&again.topic);
+                    } else {
+                        first_sent(stats, metrics, &again);
+                    }
+                    again
+                }
+                None => {
+                    let record = fresh.pop_front()?;
+                    let first = match ledger {
+                        Some(ledger) => ledger.admit(record, now)?,
+                        None => record.delivery(1),
+                    };
+                    first_sent(stats, metrics, &first);
+                    first
+                }
+            };
+            spans::deliver(&mut delivery, spec.group.as_deref());
+            delivery_message(delivery)
+        }
+    };
+    let bytes = prost::Message::encoded_len(&message);
+    Some((Arc::new(message), bytes))
 }
 
 /// Counts a first delivery.
