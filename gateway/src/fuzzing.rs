@@ -5,7 +5,8 @@
 //! StreamingSubscribe message, subscribe or settle); any Kafka record
 //! becoming an event; JSON text becoming a Struct and back; an
 //! `authorization` value read as a bearer token and verified (never
-//! passing without a signature); the policy and JWKS documents.
+//! passing without a signature); the policy and JWKS documents; a gRPC-Web
+//! call's body, framed or base64 text, through the edge's layers.
 //! Not an API: hidden, and only for those callers.
 
 use eventgateway::json::{json_to_struct, struct_problem, struct_to_json};
@@ -100,6 +101,53 @@ pub fn streaming_subscribe(bytes: &[u8]) {
         }
         None => {}
     }
+}
+
+/// The content types a gRPC-Web call may come with: binary frames, or
+/// frames in base64 text.
+const GRPC_WEB_TYPES: [&str; 4] = [
+    "application/grpc-web",
+    "application/grpc-web+proto",
+    "application/grpc-web-text",
+    "application/grpc-web-text+proto",
+];
+
+/// Sends a gRPC-Web call (the first byte picks its content type, the rest
+/// is its body) through tonic-web's layer and the edge's bad-input layer to
+/// the health service, as the gateway serves it: the answer is HTTP 200
+/// (the gRPC status in its trailer frame) or a 4xx, never a fault.
+pub fn grpc_web(bytes: &[u8]) {
+    let Some((&kind, body)) = bytes.split_first() else {
+        return;
+    };
+    let content_type = GRPC_WEB_TYPES[usize::from(kind) % GRPC_WEB_TYPES.len()];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let service = tower::ServiceBuilder::new()
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(crate::edge::BadInput)
+            .service(health);
+        let request = http::Request::post("/grpc.health.v1.Health/Check")
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                bytes::Bytes::copy_from_slice(body),
+            )))
+            .expect("a request");
+        let response = tower::ServiceExt::oneshot(service, request)
+            .await
+            .expect("the health service answers");
+        let status = response.status();
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "HTTP {status} for a {content_type} body of {} bytes",
+            body.len()
+        );
+        // The body ends, with its trailer frame or an error.
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+    });
 }
 
 /// The key a token must be signed with (an Ed25519 public key whose
@@ -295,6 +343,7 @@ mod tests {
             token(&bytes);
             policy(&bytes);
             jwks(&bytes);
+            grpc_web(&bytes);
         }
     }
 
@@ -312,7 +361,7 @@ mod tests {
     fn the_kept_fuzz_inputs_pass() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 9] = [
+        let targets: [(&str, Target); 10] = [
             ("publish_request", publish),
             ("subscribe_request", subscribe),
             ("acknowledge_request", acknowledge),
@@ -322,6 +371,7 @@ mod tests {
             ("token", token),
             ("policy", policy),
             ("jwks", jwks),
+            ("grpc_web", grpc_web),
         ];
         let mut seen = 0;
         for (target, run) in targets {
