@@ -20,12 +20,13 @@ use crate::metrics::Metrics;
 /// librdkafka's longest auto-commit interval (a day): its own timer is
 /// left out.
 const NEVER_MS: &str = "86400000";
-/// The most one consumer prefetches, in KiB: less held a single stream at
-/// about 0.7 of a plain consumer's rate (gateway-bench), as librdkafka
-/// backs off fetching for a second whenever the bound is reached.
+/// The most one consumer prefetches, in KiB.
 const MAX_PREFETCH_KIB: usize = 16 * 1024;
 /// The least.
 const MIN_PREFETCH_KIB: usize = 1024;
+/// How long a consumer whose prefetch queue is full waits before it
+/// fetches again.
+const FETCH_QUEUE_BACKOFF_MS: &str = "50";
 
 /// A subscription's Kafka consumer.
 pub(super) type SubscriptionConsumer = StreamConsumer<SubscriptionContext>;
@@ -156,6 +157,10 @@ impl Consumers {
         let prefetch = self.prefetch().to_string();
         let mut defaults = vec![
             ("queued.max.messages.kbytes", prefetch.as_str()),
+            // A full queue postpones the next fetch this long (librdkafka's
+            // default, a second, held a stream with an 8 MiB queue at about
+            // half its rate): the queue refills as soon as the stream reads.
+            ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS),
             // Consumer lag for the metrics.
             ("statistics.interval.ms", "5000"),
         ];
