@@ -320,7 +320,8 @@ pub struct Config {
     /// Bytes of deliveries all subscriptions together buffer for their
     /// clients; a subscription that finds none free waits (its consumer
     /// paused). Also bounds what the Kafka consumers prefetch: each new one
-    /// gets this divided by the consumers open (1 to 16 MiB).
+    /// gets this divided by the consumers open, at most half of
+    /// --subscription-buffer-bytes (1 to 16 MiB).
     #[arg(long, env = "TOTAL_BUFFER_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub total_buffer_bytes: usize,
 
