@@ -7,18 +7,13 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+pub use crate::kafka::GroupProtocol;
+use crate::subscribe::{MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT};
+
 /// What `--help` says after the flags.
 const AFTER_HELP: &str =
     "Logging follows RUST_LOG (default: info), e.g. RUST_LOG=gateway=debug,rdkafka=warn.";
 
-/// The shortest ack timeout accepted, from a flag or a subscription.
-pub(crate) const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(100);
-/// The longest ack timeout accepted, from a flag or a subscription (as
-/// Google Pub/Sub's ack deadline).
-pub(crate) const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(600);
-/// The largest ACK_MODE_MANUAL window accepted, from a flag or a
-/// subscription: each delivery out is kept in memory until acknowledged.
-pub(crate) const MAX_UNACKED: u32 = 10_000;
 /// The most slack accepted on a token's exp and nbf.
 const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
 /// `--connection-overrides`: addresses and the connections each may hold.
@@ -453,25 +448,6 @@ fn parse_properties_file(text: &str) -> Result<Vec<KafkaProperty>, String> {
             )),
         })
         .collect()
-}
-
-/// A Kafka consumer group protocol (librdkafka's `group.protocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GroupProtocol {
-    /// The classic protocol, with the cooperative-sticky assignor.
-    Classic,
-    /// The consumer protocol of KIP-848 (Kafka 4.0 or later).
-    Consumer,
-}
-
-impl GroupProtocol {
-    /// librdkafka's name of the protocol.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Classic => "classic",
-            Self::Consumer => "consumer",
-        }
-    }
 }
 
 /// Consumer properties the broker owns under the consumer group protocol

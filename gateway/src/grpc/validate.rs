@@ -13,12 +13,11 @@ use eventgateway::v1::{
     SubscribeRequest,
 };
 
-use crate::config::{MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT};
 use crate::error::Error;
 use crate::publish::Publish;
 use crate::subscribe::{
     parse_ack_id, AckRef, Backoff, DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
-    Verb, MAX_DELAY,
+    Verb, MAX_ACK_TIMEOUT, MAX_DELAY, MAX_UNACKED, MIN_ACK_TIMEOUT,
 };
 use crate::text::clip;
 

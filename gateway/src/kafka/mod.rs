@@ -19,6 +19,25 @@ use rdkafka::ClientConfig;
 
 use crate::error::Error;
 
+/// A Kafka consumer group protocol (librdkafka's `group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupProtocol {
+    /// The classic protocol, with the cooperative-sticky assignor.
+    Classic,
+    /// The consumer protocol of KIP-848 (Kafka 4.0 or later).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// librdkafka's name of the protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
+}
+
 /// How long one metadata request (topic check or health probe) may take.
 pub(crate) const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 

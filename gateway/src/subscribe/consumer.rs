@@ -12,9 +12,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
 use super::spec::{StartPosition, SubscriptionSpec};
-use crate::config::GroupProtocol;
 use crate::error::Error;
-use crate::kafka::{blocking, redacted, Cluster, METADATA_TIMEOUT};
+use crate::kafka::{blocking, redacted, Cluster, GroupProtocol, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
 
 /// librdkafka's longest auto-commit interval (a day): its own timer is

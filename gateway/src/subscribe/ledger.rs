@@ -25,8 +25,7 @@ use prost::Message as _;
 use tokio::time::Instant;
 
 use super::delivery::{ack_id, again, AckRef, Record};
-use super::spec::{Backoff, ManualAcks, Partition};
-use crate::config::MAX_ACK_TIMEOUT;
+use super::spec::{Backoff, ManualAcks, Partition, MAX_ACK_TIMEOUT};
 use crate::error::Error;
 use crate::text::clip;
 

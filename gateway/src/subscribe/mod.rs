@@ -50,6 +50,7 @@ pub(crate) use self::delivery::{parse_ack_id, AckRef};
 pub(crate) use self::ledger::{Outcome, Verb, MAX_DELAY};
 pub(crate) use self::spec::{
     Backoff, DeadLetters as DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
+    MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT,
 };
 pub use self::stats::SubscriptionStats;
 
@@ -163,7 +164,7 @@ pub(crate) struct Limits {
     /// How often group subscriptions commit (`--commit-interval`).
     pub(crate) commit_interval: std::time::Duration,
     /// The group protocol of group subscriptions (`--group-protocol`).
-    pub(crate) group_protocol: crate::config::GroupProtocol,
+    pub(crate) group_protocol: crate::kafka::GroupProtocol,
     /// How long a subscription losing partitions waits for the acks of its
     /// deliveries out on them (`--revoke-grace`).
     pub(crate) revoke_grace: std::time::Duration,

@@ -7,6 +7,15 @@ use std::time::Duration;
 /// A topic partition.
 pub(crate) type Partition = (String, i32);
 
+/// The shortest ack timeout accepted, from a flag or a subscription.
+pub(crate) const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest ack timeout accepted, from a flag or a subscription (as
+/// Google Pub/Sub's ack deadline).
+pub(crate) const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(600);
+/// The largest ACK_MODE_MANUAL window accepted, from a flag or a
+/// subscription: each delivery out is kept in memory until acknowledged.
+pub(crate) const MAX_UNACKED: u32 = 10_000;
+
 /// Where a subscription starts reading.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StartPosition {

@@ -49,8 +49,8 @@ use super::registry::VerbRequest;
 use super::spec::{Partition, StartPosition, SubscriptionSpec};
 use super::stats::SubscriptionStats;
 use super::stream::{self, Deliveries, Parcel};
-use crate::config::GroupProtocol;
 use crate::error::Error;
+use crate::kafka::GroupProtocol;
 use crate::metrics::Metrics;
 use crate::spans;
 
