@@ -20,6 +20,8 @@
 //! mapping), `health`, `metrics`, `spans` and `text` (client strings as
 //! messages and logs may show them) serve every layer.
 
+#[cfg(test)]
+mod architecture;
 mod auth;
 mod cli;
 mod config;
