@@ -243,7 +243,12 @@ impl EventGateway for Gateway {
             }
         };
         let (stream, settler) = self.open(&from, &subscribe, true).await?;
-        Ok(Response::new(streaming::serve(stream, settler, inbound)))
+        Ok(Response::new(streaming::serve(
+            stream,
+            settler,
+            inbound,
+            &self.shutdown,
+        )))
     }
 
     async fn settle(

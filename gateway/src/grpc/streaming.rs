@@ -13,9 +13,11 @@ use eventgateway::v1::streaming_subscribe_request::Kind as Inbound;
 use eventgateway::v1::streaming_subscribe_response::Kind as Outbound;
 use eventgateway::v1::subscribe_response::Kind;
 use eventgateway::v1::{StreamingSubscribeRequest, StreamingSubscribeResponse, SubscribeResponse};
+use eventgateway_runtime::shutdown::Shutdown;
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Status, Streaming};
+use tracing::Instrument;
 
 use super::{settle, validate};
 use crate::error::Error;
@@ -30,15 +32,18 @@ pub(super) type StreamingStream =
     Pin<Box<dyn Stream<Item = Result<StreamingSubscribeResponse, Status>> + Send>>;
 
 /// Serves an opened subscription: `deliveries` for the client to read, and
-/// the verbs `inbound` carries for `settler` (`None`: ACK_MODE_AUTO).
+/// the verbs `inbound` carries for `settler` (`None`: ACK_MODE_AUTO), read
+/// by a task of `shutdown`'s.
 pub(super) fn serve(
     deliveries: SubscribeStream,
     settler: Option<Settler>,
     inbound: Streaming<StreamingSubscribeRequest>,
+    shutdown: &Shutdown,
 ) -> StreamingStream {
     let (answers_tx, answers) = mpsc::channel(ANSWERS);
     let answered_before_end = settler.is_some();
-    tokio::spawn(read(inbound, settler, answers_tx));
+    // Under the shutdown's tracker and in the call's span, as every task.
+    shutdown.spawn(read(inbound, settler, answers_tx).in_current_span());
     Box::pin(Merged::new(deliveries, answers, answered_before_end))
 }
 
