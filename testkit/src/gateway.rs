@@ -12,7 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::broker::{topic, Broker};
 use crate::certs::Pem;
-use crate::process::{command, Lines};
+use crate::process::{clean, kept, spawn_kept, Lines};
 use crate::wait::eventually;
 
 /// The grpcurl binary: `GRPCURL` (set by scripts/test.sh) or PATH.
@@ -184,7 +184,10 @@ pub fn gateway_process(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> (Child, Lines) {
-    let mut child = command(binary)
+    // Killed with the test binary, even when the test fails.
+    let mut command = kept(binary.to_path_buf());
+    clean(&mut command);
+    command
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
         .env("KAFKA_BROKERS", brokers)
         .env("HEALTH_INTERVAL", "200ms")
@@ -193,9 +196,8 @@ pub fn gateway_process(
         .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the gateway binary starts");
+        .stderr(Stdio::piped());
+    let mut child = spawn_kept(command).expect("the gateway binary starts");
     let lines = Lines::of(child.stderr.take().expect("stderr is piped"));
     (child, lines)
 }

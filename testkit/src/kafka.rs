@@ -13,7 +13,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,6 +23,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::ports::free_port;
+use crate::process::{kept, spawn_kept};
 
 /// The Apache Kafka release the tests run (`testkit/kafka/pom.xml` pins the
 /// same; a test checks that they agree).
@@ -851,50 +852,6 @@ fn sweep(root: &Path) {
         let _ = std::fs::remove_dir_all(entry.path().join("data"));
         let _ = std::fs::remove_file(entry.path().join("pid"));
     }
-}
-
-/// A command for `program` that, where `setpriv` is there, is killed as
-/// soon as the thread that started it ends (see [`spawn_kept`]).
-fn kept(program: PathBuf) -> Command {
-    if Path::new("/usr/bin/setpriv").exists() {
-        let mut command = Command::new("/usr/bin/setpriv");
-        command.args(["--pdeathsig", "KILL", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-/// A command handed to the keeper thread, and where its child goes.
-type Spawn = (Command, mpsc::Sender<std::io::Result<Child>>);
-
-/// Spawns `command` from a thread that lives as long as this process: a
-/// parent-death signal fires when the thread that spawned the child ends,
-/// and a test's own thread ends with the test, while a broker shared by
-/// the tests of a binary must live until the binary exits.
-fn spawn_kept(command: Command) -> std::io::Result<Child> {
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<Spawn>>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Spawn>();
-        std::thread::Builder::new()
-            .name("kafka-keeper".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .expect("the keeper thread starts");
-        Mutex::new(tx)
-    });
-    let (reply, child) = mpsc::channel();
-    keeper
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send((command, reply))
-        .map_err(|_| std::io::Error::other("the keeper thread is gone"))?;
-    child
-        .recv()
-        .map_err(|_| std::io::Error::other("the keeper thread is gone"))?
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::{Mutex, OnceLock};
 
 use rustix::process::{kill_process, Pid, Signal};
 use tokio::sync::mpsc;
@@ -18,10 +20,60 @@ const EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// by the environment the suite happens to run in.
 pub fn command(program: impl AsRef<OsStr>) -> Command {
     let mut command = Command::new(program);
+    clean(&mut command);
+    command
+}
+
+/// Leaves `command` only `PATH` and `HOME` of the suite's environment.
+pub(crate) fn clean(command: &mut Command) {
     command
         .env_clear()
         .envs(std::env::vars_os().filter(|(name, _)| name == "PATH" || name == "HOME"));
-    command
+}
+
+/// A command for `program` that, where `setpriv` is there, is killed as
+/// soon as the thread that started it ends (see [`spawn_kept`]).
+pub(crate) fn kept(program: PathBuf) -> Command {
+    if Path::new("/usr/bin/setpriv").exists() {
+        let mut command = Command::new("/usr/bin/setpriv");
+        command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A command handed to the keeper thread, and where its child goes.
+type Spawn = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` from a thread that lives as long as this process: a
+/// parent-death signal fires when the thread that spawned the child ends,
+/// and a test's own thread ends with the test, while a broker shared by
+/// the tests of a binary must live until the binary exits. Whatever is
+/// spawned so dies with the test binary, even when a test fails.
+pub(crate) fn spawn_kept(command: Command) -> std::io::Result<Child> {
+    static KEEPER: OnceLock<Mutex<std::sync::mpsc::Sender<Spawn>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Spawn>();
+        std::thread::Builder::new()
+            .name("process-keeper".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("the keeper thread starts");
+        Mutex::new(tx)
+    });
+    let (reply, child) = std::sync::mpsc::channel();
+    keeper
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the keeper thread is gone"))?;
+    child
+        .recv()
+        .map_err(|_| std::io::Error::other("the keeper thread is gone"))?
 }
 
 /// Runs `program` with `args` in `dir`, the repository-relative folder, as a
