@@ -3,9 +3,7 @@
 //! certificate and key, and token file, and picks up a token renewed in the
 //! file without a restart.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,6 @@
 //! Helpers of the notifier's end-to-end tests: the notifier binary, its
 //! fixture, registrations and what its emails must show. The real parts
 //! (broker, gateway, SMTP server) come from testkit.
-#![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +9,7 @@ use serde_json::json;
 use testkit::*;
 
 /// The consumer group a test's notifier subscribes to `topic` as.
-pub fn group(topic: &str) -> String {
+pub(crate) fn group(topic: &str) -> String {
     format!("notification-service-{topic}")
 }
 
@@ -18,7 +17,7 @@ pub fn group(topic: &str) -> String {
 /// `state`, subscribing through the gateway at `gateway`: quick retries,
 /// metrics off, errors only in its log (`NOTIFIER_LOG` says otherwise), and
 /// nothing else from the environment.
-pub fn notifier_command(
+pub(crate) fn notifier_command(
     gateway: std::net::SocketAddr,
     topic: &str,
     smtp_url: &str,
@@ -42,12 +41,12 @@ pub fn notifier_command(
 }
 
 /// A notifier process, killed when dropped.
-pub struct Notifier {
+pub(crate) struct Notifier {
     pub child: Child,
 }
 
 impl Notifier {
-    pub fn start(
+    pub(crate) fn start(
         gateway: std::net::SocketAddr,
         topic: &str,
         smtp_url: &str,
@@ -57,7 +56,7 @@ impl Notifier {
     }
 
     /// Starts the notifier with extra environment variables.
-    pub fn start_with(
+    pub(crate) fn start_with(
         gateway: std::net::SocketAddr,
         topic: &str,
         smtp_url: &str,
@@ -74,7 +73,7 @@ impl Notifier {
     }
 
     /// Starts the notifier with its metrics on a free port; returns where.
-    pub fn start_with_metrics(
+    pub(crate) fn start_with_metrics(
         gateway: std::net::SocketAddr,
         topic: &str,
         smtp_url: &str,
@@ -88,7 +87,7 @@ impl Notifier {
         )
     }
 
-    pub fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -100,15 +99,15 @@ impl Drop for Notifier {
     }
 }
 
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     std::env::temp_dir().join(format!("notifier-state-{}", uuid::Uuid::now_v7().simple()))
 }
 
-pub fn user(i: usize) -> serde_json::Value {
+pub(crate) fn user(i: usize) -> serde_json::Value {
     json!({"user_id": i, "email": format!("user{i}@example.com"), "name": format!("User {i}")})
 }
 
-pub async fn register(
+pub(crate) async fn register(
     client: &mut eventgateway::v1::event_gateway_client::EventGatewayClient<
         tonic::transport::Channel,
     >,
@@ -121,7 +120,7 @@ pub async fn register(
 }
 
 /// Fails if any user got more than one email.
-pub fn assert_once_each(smtp: &SmtpServer, count: usize) {
+pub(crate) fn assert_once_each(smtp: &SmtpServer, count: usize) {
     let per = smtp.per_recipient();
     for i in 0..count {
         assert_eq!(
@@ -134,7 +133,7 @@ pub fn assert_once_each(smtp: &SmtpServer, count: usize) {
 
 /// The notifier's fixture: a topic of two partitions and its dead-letter
 /// topic.
-pub async fn setup(prefix: &str) -> Fixture {
+pub(crate) async fn setup(prefix: &str) -> Fixture {
     let (broker, topic, gateway, client) = fixture(prefix, 2).await;
     broker.create_topic(&format!("{topic}.dlq"), 1).await;
     (broker, topic, gateway, client)

@@ -2,14 +2,12 @@
 //! and a real SMTP server (Python aiosmtpd). Registrations go in through the
 //! gateway; welcome emails come out at the SMTP server, once per user.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

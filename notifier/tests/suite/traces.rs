@@ -5,10 +5,9 @@
 //! its delivery, then the notifier's handling and its SMTP send, each the
 //! child of the one before. The gateway's log line names the trace too.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use eventgateway::v1::PublishEventRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -18,7 +17,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use support::*;
 use testkit::*;
 
 /// A span as received, with the service that sent it.
