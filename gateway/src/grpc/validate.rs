@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::publish::Publish;
 use crate::subscribe::{
     parse_ack_id, AckRef, Backoff, DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
-    Verb, MAX_ACK_TIMEOUT, MAX_DELAY, MAX_UNACKED, MIN_ACK_TIMEOUT,
+    TopicPartition, Verb, MAX_ACK_TIMEOUT, MAX_DELAY, MAX_UNACKED, MIN_ACK_TIMEOUT,
 };
 use crate::text::clip;
 
@@ -612,7 +612,7 @@ fn start_position(
                     )));
                 }
                 offsets.insert(
-                    (position.topic.clone(), position.partition),
+                    TopicPartition::new(position.topic.as_str(), position.partition),
                     position.offset,
                 );
             }
@@ -793,8 +793,7 @@ mod tests {
         };
         let (id, acks) = acknowledge_request(request("s", &["t:1:2:3"])).unwrap();
         let named = AckRef {
-            partition: ("t".into(), 1),
-            offset: 2,
+            position: TopicPartition::new("t", 1).at(2),
             attempt: 3,
         };
         assert_eq!((id.as_str(), acks), ("s", vec![named]));

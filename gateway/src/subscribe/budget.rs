@@ -144,12 +144,11 @@ impl StreamBudget {
         held.is_some_and(|h| (h.own.num_permits(), h.total.num_permits()) == self.takes(bytes))
     }
 
-    /// Whether what `held` lacks for a message of `bytes` is free now: in
-    /// both budgets, or (`instance_only`) in the instance's.
-    pub(super) fn has_room(&self, held: Option<&Held>, bytes: usize, instance_only: bool) -> bool {
+    /// Whether what `held` lacks for a message of `bytes` is free now, in
+    /// both budgets.
+    pub(super) fn has_room(&self, held: Option<&Held>, bytes: usize) -> bool {
         let (own, total) = self.lacks(held, bytes);
-        (instance_only || self.own.available_permits() >= own)
-            && self.budget.total.available_permits() >= total
+        self.own.available_permits() >= own && self.budget.total.available_permits() >= total
     }
 
     /// Waits for room for a message of `bytes`, in this subscription's
@@ -189,7 +188,7 @@ impl StreamBudget {
     /// Fits `held` to a message of `bytes` as [`StreamBudget::fit`] does, if
     /// that needs no wait; whether it did.
     pub(super) fn try_fit(&self, held: &mut Option<Held>, bytes: usize) -> bool {
-        if !self.has_room(held.as_ref(), bytes, false) {
+        if !self.has_room(held.as_ref(), bytes) {
             return false;
         }
         let mut fitted = std::pin::pin!(self.fit(held, bytes));
@@ -228,13 +227,13 @@ mod tests {
         let first = stream.hold(3 * KIB).await;
         assert_eq!((stream.used(), budget.used()), (3 * KIB, 3 * KIB));
         assert_eq!(budget.gauge.get(), 3 * KIB as i64);
-        assert!(stream.has_room(None, KIB, false));
+        assert!(stream.has_room(None, KIB));
         assert!(
-            !stream.has_room(None, 2 * KIB, false),
+            !stream.has_room(None, 2 * KIB),
             "the stream's 4 KiB are nearly taken"
         );
         assert!(
-            stream.has_room(None, 2 * KIB, true),
+            budget.stream().has_room(None, 2 * KIB),
             "the instance has room"
         );
         drop(first);
@@ -246,13 +245,13 @@ mod tests {
     async fn a_delivery_larger_than_a_budget_goes_alone() {
         let budget = Budget::new(8 * KIB, 4 * KIB, Gauge::default());
         let stream = budget.stream();
-        assert!(stream.has_room(None, 100 * KIB, false));
+        assert!(stream.has_room(None, 100 * KIB));
         let big = stream.hold(100 * KIB).await;
         assert_eq!(budget.gauge.get(), 8 * KIB as i64, "all of the instance's");
         assert_eq!(stream.used(), 4 * KIB, "it takes the whole stream budget");
-        assert!(!stream.has_room(None, 1, false));
+        assert!(!stream.has_room(None, 1));
         drop(big);
-        assert!(stream.has_room(None, 100 * KIB, false));
+        assert!(stream.has_room(None, 100 * KIB));
     }
 
     #[tokio::test]
@@ -260,11 +259,8 @@ mod tests {
         let budget = Budget::new(8 * KIB, 6 * KIB, Gauge::default());
         let (one, two) = (budget.stream(), budget.stream());
         let held = one.hold(6 * KIB).await;
-        assert!(two.has_room(None, 2 * KIB, false));
-        assert!(
-            !two.has_room(None, 3 * KIB, false),
-            "only 2 KiB of the 8 are left"
-        );
+        assert!(two.has_room(None, 2 * KIB));
+        assert!(!two.has_room(None, 3 * KIB), "only 2 KiB of the 8 are left");
         let waiting = tokio::spawn(async move { two.hold(3 * KIB).await });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -286,7 +282,7 @@ mod tests {
             (KIB, KIB),
             "the rest went back"
         );
-        assert!(stream.has_room(held.as_ref(), 8 * KIB, false));
+        assert!(stream.has_room(held.as_ref(), 8 * KIB));
         stream.fit(&mut held, 6 * KIB).await;
         assert_eq!((stream.used(), budget.used()), (6 * KIB, 6 * KIB));
         assert_eq!(budget.gauge.get(), 6 * KIB as i64);

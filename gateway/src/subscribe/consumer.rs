@@ -11,7 +11,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
-use super::spec::{StartPosition, SubscriptionSpec};
+use super::spec::{StartPosition, SubscriptionSpec, TopicPartition};
 use crate::error::Error;
 use crate::kafka::{blocking, redacted, Cluster, GroupProtocol, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
@@ -208,13 +208,17 @@ impl Consumers {
             let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
             consumer.subscribe(&topics).map_err(kafka)?;
         } else {
-            let all: Vec<(String, i32)> = partitions
+            let all: Vec<TopicPartition> = partitions
                 .iter()
-                .flat_map(|(topic, ids)| ids.iter().map(move |id| (topic.clone(), *id)))
+                .flat_map(|(topic, ids)| {
+                    let topic: Arc<str> = topic.as_str().into();
+                    ids.iter()
+                        .map(move |id| TopicPartition::new(topic.clone(), *id))
+                })
                 .collect();
             let offsets = start_offsets(&consumer, &spec.start, &all).map_err(kafka)?;
             let mut tpl = TopicPartitionList::new();
-            for ((topic, partition), offset) in offsets {
+            for (TopicPartition { topic, partition }, offset) in offsets {
                 let offset = match (offset, &spec.start) {
                     (Some(offset), _) => offset,
                     (None, StartPosition::Earliest) => Offset::Beginning,
@@ -241,4 +245,23 @@ impl Consumers {
 pub(super) async fn close<C: Send + 'static>(consumer: C, slot: Slot) {
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     drop(slot);
+}
+
+/// The error that ends a subscription for a consumer error, if any: a
+/// fatal one, read from the consumer, with what to do when the cluster
+/// refused the group protocol.
+pub(super) fn ended(
+    consumer: &SubscriptionConsumer,
+    error: &rdkafka::error::KafkaError,
+    protocol: GroupProtocol,
+) -> Option<Error> {
+    let fatal = Error::fatal_to_consumer(error)?;
+    let cause = consumer.client().fatal_error();
+    Some(match cause {
+        Some((code, reason)) => {
+            Error::refused_group_protocol(code, &reason, protocol == GroupProtocol::Consumer)
+                .unwrap_or(Error::ConsumerFailed(reason))
+        }
+        None => fatal,
+    })
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use rdkafka::statistics::Statistics;
 
-use super::spec::{Partition, StartPosition};
+use super::spec::{StartPosition, TopicPartition};
 use crate::kafka::METADATA_TIMEOUT;
 use crate::metrics::Metrics;
 
@@ -37,12 +37,12 @@ const EPHEMERAL: &str = "(ephemeral)";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum RebalanceEvent {
     /// These partitions were taken away, and are handed on already.
-    Revoked(Vec<Partition>),
+    Revoked(Vec<TopicPartition>),
     /// These partitions are being taken away: the group waits until the
     /// task [`release`]s them.
-    Revoking(Vec<Partition>),
+    Revoking(Vec<TopicPartition>),
     /// These partitions were given.
-    Assigned(Vec<Partition>),
+    Assigned(Vec<TopicPartition>),
 }
 
 /// The consumer context of one subscription.
@@ -51,7 +51,7 @@ pub(super) struct SubscriptionContext {
     start: StartPosition,
     /// Partitions already positioned; later assignments resume from the
     /// group's committed offsets.
-    positioned: Mutex<HashSet<Partition>>,
+    positioned: Mutex<HashSet<TopicPartition>>,
     /// Where rebalances are reported (rebalances are rare: unbounded is fine).
     rebalances: mpsc::UnboundedSender<RebalanceEvent>,
     /// Where consumer lag goes, from librdkafka's statistics.
@@ -59,7 +59,7 @@ pub(super) struct SubscriptionContext {
     /// The group label of the lag series.
     group: String,
     /// The partitions whose lag it reported.
-    reported: Mutex<HashSet<Partition>>,
+    reported: Mutex<HashSet<TopicPartition>>,
     /// Whether revoked partitions wait for the task to release them (a
     /// revoke grace is set).
     deferred: bool,
@@ -101,7 +101,7 @@ impl SubscriptionContext {
     /// timestamp and offset replays.
     fn position(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let mut positioned = self.positioned.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh: Vec<Partition> = partitions(tpl)
+        let fresh: Vec<TopicPartition> = partitions(tpl)
             .into_iter()
             .filter(|tp| !positioned.contains(tp))
             .collect();
@@ -110,11 +110,11 @@ impl SubscriptionContext {
         }
         match start_offsets(consumer, &self.start, &fresh) {
             Ok(offsets) => {
-                for ((topic, partition), offset) in offsets {
+                for (tp, offset) in offsets {
                     if let Some(offset) = offset {
-                        let _ = tpl.set_partition_offset(&topic, partition, offset);
+                        let _ = tpl.set_partition_offset(&tp.topic, tp.partition, offset);
                     }
-                    positioned.insert((topic, partition));
+                    positioned.insert(tp);
                 }
             }
             Err(error) => tracing::error!(
@@ -134,7 +134,7 @@ impl ClientContext for SubscriptionContext {
                 if *partition >= 0 && stats.consumer_lag >= 0 {
                     self.metrics
                         .lag(&self.group, topic, *partition, stats.consumer_lag);
-                    reported.insert((topic.clone(), *partition));
+                    reported.insert(TopicPartition::new(topic.as_str(), *partition));
                 }
             }
         }
@@ -144,8 +144,9 @@ impl ClientContext for SubscriptionContext {
 impl Drop for SubscriptionContext {
     fn drop(&mut self) {
         let reported = self.reported.get_mut().unwrap_or_else(|p| p.into_inner());
-        for (topic, partition) in reported.drain() {
-            self.metrics.forget_lag(&self.group, &topic, partition);
+        for tp in reported.drain() {
+            self.metrics
+                .forget_lag(&self.group, &tp.topic, tp.partition);
         }
     }
 }
@@ -227,14 +228,17 @@ impl ConsumerContext for SubscriptionContext {
 
 /// Hands revoked `partitions` on to the group: with auto-commit on,
 /// librdkafka first commits the offsets stored for them.
-pub(super) fn release<K: Consumer<C>, C: ConsumerContext>(consumer: &K, partitions: &[Partition]) {
+pub(super) fn release<K: Consumer<C>, C: ConsumerContext>(
+    consumer: &K,
+    partitions: &[TopicPartition],
+) {
     let released = if matches!(
         consumer.rebalance_protocol(),
         RebalanceProtocol::Cooperative
     ) {
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            tpl.add_partition(topic, *partition);
+        for tp in partitions {
+            tpl.add_partition(&tp.topic, tp.partition);
         }
         consumer.incremental_unassign(&tpl)
     } else {
@@ -246,15 +250,15 @@ pub(super) fn release<K: Consumer<C>, C: ConsumerContext>(consumer: &K, partitio
 }
 
 /// The partitions of a list.
-fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements()
         .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
         .collect()
 }
 
 /// A topic partition and the offset to start it from, if any.
-pub(super) type StartOffset = (Partition, Option<Offset>);
+pub(super) type StartOffset = (TopicPartition, Option<Offset>);
 
 /// The explicit start offset of each partition; `None` leaves it to the
 /// group's committed offset (or auto.offset.reset), and to the latest offset
@@ -262,7 +266,7 @@ pub(super) type StartOffset = (Partition, Option<Offset>);
 pub(super) fn start_offsets<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
     start: &StartPosition,
-    partitions: &[Partition],
+    partitions: &[TopicPartition],
 ) -> Result<Vec<StartOffset>, KafkaError> {
     match start {
         StartPosition::Latest | StartPosition::Earliest => {
@@ -274,8 +278,8 @@ pub(super) fn start_offsets<C: ConsumerContext, K: Consumer<C>>(
             .collect()),
         StartPosition::Timestamp(millis) => {
             let mut query = TopicPartitionList::new();
-            for (topic, partition) in partitions {
-                query.add_partition_offset(topic, *partition, Offset::Offset(*millis))?;
+            for tp in partitions {
+                query.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*millis))?;
             }
             let found = consumer.offsets_for_times(query, METADATA_TIMEOUT)?;
             Ok(found
@@ -287,7 +291,7 @@ pub(super) fn start_offsets<C: ConsumerContext, K: Consumer<C>>(
                         // No record at or after the time: wait for new ones.
                         _ => Offset::End,
                     };
-                    ((e.topic().to_owned(), e.partition()), Some(offset))
+                    (TopicPartition::new(e.topic(), e.partition()), Some(offset))
                 })
                 .collect())
         }

@@ -67,14 +67,15 @@ impl DeadLetters {
         let outcome = self.store(job, group).await;
         match &outcome {
             Ok(()) => {
-                self.metrics.dead_lettered(&job.record.topic, job.class);
+                self.metrics
+                    .dead_lettered(&job.record.topic, job.class.as_str());
                 tracing::info!(
                     topic = job.record.topic,
                     partition = job.record.partition,
                     offset = job.record.offset,
                     dead_letter_topic = job.topic,
                     attempts = job.attempts,
-                    reason = job.class,
+                    reason = job.class.as_str(),
                     "event dead-lettered"
                 );
             }

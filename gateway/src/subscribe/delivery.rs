@@ -9,7 +9,7 @@ use eventgateway::v1::{subscribe_response::Kind, Delivery, SubscribeResponse};
 use prost::Message as _;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-use super::spec::Partition;
+use super::spec::{Position, TopicPartition};
 use crate::error::Error;
 use crate::text::clip;
 
@@ -212,12 +212,18 @@ fn fit(mut delivery: Delivery, known: Option<usize>) -> Delivery {
 /// A delivery attempt, as its ack id names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AckRef {
-    /// Its partition.
-    pub(crate) partition: Partition,
-    /// Its offset.
-    pub(crate) offset: i64,
+    /// The record's position.
+    pub(crate) position: Position,
     /// Which attempt, from 1.
     pub(crate) attempt: u32,
+}
+
+impl AckRef {
+    /// The ack id that names this attempt.
+    pub(crate) fn id(&self) -> String {
+        let Position { partition, offset } = &self.position;
+        ack_id(&partition.topic, partition.partition, *offset, self.attempt)
+    }
 }
 
 /// The ack id of attempt `attempt` of delivering a record:
@@ -243,8 +249,7 @@ pub(crate) fn parse_ack_id(ack_id: &str) -> Result<AckRef, Error> {
             if offset >= 0 && (0..=i64::from(i32::MAX)).contains(&partition) && attempt >= 1 =>
         {
             Ok(AckRef {
-                partition: (topic.to_owned(), partition as i32),
-                offset,
+                position: TopicPartition::new(topic, partition as i32).at(offset),
                 attempt: u32::try_from(attempt).map_err(|_| malformed())?,
             })
         }
@@ -269,8 +274,7 @@ mod tests {
         assert_eq!(
             parse_ack_id(&id).unwrap(),
             AckRef {
-                partition: ("orders.v1".into(), 3),
-                offset: 42,
+                position: TopicPartition::new("orders.v1", 3).at(42),
                 attempt: 2
             }
         );

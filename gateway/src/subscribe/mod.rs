@@ -50,7 +50,7 @@ pub(crate) use self::delivery::{parse_ack_id, AckRef};
 pub(crate) use self::ledger::{Outcome, Verb, MAX_DELAY};
 pub(crate) use self::spec::{
     Backoff, DeadLetters as DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
-    MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT,
+    TopicPartition, MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT,
 };
 pub use self::stats::SubscriptionStats;
 
@@ -261,7 +261,8 @@ impl Subscriptions {
                 })?;
         }
         if let StartPosition::Offsets(offsets) = &spec.start {
-            for (topic, partition) in offsets.keys() {
+            for TopicPartition { topic, partition } in offsets.keys() {
+                let topic: &str = topic;
                 if !partitions[topic].contains(partition) {
                     return Err(Error::InvalidArgument(format!(
                         "start_offsets names partition {partition} of topic {}, which has {} partitions",

@@ -2,10 +2,52 @@
 //! position and acknowledgement settings.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A topic partition.
-pub(crate) type Partition = (String, i32);
+/// A partition of a topic. The name is shared: keys, timers and commit
+/// points copy a pointer, not the name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TopicPartition {
+    /// The topic.
+    pub(crate) topic: Arc<str>,
+    /// The partition's number.
+    pub(crate) partition: i32,
+}
+
+impl TopicPartition {
+    /// Partition `partition` of `topic`.
+    pub(crate) fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    /// The record at `offset` of this partition.
+    pub(crate) fn at(&self, offset: i64) -> Position {
+        Position {
+            partition: self.clone(),
+            offset,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.topic, self.partition)
+    }
+}
+
+/// A record's position: its partition and offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Position {
+    /// Its partition.
+    pub(crate) partition: TopicPartition,
+    /// Its offset in the partition.
+    pub(crate) offset: i64,
+}
 
 /// The shortest ack timeout accepted, from a flag or a subscription.
 pub(crate) const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(100);
@@ -26,7 +68,7 @@ pub(crate) enum StartPosition {
     /// At the first record at or after this time, in ms since the epoch.
     Timestamp(i64),
     /// At these offsets; unlisted partitions as [`StartPosition::Latest`].
-    Offsets(HashMap<Partition, i64>),
+    Offsets(HashMap<TopicPartition, i64>),
 }
 
 /// The settings of an ACK_MODE_MANUAL subscription.
