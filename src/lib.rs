@@ -8,11 +8,14 @@
 //! - [`json`]: conversion between `google.protobuf.Struct` and JSON text.
 //! - [`trace_context`]: W3C trace context in gRPC metadata and event
 //!   attributes, and the span of a delivery's handling ([`delivery_span!`]).
+//! - [`bounds`]: what the gateway accepts in one request (lengths, counts)
+//!   and the rule for topic names, for clients to check before they send.
 //! - [`record`]: the mapping between an [`v1::Event`] and a Kafka record
 //!   (CloudEvents Kafka protocol binding, binary mode), with no Kafka client
 //!   attached, so that both sides of the wire share one definition.
 #![warn(missing_docs)]
 
+pub mod bounds;
 pub mod codec;
 pub mod json;
 pub mod record;

@@ -238,7 +238,7 @@ pub fn timestamp_to_millis(time: &Timestamp) -> i64 {
 /// A timestamp in RFC 3339, exactly as `Timestamp`'s `Display` writes it
 /// (`2024-02-29T12:00:00.250Z`: no fraction, or 3, 6 or 9 digits), without
 /// going through the formatting machinery for the years 0 to 9999.
-pub fn rfc3339(time: &Timestamp) -> String {
+fn rfc3339(time: &Timestamp) -> String {
     thread_local! {
         // Events come in bursts within one second: its date and time of
         // day are worked out once.

@@ -148,6 +148,13 @@ impl Config {
         if self.topic.is_empty() || self.group.is_empty() {
             return Err("--topic and --group must not be empty".into());
         }
+        if !eventgateway::bounds::is_topic_name(&self.topic) {
+            return Err(format!(
+                "--topic {:?} is not a Kafka topic name: 1 to {} bytes of ASCII letters, digits, '.', '_' and '-'",
+                self.topic.chars().take(64).collect::<String>(),
+                eventgateway::bounds::MAX_TOPIC_LEN
+            ));
+        }
         Ok(())
     }
 
@@ -170,5 +177,8 @@ mod tests {
         let mut config = Config::defaults();
         config.mail_from = "not an address".into();
         assert!(config.validate().unwrap_err().contains("--mail-from"));
+        let mut config = Config::defaults();
+        config.topic = "user registered".into();
+        assert!(config.validate().unwrap_err().contains("--topic"));
     }
 }

@@ -22,7 +22,7 @@ use eventgateway::v1::{
     AckMode, DeadLetter, DeadLetterPolicy, Delivery, Nack, RetryPolicy, SettleOutcome,
     SettleRequest, SettleResponse, StartFrom, StreamingSubscribeRequest, SubscribeRequest, Verb,
 };
-use eventgateway::{delivery_span, trace_context};
+use eventgateway::{bounds, delivery_span, trace_context};
 use eventgateway_runtime::shutdown::Shutdown;
 use lettre::message::Mailbox;
 use tokio::sync::mpsc;
@@ -336,25 +336,12 @@ fn settle(ack_id: String, verdict: Verdict) -> StreamingSubscribeRequest {
         }),
         Verdict::Never(reason) => request.dead_letters.push(DeadLetter {
             ack_id,
-            reason: clip_reason(reason),
+            reason: bounds::truncated(reason, bounds::MAX_REASON_LEN),
         }),
     }
     StreamingSubscribeRequest {
         kind: Some(Inbound::Settle(request)),
     }
-}
-
-/// A reason within the gateway's bound of 1 KiB.
-fn clip_reason(mut reason: String) -> String {
-    const MAX: usize = 1024;
-    if reason.len() > MAX {
-        let mut end = MAX;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
 }
 
 fn prost_duration(duration: Duration) -> Option<prost_types::Duration> {

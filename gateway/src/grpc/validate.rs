@@ -20,73 +20,20 @@ use crate::subscribe::{
     TopicPartition, Verb, MAX_ACK_TIMEOUT, MAX_DELAY, MAX_UNACKED, MIN_ACK_TIMEOUT,
 };
 use crate::text::clip;
+use eventgateway::bounds::*;
 
-/// Longest topic (and consumer group) name Kafka accepts.
-const MAX_TOPIC_LEN: usize = 249;
-/// Most topics one subscription reads.
-pub(crate) const MAX_TOPICS: usize = 100;
-/// Most partitions one subscription's `start_offsets` names.
-pub(crate) const MAX_START_OFFSETS: usize = 10_000;
-/// Most ack ids one Acknowledge call carries.
-pub(crate) const MAX_ACK_IDS: usize = 10_000;
-/// Longest ack id the gateway hands out: a topic name, a partition, an
-/// offset and an attempt.
-pub(crate) const MAX_ACK_ID_LEN: usize = MAX_TOPIC_LEN + 48;
-/// Longest dead-letter reason.
-pub(crate) const MAX_REASON_LEN: usize = 1024;
-/// Longest request id of a settle request.
-pub(crate) const MAX_REQUEST_ID_LEN: usize = 256;
-/// Most delivery attempts a dead-letter policy allows.
-pub(crate) const MAX_DELIVERY_ATTEMPTS: u32 = 1000;
-/// Longest subscription id the gateway hands out (a UUID takes 36).
-const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
-/// Most events in one batch of PublishEvents.
-pub(crate) const MAX_BATCH_EVENTS: usize = 1000;
-/// A batch's encoded events together, at most, in units of
-/// --max-payload-bytes.
-pub(crate) const BATCH_PAYLOADS: usize = 4;
-/// Most attributes (text and binary together) on one event.
-pub(crate) const MAX_ATTRIBUTES: usize = 100;
-/// Longest attribute name.
-pub(crate) const MAX_ATTRIBUTE_NAME_LEN: usize = 256;
-/// Largest attribute value.
-pub(crate) const MAX_ATTRIBUTE_VALUE_LEN: usize = 16 * 1024;
-/// Largest sum of an event's attribute names and values.
-pub(crate) const MAX_ATTRIBUTES_BYTES: usize = 32 * 1024;
-/// Longest partition key.
-pub(crate) const MAX_KEY_LEN: usize = 4 * 1024;
-/// Longest event id, type, source and content type.
-pub(crate) const MAX_FIELD_LEN: usize = 2 * 1024;
 /// The earliest and the latest event time accepted: the years 1 to 9999,
 /// which RFC 3339 (and so the `ce_time` header) can write.
 const TIMES: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
-
-/// Which bytes a Kafka topic name may hold: ASCII letters and digits, '.',
-/// '_' and '-'.
-const LEGAL: [bool; 256] = {
-    let mut legal = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        legal[b] = c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-';
-        b += 1;
-    }
-    legal
-};
 
 /// Checks that `topic` is a legal Kafka topic name.
 fn topic_name(topic: &str) -> Result<(), Error> {
     // Every publish checks its topic: the common case takes one pass over
     // the bytes, the rest below says what is wrong.
-    let illegal = topic.bytes().position(|b| !LEGAL[usize::from(b)]);
-    if illegal.is_none()
-        && !topic.is_empty()
-        && topic.len() <= MAX_TOPIC_LEN
-        && topic != "."
-        && topic != ".."
-    {
+    if is_topic_name(topic) {
         return Ok(());
     }
+    let illegal = topic.bytes().position(|b| !topic_byte(b));
     if topic.is_empty() {
         return Err(Error::InvalidArgument(
             "topic is empty: name the Kafka topic".into(),
