@@ -17,8 +17,9 @@
 //!
 //! Beside them: `server` assembles and runs everything and shuts it down in
 //! order; `cli` is the command; `config`, `error` (the one error -> status
-//! mapping), `health`, `metrics`, `spans` and `text` (client strings as
-//! messages and logs may show them) serve every layer.
+//! mapping), `health`, `limit` (caps on what is held at once), `metrics`,
+//! `spans` and `text` (client strings as messages and logs may show them)
+//! serve every layer.
 
 #[cfg(test)]
 mod architecture;
@@ -28,11 +29,13 @@ mod config;
 mod edge;
 mod error;
 /// What the fuzz targets (`fuzz/`) drive; not an API.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod grpc;
 mod health;
 mod kafka;
+mod limit;
 mod metrics;
 mod publish;
 mod server;
@@ -44,6 +47,9 @@ pub use cli::main;
 pub use config::{Compression, Config, GroupProtocol, KafkaProperty};
 /// The librdkafka record the gateway writes for an event, and its producer's
 /// default linger: `gateway-bench` writes the same records the same way.
+#[cfg(feature = "testing")]
 pub use publish::{future_record, LINGER_MS};
 pub use server::{run, start, RunningGateway};
+/// A subscription's flow-control counters, as the tests read them.
+#[cfg(feature = "testing")]
 pub use subscribe::SubscriptionStats;

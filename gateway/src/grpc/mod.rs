@@ -18,7 +18,6 @@ mod settle;
 mod streaming;
 pub(crate) mod validate;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventgateway::trace_context;
@@ -30,7 +29,6 @@ use eventgateway::v1::{
     SubscribeRequest,
 };
 use eventgateway_runtime::shutdown::Shutdown;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -42,6 +40,7 @@ use crate::auth::share::Capped;
 use crate::auth::{audit, Caller};
 use crate::config::Config;
 use crate::error::Error;
+use crate::limit::Limit;
 use crate::metrics::Metrics;
 use crate::publish::Publishing;
 use crate::spans;
@@ -70,35 +69,6 @@ pub(crate) struct Gateway {
     unary: Limit,
     /// One permit per PublishEvents stream open (`--max-publish-streams`).
     publish_streams: Limit,
-}
-
-/// A number of permits, and what to say when none is left.
-#[derive(Clone)]
-struct Limit {
-    /// The permits.
-    permits: Arc<Semaphore>,
-    /// What they limit, for RESOURCE_EXHAUSTED.
-    what: &'static str,
-    /// How many there are.
-    size: usize,
-}
-
-impl Limit {
-    fn new(size: usize, what: &'static str) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(size)),
-            what,
-            size,
-        }
-    }
-
-    /// A permit, or RESOURCE_EXHAUSTED at once (no queueing).
-    fn take(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Saturated(format!("{} {}", self.size, self.what)))
-    }
 }
 
 impl Gateway {
@@ -236,11 +206,7 @@ impl EventGateway for Gateway {
                 refused("subscribe", &error);
                 return Err(error.into());
             }
-            None => {
-                return Err(Status::cancelled(
-                    "the client ended the stream before subscribing",
-                ))
-            }
+            None => return Err(Error::EndedBeforeSubscribing.into()),
         };
         let (stream, settler) = self.open(&from, &subscribe, true).await?;
         Ok(Response::new(streaming::serve(

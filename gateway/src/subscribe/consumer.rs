@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 
 use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
 use super::spec::{StartPosition, SubscriptionSpec, TopicPartition};
 use crate::error::Error;
+use crate::limit::{Limit, Permit};
 use crate::kafka::{blocking, redacted, Cluster, GroupProtocol, METADATA_TIMEOUT};
 use crate::metrics::Metrics;
 
@@ -39,9 +40,7 @@ pub(super) struct Consumers {
     /// Where consumer lag is reported.
     metrics: Metrics,
     /// One permit per consumer that may be open (`--max-consumers`).
-    slots: Arc<Semaphore>,
-    /// How many that is.
-    limit: usize,
+    slots: Limit,
     /// How group consumers take part in their group.
     group_protocol: GroupProtocol,
     /// Whether revoked partitions wait for their task to release them.
@@ -53,7 +52,7 @@ pub(super) struct Consumers {
 }
 
 /// A consumer's place among the open ones: held until it is closed.
-pub(super) type Slot = OwnedSemaphorePermit;
+pub(super) type Slot = Permit;
 
 impl Consumers {
     /// Consumers of `cluster`, reporting lag to `metrics`, at most `limit`
@@ -69,8 +68,10 @@ impl Consumers {
         Self {
             cluster,
             metrics,
-            slots: Arc::new(Semaphore::new(limit)),
-            limit,
+            slots: Limit::new(
+                limit,
+                "Kafka consumers are open, its --max-consumers; subscriptions that share a live tail need none",
+            ),
             group_protocol,
             revoke_grace,
             prefetch_kib: MAX_PREFETCH_KIB,
@@ -94,7 +95,7 @@ impl Consumers {
     /// prefetched dropped, so until then it holds both: half keeps a stream
     /// at full speed (gateway-bench) and that peak low.
     fn prefetch(&self) -> usize {
-        let open = (self.limit - self.slots.available_permits()).max(1);
+        let open = self.slots.taken().max(1);
         (self.prefetch_kib / open)
             .min(self.prefetch_each_kib)
             .clamp(MIN_PREFETCH_KIB, MAX_PREFETCH_KIB)
@@ -107,12 +108,7 @@ impl Consumers {
 
     /// A place for one more consumer, or RESOURCE_EXHAUSTED.
     pub(super) fn slot(&self) -> Result<Slot, Error> {
-        self.slots.clone().try_acquire_owned().map_err(|_| {
-            Error::Saturated(format!(
-                "{} Kafka consumers are open, its --max-consumers; subscriptions that share a live tail need none",
-                self.limit
-            ))
-        })
+        self.slots.take()
     }
 
     /// Creates the consumer of a subscription and points it at its
@@ -256,11 +252,10 @@ pub(super) fn ended(
     protocol: GroupProtocol,
 ) -> Option<Error> {
     let fatal = Error::fatal_to_consumer(error)?;
-    let cause = consumer.client().fatal_error();
-    Some(match cause {
+    Some(match consumer.client().fatal_error() {
         Some((code, reason)) => {
-            Error::refused_group_protocol(code, &reason, protocol == GroupProtocol::Consumer)
-                .unwrap_or(Error::ConsumerFailed(reason))
+            tracing::warn!(%code, reason, "the Kafka consumer failed for good");
+            Error::consumer_fatal(code, protocol == GroupProtocol::Consumer)
         }
         None => fatal,
     })

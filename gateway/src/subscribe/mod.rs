@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use eventgateway::v1::SubscribeResponse;
 use eventgateway_runtime::shutdown::Shutdown;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tracing::Instrument;
 
@@ -37,6 +37,7 @@ use self::fanout::{FanOut, Subscriber};
 use self::registry::{Registry, SubscriptionHandle, VerbRequest, Verbs};
 use self::stream::DeliveryStream;
 use crate::error::Error;
+use crate::limit::{Limit, Permit};
 use crate::health::Readiness;
 use crate::kafka::topics::Topics;
 use crate::kafka::Cluster;
@@ -52,6 +53,7 @@ pub(crate) use self::spec::{
     Backoff, DeadLetters as DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
     TopicPartition, MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT,
 };
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub use self::stats::SubscriptionStats;
 
 /// Verb requests queued for one subscription task before the next waits.
@@ -79,7 +81,7 @@ pub(crate) struct Subscriptions {
     /// Ends the streams; their tasks are drained at shutdown.
     shutdown: Shutdown,
     /// One permit per subscription that may be open.
-    slots: Arc<Semaphore>,
+    slots: Limit,
     /// The limits subscriptions keep.
     limits: Limits,
     /// Writes dead letters.
@@ -207,18 +209,23 @@ impl Subscriptions {
             fanout,
             metrics,
             shutdown,
-            slots: Arc::new(Semaphore::new(limits.subscriptions)),
+            slots: Limit::new(
+                limits.subscriptions,
+                "subscriptions are open, its --max-subscriptions",
+            ),
             limits,
             budget,
         }
     }
 
     /// The counters of the open subscription `id`.
+    #[cfg(feature = "testing")]
     pub(crate) fn stats(&self, id: &str) -> Option<Arc<SubscriptionStats>> {
         self.registry.stats(id)
     }
 
     /// How many live tails have not closed their consumer yet.
+    #[cfg(feature = "testing")]
     pub(crate) fn live_tails(&self) -> usize {
         self.fanout.running()
     }
@@ -237,12 +244,7 @@ impl Subscriptions {
         dead_letter_check: Option<DeadLetterCheck>,
     ) -> Result<Opened, Error> {
         self.readiness.check()?;
-        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
-            Error::Saturated(format!(
-                "{} subscriptions are open, its --max-subscriptions",
-                self.limits.subscriptions
-            ))
-        })?;
+        let slot = self.slots.take()?;
         let mut partitions = HashMap::new();
         for topic in &spec.topics {
             partitions.insert(topic.clone(), self.topics.partitions(topic).await?);
@@ -359,7 +361,7 @@ impl Subscriptions {
         id: String,
         spec: SubscriptionSpec,
         partitions: HashMap<String, Vec<i32>>,
-        slot: OwnedSemaphorePermit,
+        slot: Permit,
         owner: Option<Arc<str>>,
     ) -> Result<SubscribeStream, Error> {
         let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
@@ -383,7 +385,7 @@ impl Subscriptions {
 
     /// Records subscription `id` as open, in `slot`, until the returned
     /// guard goes.
-    fn opened(&self, id: &str, handle: SubscriptionHandle, slot: OwnedSemaphorePermit) -> Open {
+    fn opened(&self, id: &str, handle: SubscriptionHandle, slot: Permit) -> Open {
         self.registry.insert(id, handle);
         self.metrics.subscriptions(1);
         tracing::info!(subscription = id_prefix(id), "subscription started");
@@ -431,7 +433,7 @@ struct Open {
     /// Where open subscriptions are counted.
     metrics: Metrics,
     /// Its place among the open subscriptions.
-    _slot: OwnedSemaphorePermit,
+    _slot: Permit,
 }
 
 impl Drop for Open {
