@@ -123,6 +123,13 @@ pub(crate) enum Error {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down; reconnect (to another instance) to resume")]
     ShuttingDown,
+    /// The caller presented no credentials, or ones the gateway does not
+    /// accept; the text says which.
+    #[error("{0}")]
+    CallerUnauthenticated(&'static str),
+    /// The client ended a StreamingSubscribe stream before subscribing.
+    #[error("the client ended the stream before subscribing")]
+    EndedBeforeSubscribing,
     /// Anything else Kafka reported.
     #[error("Kafka failed the request ({0})")]
     Kafka(String),
@@ -201,51 +208,51 @@ impl Error {
 
     /// The error that ends a subscription for a consumer error, if it is
     /// fatal; the others are passing (librdkafka retries) and only logged.
+    /// The status names the error code, never librdkafka's own text (the
+    /// caller logs that).
     pub(crate) fn fatal_to_consumer(error: &KafkaError) -> Option<Self> {
         use RDKafkaErrorCode as C;
-        match error.rdkafka_error_code()? {
-            C::UnknownTopicOrPartition | C::UnknownTopic => {
-                Some(Error::TopicGone(error.to_string()))
-            }
+        let code = error.rdkafka_error_code()?;
+        let text = code.to_string();
+        match code {
+            C::UnknownTopicOrPartition | C::UnknownTopic => Some(Error::TopicGone(text)),
             C::TopicAuthorizationFailed | C::GroupAuthorizationFailed => {
-                Some(Error::PermissionDenied(error.to_string()))
+                Some(Error::PermissionDenied(text))
             }
             C::InconsistentGroupProtocol => Some(Error::GroupProtocolRefused {
-                reason: error.to_string(),
+                reason: text,
                 remedy: REMEDY_MIXED_GROUP,
             }),
-            C::Fatal => Some(Error::ConsumerFailed(error.to_string())),
+            C::Fatal => Some(Error::ConsumerFailed(text)),
             _ if matches!(error, KafkaError::MessageConsumptionFatal(_)) => {
-                Some(Error::ConsumerFailed(error.to_string()))
+                Some(Error::ConsumerFailed(text))
             }
             _ => None,
         }
     }
 
-    /// The error for a consumer's fatal error `code` (`reason`) when it
-    /// means the cluster does not take the group protocol (the consumer
-    /// protocol of KIP-848 when `consumer_protocol`); `None` for any other
-    /// fatal error.
-    pub(crate) fn refused_group_protocol(
-        code: RDKafkaErrorCode,
-        reason: &str,
-        consumer_protocol: bool,
-    ) -> Option<Self> {
+    /// The error for a consumer that failed for good with `code`: the
+    /// cluster refusing the group protocol (the consumer protocol of
+    /// KIP-848 when `consumer_protocol`) says what to do; any other code
+    /// ends the consumer. The status names the code, never librdkafka's
+    /// text.
+    pub(crate) fn consumer_fatal(code: RDKafkaErrorCode, consumer_protocol: bool) -> Self {
         use RDKafkaErrorCode as C;
         let unsupported = matches!(
             code,
             C::UnsupportedVersion | C::UnsupportedFeature | C::UnsupportedAssignor
         );
+        let reason = code.to_string();
         match consumer_protocol {
-            true if unsupported => Some(Error::GroupProtocolRefused {
-                reason: clip(reason).to_string(),
+            true if unsupported => Error::GroupProtocolRefused {
+                reason,
                 remedy: REMEDY_CONSUMER_PROTOCOL,
-            }),
-            _ if code == C::InconsistentGroupProtocol => Some(Error::GroupProtocolRefused {
-                reason: clip(reason).to_string(),
+            },
+            _ if code == C::InconsistentGroupProtocol => Error::GroupProtocolRefused {
+                reason,
                 remedy: REMEDY_MIXED_GROUP,
-            }),
-            _ => None,
+            },
+            _ => Error::ConsumerFailed(reason),
         }
     }
 
@@ -297,7 +304,8 @@ impl Error {
             | Error::OverQuota { .. } => Code::ResourceExhausted,
             Error::PermissionDenied(_) | Error::Denied { .. } => Code::PermissionDenied,
             Error::GroupProtocolRefused { .. } => Code::FailedPrecondition,
-            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::Unauthenticated(_) | Error::CallerUnauthenticated(_) => Code::Unauthenticated,
+            Error::EndedBeforeSubscribing => Code::Cancelled,
             Error::Kafka(_) | Error::Interrupted => Code::Internal,
         }
     }
@@ -427,12 +435,7 @@ mod tests {
 
     #[test]
     fn a_refused_group_protocol_is_a_failed_precondition_saying_what_to_do() {
-        let refused = Error::refused_group_protocol(
-            RDKafkaErrorCode::UnsupportedVersion,
-            "ConsumerGroupHeartbeat fatal error",
-            true,
-        )
-        .expect("the consumer protocol was refused");
+        let refused = Error::consumer_fatal(RDKafkaErrorCode::UnsupportedVersion, true);
         let status = Status::from(refused);
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert!(
@@ -440,10 +443,8 @@ mod tests {
             "{status:?}"
         );
         // Under the classic protocol the same code is another failure.
-        assert!(
-            Error::refused_group_protocol(RDKafkaErrorCode::UnsupportedVersion, "x", false)
-                .is_none()
-        );
+        let other = Error::consumer_fatal(RDKafkaErrorCode::UnsupportedVersion, false);
+        assert!(matches!(other, Error::ConsumerFailed(_)), "{other}");
         let mixed = Error::fatal_to_consumer(&KafkaError::MessageConsumption(
             RDKafkaErrorCode::InconsistentGroupProtocol,
         ))
@@ -457,5 +458,25 @@ mod tests {
             fatal.is_some(),
             "a fatal consumer error ends the subscription"
         );
+    }
+
+    #[test]
+    fn consumer_statuses_name_the_error_code_and_never_librdkafka_s_text() {
+        // librdkafka's fatal-error text can name brokers and internals: the
+        // client sees the code's description only.
+        let fatal = Error::fatal_to_consumer(&KafkaError::MessageConsumptionFatal(
+            RDKafkaErrorCode::Fatal,
+        ))
+        .unwrap();
+        let code_text = RDKafkaErrorCode::Fatal.to_string();
+        assert_eq!(
+            fatal.to_string(),
+            format!("the Kafka consumer failed ({code_text}); resubscribe")
+        );
+        let gone = Error::fatal_to_consumer(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ))
+        .unwrap();
+        assert!(!gone.to_string().contains("Message consumption"), "{gone}");
     }
 }

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 
 use super::conn::ConnInfo;
 use crate::auth::{audit, Authentication, Caller};
+use crate::error::Error;
 use crate::metrics::Metrics;
 
 /// Authenticates calls: see the module.
@@ -87,7 +88,7 @@ where
                 }
                 Err(failure) => {
                     audit::authentication_failed(failure, peer, &metrics);
-                    Ok(Status::unauthenticated(failure.message()).into_http())
+                    Ok(Status::from(Error::CallerUnauthenticated(failure.message())).into_http())
                 }
             }
         })

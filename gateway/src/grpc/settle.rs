@@ -35,7 +35,7 @@ pub(super) fn refuse_all(settle: Settle) -> SettleResponse {
     let outcomes = settle
         .verbs
         .iter()
-        .map(|_| Outcome::Refused("the subscription is ACK_MODE_AUTO: nothing to settle".into()))
+        .map(|_| Outcome::auto_mode())
         .collect();
     answer(settle.request_id, settle.ack_ids, kinds, outcomes)
 }

@@ -38,6 +38,13 @@ pub(crate) enum Outcome {
     Refused(String),
 }
 
+impl Outcome {
+    /// The answer to every verb on an ACK_MODE_AUTO subscription.
+    pub(crate) fn auto_mode() -> Self {
+        Self::Refused("the subscription is ACK_MODE_AUTO: nothing to settle".into())
+    }
+}
+
 impl Ledger {
     /// Applies `verb` to the attempt `ack` names.
     pub(in crate::subscribe) fn apply(

@@ -149,7 +149,7 @@ pub(super) fn answer(ledger: Option<&mut Ledger>, request: VerbRequest, metrics:
         let refused = request
             .verbs
             .iter()
-            .map(|_| Outcome::Refused("the subscription is ACK_MODE_AUTO".into()))
+            .map(|_| Outcome::auto_mode())
             .collect();
         let _ = request.reply.send(Ok(refused));
         return;
