@@ -37,7 +37,9 @@ use crate::kafka::writable::Writability;
 use crate::kafka::{blocking, Cluster};
 use crate::metrics::Metrics;
 use crate::publish::{Publisher, Publishing};
-use crate::subscribe::{self, SubscriptionStats, Subscriptions};
+#[cfg(feature = "testing")]
+use crate::subscribe::SubscriptionStats;
+use crate::subscribe::{self, Subscriptions};
 
 /// Room in a request for the protobuf framing around the payload.
 const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -486,12 +488,14 @@ impl RunningGateway {
     }
 
     /// The flow-control counters of a live subscription.
+    #[cfg(feature = "testing")]
     pub fn subscription(&self, id: &str) -> Option<Arc<SubscriptionStats>> {
         self.subscriptions.stats(id)
     }
 
     /// How many live tails (consumers shared by ephemeral streams from the
     /// latest event) are open.
+    #[cfg(feature = "testing")]
     pub fn live_tails(&self) -> usize {
         self.subscriptions.live_tails()
     }

@@ -26,6 +26,8 @@ use crate::spans;
 
 use producer::stored;
 pub(crate) use producer::Publisher;
+// Public for the tests and gateway-bench only (the `testing` feature).
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, unused_imports))]
 pub use producer::{future_record, LINGER_MS};
 
 /// A publish request that passed validation, with its payload encoded once

@@ -25,6 +25,7 @@ const TIMER_SLACK: Duration = Duration::from_secs(1);
 
 /// The producer's default linger.ms (`--kafka-property linger.ms=...`
 /// overrides it).
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub const LINGER_MS: &str = "2";
 
 /// The producer's default partitioner: the Java client's placement of
@@ -34,6 +35,7 @@ pub(crate) const PARTITIONER: &str = "murmur2_random";
 
 /// The librdkafka record for `record` on `topic`: key, value, headers and
 /// timestamp.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub fn future_record<'a>(
     topic: &'a str,
     record: &'a OutgoingRecord,

@@ -86,6 +86,7 @@ impl FanOut {
     }
 
     /// How many tails have not closed their consumer yet.
+    #[cfg(feature = "testing")]
     pub(super) fn running(&self) -> usize {
         self.0.running.load(Ordering::SeqCst)
     }

@@ -30,7 +30,8 @@ pub(super) type Verbs = mpsc::Sender<VerbRequest>;
 /// One open subscription.
 #[derive(Debug, Clone)]
 pub(super) struct SubscriptionHandle {
-    /// Its flow-control and redelivery counters.
+    /// Its flow-control and redelivery counters (read by the tests).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(super) stats: Arc<SubscriptionStats>,
     /// Where its verbs go; `None` in ACK_MODE_AUTO.
     pub(super) verbs: Option<Verbs>,
@@ -61,6 +62,7 @@ impl Registry {
     }
 
     /// The counters of an open subscription.
+    #[cfg(feature = "testing")]
     pub(super) fn stats(&self, id: &str) -> Option<Arc<SubscriptionStats>> {
         self.lock().get(id).map(|handle| handle.stats.clone())
     }

@@ -1,5 +1,7 @@
 //! Counters of one subscription, for observing flow control and redelivery
-//! (tests read them through `RunningGateway::subscription`).
+//! (tests read them through `RunningGateway::subscription`, with the
+//! `testing` feature).
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -42,6 +44,7 @@ pub struct Flag(AtomicBool);
 
 impl Count {
     /// The count now.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
@@ -53,6 +56,7 @@ impl Count {
 
 impl Level {
     /// The level now.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
