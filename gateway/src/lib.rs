@@ -48,7 +48,7 @@ pub use config::{Compression, Config, GroupProtocol, KafkaProperty};
 /// The librdkafka record the gateway writes for an event, and its producer's
 /// default linger: `gateway-bench` writes the same records the same way.
 #[cfg(feature = "testing")]
-pub use publish::{future_record, LINGER_MS};
+pub use kafka::publisher::{future_record, LINGER_MS};
 pub use server::{run, start, RunningGateway};
 /// A subscription's flow-control counters, as the tests read them.
 #[cfg(feature = "testing")]

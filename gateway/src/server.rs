@@ -36,7 +36,8 @@ use crate::kafka::topics::{Creation, Topics};
 use crate::kafka::writable::Writability;
 use crate::kafka::{blocking, Cluster};
 use crate::metrics::Metrics;
-use crate::publish::{Publisher, Publishing};
+use crate::kafka::publisher::Publisher;
+use crate::publish::Publishing;
 #[cfg(feature = "testing")]
 use crate::subscribe::SubscriptionStats;
 use crate::subscribe::{self, Subscriptions};

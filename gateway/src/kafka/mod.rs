@@ -6,6 +6,7 @@
 
 pub(crate) mod embedded;
 pub(crate) mod producer;
+pub(crate) mod publisher;
 pub(crate) mod topics;
 pub(crate) mod writable;
 

@@ -3,7 +3,6 @@
 //! hands the record to the one producer; the answer comes once Kafka stored
 //! it. PublishEvent and PublishEvents publish through here alike.
 
-mod producer;
 mod unconfirmed;
 
 use std::collections::HashMap;
@@ -24,11 +23,7 @@ use crate::kafka::topics::Topics;
 use crate::kafka::writable::Writability;
 use crate::spans;
 
-use producer::stored;
-pub(crate) use producer::Publisher;
-// Public for the tests and gateway-bench only (the `testing` feature).
-#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, unused_imports))]
-pub use producer::{future_record, LINGER_MS};
+use crate::kafka::publisher::{future_record, stored, Publisher};
 
 /// A publish request that passed validation, with its payload encoded once
 /// (and its size checked against that encoding).

@@ -14,7 +14,7 @@ use super::spec::headers;
 use crate::error::Error;
 use crate::kafka::topics::Topics;
 use crate::metrics::{Metrics, UNKNOWN_TOPIC};
-use crate::publish::Publisher;
+use crate::kafka::publisher::Publisher;
 
 /// What a subscription asks before writing a dead letter of so many bytes
 /// to a topic: whether its subscriber may publish there now (its rights and

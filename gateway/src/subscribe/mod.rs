@@ -42,7 +42,7 @@ use crate::health::Readiness;
 use crate::kafka::topics::Topics;
 use crate::kafka::Cluster;
 use crate::metrics::Metrics;
-use crate::publish::Publisher;
+use crate::kafka::publisher::Publisher;
 use crate::text::{clip, clip_list, id_prefix};
 
 pub(crate) use self::dead_letter::DeadLetterCheck;

@@ -1,6 +1,6 @@
-//! The one producer every publish goes through: acks=all and idempotence, so
-//! that an OK means Kafka stored the event. (`kafka::Producer` replaces it
-//! when it fails for good.)
+//! The one producer every publish and every dead letter goes through:
+//! acks=all and idempotence, so that an OK means Kafka stored the record.
+//! ([`super::producer::Producer`] replaces it when it fails for good.)
 
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::kafka::producer::Producer;
-use crate::kafka::Cluster;
+use super::producer::Producer;
+use super::Cluster;
 
 /// Room in a record for its key and headers beside the payload.
 const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -31,7 +31,7 @@ pub const LINGER_MS: &str = "2";
 /// The producer's default partitioner: the Java client's placement of
 /// keys (murmur2), records without a key spread at random
 /// (`--kafka-property partitioner=...` overrides it).
-pub(crate) const PARTITIONER: &str = "murmur2_random";
+const PARTITIONER: &str = "murmur2_random";
 
 /// The librdkafka record for `record` on `topic`: key, value, headers and
 /// timestamp.
