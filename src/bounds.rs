@@ -101,6 +101,9 @@ mod tests {
         assert_eq!(truncated("abc".into(), 5), "abc");
         assert_eq!(truncated("abcdef".into(), 4), "abcd");
         assert_eq!(truncated("aéé".into(), 4), "aé", "é is 2 bytes");
-        assert_eq!(truncated("é".repeat(600), MAX_REASON_LEN).len(), MAX_REASON_LEN);
+        assert_eq!(
+            truncated("é".repeat(600), MAX_REASON_LEN).len(),
+            MAX_REASON_LEN
+        );
     }
 }

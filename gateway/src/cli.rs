@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use eventgateway_runtime::{service, shutdown};
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 
 /// Longest the process waits at exit for blocking Kafka calls still running
 /// (a consumer close against an unreachable coordinator can block for good).
@@ -30,16 +30,18 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     let config = Config::parse_from(args);
     let checked = config.validate();
-    let code = runtime.block_on(service::run("gateway", checked, serve(config)));
+    let code = runtime.block_on(service::run("gateway", checked, |settings| {
+        serve(config, settings)
+    }));
     runtime.shutdown_timeout(EXIT_WAIT);
     code
 }
 
 /// Listens on `--listen` and serves until SIGTERM or Ctrl-C.
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, settings: Settings) -> anyhow::Result<()> {
     crate::edge::raise_open_files_limit();
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = tokio::net::TcpListener::bind(config.edge.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    crate::server::run(config, listener, shutdown::signal()).await
+        .with_context(|| format!("cannot listen on {}", config.edge.listen))?;
+    crate::server::run((config, settings), listener, shutdown::signal()).await
 }

@@ -44,12 +44,15 @@ mod subscribe;
 mod text;
 
 pub use cli::main;
-pub use config::{Compression, Config, GroupProtocol, KafkaProperty};
+pub use config::{
+    Compression, Config, ConnectionOverrides, EdgeFlags, GroupProtocol, KafkaFlags, KafkaProperty,
+    LimitFlags, PolicyFlags, Settings, ShutdownFlags, SubscriptionFlags, TlsFlags, TokenFlags,
+};
 /// The librdkafka record the gateway writes for an event, and its producer's
 /// default linger: `gateway-bench` writes the same records the same way.
 #[cfg(feature = "testing")]
 pub use kafka::publisher::{future_record, LINGER_MS};
-pub use server::{run, start, RunningGateway};
+pub use server::{start, RunningGateway};
 /// A subscription's flow-control counters, as the tests read them.
 #[cfg(feature = "testing")]
 pub use subscribe::SubscriptionStats;

@@ -60,7 +60,9 @@ mod tests {
         let refused = limit.take().unwrap_err();
         assert_eq!(refused.code(), Code::ResourceExhausted);
         assert!(
-            refused.to_string().contains("2 widgets are open, its --max-widgets"),
+            refused
+                .to_string()
+                .contains("2 widgets are open, its --max-widgets"),
             "{refused}"
         );
         drop(first);

@@ -26,17 +26,18 @@ use tonic_health::ServingStatus;
 use crate::auth::access::{Access, Caps};
 use crate::auth::jwks::Jwks;
 use crate::auth::jwt::Expected;
+use crate::auth::policy;
 use crate::auth::{Authentication, Tokens};
-use crate::config::{parse_policy, Config};
+use crate::config::{Config, Settings};
 use crate::edge;
 use crate::grpc::Gateway;
 use crate::health::{self, Readiness};
 use crate::kafka::embedded::EmbeddedKafka;
+use crate::kafka::publisher::Publisher;
 use crate::kafka::topics::{Creation, Topics};
 use crate::kafka::writable::Writability;
 use crate::kafka::{blocking, Cluster};
 use crate::metrics::Metrics;
-use crate::kafka::publisher::Publisher;
 use crate::publish::Publishing;
 #[cfg(feature = "testing")]
 use crate::subscribe::SubscriptionStats;
@@ -69,12 +70,15 @@ pub struct RunningGateway {
 
 /// The Kafka cluster: the configured one, or the embedded cluster when
 /// none is configured.
-fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<EmbeddedKafka>)> {
-    let embedded = match &config.brokers {
+fn cluster(
+    config: &Config,
+    properties: &[(String, String)],
+) -> anyhow::Result<(Cluster, Option<EmbeddedKafka>)> {
+    let embedded = match &config.kafka.brokers {
         Some(_) => None,
         None => Some(EmbeddedKafka::start().context("cannot start the embedded Kafka")?),
     };
-    let brokers = match (&config.brokers, &embedded) {
+    let brokers = match (&config.kafka.brokers, &embedded) {
         (Some(brokers), _) => brokers.as_str(),
         (None, Some(embedded)) => embedded.bootstrap_servers(),
         (None, None) => unreachable!("the embedded Kafka starts when no brokers are set"),
@@ -86,10 +90,7 @@ fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<EmbeddedKafka>)> 
              DEVELOPMENT ONLY: every event is lost when the gateway stops"
         );
     }
-    let properties = config
-        .all_kafka_properties()
-        .map_err(|message| anyhow::anyhow!(message))?;
-    let cluster = Cluster::new(brokers, &properties);
+    let cluster = Cluster::new(brokers, properties);
     let (brokers, properties) = cluster.describe();
     tracing::info!(%brokers, ?properties, "connecting to Kafka");
     Ok((cluster, embedded))
@@ -99,10 +100,10 @@ fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<EmbeddedKafka>)> 
 fn creation(config: &Config, embedded: bool) -> Creation {
     if embedded {
         Creation::OnMetadata
-    } else if config.create_topics {
+    } else if config.kafka.create_topics {
         Creation::Admin {
-            partitions: config.topic_partitions,
-            replication: config.topic_replication,
+            partitions: config.kafka.topic_partitions,
+            replication: config.kafka.topic_replication,
         }
     } else {
         Creation::Refuse
@@ -128,20 +129,25 @@ impl Reloading<'_> {
         paths: Vec<std::path::PathBuf>,
         load: fn(&[Vec<u8>]) -> Result<T, String>,
     ) -> anyhow::Result<Reloaded<T>> {
-        let watch = reload::Watch {
-            what,
-            paths,
-            interval: self.config.reload_interval,
-            shutdown: self.shutdown,
-        };
+        let watch = self.watch_of(what, paths);
         let metrics = self.metrics.clone();
         reload::watch(watch, load, move || metrics.reload_failed(file))
             .map_err(|error| anyhow::anyhow!("cannot load the {what}: {error}"))
     }
 
+    /// How `paths` (the `what` of messages) are watched.
+    fn watch_of(&self, what: &'static str, paths: Vec<std::path::PathBuf>) -> reload::Watch<'_> {
+        reload::Watch {
+            what,
+            paths,
+            interval: self.config.policy.reload_interval,
+            shutdown: self.shutdown,
+        }
+    }
+
     /// The listener's TLS settings, when TLS is on.
     fn tls(&self) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
-        let Some(files) = self.config.tls_files() else {
+        let Some(files) = self.config.tls.files() else {
             return Ok(None);
         };
         let what = "TLS certificate and key";
@@ -152,7 +158,7 @@ impl Reloading<'_> {
     /// The metrics endpoint's TLS settings, when --metrics-tls is on: the
     /// listener's certificate and key.
     fn metrics_tls(&self) -> anyhow::Result<Option<Reloaded<ServerConfig>>> {
-        let (true, Some(files)) = (self.config.metrics_tls, self.config.tls_files()) else {
+        let (true, Some(files)) = (self.config.tls.metrics_tls, self.config.tls.files()) else {
             return Ok(None);
         };
         let what = "metrics TLS certificate and key";
@@ -163,21 +169,24 @@ impl Reloading<'_> {
 
     /// What callers may do: the policy file's grants, or everything when
     /// there is none.
-    fn access(&self) -> anyhow::Result<Access> {
-        let policy = match &self.config.policy_file {
-            Some(path) => {
-                let load = |files: &[Vec<u8>]| parse_policy(&files[0]);
-                Some(self.watch("policy", "policy", vec![path.clone()], load)?)
+    /// `loaded`: the policy file as the start-up check loaded it.
+    fn access(&self, loaded: Option<reload::Loaded<policy::Policy>>) -> Access {
+        let policy = match (&self.config.policy.policy_file, loaded) {
+            (Some(path), Some(loaded)) => {
+                let watch = self.watch_of("policy", vec![path.clone()]);
+                let metrics = self.metrics.clone();
+                let failed = move || metrics.reload_failed("policy");
+                Some(reload::watch_loaded(watch, loaded, policy::load, failed))
             }
-            None => None,
+            _ => None,
         };
         let caps = Caps {
-            publish_streams: self.config.max_publish_streams,
-            subscriptions: self.config.max_subscriptions,
-            consumers: self.config.max_consumers,
-            share_percent: self.config.max_share_percent,
+            publish_streams: self.config.limits.max_publish_streams,
+            subscriptions: self.config.limits.max_subscriptions,
+            consumers: self.config.limits.max_consumers,
+            share_percent: self.config.limits.max_share_percent,
         };
-        Ok(Access::new(policy, caps, self.metrics.clone()))
+        Access::new(policy, caps, self.metrics.clone())
     }
 }
 
@@ -194,15 +203,15 @@ async fn authentication(
     metrics: &Metrics,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Authentication> {
-    let tokens = match config.jwks_source() {
+    let tokens = match config.tokens.source() {
         Some(source) => {
-            let jwks = Jwks::start(source, config.reload_interval, shutdown, metrics)
+            let jwks = Jwks::start(source, config.policy.reload_interval, shutdown, metrics)
                 .await
                 .map_err(|error| anyhow::anyhow!("cannot load the token keys: {error}"))?;
             let expected = Expected {
-                issuer: config.jwt_issuer.clone().unwrap_or_default(),
-                audience: config.jwt_audience.clone().unwrap_or_default(),
-                leeway: config.jwt_leeway,
+                issuer: config.tokens.jwt_issuer.clone().unwrap_or_default(),
+                audience: config.tokens.jwt_audience.clone().unwrap_or_default(),
+                leeway: config.tokens.jwt_leeway,
             };
             Some(Tokens {
                 jwks,
@@ -213,9 +222,9 @@ async fn authentication(
         None => None,
     };
     Ok(Authentication {
-        certificates: config.tls_client_ca.is_some(),
+        certificates: config.tls.tls_client_ca.is_some(),
         tokens,
-        protect_reflection: config.protect_reflection,
+        protect_reflection: config.policy.protect_reflection,
     })
 }
 
@@ -226,7 +235,7 @@ fn exposure_warnings(config: &Config, addr: SocketAddr) -> Vec<&'static str> {
     if addr.ip().is_loopback() {
         return warnings;
     }
-    if config.tls_files().is_none() {
+    if config.tls.files().is_none() {
         warnings.push(
             "listening on a non-loopback address without TLS: calls, events and any \
              credentials cross the network in clear text (see --tls-cert and --tls-key)",
@@ -239,7 +248,12 @@ fn exposure_warnings(config: &Config, addr: SocketAddr) -> Vec<&'static str> {
              and --jwks-file)",
         );
     }
-    if config.grpc_web_origins.iter().any(|origin| origin == "*") {
+    if config
+        .edge
+        .grpc_web_origins
+        .iter()
+        .any(|origin| origin == "*")
+    {
         warnings.push(
             "--grpc-web-origins * lets a page of any web site call this gateway from its \
              visitors' browsers: name the origins of your own pages instead",
@@ -260,7 +274,7 @@ fn serve(
     metrics: Metrics,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<JoinHandle<Result<(), tonic::transport::Error>>> {
-    let max_message = (config.max_payload_bytes.saturating_mul(4))
+    let max_message = (config.limits.max_payload_bytes.saturating_mul(4))
         .max(4 * 1024 * 1024)
         .saturating_add(REQUEST_OVERHEAD_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -274,16 +288,16 @@ fn serve(
     let router = Server::builder()
         // gRPC-Web from browsers comes over HTTP/1.1 too.
         .accept_http1(true)
-        .timeout(config.request_timeout)
-        .max_concurrent_streams(config.max_streams_per_connection)
-        .http2_max_header_list_size(config.max_header_bytes)
-        .http2_keepalive_interval(Some(config.keepalive_interval))
-        .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        .timeout(config.limits.request_timeout)
+        .max_concurrent_streams(config.edge.max_streams_per_connection)
+        .http2_max_header_list_size(config.edge.max_header_bytes)
+        .http2_keepalive_interval(Some(config.edge.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.edge.keepalive_timeout))
         .layer(tower::util::option_layer(
-            config.viewer.then_some(edge::ServeViewer),
+            config.edge.viewer.then_some(edge::ServeViewer),
         ))
         .layer(tower::util::option_layer(edge::cors(
-            &config.grpc_web_origins,
+            &config.edge.grpc_web_origins,
         )))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(edge::Authenticate {
@@ -292,7 +306,7 @@ fn serve(
         })
         .layer(edge::TrackCalls)
         .layer(edge::BadInput)
-        .layer(edge::Arrival(config.request_arrival_timeout))
+        .layer(edge::Arrival(config.edge.request_arrival_timeout))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -305,19 +319,19 @@ fn serve(
                 .send_compressed(CompressionEncoding::Zstd),
         );
     let accepting = edge::Accepting {
-        max_connections: config.max_connections,
+        max_connections: config.edge.max_connections,
         per_address: edge::PerAddress::new(
             edge::AddressLimits {
-                connections: config.max_connections_per_ip,
-                rate: config.max_connection_rate_per_ip,
+                connections: config.edge.max_connections_per_ip,
+                rate: config.edge.max_connection_rate_per_ip,
             },
-            edge::overrides(&config.connection_overrides.0),
+            edge::overrides(&config.edge.connection_overrides.0),
         ),
         idle: edge::IdleLimits {
-            handshake: config.handshake_timeout,
-            idle: config.idle_timeout,
+            handshake: config.edge.handshake_timeout,
+            idle: config.edge.idle_timeout,
         },
-        keepalive: config.keepalive_interval,
+        keepalive: config.edge.keepalive_interval,
     };
     let incoming = edge::incoming(listener, accepting, metrics.clone());
     let incoming: Pin<Box<dyn Stream<Item = io::Result<edge::Transport>> + Send>> =
@@ -325,7 +339,7 @@ fn serve(
             Some(tls) => Box::pin(edge::handshakes(
                 incoming,
                 tls,
-                config.handshake_timeout,
+                config.edge.handshake_timeout,
                 metrics,
             )),
             None => Box::pin(edge::plain(incoming)),
@@ -345,14 +359,26 @@ async fn replace_failed_producers(publisher: Publisher, metrics: Metrics, mut sh
 
 /// Starts the gateway on `listener` with `config`.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
+    let settings = config
+        .validate()
+        .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;
+    start_checked((config, settings), listener).await
+}
+
+/// Starts the gateway on `listener` with `config` and the settings its
+/// check gave.
+async fn start_checked(
+    (config, settings): (Config, Settings),
+    listener: TcpListener,
+) -> anyhow::Result<RunningGateway> {
     let addr = listener.local_addr()?;
-    let (cluster, embedded) = cluster(&config)?;
+    let (cluster, embedded) = cluster(&config, &settings.kafka_properties)?;
     let publisher = Publisher::new(
         &cluster,
-        config.delivery_timeout,
+        config.kafka.delivery_timeout,
         embedded.is_some(),
-        config.max_payload_bytes,
-        config.kafka_compression.as_str(),
+        config.limits.max_payload_bytes,
+        config.kafka.kafka_compression.as_str(),
     )
     .context("cannot create the Kafka producer")?;
     let metrics = Metrics::default();
@@ -374,7 +400,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         producer: publisher.producer().clone(),
         reporter: reporter.clone(),
         kafka_up,
-        interval: config.health_interval,
+        interval: config.kafka.health_interval,
         metrics: metrics.clone(),
     };
     shutdown.spawn(health::watch_kafka(prober, shutdown.clone()));
@@ -391,10 +417,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         shutdown: &shutdown,
     };
     let metrics_tls = reloading.metrics_tls()?;
-    let metrics_endpoint =
-        eventgateway_runtime::metrics::start(config.metrics_addr, metrics.registry(), metrics_tls)
-            .await
-            .context("cannot serve metrics on --metrics-addr")?;
+    let metrics_endpoint = eventgateway_runtime::metrics::start(
+        config.edge.metrics_addr,
+        metrics.registry(),
+        metrics_tls,
+    )
+    .await
+    .context("cannot serve metrics on --metrics-addr")?;
     let publishing = Publishing::new(
         publisher.clone(),
         topics.clone(),
@@ -402,16 +431,16 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         readiness.clone(),
     );
     let limits = subscribe::Limits {
-        buffer: config.subscription_buffer,
-        buffer_bytes: config.subscription_buffer_bytes,
-        total_buffer_bytes: config.total_buffer_bytes,
-        stall_timeout: config.stall_timeout,
-        subscriptions: config.max_subscriptions,
-        consumers: config.max_consumers,
-        drain: config.drain_timeout,
-        commit_interval: config.commit_interval,
-        group_protocol: config.group_protocol,
-        revoke_grace: config.revoke_grace,
+        buffer: config.subscriptions.subscription_buffer,
+        buffer_bytes: config.subscriptions.subscription_buffer_bytes,
+        total_buffer_bytes: config.subscriptions.total_buffer_bytes,
+        stall_timeout: config.subscriptions.stall_timeout,
+        subscriptions: config.limits.max_subscriptions,
+        consumers: config.limits.max_consumers,
+        drain: config.shutdown.drain_timeout,
+        commit_interval: config.subscriptions.commit_interval,
+        group_protocol: config.kafka.group_protocol,
+        revoke_grace: config.subscriptions.revoke_grace,
     };
     let subscriptions = Subscriptions::new(
         cluster,
@@ -426,7 +455,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         &config,
         publishing,
         subscriptions.clone(),
-        reloading.access()?,
+        reloading.access(settings.policy),
         metrics.clone(),
         shutdown.clone(),
     );
@@ -454,7 +483,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         server,
         subscriptions,
         publisher,
-        grace: config.shutdown_grace,
+        grace: config.shutdown.shutdown_grace,
         embedded,
         metrics: metrics_endpoint,
     })
@@ -462,12 +491,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
 
 /// Runs the gateway until `signal` resolves or the server fails, then shuts
 /// it down.
-pub async fn run(
-    config: Config,
+pub(crate) async fn run(
+    checked: (Config, Settings),
     listener: TcpListener,
     signal: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut gateway = start(config, listener).await?;
+    let mut gateway = start_checked(checked, listener).await?;
     tokio::select! {
         () = signal => gateway.shutdown().await,
         result = &mut gateway.server => {
@@ -558,8 +587,8 @@ mod tests {
         let mut config = Config::for_brokers(None);
         assert_eq!(exposure_warnings(&config, open).len(), 2);
         assert!(exposure_warnings(&config, loopback).is_empty());
-        config.tls_cert = Some("server.crt".into());
-        config.tls_key = Some("server.key".into());
+        config.tls.tls_cert = Some("server.crt".into());
+        config.tls.tls_key = Some("server.key".into());
         assert_eq!(
             exposure_warnings(&config, open),
             [
@@ -568,14 +597,14 @@ mod tests {
               and --jwks-file)"
             ]
         );
-        config.tls_client_ca = Some("ca.crt".into());
+        config.tls.tls_client_ca = Some("ca.crt".into());
         assert!(exposure_warnings(&config, open).is_empty());
-        config.tls_client_ca = None;
-        config.jwks_file = Some("jwks.json".into());
+        config.tls.tls_client_ca = None;
+        config.tokens.jwks_file = Some("jwks.json".into());
         assert!(exposure_warnings(&config, open).is_empty());
-        config.grpc_web_origins = vec!["https://app.example".into()];
+        config.edge.grpc_web_origins = vec!["https://app.example".into()];
         assert!(exposure_warnings(&config, open).is_empty());
-        config.grpc_web_origins.push("*".into());
+        config.edge.grpc_web_origins.push("*".into());
         assert_eq!(
             exposure_warnings(&config, open),
             [

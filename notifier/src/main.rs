@@ -11,10 +11,8 @@ use notifier::Config;
 async fn main() -> ExitCode {
     let config = Config::parse();
     let checked = config.validate();
-    service::run(
-        "notifier",
-        checked,
-        notifier::run(config, shutdown::signal()),
-    )
+    service::run("notifier", checked, |()| {
+        notifier::run(config, shutdown::signal())
+    })
     .await
 }

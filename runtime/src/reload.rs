@@ -85,11 +85,41 @@ fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
     paths.iter().map(|path| read_file(path)).collect()
 }
 
+/// Files as loaded once: their bytes, and what they loaded into.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    bytes: Vec<Vec<u8>>,
+    value: T,
+}
+
+/// Reads `paths` and loads them with `load` (the files' bytes, in the
+/// order of the paths): what a start-up check reads, which
+/// [`watch_loaded`] then keeps current without reading them again.
+pub fn load<T>(
+    paths: &[PathBuf],
+    load: impl Fn(&[Vec<u8>]) -> Result<T, String>,
+) -> Result<Loaded<T>, String> {
+    let bytes = read_all(paths)?;
+    let value = load(&bytes)?;
+    Ok(Loaded { bytes, value })
+}
+
 /// Loads the files `watch` names with `load` (the files' bytes, in the
 /// order of the paths), and loads them again whenever their bytes change
 /// until the shutdown begins. `failed` is called for each change that does
 /// not load. Returns the first load's error.
 pub fn watch<T, L, F>(watch: Watch<'_>, load: L, failed: F) -> Result<Reloaded<T>, String>
+where
+    T: Send + Sync + 'static,
+    L: Fn(&[Vec<u8>]) -> Result<T, String> + Send + 'static,
+    F: Fn() + Send + 'static,
+{
+    let first = self::load(&watch.paths, &load)?;
+    Ok(watch_loaded(watch, first, load, failed))
+}
+
+/// As [`watch`], from files loaded already (`first`).
+pub fn watch_loaded<T, L, F>(watch: Watch<'_>, first: Loaded<T>, load: L, failed: F) -> Reloaded<T>
 where
     T: Send + Sync + 'static,
     L: Fn(&[Vec<u8>]) -> Result<T, String> + Send + 'static,
@@ -101,8 +131,10 @@ where
         interval,
         shutdown,
     } = watch;
-    let mut seen = read_all(&paths)?;
-    let first = load(&seen)?;
+    let Loaded {
+        bytes: mut seen,
+        value: first,
+    } = first;
     let (tx, current) = watch::channel(Arc::new(first));
     let mut ending = shutdown.clone();
     shutdown.spawn(async move {
@@ -138,7 +170,7 @@ where
             }
         }
     });
-    Ok(Reloaded { current })
+    Reloaded { current }
 }
 
 #[cfg(test)]

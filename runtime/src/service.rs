@@ -8,20 +8,24 @@ use std::process::ExitCode;
 
 use crate::telemetry;
 
-/// Runs `service` as `name` (the default OpenTelemetry service name) once
-/// `checked`, the configuration's check, passed; the exit code says how it
-/// ended: 0, 1 (it failed, logged) or 2 (invalid configuration).
-pub async fn run<E: Display>(
+/// Runs `service` as `name` (the default OpenTelemetry service name) with
+/// what `checked`, the configuration's check, gave, once it passed; the
+/// exit code says how it ended: 0, 1 (it failed, logged) or 2 (invalid
+/// configuration).
+pub async fn run<C, E: Display, F: Future<Output = Result<(), E>>>(
     name: &str,
-    checked: Result<(), String>,
-    service: impl Future<Output = Result<(), E>>,
+    checked: Result<C, String>,
+    service: impl FnOnce(C) -> F,
 ) -> ExitCode {
     let telemetry = telemetry::init(name);
-    if let Err(message) = checked {
-        tracing::error!("invalid configuration: {message}");
-        return ExitCode::from(2);
-    }
-    let code = match service.await {
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(message) => {
+            tracing::error!("invalid configuration: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match service(checked).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{name} failed: {error:#}");

@@ -80,25 +80,25 @@ impl SecureEdge {
     /// `config` with bearer tokens checked against the JWKS file, files
     /// checked for changes every 100 ms.
     pub fn tokens(&self, config: &mut Config) {
-        config.jwks_file = Some(self.jwks_path.clone());
-        config.jwt_issuer = Some(ISSUER.into());
-        config.jwt_audience = Some(AUDIENCE.into());
-        config.reload_interval = Duration::from_millis(100);
+        config.tokens.jwks_file = Some(self.jwks_path.clone());
+        config.tokens.jwt_issuer = Some(ISSUER.into());
+        config.tokens.jwt_audience = Some(AUDIENCE.into());
+        config.policy.reload_interval = Duration::from_millis(100);
     }
 
     /// `config` with the policy file (write it first).
     pub fn policy(&self, config: &mut Config) {
-        config.policy_file = Some(self.policy_path());
+        config.policy.policy_file = Some(self.policy_path());
     }
 
     /// `config` with TLS on the server certificate, and client
     /// certificates of the CA required when `mutual`; files checked for
     /// changes every 100 ms.
     pub fn tls(&self, config: &mut Config, mutual: bool) {
-        config.tls_cert = Some(self.server.0.clone());
-        config.tls_key = Some(self.server.1.clone());
-        config.tls_client_ca = mutual.then(|| self.ca_path.clone());
-        config.reload_interval = Duration::from_millis(100);
+        config.tls.tls_cert = Some(self.server.0.clone());
+        config.tls.tls_key = Some(self.server.1.clone());
+        config.tls.tls_client_ca = mutual.then(|| self.ca_path.clone());
+        config.policy.reload_interval = Duration::from_millis(100);
     }
 
     /// How a client reaches the gateway: trusting the CA, with `identity`

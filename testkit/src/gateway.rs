@@ -24,13 +24,13 @@ pub fn grpcurl() -> PathBuf {
 /// quick health probes, a short grace, metrics on a free port.
 pub fn config(brokers: Option<String>) -> Config {
     let mut config = Config::for_brokers(brokers);
-    config.health_interval = Duration::from_millis(200);
-    config.shutdown_grace = Duration::from_secs(5);
+    config.kafka.health_interval = Duration::from_millis(200);
+    config.shutdown.shutdown_grace = Duration::from_secs(5);
     // StreamingSubscribe streams with deliveries out take acks this long at
     // shutdown.
-    config.drain_timeout = Duration::from_secs(1);
+    config.shutdown.drain_timeout = Duration::from_secs(1);
     // Metrics on a free port: tests run side by side.
-    config.metrics_addr =
+    config.edge.metrics_addr =
         eventgateway_runtime::metrics::MetricsAddr(Some("127.0.0.1:0".parse().unwrap()));
     config
 }

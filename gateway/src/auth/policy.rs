@@ -303,6 +303,14 @@ impl GrantFile {
     }
 }
 
+/// The policy in a policy file's bytes (`files`: the one file), as the
+/// file is loaded at start and reloaded.
+pub(crate) fn load(files: &[Vec<u8>]) -> Result<Policy, String> {
+    let bytes = files.first().map(Vec::as_slice).unwrap_or_default();
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+    Policy::parse(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

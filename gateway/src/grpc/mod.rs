@@ -86,21 +86,24 @@ impl Gateway {
             publishes: PublishCalls::new(
                 publishing,
                 metrics,
-                config.max_payload_bytes,
+                config.limits.max_payload_bytes,
                 access.clone(),
             ),
             access,
             subscriptions,
-            request_timeout: config.request_timeout,
-            publish_idle_timeout: config.publish_idle_timeout,
-            manual_defaults: ManualAcks::new(config.ack_timeout, config.max_unacked as usize),
+            request_timeout: config.limits.request_timeout,
+            publish_idle_timeout: config.limits.publish_idle_timeout,
+            manual_defaults: ManualAcks::new(
+                config.subscriptions.ack_timeout,
+                config.subscriptions.max_unacked as usize,
+            ),
             shutdown,
             unary: Limit::new(
-                config.max_concurrent_requests,
+                config.limits.max_concurrent_requests,
                 "calls are in progress, its --max-concurrent-requests",
             ),
             publish_streams: Limit::new(
-                config.max_publish_streams,
+                config.limits.max_publish_streams,
                 "PublishEvents streams are open, its --max-publish-streams",
             ),
         }

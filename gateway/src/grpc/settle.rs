@@ -32,11 +32,7 @@ pub(super) fn refuse_all(settle: Settle) -> SettleResponse {
         .iter()
         .map(|(verb, _)| wire_verb(verb) as i32)
         .collect();
-    let outcomes = settle
-        .verbs
-        .iter()
-        .map(|_| Outcome::auto_mode())
-        .collect();
+    let outcomes = settle.verbs.iter().map(|_| Outcome::auto_mode()).collect();
     answer(settle.request_id, settle.ack_ids, kinds, outcomes)
 }
 

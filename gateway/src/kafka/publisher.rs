@@ -12,9 +12,9 @@ use rdkafka::producer::{FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
-use crate::error::Error;
 use super::producer::Producer;
 use super::Cluster;
+use crate::error::Error;
 
 /// Room in a record for its key and headers beside the payload.
 const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use super::context::{start_offsets, RebalanceEvent, SubscriptionContext};
 use super::spec::{StartPosition, SubscriptionSpec, TopicPartition};
 use crate::error::Error;
-use crate::limit::{Limit, Permit};
 use crate::kafka::{blocking, redacted, Cluster, GroupProtocol, METADATA_TIMEOUT};
+use crate::limit::{Limit, Permit};
 use crate::metrics::Metrics;
 
 /// librdkafka's longest auto-commit interval (a day): its own timer is

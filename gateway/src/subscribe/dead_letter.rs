@@ -12,9 +12,9 @@ use rdkafka::producer::FutureRecord;
 use super::ledger::DeadLetterJob;
 use super::spec::headers;
 use crate::error::Error;
+use crate::kafka::publisher::Publisher;
 use crate::kafka::topics::Topics;
 use crate::metrics::{Metrics, UNKNOWN_TOPIC};
-use crate::kafka::publisher::Publisher;
 
 /// What a subscription asks before writing a dead letter of so many bytes
 /// to a topic: whether its subscriber may publish there now (its rights and

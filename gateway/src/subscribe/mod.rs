@@ -37,12 +37,12 @@ use self::fanout::{FanOut, Subscriber};
 use self::registry::{Registry, SubscriptionHandle, VerbRequest, Verbs};
 use self::stream::DeliveryStream;
 use crate::error::Error;
-use crate::limit::{Limit, Permit};
 use crate::health::Readiness;
+use crate::kafka::publisher::Publisher;
 use crate::kafka::topics::Topics;
 use crate::kafka::Cluster;
+use crate::limit::{Limit, Permit};
 use crate::metrics::Metrics;
-use crate::kafka::publisher::Publisher;
 use crate::text::{clip, clip_list, id_prefix};
 
 pub(crate) use self::dead_letter::DeadLetterCheck;

@@ -134,7 +134,7 @@ async fn cluster_with_topic(prefix: &str, partitions: i32) -> (kafka::Cluster, S
 /// publish waiting no longer than a unary one's [`DEADLINE`].
 fn cluster_config(cluster: &kafka::Cluster) -> gateway::Config {
     let mut config = config(Some(cluster.bootstrap()));
-    config.request_timeout = DEADLINE;
+    config.limits.request_timeout = DEADLINE;
     config
 }
 
@@ -501,7 +501,7 @@ async fn a_network_cut_and_its_healing_lose_nothing_and_publishing_comes_back_at
     let topic = topic("network-cut");
     create_topics(&node.internal(), &[&topic], 3).await.unwrap();
     let mut config = config(Some(node.bootstrap()));
-    config.request_timeout = DEADLINE;
+    config.limits.request_timeout = DEADLINE;
     let gateway = gateway(config).await;
 
     // A MANUAL member that acks everything it gets.

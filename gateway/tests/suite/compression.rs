@@ -17,7 +17,7 @@ async fn records_written_with_lz4_or_zstd_are_read_by_a_plain_consumer() {
         let topic = topic("compressed");
         broker.create_topic(&topic, 1).await;
         let mut config = config(Some(broker.brokers()));
-        config.kafka_compression = compression;
+        config.kafka.kafka_compression = compression;
         let gateway = gateway(config).await;
         let mut client = client(gateway.addr()).await;
         let body = json!({"user": "ada", "text": "compressible ".repeat(100)});

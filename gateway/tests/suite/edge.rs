@@ -62,7 +62,7 @@ async fn calls_that_never_arrive(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_whose_request_never_arrives_hold_nothing_the_others_need() {
     let (_broker, topic, gateway, mut client) = fixture_with("slow-loris", 1, |config| {
-        config.request_arrival_timeout = Duration::from_secs(2);
+        config.edge.request_arrival_timeout = Duration::from_secs(2);
     })
     .await;
     let addr = gateway.addr();
@@ -97,7 +97,7 @@ async fn calls_whose_request_never_arrives_hold_nothing_the_others_need() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_carries_no_more_calls_at_once_than_its_cap() {
     let (_broker, _topic, gateway, _client) = fixture_with("stream-cap", 1, |config| {
-        config.max_streams_per_connection = 5;
+        config.edge.max_streams_per_connection = 5;
     })
     .await;
     let addr = gateway.addr();
@@ -152,8 +152,8 @@ async fn closed_by_the_server(tcp: &mut TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_without_a_call_are_closed_and_those_with_a_stream_are_not() {
     let (_broker, topic, gateway, mut client) = fixture_with("idle", 1, |config| {
-        config.handshake_timeout = Duration::from_millis(500);
-        config.idle_timeout = Duration::from_secs(1);
+        config.edge.handshake_timeout = Duration::from_millis(500);
+        config.edge.idle_timeout = Duration::from_secs(1);
     })
     .await;
     let metrics = gateway.metrics_addr().unwrap();
@@ -186,9 +186,9 @@ fn latest(topic: &str) -> SubscribeRequest {
 async fn connections_beyond_the_cap_are_closed_at_once() {
     let broker = Broker::start().await;
     let mut config = config(Some(broker.brokers()));
-    config.max_connections = 3;
+    config.edge.max_connections = 3;
     // Held connections start no call: they must outlast the test.
-    config.handshake_timeout = Duration::from_secs(600);
+    config.edge.handshake_timeout = Duration::from_secs(600);
     let gateway = gateway(config).await;
     let metrics = gateway.metrics_addr().unwrap();
     // The start-up health checks' connection is closed by its client;
@@ -211,8 +211,8 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_subscriber_loses_its_partitions_to_the_rest_of_its_group() {
     let (_broker, topic, gateway, mut client) = fixture_with("frozen", 2, |config| {
-        config.keepalive_interval = Duration::from_secs(1);
-        config.keepalive_timeout = Duration::from_secs(1);
+        config.edge.keepalive_interval = Duration::from_secs(1);
+        config.edge.keepalive_timeout = Duration::from_secs(1);
     })
     .await;
     let group = format!("group-{topic}");

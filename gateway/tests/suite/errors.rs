@@ -31,7 +31,7 @@ fn text(payload: &str) -> Option<Event> {
 #[tokio::test]
 async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
     let (_broker, topic, gateway, mut client) =
-        fixture_with("errors", 2, |config| config.max_payload_bytes = 1024).await;
+        fixture_with("errors", 2, |config| config.limits.max_payload_bytes = 1024).await;
 
     let mut with_reserved = text("x").unwrap();
     with_reserved
@@ -277,9 +277,9 @@ async fn bad_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
 async fn missing_topics_are_created_when_the_gateway_is_told_to() {
     let broker = Broker::start().await;
     let mut config = config(Some(broker.brokers()));
-    config.create_topics = true;
-    config.topic_partitions = 2;
-    config.topic_replication = 1;
+    config.kafka.create_topics = true;
+    config.kafka.topic_partitions = 2;
+    config.kafka.topic_replication = 1;
     let gateway = gateway(config).await;
     let mut client = client(gateway.addr()).await;
     let topic = topic("created");
@@ -331,7 +331,7 @@ async fn a_saturated_gateway_answers_resource_exhausted_and_health_stays_open() 
     let topic = topic("saturated");
     let cluster = failing_cluster(&topic);
     let mut config = config(Some(cluster.bootstrap_servers()));
-    config.max_concurrent_requests = 1;
+    config.limits.max_concurrent_requests = 1;
     let gateway = gateway(config).await;
     let addr = gateway.addr();
 

@@ -138,8 +138,10 @@ async fn latest_streams_of_a_topic_share_one_consumer_and_each_gets_every_event(
 
 #[tokio::test]
 async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
-    let (_broker, topic, gateway, client) =
-        fixture_with("fanout-slow", 1, |config| config.subscription_buffer = 4).await;
+    let (_broker, topic, gateway, client) = fixture_with("fanout-slow", 1, |config| {
+        config.subscriptions.subscription_buffer = 4
+    })
+    .await;
     // Each on its own connection: the stalled one must not hold the
     // other's connection back.
     let mut reader_client = testkit::client(gateway.addr()).await;
@@ -171,8 +173,10 @@ async fn a_stream_that_stops_reading_is_ended_and_the_others_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_that_stop_reading_hold_the_tail_back_no_longer_than_one_would() {
-    let (_broker, topic, gateway, client) =
-        fixture_with("fanout-stalls", 1, |config| config.subscription_buffer = 4).await;
+    let (_broker, topic, gateway, client) = fixture_with("fanout-stalls", 1, |config| {
+        config.subscriptions.subscription_buffer = 4
+    })
+    .await;
     let mut reader_client = testkit::client(gateway.addr()).await;
     let (_, mut reader) = subscribe(&mut reader_client, latest(&topic)).await;
     // Thirty streams that read nothing, on a connection of their own.

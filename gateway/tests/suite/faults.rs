@@ -466,7 +466,7 @@ async fn a_batch_kafka_is_slow_to_store_is_answered_event_by_event_at_its_deadli
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(&topic, 1, 1).unwrap();
     let mut config = config(Some(cluster.bootstrap_servers()));
-    config.request_timeout = Duration::from_secs(1);
+    config.limits.request_timeout = Duration::from_secs(1);
     let gateway = gateway(config).await;
     let mut client = client(gateway.addr()).await;
     let (requests, outbound) = tokio::sync::mpsc::channel(4);

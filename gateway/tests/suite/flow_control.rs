@@ -26,8 +26,10 @@ async fn small_window_client(
 
 #[tokio::test]
 async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
-    let (_broker, topic, gateway, mut client) =
-        fixture_with("slow", 1, |config| config.subscription_buffer = BUFFER).await;
+    let (_broker, topic, gateway, mut client) = fixture_with("slow", 1, |config| {
+        config.subscriptions.subscription_buffer = BUFFER
+    })
+    .await;
 
     let padding = "x".repeat(2048);
     let first_batch = 300;
@@ -84,8 +86,8 @@ async fn a_slow_subscriber_pauses_its_consumer_and_loses_nothing() {
 #[tokio::test]
 async fn a_stream_buffers_within_its_byte_budget() {
     let (_broker, topic, gateway, mut client) = fixture_with("bytes", 1, |config| {
-        config.subscription_buffer = 64;
-        config.subscription_buffer_bytes = 1 << 20;
+        config.subscriptions.subscription_buffer = 64;
+        config.subscriptions.subscription_buffer_bytes = 1 << 20;
     })
     .await;
     let padding = "x".repeat(200_000);
@@ -117,7 +119,7 @@ async fn a_stream_buffers_within_its_byte_budget() {
 #[tokio::test]
 async fn a_stream_whose_client_reads_nothing_for_the_stall_timeout_is_ended() {
     let (_broker, topic, gateway, mut client) = fixture_with("stall", 1, |config| {
-        config.stall_timeout = Duration::from_secs(1);
+        config.subscriptions.stall_timeout = Duration::from_secs(1);
     })
     .await;
     // 200 kB: more than the 64 KiB window of a client that reads nothing.

@@ -151,7 +151,7 @@ async fn preflight(addr: SocketAddr, origin: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_lets_pages_of_the_allowed_origins_call_and_no_others() {
     let (_broker, topic, gateway, _native) = fixture_with("cors", 1, |config| {
-        config.grpc_web_origins = vec!["http://allowed.example".into()];
+        config.edge.grpc_web_origins = vec!["http://allowed.example".into()];
     })
     .await;
     let addr = gateway.addr();

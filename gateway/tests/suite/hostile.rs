@@ -267,7 +267,7 @@ async fn requests_that_cannot_be_decoded_are_bad_input_not_a_fault_of_the_gatewa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_payload_the_gateway_accepts_by_default_is_stored() {
     let (_broker, topic, gateway, mut client) = fixture("largest", 1).await;
-    let largest = gateway::Config::for_brokers(None).max_payload_bytes;
+    let largest = gateway::Config::for_brokers(None).limits.max_payload_bytes;
     let event = |size: usize| Event {
         data: Some(Data::Binary(vec![b'x'; size])),
         ..Event::default()

@@ -32,15 +32,15 @@ async fn the_gateway_talks_to_kafka_over_mutual_tls() {
 
     let tls = |client: Option<(&std::path::Path, &std::path::Path)>| {
         let mut config = config(Some(broker.brokers()));
-        config.create_topics = true;
-        config.topic_partitions = 1;
+        config.kafka.create_topics = true;
+        config.kafka.topic_partitions = 1;
         let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-        config.kafka_properties = vec![
+        config.kafka.kafka_properties = vec![
             KafkaProperty::new("security.protocol", "SSL"),
             KafkaProperty::new("ssl.ca.location", path(&ca_path)),
         ];
         if let Some((cert, key)) = client {
-            config.kafka_properties.extend([
+            config.kafka.kafka_properties.extend([
                 KafkaProperty::new("ssl.certificate.location", path(cert)),
                 KafkaProperty::new("ssl.key.location", path(key)),
             ]);
@@ -101,22 +101,22 @@ async fn refused(config: gateway::Config) {
 async fn sasl_ssl_with_scram_or_oauthbearer_is_accepted_at_start() {
     for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] {
         let mut config = config(Some("127.0.0.1:1".into()));
-        config.kafka_properties = vec![
+        config.kafka.kafka_properties = vec![
             KafkaProperty::new("security.protocol", "SASL_SSL"),
             KafkaProperty::new("sasl.mechanism", mechanism),
         ];
         if mechanism.starts_with("SCRAM") {
-            config.kafka_properties.extend([
+            config.kafka.kafka_properties.extend([
                 KafkaProperty::new("sasl.username", "gateway"),
                 KafkaProperty::new("sasl.password", "secret"),
             ]);
         } else {
-            config.kafka_properties.extend([
+            config.kafka.kafka_properties.extend([
                 KafkaProperty::new("enable.sasl.oauthbearer.unsecure.jwt", "true"),
                 KafkaProperty::new("sasl.oauthbearer.config", "principal=gateway"),
             ]);
         }
-        config.shutdown_grace = Duration::from_secs(1);
+        config.shutdown.shutdown_grace = Duration::from_secs(1);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = gateway::start(config, listener)
             .await
@@ -143,9 +143,9 @@ async fn sasl_ssl_with_scram_logs_in_to_a_broker_that_requires_it() {
     .await;
     let scram = |password: &str| {
         let mut config = config(Some(broker.brokers()));
-        config.create_topics = true;
-        config.topic_partitions = 1;
-        config.kafka_properties = vec![
+        config.kafka.create_topics = true;
+        config.kafka.topic_partitions = 1;
+        config.kafka.kafka_properties = vec![
             KafkaProperty::new("security.protocol", "SASL_SSL"),
             KafkaProperty::new("sasl.mechanism", "SCRAM-SHA-512"),
             KafkaProperty::new("sasl.username", "gateway"),

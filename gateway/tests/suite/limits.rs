@@ -24,8 +24,8 @@ fn latest(topic: &str) -> SubscribeRequest {
 #[tokio::test]
 async fn subscriptions_beyond_the_cap_are_refused_until_one_ends() {
     let (_broker, topic, gateway, mut client) = fixture_with("cap-subscriptions", 1, |config| {
-        config.max_subscriptions = 2;
-        config.max_share_percent = 100;
+        config.limits.max_subscriptions = 2;
+        config.limits.max_share_percent = 100;
     })
     .await;
     let (_, first) = subscribe(&mut client, from_earliest(&topic)).await;
@@ -48,8 +48,8 @@ async fn subscriptions_beyond_the_cap_are_refused_until_one_ends() {
 #[tokio::test]
 async fn subscriptions_that_need_a_consumer_beyond_the_cap_are_refused_and_tails_share() {
     let (_broker, topic, gateway, mut client) = fixture_with("cap-consumers", 1, |config| {
-        config.max_consumers = 1;
-        config.max_share_percent = 100;
+        config.limits.max_consumers = 1;
+        config.limits.max_share_percent = 100;
     })
     .await;
     // The one consumer: a live tail, which more streams of the topic share.
@@ -72,8 +72,8 @@ async fn subscriptions_that_need_a_consumer_beyond_the_cap_are_refused_and_tails
 #[tokio::test]
 async fn publish_streams_beyond_the_cap_are_refused() {
     let (_broker, topic, gateway, mut client) = fixture_with("cap-publish", 1, |config| {
-        config.max_publish_streams = 1;
-        config.max_share_percent = 100;
+        config.limits.max_publish_streams = 1;
+        config.limits.max_share_percent = 100;
     })
     .await;
     let (tx, rx) = mpsc::channel::<PublishEventsRequest>(1);
@@ -121,9 +121,9 @@ async fn publish_streams_beyond_the_cap_are_refused() {
 #[tokio::test]
 async fn streams_count_against_their_own_cap_not_the_unary_limit() {
     let (_broker, topic, gateway, mut client) = fixture_with("streams-not-calls", 1, |config| {
-        config.max_concurrent_requests = 2;
-        config.max_subscriptions = 8;
-        config.max_share_percent = 100;
+        config.limits.max_concurrent_requests = 2;
+        config.limits.max_subscriptions = 8;
+        config.limits.max_share_percent = 100;
     })
     .await;
     // More Subscribe streams than the unary limit, on one connection: all
@@ -169,8 +169,8 @@ async fn publish_stream(
 async fn one_connection_holds_at_most_its_share_of_each_cap() {
     // A quarter of 4: one of each per connection.
     let (_broker, topic, gateway, mut client) = fixture_with("shares", 1, |config| {
-        config.max_publish_streams = 4;
-        config.max_consumers = 4;
+        config.limits.max_publish_streams = 4;
+        config.limits.max_consumers = 4;
     })
     .await;
     let mut other = testkit::client(gateway.addr()).await;
@@ -212,9 +212,9 @@ async fn one_connection_holds_at_most_its_share_of_each_cap() {
 #[tokio::test]
 async fn a_publish_stream_that_sends_nothing_ends_and_frees_its_place() {
     let (_broker, _topic, gateway, mut client) = fixture_with("publish-idle", 1, |config| {
-        config.max_publish_streams = 1;
-        config.max_share_percent = 100;
-        config.publish_idle_timeout = std::time::Duration::from_millis(500);
+        config.limits.max_publish_streams = 1;
+        config.limits.max_share_percent = 100;
+        config.limits.publish_idle_timeout = std::time::Duration::from_millis(500);
     })
     .await;
     let (opened, _tx) = publish_stream(&mut client).await;

@@ -10,6 +10,7 @@ async fn metrics_count_publishes_deliveries_acks_subscriptions_and_lag() {
     // librdkafka's statistics (the lag) every 200 ms instead of 5 s.
     let (_broker, topic, gateway, mut client) = fixture_with("metrics", 1, |config| {
         config
+            .kafka
             .kafka_properties
             .push(gateway::KafkaProperty::new("statistics.interval.ms", "200"))
     })

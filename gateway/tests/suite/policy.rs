@@ -540,8 +540,8 @@ publish = ["{shared}"]
     edge.tokens(&mut config);
     edge.policy(&mut config);
     // One stream in all, and any principal may hold it.
-    config.max_publish_streams = 1;
-    config.max_share_percent = 100;
+    config.limits.max_publish_streams = 1;
+    config.limits.max_share_percent = 100;
     let gateway = gateway(config).await;
     let mut client = client(gateway.addr()).await;
     let (reader, writer) = (edge.token("svc-reader"), edge.token("svc-writer"));

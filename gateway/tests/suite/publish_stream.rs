@@ -100,7 +100,7 @@ fn numbered(topic: &str, n: i64, bytes: usize) -> PublishEventRequest {
 #[tokio::test]
 async fn a_batch_is_answered_event_by_event_in_order_or_refused_whole() {
     let (broker, topic, gateway, mut client) = fixture_with("batch", 1, |config| {
-        config.max_payload_bytes = 2_000;
+        config.limits.max_payload_bytes = 2_000;
     })
     .await;
     // 50 events of one key, the 18th with an illegal topic.

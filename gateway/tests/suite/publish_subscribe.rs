@@ -396,6 +396,7 @@ async fn a_member_whose_client_goes_away_leaves_the_group_at_once() {
     // this long, far past the test's patience.
     let (_broker, topic, gateway, mut client) = fixture_with("leave", 2, |config| {
         config
+            .kafka
             .kafka_properties
             .push(gateway::KafkaProperty::new("session.timeout.ms", "120000"))
     })

@@ -95,9 +95,9 @@ async fn a_member_hands_a_partition_on_once_its_acks_came(protocol: GroupProtoco
     broker.create_topic(&topic, 2).await;
     produce_to(&broker.brokers(), &topic, &[(0, 0..10), (1, 10..20)]).await;
     let mut config = config(Some(broker.brokers()));
-    config.group_protocol = protocol;
+    config.kafka.group_protocol = protocol;
     // Longer than the test waits: only the acks end this revocation.
-    config.revoke_grace = Duration::from_secs(100);
+    config.subscriptions.revoke_grace = Duration::from_secs(100);
     let gateway = gateway(config).await;
     let mut client = client(gateway.addr()).await;
 
@@ -145,7 +145,7 @@ async fn a_group_protocol_the_cluster_refuses_ends_the_subscription_with_what_to
     let topic = topic("refused");
     broker.create_topic(&topic, 1).await;
     let mut config = config(Some(broker.brokers()));
-    config.group_protocol = GroupProtocol::Consumer;
+    config.kafka.group_protocol = GroupProtocol::Consumer;
     let gateway = gateway(config).await;
     let mut client = client(gateway.addr()).await;
     let status = match Streamer::try_open(&mut client, member_of(&topic)).await {
@@ -208,11 +208,14 @@ async fn a_group_of_eager_members_refuses_the_gateway_with_what_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eager_member_also_waits_for_the_acks_of_what_is_out() {
     let (broker, topic, gateway, mut client) = fixture_with("eager-grace", 1, |config| {
-        config.revoke_grace = Duration::from_secs(100);
-        config.kafka_properties.push(gateway::KafkaProperty::new(
-            "partition.assignment.strategy",
-            "range",
-        ));
+        config.subscriptions.revoke_grace = Duration::from_secs(100);
+        config
+            .kafka
+            .kafka_properties
+            .push(gateway::KafkaProperty::new(
+                "partition.assignment.strategy",
+                "range",
+            ));
     })
     .await;
     produce_to(&broker.brokers(), &topic, &[(0, 0..10)]).await;
@@ -253,9 +256,9 @@ async fn commits_while_a_rebalance_waits(protocol: GroupProtocol) {
     broker.create_topic(&topic, 2).await;
     produce_to(&broker.brokers(), &topic, &[(0, 0..10), (1, 10..20)]).await;
     let mut config = config(Some(broker.brokers()));
-    config.group_protocol = protocol;
-    config.revoke_grace = Duration::from_secs(100);
-    config.commit_interval = Duration::from_millis(200);
+    config.kafka.group_protocol = protocol;
+    config.subscriptions.revoke_grace = Duration::from_secs(100);
+    config.subscriptions.commit_interval = Duration::from_millis(200);
     let gateway = gateway(config).await;
     let mut client = client(gateway.addr()).await;
     let mut a = Streamer::open(&mut client, member_of(&topic)).await;

@@ -260,7 +260,7 @@ async fn metrics_can_be_served_over_https_with_the_listener_certificate() {
     let edge = SecureEdge::new("tls-metrics");
     let tls = edge.client(None);
     let (_broker, _topic, gateway) = tls_gateway(&edge, "metrics", false, &tls, |config| {
-        config.metrics_tls = true
+        config.tls.metrics_tls = true
     })
     .await;
     let metrics = gateway.metrics_addr().unwrap();
@@ -286,8 +286,8 @@ async fn a_handshake_flood_from_one_address_leaves_the_others_their_places() {
         identity: None,
     };
     let (_broker, _topic, gateway) = tls_gateway(&edge, "flood", false, &client_tls, |config| {
-        config.max_connections = 100;
-        config.max_connections_per_ip = 40;
+        config.edge.max_connections = 100;
+        config.edge.max_connections_per_ip = 40;
     })
     .await;
     let addr = gateway.addr();

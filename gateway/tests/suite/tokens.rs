@@ -146,7 +146,7 @@ async fn protected_reflection_needs_a_token() {
     std::fs::write(&edge.jwks_path, jwks(&[&es])).unwrap();
     let (_broker, _topic, gateway, _client) = fixture_with("jwt-reflection", 1, |config| {
         edge.tokens(config);
-        config.protect_reflection = true;
+        config.policy.protect_reflection = true;
     })
     .await;
     let target = gateway.addr().to_string();
@@ -213,7 +213,7 @@ async fn a_token_verified_before_still_expires() {
     let edge = SecureEdge::new("jwt-expiry");
     let (_broker, topic, _gateway, mut client) = fixture_with("jwt-expiry", 1, |config| {
         edge.tokens(config);
-        config.jwt_leeway = std::time::Duration::ZERO;
+        config.tokens.jwt_leeway = std::time::Duration::ZERO;
     })
     .await;
     let mut soon = claims("svc", ISSUER, AUDIENCE);
@@ -247,10 +247,10 @@ async fn jwks_from_https_is_fetched_for_new_keys_and_an_unreachable_server_keeps
     let edge = SecureEdge::new("jwt-https");
     let ca_path = ca.write(edge.dir(), "jwks-ca");
     let (_broker, topic, _gateway, mut client) = fixture_with("jwt-https", 1, |config| {
-        config.jwks_url = Some(server.url().parse().unwrap());
-        config.jwks_ca = Some(ca_path.clone());
-        config.jwt_issuer = Some(ISSUER.into());
-        config.jwt_audience = Some(AUDIENCE.into());
+        config.tokens.jwks_url = Some(server.url().parse().unwrap());
+        config.tokens.jwks_ca = Some(ca_path.clone());
+        config.tokens.jwt_issuer = Some(ISSUER.into());
+        config.tokens.jwt_audience = Some(AUDIENCE.into());
     })
     .await;
     let token = first.sign(&claims("svc", ISSUER, AUDIENCE));

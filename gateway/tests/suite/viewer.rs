@@ -103,8 +103,8 @@ async fn publish_with_grpcurl(addr: std::net::SocketAddr, topic: &str, marker: &
 async fn the_viewer_shows_events_pauses_publishes_and_cors_keeps_other_origins_out() {
     let (allowed, other) = (free_port(), free_port());
     let (broker, topic, gateway, _client) = fixture_with("viewer", 2, |config| {
-        config.viewer = true;
-        config.grpc_web_origins = vec![format!("http://127.0.0.1:{allowed}")];
+        config.edge.viewer = true;
+        config.edge.grpc_web_origins = vec![format!("http://127.0.0.1:{allowed}")];
     })
     .await;
     let addr = gateway.addr();

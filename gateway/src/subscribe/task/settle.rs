@@ -146,11 +146,7 @@ pub(super) fn answer(ledger: Option<&mut Ledger>, request: VerbRequest, metrics:
     let Some(ledger) = ledger else {
         // Only MANUAL subscriptions take verbs: the registry refuses the
         // others before they get here.
-        let refused = request
-            .verbs
-            .iter()
-            .map(|_| Outcome::auto_mode())
-            .collect();
+        let refused = request.verbs.iter().map(|_| Outcome::auto_mode()).collect();
         let _ = request.reply.send(Ok(refused));
         return;
     };
