@@ -8,6 +8,12 @@
 //! - `gateway_deliveries_total{topic}`, `gateway_redeliveries_total{topic}`:
 //!   first deliveries and redeliveries handed to streams;
 //! - `gateway_acks_total`: acknowledgements received;
+//! - `gateway_nacks_total{topic}`, `gateway_extensions_total{topic}`:
+//!   deliveries given back by their client, and deadlines it pushed out;
+//! - `gateway_dead_letters_total{topic,reason}`: events written to a
+//!   dead-letter topic, by topic read and reason (`client`,
+//!   `max_attempts`); `gateway_dead_letter_failures_total{topic}`:
+//!   dead-letter writes that failed (the event stays unsettled);
 //! - `gateway_active_subscriptions`: open Subscribe streams;
 //! - `gateway_subscription_buffered_bytes`: bytes of deliveries buffered
 //!   for clients (within `--total-buffer-bytes`);
@@ -473,7 +479,63 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// Every `gateway_*` name in `text`.
+    fn named(text: &str) -> BTreeSet<String> {
+        text.match_indices("gateway_")
+            .map(|(at, _)| {
+                text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_metrics_reference_names_every_family_registered_and_no_other() {
+        // A family is rendered once it has a series: one of each.
+        let metrics = Metrics::default();
+        metrics.published("t", Code::Ok, Duration::from_millis(1), 1);
+        metrics.delivered("t", 1);
+        metrics.redelivered("t");
+        metrics.nacked("t");
+        metrics.extended("t");
+        metrics.dead_lettered("t", "client");
+        metrics.dead_letter_failed("t");
+        metrics.auth_failed("no_client_certificate");
+        metrics.denied("publish");
+        metrics.throttled("publish_rate", "*");
+        metrics.reload_failed("tls");
+        metrics.lag("g", "t", 0, 1);
+        let text = eventgateway_runtime::metrics::render(&metrics.registry());
+        // Counters are exposed with `_total` on their samples.
+        let registered: BTreeSet<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| match line.split_once(' ') {
+                Some((name, "counter")) => Some(format!("{name}_total")),
+                Some((name, _)) => Some(name.to_owned()),
+                None => None,
+            })
+            .collect();
+        assert!(registered.len() >= 20, "{registered:?}");
+        let module_doc: String = include_str!("metrics.rs")
+            .lines()
+            .take_while(|line| line.starts_with("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(named(&module_doc), registered, "this module's //! list");
+        let readme = include_str!("../../README.md");
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with("| gateway | `--metrics-addr`"))
+            .expect("README's metrics table has the gateway's row");
+        assert_eq!(named(row), registered, "README's metrics table");
+    }
 
     #[test]
     fn series_render_with_their_labels() {

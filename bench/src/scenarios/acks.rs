@@ -17,9 +17,12 @@ use eventgateway::v1::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::consume::next_message;
+use super::consume::{self, next_message};
+use super::step;
 use crate::clients::{subscribe_request, GatewayChannel, WARM_UP};
-use crate::tally::{Tally, Throughput};
+use crate::cpu::Processes;
+use crate::options::Options;
+use crate::tally::{median, on_cpu, Tally, Throughput};
 
 /// Ack ids sent in one settle message or Acknowledge call.
 const ACK_BATCH: usize = 50;
@@ -182,4 +185,50 @@ pub(crate) async fn unary(
         tally.error(failure);
     }
     Throughput::new(UNARY, events, elapsed, tally)
+}
+
+/// The name of the AUTO reader the MANUAL ones are set against.
+const AUTO_READER: &str = "AUTO, beside the MANUAL readers";
+
+/// AUTO and the two MANUAL readers of `topic`, alternating `--repeat`
+/// times each: the median of each (AUTO, acks on the stream, unary acks).
+pub(crate) async fn rounds(
+    channel: &GatewayChannel,
+    topic: &str,
+    o: &Options,
+    processes: &Processes,
+) -> (Throughput, Throughput, Throughput) {
+    let (mut auto_runs, mut stream_acks, mut unary_acks) = (Vec::new(), Vec::new(), Vec::new());
+    let patience = o.patience;
+    for round in 1..=o.repeat.max(1) {
+        step(&format!(
+            "acks: AUTO, on the stream, unary ({round}/{})",
+            o.repeat
+        ));
+        let auto = consume::subscribe(channel, topic, o.events, patience);
+        auto_runs.push(on_cpu(processes, auto).await);
+        let on_stream = on_the_stream(channel, topic, o.events, patience);
+        stream_acks.push(on_cpu(processes, on_stream).await);
+        let calls = unary(channel, topic, o.events, patience);
+        unary_acks.push(on_cpu(processes, calls).await);
+    }
+    let auto_reader = median(auto_runs).map_or_else(
+        || Throughput::skipped(AUTO_READER),
+        |run| Throughput {
+            name: AUTO_READER,
+            ..run
+        },
+    );
+    let on_stream = median(stream_acks).unwrap_or_else(|| Throughput::skipped(ON_THE_STREAM));
+    let unary = median(unary_acks).unwrap_or_else(|| Throughput::skipped(UNARY));
+    (auto_reader, on_stream, unary)
+}
+
+/// The three readers, not run.
+pub(crate) fn skipped() -> (Throughput, Throughput, Throughput) {
+    (
+        Throughput::skipped(AUTO_READER),
+        Throughput::skipped(ON_THE_STREAM),
+        Throughput::skipped(UNARY),
+    )
 }

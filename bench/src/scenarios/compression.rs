@@ -8,6 +8,7 @@
 
 use crate::clients::Target;
 use crate::cpu::Processes;
+use crate::options::Options;
 use crate::scenarios::publish::{self, Shape};
 use crate::tally::{on_cpu, Throughput};
 
@@ -24,23 +25,50 @@ pub(crate) struct Codec {
 }
 
 /// A gateway to publish through, with the processes whose CPU counts.
-pub(crate) struct Through<'a> {
-    pub(crate) name: &'static str,
-    pub(crate) target: &'a Target,
-    pub(crate) processes: &'a Processes,
-    pub(crate) encoding: Option<tonic::codec::CompressionEncoding>,
+struct Through<'a> {
+    name: &'static str,
+    target: &'a Target,
+    processes: &'a Processes,
+    encoding: Option<tonic::codec::CompressionEncoding>,
 }
 
-/// Publishes `events` events to `topic` through each of `gateways` on
-/// `streams` streams.
+/// Publishes `--events` events to `topic` on `--publish-streams` streams
+/// through the plain gateway, each of the gateways with a Kafka codec
+/// (`compressed`), and the plain gateway with each gRPC encoding.
 pub(crate) async fn codecs(
-    gateways: &[Through<'_>],
+    (plain, processes): (&Target, &Processes),
+    compressed: &[(&'static str, Target, Processes)],
     topic: &str,
-    events: u64,
-    streams: usize,
+    o: &Options,
 ) -> Result<Vec<Codec>, String> {
+    let mut gateways = vec![Through {
+        name: "Kafka none",
+        target: plain,
+        processes,
+        encoding: None,
+    }];
+    for (name, target, processes) in compressed {
+        gateways.push(Through {
+            name,
+            target,
+            processes,
+            encoding: None,
+        });
+    }
+    for (name, encoding) in [
+        ("gRPC gzip", tonic::codec::CompressionEncoding::Gzip),
+        ("gRPC zstd", tonic::codec::CompressionEncoding::Zstd),
+    ] {
+        gateways.push(Through {
+            name,
+            target: plain,
+            processes,
+            encoding: Some(encoding),
+        });
+    }
+    let (events, streams) = (o.events, o.publish_streams);
     let mut codecs = Vec::new();
-    for through in gateways {
+    for through in &gateways {
         let channels = through.target.connect(streams.max(1)).await?;
         let shape = Shape {
             batch: 1,

@@ -28,13 +28,11 @@ mod publish;
 mod viewer;
 
 use crate::clients::{direct_producer, direct_record, enqueue, warm_up, warm_up_record, Target};
-use crate::cpu::Processes;
+use crate::cpu::{peak_rss_mib, rss_mib, Processes};
 use crate::options::Options;
 use crate::report::Report;
 use crate::tally::{median, on_cpu, paired_efficiency, Latency, Tally, Throughput};
 
-/// The name of the AUTO reader the MANUAL ones are set against.
-const AUTO_READER: &str = "AUTO, beside the MANUAL readers";
 /// The name of the secured gateway's streaming scenario.
 const SECURE_STREAM: &str = "streaming, TLS + token + policy";
 
@@ -250,32 +248,10 @@ pub(crate) async fn run(
             Throughput::skipped(consume::GRPC_WEB_SUBSCRIBE),
         ),
     };
-    // AUTO and the two MANUAL readers alternate, `--repeat` times each.
-    let (mut auto_runs, mut stream_acks, mut unary_acks) = (Vec::new(), Vec::new(), Vec::new());
-    if let (Some(topic), true) = (stored, runs("acks")) {
-        for round in 1..=o.repeat.max(1) {
-            step(&format!(
-                "acks: AUTO, on the stream, unary ({round}/{})",
-                o.repeat
-            ));
-            let auto = consume::subscribe(&channels[0], topic, o.events, patience);
-            auto_runs.push(on_cpu(&processes, auto).await);
-            let on_stream = acks::on_the_stream(&channels[0], topic, o.events, patience);
-            stream_acks.push(on_cpu(&processes, on_stream).await);
-            let unary = acks::unary(&channels[0], topic, o.events, patience);
-            unary_acks.push(on_cpu(&processes, unary).await);
-        }
-    }
-    let auto_reader = median(auto_runs).map_or_else(
-        || Throughput::skipped(AUTO_READER),
-        |run| Throughput {
-            name: AUTO_READER,
-            ..run
-        },
-    );
-    let acks_on_stream =
-        median(stream_acks).unwrap_or_else(|| Throughput::skipped(acks::ON_THE_STREAM));
-    let acks_unary = median(unary_acks).unwrap_or_else(|| Throughput::skipped(acks::UNARY));
+    let (auto_reader, acks_on_stream, acks_unary) = match (stored, runs("acks")) {
+        (Some(topic), true) => acks::rounds(&channels[0], topic, o, &processes).await,
+        _ => acks::skipped(),
+    };
     // The fan-out's memory: what the gateway held before its streams opened,
     // and its high-water mark after (the run's highest, where fan-out is the
     // scenario that holds the most).
@@ -319,32 +295,8 @@ pub(crate) async fn run(
     };
     let compression = if runs("compression") {
         step("compression: Kafka none, lz4, zstd; gRPC gzip, zstd");
-        let mut gateways = vec![compression::Through {
-            name: "Kafka none",
-            target: &gateway,
-            processes: &processes,
-            encoding: None,
-        }];
-        for (name, target, processes) in &targets.compressed {
-            gateways.push(compression::Through {
-                name,
-                target,
-                processes,
-                encoding: None,
-            });
-        }
-        for (name, encoding) in [
-            ("gRPC gzip", tonic::codec::CompressionEncoding::Gzip),
-            ("gRPC zstd", tonic::codec::CompressionEncoding::Zstd),
-        ] {
-            gateways.push(compression::Through {
-                name,
-                target: &gateway,
-                processes: &processes,
-                encoding: Some(encoding),
-            });
-        }
-        compression::codecs(&gateways, &compression_topic, o.events, o.publish_streams).await?
+        let plain = (&gateway, &processes);
+        compression::codecs(plain, &targets.compressed, &compression_topic, o).await?
     } else {
         Vec::new()
     };
@@ -420,29 +372,7 @@ pub(crate) async fn run(
     })
 }
 
-fn step(name: &str) {
+/// Says which scenario runs now.
+pub(crate) fn step(name: &str) {
     eprintln!("== {name}");
-}
-
-/// The peak resident memory of process `pid` (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    memory_mib(pid, "VmHWM:")
-}
-
-/// The process's resident memory now, MiB.
-fn rss_mib(pid: u32) -> f64 {
-    memory_mib(pid, "VmRSS:")
-}
-
-/// A memory figure of `/proc/<pid>/status` (given in kB), in MiB.
-fn memory_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
 }

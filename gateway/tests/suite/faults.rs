@@ -22,15 +22,10 @@ use serde_json::json;
 use testkit::*;
 use tonic::{Code, Streaming};
 
-/// What a fault scenario counted.
+/// What the system did in a fault scenario, as the test observed it (what
+/// the test itself did, such as its publishes, is not counted here).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Summary {
-    /// Publishes the gateway answered OK.
-    published: usize,
-    /// Publishes it answered with an error.
-    publish_errors: usize,
-    /// Deliveries acknowledged.
-    acknowledged: usize,
     /// Deliveries of an event received before.
     redelivered: usize,
     /// Events answered OK that never arrived.
@@ -42,8 +37,9 @@ impl Summary {
     fn print(&self, fault: &str) {
         let _ = writeln!(
             std::io::stderr(),
-            "fault summary ({fault}): {} events published ({} publish calls failed), {} acknowledged, {} redelivered, {} lost",
-            self.published, self.publish_errors, self.acknowledged, self.redelivered, self.lost
+            "fault summary ({fault}): {} redelivered, {} lost",
+            self.redelivered,
+            self.lost
         );
     }
 }
@@ -91,7 +87,6 @@ async fn a_producer_that_failed_for_good_is_replaced() {
     let mut client = client(addr).await;
     let mut summary = Summary::default();
     client.publish_event(request(&topic, 0)).await.unwrap();
-    summary.published += 1;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -115,7 +110,6 @@ async fn a_producer_that_failed_for_good_is_replaced() {
     let status = client.publish_event(request(&topic, 1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("same event id"), "{status:?}");
-    summary.publish_errors += 1;
     while statuses.last() != Some(&(ServingStatus::Serving as i32)) || statuses.len() < 3 {
         let status = tokio::time::timeout(PATIENCE, watch.message())
             .await
@@ -138,7 +132,6 @@ async fn a_producer_that_failed_for_good_is_replaced() {
     metric_reaches(metrics, "gateway_producer_replacements_total", 1.0).await;
     for i in 2..=4 {
         client.publish_event(request(&topic, i)).await.unwrap();
-        summary.published += 1;
     }
     let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
     let expected: BTreeSet<i64> = [0, 2, 3, 4].into();
@@ -162,7 +155,6 @@ async fn kafka_down_and_back() {
     let mut summary = Summary::default();
     let (_, mut stream) = subscribe(&mut client, from_earliest(&topic)).await;
     client.publish_event(request(&topic, 0)).await.unwrap();
-    summary.published += 1;
     assert_eq!(n(&next_delivery(&mut stream).await), 0);
 
     cluster.broker_down(1).unwrap();
@@ -175,20 +167,17 @@ async fn kafka_down_and_back() {
         matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable),
         "a publish while Kafka is down: {status:?}"
     );
-    summary.publish_errors += 1;
     eventually("health reports NOT_SERVING", || async {
         health(addr, "").await.ok() == Some(tonic_health::ServingStatus::NotServing as i32)
     })
     .await;
     let status = client.publish_event(request(&topic, -1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    summary.publish_errors += 1;
 
     cluster.broker_up(1).unwrap();
     wait_serving(addr).await;
     for i in 1..=5 {
         client.publish_event(request(&topic, i)).await.unwrap();
-        summary.published += 1;
     }
     // The subscription resumes; the failed publishes may or may not have
     // been stored (the producer kept trying), the others all arrive.
@@ -198,11 +187,7 @@ async fn kafka_down_and_back() {
     summary.print("Kafka down and back");
     assert_eq!(
         summary,
-        Summary {
-            published: 6,
-            publish_errors: 2,
-            ..Summary::default()
-        },
+        Summary::default(),
         "seen after the outage: {seen:?}"
     );
     gateway.shutdown().await.unwrap();
@@ -220,7 +205,6 @@ async fn fetch_errors() {
     let mut summary = Summary::default();
     for i in 0..20 {
         client.publish_event(request(&topic, i)).await.unwrap();
-        summary.published += 1;
     }
     cluster.request_errors(
         RDKafkaApiKey::Fetch,
@@ -239,14 +223,7 @@ async fn fetch_errors() {
     summary.lost = expected.difference(&seen).count();
     summary.redelivered = order.len() - seen.len();
     summary.print("fetch errors");
-    assert_eq!(
-        summary,
-        Summary {
-            published: 20,
-            ..Summary::default()
-        },
-        "deliveries: {order:?}"
-    );
+    assert_eq!(summary, Summary::default(), "deliveries: {order:?}");
     assert_eq!(order, (0..20).collect::<Vec<_>>(), "in order");
     gateway.shutdown().await.unwrap();
 }
@@ -278,7 +255,6 @@ async fn broker_restart_under_a_manual_subscription() {
     };
     for i in 0..10 {
         client.publish_event(request(&topic, i)).await.unwrap();
-        summary.published += 1;
     }
     let (id, mut stream) = subscribe(&mut client, manual.clone()).await;
     let mut received = BTreeSet::new();
@@ -296,7 +272,6 @@ async fn broker_restart_under_a_manual_subscription() {
     wait_serving(addr).await;
     for i in 10..15 {
         client.publish_event(request(&topic, i)).await.unwrap();
-        summary.published += 1;
     }
     // The same stream goes on: the new events, and 5..10 again after the ack
     // timeout. Acknowledge everything now.
@@ -308,12 +283,10 @@ async fn broker_restart_under_a_manual_subscription() {
         }
         acked.insert(n(&delivery));
     }
-    summary.acknowledged = acked.len();
     drop(stream);
 
     // Nothing acknowledged comes back to the group's next member.
     client.publish_event(request(&topic, 15)).await.unwrap();
-    summary.published += 1;
     let (_, mut next) = subscribe(&mut client, manual).await;
     assert_eq!(
         n(&next_delivery(&mut next).await),
@@ -335,16 +308,7 @@ async fn broker_restart_under_a_manual_subscription() {
     // 5..10 were received and not acknowledged before the restart: each
     // came again.
     assert!(summary.redelivered >= 5, "{summary:?}");
-    assert_eq!(
-        summary,
-        Summary {
-            published: 16,
-            acknowledged: 15,
-            redelivered: summary.redelivered,
-            ..Summary::default()
-        },
-        "survived: {survived:?}"
-    );
+    assert_eq!(summary.lost, 0, "survived: {survived:?}");
     gateway.shutdown().await.unwrap();
 }
 
@@ -425,27 +389,23 @@ async fn gateway_killed_under_load() {
         .iter()
         .filter(|id| !in_topic.contains(*id))
         .collect();
+    // What the gateway answered: OK (stored, it says) and errors.
+    let (published, failed) = (acknowledged.len(), *failed.lock().unwrap());
     let summary = Summary {
-        published: acknowledged.len(),
-        publish_errors: *failed.lock().unwrap(),
         lost: missing.len(),
         ..Summary::default()
     };
     summary.print("gateway SIGKILL");
-    assert!(summary.published >= 300, "{summary:?}");
+    assert!(published >= 300, "{published} answered OK");
     assert!(
-        summary.publish_errors > 0,
+        failed > 0,
         "the publishers finished before the kill: it tested nothing"
     );
     assert_eq!(
         summary.lost, 0,
         "OK'd events missing from the topic: {missing:?}"
     );
-    assert!(
-        in_topic.len() >= summary.published,
-        "{} records",
-        in_topic.len()
-    );
+    assert!(in_topic.len() >= published, "{} records", in_topic.len());
 }
 
 /// The value of header `name` of a record, as text.

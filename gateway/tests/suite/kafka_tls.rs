@@ -117,6 +117,7 @@ async fn sasl_ssl_with_scram_or_oauthbearer_is_accepted_at_start() {
             ]);
         }
         config.shutdown.shutdown_grace = Duration::from_secs(1);
+        config.shutdown.drain_timeout = Duration::from_millis(500);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = gateway::start(config, listener)
             .await
