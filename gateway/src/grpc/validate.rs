@@ -335,18 +335,6 @@ pub(crate) fn settle_subscription(request: &SettleRequest) -> Result<(), Error> 
     subscription_id(&request.subscription_id)
 }
 
-/// `text`, cut to at most `max` bytes at a character boundary.
-fn truncated(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
 /// Checks a subscribe request and turns it into what the consumer needs;
 /// `defaults` fill what a MANUAL subscription leaves unset.
 pub(crate) fn subscribe_request(
