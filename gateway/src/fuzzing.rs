@@ -203,7 +203,7 @@ pub fn acknowledge(bytes: &[u8]) {
         let _ = validate::acknowledge_request(request);
     }
     if let Ok(request) = SettleRequest::decode(bytes) {
-        let _ = validate::settle_subscription(&request);
+        let _ = validate::settle_call(request.clone());
         let _ = validate::settle_request(request);
     }
 }

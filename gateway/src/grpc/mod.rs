@@ -228,11 +228,9 @@ impl EventGateway for Gateway {
         let from = caller_of(&request);
         let request = request.into_inner();
         let answered = async {
-            validate::settle_subscription(&request)?;
-            let settler = self
-                .subscriptions
-                .settler(&request.subscription_id, from.principal.as_deref())?;
-            settle::settle(&settler, validate::settle_request(request)?).await
+            let (id, verbs) = validate::settle_call(request)?;
+            let settler = self.subscriptions.settler(&id, from.principal.as_deref())?;
+            settle::settle(&settler, verbs).await
         };
         let answer = answered.await.inspect_err(|error| {
             self.access.foreign_subscription(&from, "settle", error);

@@ -330,9 +330,12 @@ pub(crate) fn settle_request(request: SettleRequest) -> Result<Settle, Error> {
     })
 }
 
-/// Checks the subscription id of a Settle call.
-pub(crate) fn settle_subscription(request: &SettleRequest) -> Result<(), Error> {
-    subscription_id(&request.subscription_id)
+/// Checks a Settle call whole, before it goes anywhere: the id of the
+/// subscription it settles for, and its verbs.
+pub(crate) fn settle_call(mut request: SettleRequest) -> Result<(String, Settle), Error> {
+    subscription_id(&request.subscription_id)?;
+    let id = std::mem::take(&mut request.subscription_id);
+    Ok((id, settle_request(request)?))
 }
 
 /// Checks a subscribe request and turns it into what the consumer needs;
@@ -795,7 +798,13 @@ mod tests {
         assert!(over(&|r| r.dead_letters[0].reason = "r".repeat(1025)).contains("1024"));
         assert!(over(&|r| r.request_id = "i".repeat(257)).contains("256"));
         assert!(over(&|r| r.acks = vec![String::new(); MAX_ACK_IDS]).contains("10000"));
-        assert!(invalid(settle_subscription(&request)).contains("subscription_id"));
+        assert!(invalid(settle_call(request.clone())).contains("subscription_id"));
+        let named = SettleRequest {
+            subscription_id: "s".into(),
+            ..request
+        };
+        let (id, settle) = settle_call(named).unwrap();
+        assert_eq!((id.as_str(), settle.ack_ids.len()), ("s", 5));
     }
 
     #[test]
