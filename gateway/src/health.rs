@@ -126,7 +126,7 @@ pub(crate) async fn watch_kafka(prober: Prober, mut shutdown: Shutdown) {
             Ok(()) => failures = 0,
             Err(error) => {
                 failures += 1;
-                metrics.health_probe_failed();
+                metrics.kafka().health_probe_failed();
                 tracing::debug!(%error, failures, "a Kafka health probe failed");
             }
         }

@@ -22,7 +22,7 @@ pub(crate) fn authentication_failed(
     peer: Option<SocketAddr>,
     metrics: &Metrics,
 ) {
-    metrics.auth_failed(failure.reason());
+    metrics.edge().auth_failed(failure.reason());
     let Some(left_out) = LINES.admit(("authentication_failed", failure.reason()), Instant::now())
     else {
         return;
@@ -39,7 +39,7 @@ pub(crate) fn authentication_failed(
 /// The policy denied a call: `operation` on `target` (a topic, group or
 /// subscription, as a message shows it).
 pub(crate) fn denied(caller: &Caller, operation: &'static str, target: &str, metrics: &Metrics) {
-    metrics.denied(operation);
+    metrics.edge().denied(operation);
     let Some(left_out) = LINES.admit(("denied", operation), Instant::now()) else {
         return;
     };
@@ -56,7 +56,7 @@ pub(crate) fn denied(caller: &Caller, operation: &'static str, target: &str, met
 
 /// A call went over a quota.
 pub(crate) fn throttled(caller: &Caller, limit: &'static str, grant: &str, metrics: &Metrics) {
-    metrics.throttled(limit, grant);
+    metrics.edge().throttled(limit, grant);
     let Some(left_out) = LINES.admit(("throttled", limit), Instant::now()) else {
         return;
     };

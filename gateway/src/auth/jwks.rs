@@ -85,7 +85,7 @@ impl Jwks {
                 let keys = reload::watch(
                     watch,
                     |files| KeySet::parse(&files[0]),
-                    move || metrics.reload_failed("jwks"),
+                    move || metrics.edge().reload_failed("jwks"),
                 )
                 .map_err(|error| format!("--jwks-file: {error}"))?;
                 Ok(Self {
@@ -168,7 +168,7 @@ async fn refresh_loop(
                 tracing::debug!("fetched the JWKS document");
             }
             Err(error) => {
-                metrics.reload_failed("jwks");
+                metrics.edge().reload_failed("jwks");
                 tracing::warn!(%error, "cannot fetch the JWKS document; keeping the cached keys");
                 // Wake anyone waiting: the cached keys are what there is.
                 keys.send_modify(|_| {});

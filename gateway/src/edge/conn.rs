@@ -142,7 +142,7 @@ impl Conn {
         slot: (OwnedSemaphorePermit, AddressSlot),
         metrics: Metrics,
     ) -> Self {
-        metrics.connections(1);
+        metrics.edge().connections(1);
         Self {
             remote: io.peer_addr().ok(),
             io,
@@ -177,7 +177,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.metrics.connections(-1);
+        self.metrics.edge().connections(-1);
     }
 }
 

@@ -94,7 +94,7 @@ pub(crate) fn incoming(
                     Ok(address) => address,
                     Err(why) => {
                         drop(tcp);
-                        metrics.connection_refused();
+                        metrics.edge().connection_refused();
                         if let Some(count) = by_address.count() {
                             let limit = match why {
                                 Refused::Connections => "--max-connections-per-ip",
@@ -107,7 +107,7 @@ pub(crate) fn incoming(
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     drop(tcp);
-                    metrics.connection_refused();
+                    metrics.edge().connection_refused();
                     if let Some(count) = refused.count() {
                         tracing::warn!(
                             %remote,

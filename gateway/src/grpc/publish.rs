@@ -116,7 +116,7 @@ impl PublishCalls {
             }
         }
         for (topic, code, count) in counts {
-            self.metrics.published(topic, code, took, count);
+            self.metrics.publish().published(topic, code, took, count);
         }
         Ok(outcomes)
     }
@@ -144,6 +144,7 @@ impl PublishCalls {
     ) -> Result<PublishEventResponse, Error> {
         let code = logged(&outcome);
         self.metrics
+            .publish()
             .published(self.label(topic, &outcome), code, started.elapsed(), 1);
         outcome
     }

@@ -156,7 +156,7 @@ impl Topics {
     async fn settled_lookup(&self, topic: &str) -> Result<Option<Vec<i32>>, Error> {
         let mut attempt = 0;
         loop {
-            self.metrics.topic_lookup();
+            self.metrics.kafka().topic_lookup();
             let admin = self.admin.clone();
             let name = topic.to_owned();
             match blocking(move || lookup(&admin, &name)).await? {

@@ -102,7 +102,7 @@ fn creation(config: &Config, embedded: bool) -> Creation {
 /// Replaces the producer each time it fails for good, until shutdown.
 async fn replace_failed_producers(publisher: Publisher, metrics: Metrics, mut shutdown: Shutdown) {
     tokio::select! {
-        () = publisher.producer().replace_failed(|| metrics.producer_replaced()) => {}
+        () = publisher.producer().replace_failed(|| metrics.kafka().producer_replaced()) => {}
         () = shutdown.started() => {}
     }
 }

@@ -39,7 +39,7 @@ impl Reloading<'_> {
     ) -> anyhow::Result<Reloaded<T>> {
         let watch = self.watch_of(what, paths);
         let metrics = self.metrics.clone();
-        reload::watch(watch, load, move || metrics.reload_failed(file))
+        reload::watch(watch, load, move || metrics.edge().reload_failed(file))
             .map_err(|error| anyhow::anyhow!("cannot load the {what}: {error}"))
     }
 
@@ -83,7 +83,7 @@ impl Reloading<'_> {
             (Some(path), Some(loaded)) => {
                 let watch = self.watch_of("policy", vec![path.clone()]);
                 let metrics = self.metrics.clone();
-                let failed = move || metrics.reload_failed("policy");
+                let failed = move || metrics.edge().reload_failed("policy");
                 Some(reload::watch_loaded(watch, loaded, policy::load, failed))
             }
             _ => None,

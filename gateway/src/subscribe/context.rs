@@ -133,6 +133,7 @@ impl ClientContext for SubscriptionContext {
                 // -1 is librdkafka's internal partition; a lag of -1 is unknown.
                 if *partition >= 0 && stats.consumer_lag >= 0 {
                     self.metrics
+                        .delivery()
                         .lag(&self.group, topic, *partition, stats.consumer_lag);
                     reported.insert(TopicPartition::new(topic.as_str(), *partition));
                 }
@@ -146,6 +147,7 @@ impl Drop for SubscriptionContext {
         let reported = self.reported.get_mut().unwrap_or_else(|p| p.into_inner());
         for tp in reported.drain() {
             self.metrics
+                .delivery()
                 .forget_lag(&self.group, &tp.topic, tp.partition);
         }
     }

@@ -68,6 +68,7 @@ impl DeadLetters {
         match &outcome {
             Ok(()) => {
                 self.metrics
+                    .delivery()
                     .dead_lettered(&job.record.topic, job.class.as_str());
                 tracing::info!(
                     topic = job.record.topic,
@@ -90,7 +91,7 @@ impl DeadLetters {
                 } else {
                     UNKNOWN_TOPIC
                 };
-                self.metrics.dead_letter_failed(label);
+                self.metrics.delivery().dead_letter_failed(label);
                 tracing::warn!(%error, dead_letter_topic = job.topic, "cannot write a dead letter; the event stays unsettled and the write is tried again");
             }
         }

@@ -197,7 +197,7 @@ async fn run(
                     spans::deliver(&mut first, None);
                     let topic = first.topic.clone();
                     let handed = broadcast(&mut members, delivery_message(first)).await;
-                    inner.metrics.delivered(&topic, handed);
+                    inner.metrics.delivery().delivered(&topic, handed);
                 }
                 Err(error) => {
                     if let Some(fatal) = Error::fatal_to_consumer(&error) {

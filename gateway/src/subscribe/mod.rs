@@ -188,7 +188,7 @@ impl Subscriptions {
         let budget = Budget::new(
             limits.total_buffer_bytes,
             limits.buffer_bytes,
-            metrics.buffered_bytes(),
+            metrics.delivery().buffered_bytes(),
         );
         let consumers = Consumers::new(
             cluster,
@@ -387,7 +387,7 @@ impl Subscriptions {
     /// guard goes.
     fn opened(&self, id: &str, handle: SubscriptionHandle, slot: Permit) -> Open {
         self.registry.insert(id, handle);
-        self.metrics.subscriptions(1);
+        self.metrics.delivery().subscriptions(1);
         tracing::info!(subscription = id_prefix(id), "subscription started");
         Open {
             id: id.to_owned(),
@@ -439,7 +439,7 @@ struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.registry.remove(&self.id);
-        self.metrics.subscriptions(-1);
+        self.metrics.delivery().subscriptions(-1);
         tracing::info!(subscription = id_prefix(&self.id), "subscription ended");
     }
 }

@@ -224,7 +224,7 @@ impl<'a> Task<'a> {
                     waiting = self.deliveries.waiting(),
                     "the client read nothing while deliveries waited; ending its stream"
                 );
-                self.inputs.metrics.stalled();
+                self.inputs.metrics.delivery().stalled();
                 self.deliveries.end_with(Error::Stalled { after });
                 return;
             }

@@ -72,7 +72,7 @@ pub(super) fn next_message(
                             "redelivering"
                         );
                         stats.redelivered.add(1);
-                        metrics.redelivered(&again.topic);
+                        metrics.delivery().redelivered(&again.topic);
                     } else {
                         first_sent(stats, metrics, &again);
                     }
@@ -98,7 +98,7 @@ pub(super) fn next_message(
 
 /// Counts a first delivery.
 fn first_sent(stats: &SubscriptionStats, metrics: &Metrics, delivery: &Delivery) {
-    metrics.delivered(&delivery.topic, 1);
+    metrics.delivery().delivered(&delivery.topic, 1);
     stats.delivered.add(1);
 }
 
@@ -180,9 +180,9 @@ pub(super) fn answer(ledger: Option<&mut Ledger>, request: VerbRequest, metrics:
             if outcome == Outcome::Accepted {
                 let topic = &ack.position.partition.topic;
                 match counted {
-                    Some(Counted::Ack) => metrics.acked(1),
-                    Some(Counted::Nack) => metrics.nacked(topic),
-                    Some(Counted::Extend) => metrics.extended(topic),
+                    Some(Counted::Ack) => metrics.delivery().acked(1),
+                    Some(Counted::Nack) => metrics.delivery().nacked(topic),
+                    Some(Counted::Extend) => metrics.delivery().extended(topic),
                     None => {}
                 }
             }

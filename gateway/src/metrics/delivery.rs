@@ -1,0 +1,206 @@
+//! Subscriptions: streams open, deliveries and redeliveries, acks, nacks
+//! and extensions, dead letters, bytes buffered, stalls, and consumer lag.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::{counter, read, registered, write};
+
+/// A topic.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+/// A topic read, and why its event was dead-lettered.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeadLetterLabels {
+    topic: String,
+    reason: &'static str,
+}
+
+/// A group's consumer on one partition.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+/// The subscriptions' families.
+pub(crate) struct DeliveryMetrics {
+    deliveries: Family<TopicLabels, Counter>,
+    redeliveries: Family<TopicLabels, Counter>,
+    acks: Counter,
+    nacks: Family<TopicLabels, Counter>,
+    extensions: Family<TopicLabels, Counter>,
+    dead_letters: Family<DeadLetterLabels, Counter>,
+    dead_letter_failures: Family<TopicLabels, Counter>,
+    active_subscriptions: Gauge,
+    buffered_bytes: Gauge,
+    stalled: Counter,
+    consumer_lag: Family<LagLabels, Gauge>,
+    /// The delivery series by topic, found without building a label set.
+    delivery_series: RwLock<HashMap<String, Counter>>,
+}
+
+/// A new family registered as `name`.
+fn family<L, M>(registry: &mut Registry, name: &str, help: &str) -> Family<L, M>
+where
+    Family<L, M>: prometheus_client::registry::Metric + Clone + Default,
+{
+    registered(registry, name, help, Family::default())
+}
+
+impl DeliveryMetrics {
+    /// The families, registered in `registry`.
+    pub(super) fn new(r: &mut Registry) -> Self {
+        Self {
+            deliveries: family(r, "gateway_deliveries", "First deliveries handed to streams"),
+            redeliveries: family(
+                r,
+                "gateway_redeliveries",
+                "Redeliveries after a nack or the ack timeout",
+            ),
+            acks: counter(r, "gateway_acks", "Acknowledgements received"),
+            nacks: family(
+                r,
+                "gateway_nacks",
+                "Deliveries given back by their client, by topic",
+            ),
+            extensions: family(
+                r,
+                "gateway_extensions",
+                "Delivery deadlines pushed out by their client, by topic",
+            ),
+            dead_letters: family(
+                r,
+                "gateway_dead_letters",
+                "Events written to a dead-letter topic, by topic read and reason (client, max_attempts)",
+            ),
+            dead_letter_failures: family(
+                r,
+                "gateway_dead_letter_failures",
+                "Dead-letter writes that failed (the event stays unsettled and is written again), by dead-letter topic",
+            ),
+            active_subscriptions: registered(
+                r,
+                "gateway_active_subscriptions",
+                "Open Subscribe streams",
+                Gauge::default(),
+            ),
+            buffered_bytes: registered(
+                r,
+                "gateway_subscription_buffered_bytes",
+                "Bytes of deliveries buffered for clients, within --total-buffer-bytes",
+                Gauge::default(),
+            ),
+            stalled: counter(
+                r,
+                "gateway_stalled_subscriptions",
+                "Streams ended because their client read nothing for --stall-timeout",
+            ),
+            consumer_lag: family(
+                r,
+                "gateway_consumer_lag",
+                "Records a subscription's consumer is behind the end of a partition",
+            ),
+            delivery_series: RwLock::default(),
+        }
+    }
+
+    /// Counts `count` first deliveries of one record of `topic`.
+    pub(crate) fn delivered(&self, topic: &str, count: u64) {
+        if let Some(counter) = read(&self.delivery_series).get(topic) {
+            counter.inc_by(count);
+            return;
+        }
+        let counter = self.deliveries.get_or_create(&topic_labels(topic)).clone();
+        counter.inc_by(count);
+        write(&self.delivery_series).insert(topic.to_owned(), counter);
+    }
+
+    /// Counts a redelivery.
+    pub(crate) fn redelivered(&self, topic: &str) {
+        self.redeliveries.get_or_create(&topic_labels(topic)).inc();
+    }
+
+    /// Counts a delivery of `topic` given back.
+    pub(crate) fn nacked(&self, topic: &str) {
+        self.nacks.get_or_create(&topic_labels(topic)).inc();
+    }
+
+    /// Counts a delivery of `topic` whose deadline moved out.
+    pub(crate) fn extended(&self, topic: &str) {
+        self.extensions.get_or_create(&topic_labels(topic)).inc();
+    }
+
+    /// Counts an event of `topic` stored in its dead-letter topic, for a
+    /// reason of class `reason`.
+    pub(crate) fn dead_lettered(&self, topic: &str, reason: &'static str) {
+        let labels = DeadLetterLabels {
+            topic: topic.to_owned(),
+            reason,
+        };
+        self.dead_letters.get_or_create(&labels).inc();
+    }
+
+    /// Counts a write to dead-letter topic `topic` that failed.
+    pub(crate) fn dead_letter_failed(&self, topic: &str) {
+        self.dead_letter_failures
+            .get_or_create(&topic_labels(topic))
+            .inc();
+    }
+
+    /// Counts acknowledged deliveries.
+    pub(crate) fn acked(&self, count: usize) {
+        self.acks.inc_by(count as u64);
+    }
+
+    /// A stream opened (`+1`) or closed (`-1`).
+    pub(crate) fn subscriptions(&self, change: i64) {
+        self.active_subscriptions.inc_by(change);
+    }
+
+    /// The gauge of bytes buffered for clients, for the budget to keep.
+    pub(crate) fn buffered_bytes(&self) -> Gauge {
+        self.buffered_bytes.clone()
+    }
+
+    /// A stream ended because its client read nothing for too long.
+    pub(crate) fn stalled(&self) {
+        self.stalled.inc();
+    }
+
+    /// Sets the lag of a group's consumer on one partition.
+    pub(crate) fn lag(&self, group: &str, topic: &str, partition: i32, lag: i64) {
+        let labels = lag_labels(group, topic, partition);
+        self.consumer_lag.get_or_create(&labels).set(lag);
+    }
+
+    /// Removes the lag series of a group's consumer on one partition.
+    pub(crate) fn forget_lag(&self, group: &str, topic: &str, partition: i32) {
+        self.consumer_lag
+            .remove(&lag_labels(group, topic, partition));
+    }
+}
+
+fn topic_labels(topic: &str) -> TopicLabels {
+    TopicLabels {
+        topic: topic.to_owned(),
+    }
+}
+
+fn lag_labels(group: &str, topic: &str, partition: i32) -> LagLabels {
+    LagLabels {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+    }
+}
