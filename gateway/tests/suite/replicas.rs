@@ -17,23 +17,16 @@
 //! The test runs under both group protocols: classic (cooperative-sticky)
 //! and consumer (KIP-848).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Child;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
-use eventgateway::v1::streaming_subscribe_request::Kind as Inbound;
-use eventgateway::v1::streaming_subscribe_response::Kind;
-use eventgateway::v1::{
-    AckMode, SettleOutcome, SettleRequest, StartFrom, StreamingSubscribeRequest, SubscribeRequest,
-};
+use eventgateway::v1::{AckMode, SettleOutcome, StartFrom, SubscribeRequest};
 use gateway::GroupProtocol;
 use testkit::*;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 const REPLICAS: usize = 3;
@@ -49,383 +42,34 @@ const STABLE: Duration = Duration::from_secs(2);
 /// How long the group may take to hand a killed replica's partitions on.
 const REGROUP: Duration = Duration::from_secs(60);
 
-/// One ACCEPTED ack.
-#[derive(Debug, Clone, Copy)]
-struct Acceptance {
-    /// The stream it came on (each stream is one member of the group).
-    stream: usize,
-    replica: usize,
-    when: Instant,
-}
-
-/// One delivery of an event: the stream, the partition, when.
-type Delivered = (usize, i32, Instant);
-
-/// A partition held by a stream, from its assignment to its revocation.
-struct Holding {
-    stream: usize,
-    partition: i32,
-    from: Instant,
-    to: Option<Instant>,
-}
-
-/// Who accepted which event when, and who held which partition when.
-struct Tally {
-    /// When the test began: a failure's story counts from here.
-    zero: Instant,
-    /// Per event number, each ACCEPTED ack.
-    accepted: Mutex<HashMap<i64, Vec<Acceptance>>>,
-    /// Deliveries received, redeliveries included.
-    delivered: AtomicUsize,
-    /// Per event number, each stream it was delivered on and when, to
-    /// tell the story of an event handled twice.
-    deliveries: Mutex<HashMap<i64, Vec<Delivered>>>,
-    /// Streams opened so far.
-    streams: AtomicUsize,
-    holdings: Mutex<Vec<Holding>>,
-}
-
-impl Tally {
-    fn new() -> Self {
-        Self {
-            zero: Instant::now(),
-            accepted: Mutex::default(),
-            delivered: AtomicUsize::default(),
-            deliveries: Mutex::default(),
-            streams: AtomicUsize::default(),
-            holdings: Mutex::default(),
-        }
+/// The flags every replica runs with under `protocol`.
+fn replica_flags(protocol: GroupProtocol) -> Vec<&'static str> {
+    let mut args = vec![
+        "--commit-interval",
+        "500ms",
+        "--drain-timeout",
+        "5s",
+        "--revoke-grace",
+        "5s",
+        "--group-protocol",
+        protocol.as_str(),
+    ];
+    if protocol == GroupProtocol::Classic {
+        args.extend([
+            // A killed replica's partitions move once its consumers'
+            // sessions time out: 6 s here, 30 s by default. (The
+            // consumer protocol's session is the broker's: 10 s on the
+            // suite's broker, 45 s by default.)
+            "--kafka-property",
+            "session.timeout.ms=6000",
+            "--kafka-property",
+            "heartbeat.interval.ms=1000",
+            // How long a classic rebalance waits for members to rejoin.
+            "--kafka-property",
+            "max.poll.interval.ms=10000",
+        ]);
     }
-
-    /// Milliseconds since the test began.
-    fn ms(&self, at: Instant) -> u128 {
-        at.saturating_duration_since(self.zero).as_millis()
-    }
-
-    fn distinct(&self, range: std::ops::Range<i64>) -> usize {
-        let accepted = self.accepted.lock().unwrap();
-        range.filter(|n| accepted.contains_key(n)).count()
-    }
-
-    /// Events of `range` accepted more than once, with their acceptances.
-    fn twice(&self, range: std::ops::Range<i64>) -> Vec<(i64, Vec<Acceptance>)> {
-        let accepted = self.accepted.lock().unwrap();
-        range
-            .filter_map(|n| {
-                accepted
-                    .get(&n)
-                    .filter(|a| a.len() > 1)
-                    .map(|a| (n, a.clone()))
-            })
-            .collect()
-    }
-
-    /// What happened to `events`: where each was delivered and accepted,
-    /// and who held its partition when (every partition's holders when it
-    /// was never delivered).
-    fn story(&self, events: impl IntoIterator<Item = i64>) -> Vec<String> {
-        let accepted = self.accepted.lock().unwrap();
-        let deliveries = self.deliveries.lock().unwrap();
-        let holdings = self.holdings.lock().unwrap();
-        events
-            .into_iter()
-            .map(|n| {
-                let delivered = deliveries.get(&n).map_or(&[][..], Vec::as_slice);
-                let accepted = accepted.get(&n).map_or(&[][..], Vec::as_slice);
-                let partition = delivered.first().map(|(_, partition, _)| *partition);
-                let delivered: Vec<String> = delivered
-                    .iter()
-                    .map(|(stream, _, at)| format!("stream {stream} at {} ms", self.ms(*at)))
-                    .collect();
-                let accepted: Vec<String> = accepted
-                    .iter()
-                    .map(|a| format!("stream {} at {} ms", a.stream, self.ms(a.when)))
-                    .collect();
-                let held: Vec<String> = holdings
-                    .iter()
-                    .filter(|h| partition.is_none_or(|p| h.partition == p))
-                    .map(|h| {
-                        let to =
-                            h.to.map_or("open".to_owned(), |to| format!("{} ms", self.ms(to)));
-                        format!(
-                            "partition {} stream {} {}..{to}",
-                            h.partition,
-                            h.stream,
-                            self.ms(h.from)
-                        )
-                    })
-                    .collect();
-                format!("event {n}: delivered {delivered:?}; accepted {accepted:?}; held {held:?}")
-            })
-            .collect()
-    }
-
-    /// Waits until every event of `range` was handled (the `phase` of the
-    /// test), tells how many were handled twice, and returns those.
-    async fn all_handled(
-        &self,
-        range: std::ops::Range<i64>,
-        phase: &str,
-    ) -> Vec<(i64, Vec<Acceptance>)> {
-        self.wait_for(range.clone(), phase).await;
-        let twice = self.twice(range.clone());
-        let _ = writeln!(
-            std::io::stderr(),
-            "replicas, {phase}: {} events, {} deliveries in all, {} handled twice",
-            range.count(),
-            self.delivered.load(Ordering::Relaxed),
-            twice.len()
-        );
-        twice
-    }
-
-    /// Waits until every event of `range` was handled; fails the test after
-    /// [`REGROUP`].
-    async fn wait_for(&self, range: std::ops::Range<i64>, what: &str) {
-        let want = range.clone().count();
-        let deadline = Instant::now() + REGROUP;
-        while self.distinct(range.clone()) < want {
-            if Instant::now() >= deadline {
-                let missing: Vec<i64> = {
-                    let accepted = self.accepted.lock().unwrap();
-                    range.filter(|n| !accepted.contains_key(n)).collect()
-                };
-                panic!(
-                    "{what}: {} of {want} after {REGROUP:?}; missing {missing:?}; \
-                     partitions held: {:?}\n{:#?}",
-                    want - missing.len(),
-                    self.held(),
-                    self.story(missing.iter().copied())
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Whether the group has held still for `long`: no stream was given or
-    /// lost a partition since, and some stream holds one.
-    fn quiet_for(&self, long: Duration) -> bool {
-        let holdings = self.holdings.lock().unwrap();
-        let last = holdings
-            .iter()
-            .flat_map(|h| [Some(h.from), h.to])
-            .flatten()
-            .max();
-        last.is_some_and(|last| last.elapsed() >= long) && holdings.iter().any(|h| h.to.is_none())
-    }
-
-    /// The partitions each open stream holds.
-    fn held(&self) -> HashMap<usize, Vec<i32>> {
-        let mut held: HashMap<usize, Vec<i32>> = HashMap::new();
-        for h in self
-            .holdings
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|h| h.to.is_none())
-        {
-            held.entry(h.stream).or_default().push(h.partition);
-        }
-        held
-    }
-
-    /// Ends what `stream` holds of `partitions` (all when `None`).
-    fn release(&self, stream: usize, partitions: Option<&[i32]>) {
-        let now = Instant::now();
-        for h in self.holdings.lock().unwrap().iter_mut() {
-            if h.stream == stream
-                && h.to.is_none()
-                && partitions.is_none_or(|p| p.contains(&h.partition))
-            {
-                h.to = Some(now);
-            }
-        }
-    }
-}
-
-struct Replica {
-    port: u16,
-    child: Option<Child>,
-    /// What each of its processes wrote, the current one last.
-    logs: Vec<Lines>,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The warnings and errors every replica logged so far, to show beside
-/// a failure.
-fn warnings(replicas: &mut [Replica]) -> Vec<String> {
-    replicas
-        .iter_mut()
-        .enumerate()
-        .flat_map(|(i, replica)| {
-            replica
-                .logs
-                .iter_mut()
-                .flat_map(|log| log.so_far().to_vec())
-                .filter(|line| line.contains("WARN") || line.contains("ERROR"))
-                // --kafka-property reaches the producer too, which names
-                // the consumer's properties it ignores.
-                .filter(|line| !line.contains("CONFWARN"))
-                .map(move |line| format!("replica {i}: {line}"))
-        })
-        .collect()
-}
-
-impl Replica {
-    fn addr(&self) -> SocketAddr {
-        format!("127.0.0.1:{}", self.port).parse().unwrap()
-    }
-
-    async fn start(&mut self, brokers: &str, protocol: GroupProtocol) {
-        let mut args = vec![
-            "--commit-interval",
-            "500ms",
-            "--drain-timeout",
-            "5s",
-            "--revoke-grace",
-            "5s",
-            "--group-protocol",
-            protocol.as_str(),
-        ];
-        if protocol == GroupProtocol::Classic {
-            args.extend([
-                // A killed replica's partitions move once its consumers'
-                // sessions time out: 6 s here, 30 s by default. (The
-                // consumer protocol's session is the broker's: 10 s on the
-                // suite's broker, 45 s by default.)
-                "--kafka-property",
-                "session.timeout.ms=6000",
-                "--kafka-property",
-                "heartbeat.interval.ms=1000",
-                // How long a classic rebalance waits for members to rejoin.
-                "--kafka-property",
-                "max.poll.interval.ms=10000",
-            ]);
-        }
-        let (child, log) = gateway_process(
-            env!("CARGO_BIN_EXE_gateway").as_ref(),
-            self.port,
-            brokers,
-            &[("RUST_LOG", "warn")],
-            &args,
-        );
-        self.child = Some(child);
-        self.logs.push(log);
-        wait_serving(self.addr()).await;
-    }
-}
-
-/// One member of the group: subscribes on replica `first`, acks every
-/// delivery on the stream, and when its stream ends subscribes again on
-/// the next replica, until `stop`.
-async fn member(
-    addrs: Vec<SocketAddr>,
-    first: usize,
-    request: SubscribeRequest,
-    tally: Arc<Tally>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut at = first;
-    while !*stop.borrow() {
-        let replica = at % addrs.len();
-        let stream = tally.streams.fetch_add(1, Ordering::Relaxed);
-        let end = tokio::select! {
-            () = serve(stream, addrs[replica], replica, request.clone(), &tally) => false,
-            _ = stop.changed() => true,
-        };
-        tally.release(stream, None);
-        if end {
-            return;
-        }
-        at += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// One stream, until it ends or cannot open.
-async fn serve(
-    stream_id: usize,
-    addr: SocketAddr,
-    replica: usize,
-    request: SubscribeRequest,
-    tally: &Tally,
-) {
-    let Ok(mut client) = EventGatewayClient::connect(format!("http://{addr}")).await else {
-        return;
-    };
-    let (requests, outbound) = mpsc::channel(1024);
-    let _ = requests.send(subscribe_message(request)).await;
-    let Ok(response) = client
-        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(outbound))
-        .await
-    else {
-        return;
-    };
-    let mut stream = response.into_inner();
-    // Per ack id out: the event number.
-    let mut out: HashMap<String, i64> = HashMap::new();
-    while let Ok(Some(message)) = stream.message().await {
-        match message.kind {
-            Some(Kind::Delivery(delivery)) => {
-                tally.delivered.fetch_add(1, Ordering::Relaxed);
-                let number = n(&delivery);
-                tally
-                    .deliveries
-                    .lock()
-                    .unwrap()
-                    .entry(number)
-                    .or_default()
-                    .push((stream_id, delivery.partition, Instant::now()));
-                out.insert(delivery.ack_id.clone(), number);
-                let ack = SettleRequest {
-                    acks: vec![delivery.ack_id],
-                    ..SettleRequest::default()
-                };
-                let _ = requests
-                    .send(StreamingSubscribeRequest {
-                        kind: Some(Inbound::Settle(ack)),
-                    })
-                    .await;
-            }
-            Some(Kind::Settled(answer)) => {
-                for result in answer.results {
-                    let Some(n) = out.remove(&result.ack_id) else {
-                        continue;
-                    };
-                    if result.outcome == SettleOutcome::Accepted as i32 {
-                        let acceptance = Acceptance {
-                            stream: stream_id,
-                            replica,
-                            when: Instant::now(),
-                        };
-                        let mut accepted = tally.accepted.lock().unwrap();
-                        accepted.entry(n).or_default().push(acceptance);
-                    }
-                }
-            }
-            Some(Kind::Rebalance(rebalance)) => {
-                let revoked: Vec<i32> = rebalance.revoked.iter().map(|tp| tp.partition).collect();
-                tally.release(stream_id, Some(&revoked));
-                let now = Instant::now();
-                let mut holdings = tally.holdings.lock().unwrap();
-                holdings.extend(rebalance.assigned.iter().map(|tp| Holding {
-                    stream: stream_id,
-                    partition: tp.partition,
-                    from: now,
-                    to: None,
-                }));
-            }
-            _ => {}
-        }
-    }
+    args
 }
 
 /// Writes events `range` to `topic` with a plain Kafka producer, `pause`
@@ -488,15 +132,11 @@ async fn three_replicas_through_faults(
         async move { produce(&brokers, &topic, 0..FIRST, Duration::from_millis(10)).await }
     });
 
-    let mut replicas: Vec<Replica> = (0..REPLICAS)
-        .map(|_| Replica {
-            port: free_port(),
-            child: None,
-            logs: Vec::new(),
-        })
-        .collect();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_gateway"));
+    let flags = replica_flags(protocol);
+    let mut replicas: Vec<Replica> = (0..REPLICAS).map(|_| Replica::new(binary)).collect();
     for replica in &mut replicas {
-        replica.start(brokers, protocol).await;
+        replica.start(brokers, &flags).await;
     }
     let addrs: Vec<SocketAddr> = replicas.iter().map(Replica::addr).collect();
     let request = SubscribeRequest {
@@ -507,7 +147,7 @@ async fn three_replicas_through_faults(
         max_unacked: WINDOW,
         ..SubscribeRequest::default()
     };
-    let tally = Arc::new(Tally::new());
+    let tally = Arc::new(GroupTally::new());
     let (stop, stopped) = watch::channel(false);
     let members: Vec<_> = (0..MEMBERS)
         .map(|i| {
@@ -534,7 +174,7 @@ async fn three_replicas_through_faults(
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     first.await.unwrap();
-    let twice = tally.all_handled(0..FIRST, "kill").await;
+    let twice = tally.all_handled(0..FIRST, "kill", REGROUP).await;
     // Only what the killed replica settled and had not committed yet (its
     // last commit interval) comes again.
     let unexplained: Vec<_> = twice
@@ -558,7 +198,7 @@ async fn three_replicas_through_faults(
     );
 
     // Rolling restart with SIGTERM while the second events come.
-    replicas[0].start(brokers, protocol).await;
+    replicas[0].start(brokers, &flags).await;
     let producer = tokio::spawn({
         let brokers = brokers.to_owned();
         let topic = topic.clone();
@@ -586,11 +226,11 @@ async fn three_replicas_through_faults(
         restarts.push(tally.ms(Instant::now()));
         let status = sigterm_and_wait(replica.child.take().unwrap()).await;
         assert!(status.success(), "replica {i} exited with {status}");
-        replica.start(brokers, protocol).await;
+        replica.start(brokers, &flags).await;
     }
     producer.await.unwrap();
     let twice = tally
-        .all_handled(FIRST..FIRST + SECOND, "rolling restart")
+        .all_handled(FIRST..FIRST + SECOND, "rolling restart", REGROUP)
         .await;
     // A replica stopped with SIGTERM commits what was acked before its
     // partitions move, and a member losing a partition to a rebalance
@@ -620,7 +260,7 @@ async fn three_replicas_through_faults(
             .unwrap_or_else(|error| panic!("{error}"));
         let ended = tally.ms(Instant::now());
         producer.await.unwrap();
-        let twice = tally.all_handled(range, "brokers restarted").await;
+        let twice = tally.all_handled(range, "brokers restarted", REGROUP).await;
         assert!(
             twice.is_empty(),
             "handled twice while the brokers restarted ({began}..{ended} ms): {:#?}\n\
