@@ -4,30 +4,23 @@
 //! and size a client sends is checked against its bound before the work
 //! that grows with it, and every client string a message repeats is clipped.
 
-use std::collections::{HashMap, HashSet};
+mod publish;
+mod settle;
+mod subscribe;
+
 use std::time::Duration;
 
-use eventgateway::record::{header, timestamp_to_millis, Payload};
-use eventgateway::v1::{
-    event::Data, AckMode, AcknowledgeRequest, PublishEventRequest, SettleRequest, StartFrom,
-    SubscribeRequest,
-};
-
 use crate::error::Error;
-use crate::publish::Publish;
-use crate::subscribe::{
-    parse_ack_id, AckRef, Backoff, DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
-    TopicPartition, Verb, MAX_ACK_TIMEOUT, MAX_DELAY, MAX_UNACKED, MIN_ACK_TIMEOUT,
-};
+use crate::subscribe::MAX_DELAY;
 use crate::text::clip;
 use eventgateway::bounds::*;
 
-/// The earliest and the latest event time accepted: the years 1 to 9999,
-/// which RFC 3339 (and so the `ce_time` header) can write.
-const TIMES: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+pub(crate) use self::publish::{batch, publish_request};
+pub(crate) use self::settle::{acknowledge_request, settle_call, settle_request, Settle};
+pub(crate) use self::subscribe::subscribe_request;
 
 /// Checks that `topic` is a legal Kafka topic name.
-fn topic_name(topic: &str) -> Result<(), Error> {
+pub(super) fn topic_name(topic: &str) -> Result<(), Error> {
     // Every publish checks its topic: the common case takes one pass over
     // the bytes, the rest below says what is wrong.
     if is_topic_name(topic) {
@@ -60,160 +53,8 @@ fn topic_name(topic: &str) -> Result<(), Error> {
     )))
 }
 
-/// Whether `name` is a header name the event's own fields set: `ce_*` and
-/// `content-type`, in any case (many Kafka clients compare header names
-/// without case).
-fn reserved(name: &str) -> bool {
-    let prefix = name.get(..header::CE_PREFIX.len());
-    prefix.is_some_and(|p| p.eq_ignore_ascii_case(header::CE_PREFIX))
-        || name.eq_ignore_ascii_case(header::CONTENT_TYPE)
-}
-
-/// Checks an event's attributes, text and binary: how many, how large, and
-/// their names.
-fn attributes(event: &eventgateway::v1::Event) -> Result<(), Error> {
-    let count = event.attributes.len() + event.binary_attributes.len();
-    if count > MAX_ATTRIBUTES {
-        return Err(Error::InvalidArgument(format!(
-            "the event has {count} attributes; at most {MAX_ATTRIBUTES}"
-        )));
-    }
-    let text = event
-        .attributes
-        .iter()
-        .map(|(name, value)| (name, value.as_bytes()));
-    let binary = event
-        .binary_attributes
-        .iter()
-        .map(|(name, value)| (name, value.as_slice()));
-    let mut total = 0;
-    for (name, value) in text.chain(binary) {
-        if name.is_empty() {
-            return Err(Error::InvalidArgument(
-                "an attribute has an empty name".into(),
-            ));
-        }
-        if name.len() > MAX_ATTRIBUTE_NAME_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "attribute name {} is {} bytes; at most {MAX_ATTRIBUTE_NAME_LEN}",
-                clip(name),
-                name.len()
-            )));
-        }
-        if reserved(name) {
-            return Err(Error::InvalidArgument(format!(
-                "attribute {} is reserved: names starting with \"ce_\" and \"content-type\" (in any case) are set from the event's fields",
-                clip(name)
-            )));
-        }
-        if value.len() > MAX_ATTRIBUTE_VALUE_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "attribute {} has a value of {} bytes; at most {MAX_ATTRIBUTE_VALUE_LEN}",
-                clip(name),
-                value.len()
-            )));
-        }
-        total += name.len() + value.len();
-    }
-    if total > MAX_ATTRIBUTES_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "the event's attributes take {total} bytes; at most {MAX_ATTRIBUTES_BYTES}"
-        )));
-    }
-    if let Some(name) = event
-        .binary_attributes
-        .keys()
-        .find(|name| event.attributes.contains_key(*name))
-    {
-        return Err(Error::InvalidArgument(format!(
-            "attribute {} is in both attributes and binary_attributes; a name goes in one",
-            clip(name)
-        )));
-    }
-    Ok(())
-}
-
-/// Checks the bounds of a PublishEvents batch as a whole: its count and its
-/// encoded size; each event is checked on its own as it is published.
-/// Answers each event's encoded size.
-pub(crate) fn batch(
-    batch: &[PublishEventRequest],
-    max_payload_bytes: usize,
-) -> Result<Vec<usize>, Error> {
-    if batch.len() > MAX_BATCH_EVENTS {
-        return Err(Error::InvalidArgument(format!(
-            "the batch has {} events; at most {MAX_BATCH_EVENTS}",
-            batch.len()
-        )));
-    }
-    let most = max_payload_bytes.saturating_mul(BATCH_PAYLOADS);
-    let sizes: Vec<usize> = batch.iter().map(prost::Message::encoded_len).collect();
-    let bytes: usize = sizes.iter().sum();
-    if bytes > most {
-        return Err(Error::InvalidArgument(format!(
-            "the batch's events are {bytes} bytes; at most {most} ({BATCH_PAYLOADS} times \
-             --max-payload-bytes)"
-        )));
-    }
-    Ok(sizes)
-}
-
-/// Checks a publish request and turns it into a [`Publish`], its payload
-/// encoded (once) to check its size.
-pub(crate) fn publish_request(
-    mut request: PublishEventRequest,
-    max_payload_bytes: usize,
-) -> Result<Publish, Error> {
-    topic_name(&request.topic)?;
-    let event = request.event.as_mut().ok_or_else(|| {
-        Error::InvalidArgument("event is missing: set the event to publish".into())
-    })?;
-    if request.key.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "the key is {} bytes; at most {MAX_KEY_LEN}",
-            request.key.len()
-        )));
-    }
-    for (field, value) in [
-        ("event.id", &event.id),
-        ("event.type", &event.r#type),
-        ("event.source", &event.source),
-        ("event.content_type", &event.content_type),
-    ] {
-        if value.len() > MAX_FIELD_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "{field} is {} bytes; at most {MAX_FIELD_LEN}",
-                value.len()
-            )));
-        }
-    }
-    attributes(event)?;
-    if let Some(time) = &event.time {
-        if !(0..1_000_000_000).contains(&time.nanos) || !TIMES.contains(&time.seconds) {
-            return Err(Error::InvalidArgument(
-                "event.time must lie in the years 1 to 9999, with nanos in 0..1e9".into(),
-            ));
-        }
-    }
-    if let Some(Data::Json(object)) = &event.data {
-        if let Some(problem) = eventgateway::json::struct_problem(object) {
-            return Err(Error::InvalidArgument(format!(
-                "{problem}; send it as text instead"
-            )));
-        }
-    }
-    let payload = Payload::encode(event.data.take());
-    if payload.value.len() > max_payload_bytes {
-        return Err(Error::InvalidArgument(format!(
-            "the payload is {} bytes; this gateway accepts at most {max_payload_bytes}",
-            payload.value.len()
-        )));
-    }
-    Ok(Publish { request, payload })
-}
-
 /// Checks a subscription id a client sends back.
-fn subscription_id(id: &str) -> Result<(), Error> {
+pub(super) fn subscription_id(id: &str) -> Result<(), Error> {
     if id.is_empty() {
         return Err(Error::InvalidArgument(
             "subscription_id is empty: pass the id from the stream's Subscribed message".into(),
@@ -228,216 +69,9 @@ fn subscription_id(id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads an ack id, refusing one longer than any the gateway hands out
-/// before looking into it.
-fn ack_ref(id: &str) -> Result<AckRef, Error> {
-    if id.len() > MAX_ACK_ID_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "an ack id of {} bytes is not one the gateway handed out (at most {MAX_ACK_ID_LEN})",
-            id.len()
-        )));
-    }
-    parse_ack_id(id)
-}
-
-/// Checks an acknowledge request: the subscription id and every ack id.
-pub(crate) fn acknowledge_request(
-    request: AcknowledgeRequest,
-) -> Result<(String, Vec<AckRef>), Error> {
-    subscription_id(&request.subscription_id)?;
-    if request.ack_ids.len() > MAX_ACK_IDS {
-        return Err(Error::InvalidArgument(format!(
-            "{} ack ids in one call; acknowledge at most {MAX_ACK_IDS} at a time",
-            request.ack_ids.len()
-        )));
-    }
-    let acks = request
-        .ack_ids
-        .iter()
-        .map(|id| ack_ref(id))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((request.subscription_id, acks))
-}
-
-/// A settle request that passed its bounds.
-#[derive(Debug)]
-pub(crate) struct Settle {
-    /// The request id to echo.
-    pub(crate) request_id: String,
-    /// Each verb with the attempt its ack id names, or why it names none.
-    pub(crate) verbs: Vec<(Verb, Result<AckRef, String>)>,
-    /// Each verb's ack id as sent (clipped to [`MAX_ACK_ID_LEN`]), for the
-    /// answer.
-    pub(crate) ack_ids: Vec<String>,
-}
-
-/// Checks a settle request's bounds (the subscription id is the caller's
-/// to check: a stream settles its own). Ack ids that name nothing are not
-/// refused here: each is answered UNKNOWN.
-pub(crate) fn settle_request(request: SettleRequest) -> Result<Settle, Error> {
-    let count = request.acks.len()
-        + request.nacks.len()
-        + request.extends.len()
-        + request.dead_letters.len();
-    if count > MAX_ACK_IDS {
-        return Err(Error::InvalidArgument(format!(
-            "{count} ack ids in one settle request; at most {MAX_ACK_IDS}"
-        )));
-    }
-    if request.request_id.len() > MAX_REQUEST_ID_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "request_id is {} bytes; at most {MAX_REQUEST_ID_LEN}",
-            request.request_id.len()
-        )));
-    }
-    let mut verbs = Vec::with_capacity(count);
-    for id in request.acks {
-        verbs.push((Verb::Ack, id));
-    }
-    for nack in request.nacks {
-        let after = nack.delay.map(|d| delay("a nack delay", d)).transpose()?;
-        verbs.push((Verb::Nack(after), nack.ack_id));
-    }
-    for extend in request.extends {
-        let by = extend
-            .extension
-            .map(|d| delay("an extension", d))
-            .transpose()?;
-        verbs.push((Verb::Extend(by), extend.ack_id));
-    }
-    for letter in request.dead_letters {
-        if letter.reason.len() > MAX_REASON_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "a dead-letter reason is {} bytes; at most {MAX_REASON_LEN}",
-                letter.reason.len()
-            )));
-        }
-        verbs.push((Verb::DeadLetter(letter.reason), letter.ack_id));
-    }
-    let mut ack_ids = Vec::with_capacity(count);
-    let verbs = verbs
-        .into_iter()
-        .map(|(verb, id)| {
-            let named = ack_ref(&id).map_err(|error| error.to_string());
-            ack_ids.push(truncated(id, MAX_ACK_ID_LEN));
-            (verb, named)
-        })
-        .collect();
-    Ok(Settle {
-        request_id: request.request_id,
-        verbs,
-        ack_ids,
-    })
-}
-
-/// Checks a Settle call whole, before it goes anywhere: the id of the
-/// subscription it settles for, and its verbs.
-pub(crate) fn settle_call(mut request: SettleRequest) -> Result<(String, Settle), Error> {
-    subscription_id(&request.subscription_id)?;
-    let id = std::mem::take(&mut request.subscription_id);
-    Ok((id, settle_request(request)?))
-}
-
-/// Checks a subscribe request and turns it into what the consumer needs;
-/// `defaults` fill what a MANUAL subscription leaves unset.
-pub(crate) fn subscribe_request(
-    request: &SubscribeRequest,
-    defaults: &ManualAcks,
-) -> Result<SubscriptionSpec, Error> {
-    if request.topics.is_empty() {
-        return Err(Error::InvalidArgument(
-            "topics is empty: name at least one topic".into(),
-        ));
-    }
-    if request.topics.len() > MAX_TOPICS {
-        return Err(Error::InvalidArgument(format!(
-            "{} topics; a subscription reads at most {MAX_TOPICS}",
-            request.topics.len()
-        )));
-    }
-    let mut seen = HashSet::with_capacity(request.topics.len());
-    let mut topics: Vec<String> = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
-        topic_name(topic)?;
-        if seen.insert(topic.as_str()) {
-            topics.push(topic.clone());
-        }
-    }
-    if !request.group.is_empty() {
-        group_name(&request.group)?;
-    }
-    let ack_mode = AckMode::try_from(request.ack_mode).map_err(|_| {
-        Error::InvalidArgument(format!("ack_mode {} is not an AckMode", request.ack_mode))
-    })?;
-    let manual = if ack_mode == AckMode::Manual {
-        Some(manual_acks(request, defaults, &topics)?)
-    } else {
-        if request.ack_timeout.is_some()
-            || request.max_unacked != 0
-            || request.retry_policy.is_some()
-            || request.dead_letter_policy.is_some()
-            || request.ordered_by_key
-        {
-            return Err(Error::InvalidArgument(
-                "ack_timeout, max_unacked, retry_policy, dead_letter_policy and ordered_by_key apply only to ACK_MODE_MANUAL".into(),
-            ));
-        }
-        None
-    };
-    Ok(SubscriptionSpec {
-        start: start_position(request, &seen)?,
-        topics,
-        group: (!request.group.is_empty()).then(|| request.group.clone()),
-        manual,
-    })
-}
-
-/// The acknowledgement settings of a MANUAL subscription, within bounds.
-fn manual_acks(
-    request: &SubscribeRequest,
-    defaults: &ManualAcks,
-    topics: &[String],
-) -> Result<ManualAcks, Error> {
-    let ack_timeout = match &request.ack_timeout {
-        None => defaults.ack_timeout,
-        Some(timeout) => Duration::try_from(*timeout)
-            .ok()
-            .filter(|t| (MIN_ACK_TIMEOUT..=MAX_ACK_TIMEOUT).contains(t))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "ack_timeout must be {MIN_ACK_TIMEOUT:?} to {MAX_ACK_TIMEOUT:?}"
-                ))
-            })?,
-    };
-    let max_unacked = match request.max_unacked {
-        0 => defaults.max_unacked,
-        n if n <= MAX_UNACKED => n as usize,
-        n => {
-            return Err(Error::InvalidArgument(format!(
-                "max_unacked is {n}; at most {MAX_UNACKED} deliveries can be out at once"
-            )))
-        }
-    };
-    Ok(ManualAcks {
-        ack_timeout,
-        max_unacked,
-        retry: request
-            .retry_policy
-            .as_ref()
-            .map(retry_policy)
-            .transpose()?,
-        dead_letter: request
-            .dead_letter_policy
-            .as_ref()
-            .map(|policy| dead_letter_policy(policy, topics))
-            .transpose()?,
-        ordered_by_key: request.ordered_by_key,
-    })
-}
-
 /// A delay, extension or backoff `what` the client sent, within 0 to
 /// [`MAX_DELAY`].
-fn delay(what: &str, duration: prost_types::Duration) -> Result<Duration, Error> {
+pub(super) fn delay(what: &str, duration: prost_types::Duration) -> Result<Duration, Error> {
     Duration::try_from(duration)
         .ok()
         .filter(|d| *d <= MAX_DELAY)
@@ -446,134 +80,21 @@ fn delay(what: &str, duration: prost_types::Duration) -> Result<Duration, Error>
         })
 }
 
-/// A retry policy within bounds.
-fn retry_policy(policy: &eventgateway::v1::RetryPolicy) -> Result<Backoff, Error> {
-    let min = policy.minimum_backoff.map_or(Ok(Duration::ZERO), |d| {
-        delay("retry_policy.minimum_backoff", d)
-    })?;
-    let max = policy
-        .maximum_backoff
-        .map_or(Ok(MAX_DELAY), |d| delay("retry_policy.maximum_backoff", d))?;
-    if min > max {
-        return Err(Error::InvalidArgument(format!(
-            "retry_policy.minimum_backoff ({min:?}) is longer than maximum_backoff ({max:?})"
-        )));
-    }
-    Ok(Backoff { min, max })
-}
-
-/// A dead-letter policy for `topics`: a legal dead-letter topic for each,
-/// none of them a topic it reads.
-fn dead_letter_policy(
-    policy: &eventgateway::v1::DeadLetterPolicy,
-    topics: &[String],
-) -> Result<DeadLetterPolicy, Error> {
-    if policy.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS {
-        return Err(Error::InvalidArgument(format!(
-            "dead_letter_policy.max_delivery_attempts is {}; at most {MAX_DELIVERY_ATTEMPTS}",
-            policy.max_delivery_attempts
-        )));
-    }
-    let dead_letters = DeadLetterPolicy {
-        topic: (!policy.topic.is_empty()).then(|| policy.topic.clone()),
-        max_attempts: policy.max_delivery_attempts,
-    };
-    for topic in topics {
-        let target = dead_letters.topic_for(topic);
-        topic_name(&target).map_err(|error| {
-            Error::InvalidArgument(format!("dead-letter topic of {}: {error}", clip(topic)))
-        })?;
-        if topics.contains(&target) {
-            return Err(Error::InvalidArgument(format!(
-                "the dead-letter topic {} is one of the subscription's topics",
-                clip(&target)
-            )));
-        }
-    }
-    Ok(dead_letters)
-}
-
-/// Where a subscription starts; `topics` are its (checked) topics.
-fn start_position(
-    request: &SubscribeRequest,
-    topics: &HashSet<&str>,
-) -> Result<StartPosition, Error> {
-    let start_from = StartFrom::try_from(request.start_from).map_err(|_| {
-        Error::InvalidArgument(format!(
-            "start_from {} is not a StartFrom",
-            request.start_from
-        ))
-    })?;
-    if start_from != StartFrom::Timestamp && request.start_time.is_some() {
-        return Err(Error::InvalidArgument(
-            "start_time is set, but start_from is not START_FROM_TIMESTAMP".into(),
-        ));
-    }
-    if start_from != StartFrom::Offsets && !request.start_offsets.is_empty() {
-        return Err(Error::InvalidArgument(
-            "start_offsets is set, but start_from is not START_FROM_OFFSETS".into(),
-        ));
-    }
-    Ok(match start_from {
-        StartFrom::Unspecified | StartFrom::Latest => StartPosition::Latest,
-        StartFrom::Earliest => StartPosition::Earliest,
-        StartFrom::Timestamp => {
-            let time = request.start_time.as_ref().ok_or_else(|| {
-                Error::InvalidArgument("START_FROM_TIMESTAMP needs start_time".into())
-            })?;
-            StartPosition::Timestamp(timestamp_to_millis(time).max(0))
-        }
-        StartFrom::Offsets => {
-            if request.start_offsets.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "START_FROM_OFFSETS needs start_offsets".into(),
-                ));
-            }
-            if request.start_offsets.len() > MAX_START_OFFSETS {
-                return Err(Error::InvalidArgument(format!(
-                    "start_offsets names {} partitions; at most {MAX_START_OFFSETS}",
-                    request.start_offsets.len()
-                )));
-            }
-            let mut offsets = HashMap::with_capacity(request.start_offsets.len());
-            for position in &request.start_offsets {
-                if !topics.contains(position.topic.as_str()) {
-                    return Err(Error::InvalidArgument(format!(
-                        "start_offsets names topic {}, which is not in topics",
-                        clip(&position.topic)
-                    )));
-                }
-                if position.partition < 0 || position.offset < 0 {
-                    return Err(Error::InvalidArgument(format!(
-                        "start_offsets has a negative partition or offset for topic {}",
-                        clip(&position.topic)
-                    )));
-                }
-                offsets.insert(
-                    TopicPartition::new(position.topic.as_str(), position.partition),
-                    position.offset,
-                );
-            }
-            StartPosition::Offsets(offsets)
-        }
-    })
-}
-
-/// Checks a consumer group name.
-fn group_name(group: &str) -> Result<(), Error> {
-    if group.len() > MAX_TOPIC_LEN || group.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "group must be at most {MAX_TOPIC_LEN} bytes without control characters"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use eventgateway::v1::Event;
+    use std::collections::HashMap;
+
+    use eventgateway::v1::{
+        event::Data, AckMode, AcknowledgeRequest, Event, PublishEventRequest, SettleRequest,
+        StartFrom, SubscribeRequest,
+    };
     use tonic::Code;
+
+    use super::*;
+    use crate::subscribe::{
+        AckRef, Backoff, ManualAcks, StartPosition, TopicPartition, Verb, MAX_ACK_TIMEOUT,
+        MAX_UNACKED,
+    };
 
     fn code(result: Result<(), Error>) -> Option<Code> {
         result.err().map(|e| e.code())
