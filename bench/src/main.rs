@@ -28,6 +28,7 @@
 mod clients;
 mod cpu;
 mod options;
+mod print;
 mod report;
 mod scenarios;
 mod secure;

@@ -53,37 +53,37 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    fn ratio(gateway: &Throughput, direct: &Throughput) -> f64 {
+    pub(crate) fn ratio(gateway: &Throughput, direct: &Throughput) -> f64 {
         gateway.eps() / direct.eps()
     }
 
     /// Direct CPU time per event over the gateway path's: the highest
     /// `ratio` the gateway path can reach where all processes share cores
     /// that the scenario keeps busy.
-    fn cpu_ratio(gateway: &Throughput, direct: &Throughput) -> f64 {
+    pub(crate) fn cpu_ratio(gateway: &Throughput, direct: &Throughput) -> f64 {
         direct.cpu_per_event_us()[3] / gateway.cpu_per_event_us()[3]
     }
 
     /// What 1,000 fan-out streams added to the gateway's memory, MiB.
-    fn fanout_mib_per_1000_streams(&self) -> f64 {
+    pub(crate) fn fanout_mib_per_1000_streams(&self) -> f64 {
         let (before, peak) = self.fanout_rss_mib;
         (peak - before) / self.options.fanout_streams as f64 * 1000.0
     }
 
     /// The secured gateway's CPU per streamed event over the plain one's,
     /// minus one: what TLS, tokens and the policy add.
-    fn secure_cpu_overhead(&self) -> f64 {
+    pub(crate) fn secure_cpu_overhead(&self) -> f64 {
         self.secure_stream.cpu_per_event_us()[1] / self.stream.cpu_per_event_us()[1] - 1.0
     }
 
     /// What TLS and a token add to PublishEvent's p50 latency: the secured
     /// gateway's p50 over the plain one's, in turns of 50 ms.
-    fn secure_added_p50_ms(&self) -> f64 {
+    pub(crate) fn secure_added_p50_ms(&self) -> f64 {
         self.secure_latency.0.p50 - self.publish_latency.0.p50
     }
 
     /// The measured scenarios, with their names in the JSON.
-    fn throughputs(&self) -> [(&'static str, &Throughput); 14] {
+    pub(crate) fn throughputs(&self) -> [(&'static str, &Throughput); 14] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
@@ -239,175 +239,7 @@ impl Report {
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
     }
 
-    /// Prints the table.
-    pub(crate) fn print(&self) {
-        let o = &self.options;
-        println!();
-        println!(
-            "{} events of {} B, {} partitions, linger.ms={}",
-            o.events, o.size, o.partitions, o.linger_ms
-        );
-        println!(
-            "{:<34} {:>12} {:>9} {:>8}",
-            "scenario", "events/s", "seconds", "ratio"
-        );
-        let row = |t: &Throughput, ratio: Option<f64>| {
-            println!(
-                "{:<34} {:>12.0} {:>9.2} {:>8}",
-                t.name,
-                t.eps(),
-                t.elapsed.as_secs_f64(),
-                ratio.map(|r| format!("{r:.2}")).unwrap_or_default()
-            );
-        };
-        row(&self.direct_produce, None);
-        row(
-            &self.unary,
-            Some(Self::ratio(&self.unary, &self.direct_produce)),
-        );
-        row(
-            &self.stream,
-            Some(Self::ratio(&self.stream, &self.direct_produce)),
-        );
-        row(
-            &self.batched_stream,
-            Some(Self::ratio(&self.batched_stream, &self.direct_produce)),
-        );
-        row(&self.direct_closed, None);
-        row(
-            &self.unary,
-            Some(Self::ratio(&self.unary, &self.direct_closed)),
-        );
-        row(&self.unary_floor, None);
-        row(&self.direct_consume, None);
-        row(
-            &self.subscribe,
-            Some(Self::ratio(&self.subscribe, &self.direct_consume)),
-        );
-        row(
-            &self.grpc_web_subscribe,
-            Some(Self::ratio(&self.grpc_web_subscribe, &self.subscribe)),
-        );
-        row(&self.fanout, None);
-        row(
-            &self.secure_stream,
-            Some(Self::ratio(&self.secure_stream, &self.direct_produce)),
-        );
-        row(&self.auto_reader, None);
-        row(
-            &self.acks_on_stream,
-            Some(Self::ratio(&self.acks_on_stream, &self.auto_reader)),
-        );
-        row(
-            &self.acks_unary,
-            Some(Self::ratio(&self.acks_unary, &self.auto_reader)),
-        );
-        println!(
-            "fan-out: {} streams x {} events; gateway memory {:.0} MiB before, {:.0} MiB peak: {:.1} MiB per 1,000 streams",
-            o.fanout_streams,
-            o.fanout_events,
-            self.fanout_rss_mib.0,
-            self.fanout_rss_mib.1,
-            self.fanout_mib_per_1000_streams()
-        );
-        println!();
-        println!(
-            "{:<34} {:>9} {:>9} {:>9} {:>9}",
-            "CPU per event, microseconds", "load gen", "gateway", "broker", "all"
-        );
-        for (_, t) in self.throughputs() {
-            let [client, gateway, broker, total] = t.cpu_per_event_us();
-            println!(
-                "{:<34} {client:>9.2} {gateway:>9.2} {broker:>9.2} {total:>9.2}",
-                t.name
-            );
-        }
-        println!(
-            "CPU-bound ceiling of the ratios (direct CPU per event / gateway's): streaming {:.2}, Subscribe {:.2}",
-            Self::cpu_ratio(&self.stream, &self.direct_produce),
-            Self::cpu_ratio(&self.subscribe, &self.direct_consume),
-        );
-        println!(
-            "gateway efficiency (direct client CPU per event / gateway's): streaming {:.2}, batches of {} {:.2}",
-            self.gateway_efficiency.0,
-            o.batch,
-            self.gateway_efficiency.1,
-        );
-        println!();
-        println!(
-            "latency at {} events/s of {} B (open loop, {} events each)",
-            o.latency_rate, o.latency_size, o.latency_events
-        );
-        println!("{:<34} {:>9} {:>9} {:>9}", "", "p50 ms", "p99 ms", "max ms");
-        for (name, l) in [
-            ("direct FutureProducer", self.direct_latency.0),
-            ("PublishEvent", self.publish_latency.0),
-        ] {
-            println!("{name:<34} {:>9.2} {:>9.2} {:>9.2}", l.p50, l.p99, l.max);
-        }
-        println!(
-            "{:<34} {:>9.2} {:>9.2}",
-            "added by the gateway",
-            self.publish_latency.0.p50 - self.direct_latency.0.p50,
-            self.publish_latency.0.p99 - self.direct_latency.0.p99
-        );
-        println!(
-            "{:<34} {:>9.2} {:>9.2}",
-            "PublishEvent, TLS and a token", self.secure_latency.0.p50, self.secure_latency.0.p99
-        );
-        println!(
-            "TLS, tokens and a policy add {:+.1}% gateway CPU per streamed event and {:+.3} ms to the unary p50",
-            self.secure_cpu_overhead() * 100.0,
-            self.secure_added_p50_ms()
-        );
-        println!(
-            "the viewer page in headless Chromium, publish to display at {} events/s ({} events): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            o.viewer_rate,
-            o.viewer_events,
-            self.page_latency.0.p50,
-            self.page_latency.0.p99,
-            self.page_latency.0.max
-        );
-        if !self.compression.is_empty() {
-            println!();
-            println!(
-                "compression, JSON of about {} B {:>19} {:>9} {:>12}",
-                crate::scenarios::compression::PAYLOAD_BYTES,
-                "events/s",
-                "gw CPU us",
-                "loopback B",
-            );
-            for codec in &self.compression {
-                println!(
-                    "{:<34} {:>12.0} {:>9.2} {:>12.0}",
-                    codec.name,
-                    codec.run.eps(),
-                    codec.run.cpu_per_event_us()[1],
-                    codec.wire
-                );
-            }
-        }
-        if !self.join.is_empty() {
-            println!();
-            println!(
-                "{:<34} {:>9} {:>9}",
-                "joining a group to first delivery", "direct ms", "gateway ms"
-            );
-            for join in &self.join {
-                println!(
-                    "{:<34} {:>9.0} {:>9.0}",
-                    join.protocol, join.direct_ms, join.gateway_ms
-                );
-            }
-        }
-        println!();
-        println!("gateway peak RSS: {:.1} MiB", self.peak_rss_mib);
-        for problem in self.problems() {
-            println!("NOT ACCOUNTED FOR: {problem}");
-        }
-    }
-
-    fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let latencies = [
             ("latency: direct", &self.direct_latency.1),
             ("latency: PublishEvent", &self.publish_latency.1),

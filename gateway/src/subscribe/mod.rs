@@ -16,6 +16,7 @@ mod delivery;
 mod fanout;
 mod ledger;
 mod registry;
+mod settler;
 mod spec;
 mod stats;
 mod stream;
@@ -27,14 +28,14 @@ use std::sync::Arc;
 
 use eventgateway::v1::SubscribeResponse;
 use eventgateway_runtime::shutdown::Shutdown;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tracing::Instrument;
 
 use self::budget::Budget;
 use self::consumer::Consumers;
 use self::fanout::{FanOut, Subscriber};
-use self::registry::{Registry, SubscriptionHandle, VerbRequest, Verbs};
+use self::registry::{Registry, SubscriptionHandle};
 use self::stream::DeliveryStream;
 use crate::error::Error;
 use crate::health::Readiness;
@@ -49,6 +50,7 @@ pub(crate) use self::dead_letter::DeadLetterCheck;
 use self::dead_letter::DeadLetters;
 pub(crate) use self::delivery::{parse_ack_id, AckRef};
 pub(crate) use self::ledger::{Outcome, Verb, MAX_DELAY};
+pub(crate) use self::settler::Settler;
 pub(crate) use self::spec::{
     Backoff, DeadLetters as DeadLetterPolicy, ManualAcks, StartPosition, SubscriptionSpec,
     TopicPartition, MAX_ACK_TIMEOUT, MAX_UNACKED, MIN_ACK_TIMEOUT,
@@ -96,52 +98,6 @@ pub(crate) struct Opened {
     pub(crate) stream: SubscribeStream,
     /// Where its verbs go; `None` for ACK_MODE_AUTO.
     pub(crate) settler: Option<Settler>,
-}
-
-/// Hands verbs to one subscription's task.
-#[derive(Clone)]
-pub(crate) struct Settler {
-    /// The task's verbs.
-    verbs: Verbs,
-    /// The subscription's id, for errors.
-    id: String,
-}
-
-impl Settler {
-    /// Applies `verbs` (each with the attempt its ack id names, or why it
-    /// names none) and answers what each did, in order.
-    pub(crate) async fn settle(
-        &self,
-        verbs: Vec<(Verb, Result<AckRef, String>)>,
-    ) -> Result<Vec<Outcome>, Error> {
-        self.ask(verbs, false).await
-    }
-
-    /// Waits until the subscription has ended.
-    pub(crate) async fn ended(&self) {
-        self.verbs.closed().await;
-    }
-
-    async fn ask(
-        &self,
-        verbs: Vec<(Verb, Result<AckRef, String>)>,
-        all_or_none: bool,
-    ) -> Result<Vec<Outcome>, Error> {
-        if verbs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let gone = || Error::SubscriptionNotFound(clip(&self.id).to_string());
-        let (reply, answer) = oneshot::channel();
-        self.verbs
-            .send(VerbRequest {
-                verbs,
-                all_or_none,
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
 }
 
 /// How many subscriptions, consumers and buffered deliveries a gateway
@@ -293,10 +249,10 @@ impl Subscriptions {
         let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
         let stats = Arc::new(SubscriptionStats::default());
         let (verbs_tx, verbs) = mpsc::channel(VERB_BATCHES);
-        let settler = spec.manual.as_ref().map(|_| Settler {
-            verbs: verbs_tx,
-            id: id.clone(),
-        });
+        let settler = spec
+            .manual
+            .as_ref()
+            .map(|_| Settler::new(verbs_tx, id.clone()));
         let open = self.opened(
             &id,
             SubscriptionHandle {
@@ -395,31 +351,6 @@ impl Subscriptions {
             metrics: self.metrics.clone(),
             _slot: slot,
         }
-    }
-
-    /// Where `principal`'s verbs for subscription `id` go: NOT_FOUND for
-    /// an id not open here (or of an ACK_MODE_AUTO subscription),
-    /// PERMISSION_DENIED for another principal's.
-    pub(crate) fn settler(&self, id: &str, principal: Option<&str>) -> Result<Settler, Error> {
-        Ok(Settler {
-            verbs: self.registry.verbs(id, principal)?,
-            id: id.to_owned(),
-        })
-    }
-
-    /// Hands acknowledgements from `principal` to the task of
-    /// subscription `id` and waits for its answer: how many it applied, or
-    /// why none was (an ack id never handed out on this stream).
-    pub(crate) async fn acknowledge(
-        &self,
-        id: &str,
-        acks: Vec<AckRef>,
-        principal: Option<&str>,
-    ) -> Result<usize, Error> {
-        let settler = self.settler(id, principal)?;
-        let verbs = acks.into_iter().map(|ack| (Verb::Ack, Ok(ack))).collect();
-        let outcomes = settler.ask(verbs, true).await?;
-        Ok(outcomes.len())
     }
 }
 

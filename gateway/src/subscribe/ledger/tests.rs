@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::subscribe::delivery::parse_ack_id;
-use crate::subscribe::spec::{Backoff, DeadLetters};
+use crate::subscribe::spec::Backoff;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn record(partition: i32, offset: i64, key: &str) -> Record {
+pub(super) fn record(partition: i32, offset: i64, key: &str) -> Record {
     Record {
         topic: "t".into(),
         partition,
@@ -20,15 +20,15 @@ fn record(partition: i32, offset: i64, key: &str) -> Record {
     }
 }
 
-fn manual() -> ManualAcks {
+pub(super) fn manual() -> ManualAcks {
     ManualAcks::new(TIMEOUT, 100)
 }
 
-fn at(delivery: &Delivery) -> AckRef {
+pub(super) fn at(delivery: &Delivery) -> AckRef {
     parse_ack_id(&delivery.ack_id).unwrap()
 }
 
-fn p(partition: i32) -> TopicPartition {
+pub(super) fn p(partition: i32) -> TopicPartition {
     TopicPartition::new("t", partition)
 }
 
@@ -185,104 +185,6 @@ fn the_retry_policy_spaces_out_expired_and_nacked_deliveries() {
     ledger.fire(expiry);
     assert!(ledger.next_ready(expiry).is_none());
     assert!(ledger.next_timer().unwrap() >= expiry + Duration::from_millis(3200));
-}
-
-#[test]
-fn after_the_last_attempt_the_record_is_dead_lettered_and_settled_only_once_stored() {
-    let now = Instant::now();
-    let mut settings = manual();
-    settings.dead_letter = Some(DeadLetters {
-        topic: None,
-        max_attempts: 2,
-    });
-    let mut ledger = Ledger::new(settings);
-    let first = ledger.admit(record(0, 0, "k"), now).unwrap();
-    ledger.apply(Verb::Nack(None), &at(&first), now);
-    let second = ledger.next_ready(now).unwrap();
-    ledger.fire(now + TIMEOUT);
-    assert!(ledger.next_ready(now + TIMEOUT).is_none());
-    let jobs = ledger.take_jobs();
-    assert_eq!(jobs.len(), 1);
-    let job = &jobs[0];
-    assert_eq!((&job.position, job.topic.as_str()), (&p(0).at(0), "t.dlq"));
-    assert_eq!((job.class, job.attempts), (DeadLetterClass::MaxAttempts, 2));
-    assert!(matches!(
-        ledger.apply(Verb::Ack, &at(&second), now),
-        Outcome::Stale(_)
-    ));
-    assert!(ledger.dead_lettered(&p(0).at(0), false, now));
-    assert!(
-        ledger.take_commits().is_empty(),
-        "a failed write settles nothing"
-    );
-    assert_eq!(ledger.unsettled(), 1);
-    let retry = ledger.next_timer().unwrap();
-    ledger.fire(retry);
-    assert_eq!(ledger.take_jobs().len(), 1, "the write is tried again");
-    assert!(ledger.dead_lettered(&p(0).at(0), true, retry));
-    assert_eq!(ledger.take_commits(), vec![p(0).at(0)]);
-    assert_eq!(ledger.unsettled(), 0);
-    assert!(!ledger.dead_lettered(&p(0).at(0), true, retry), "once only");
-}
-
-#[test]
-fn dead_letter_now_needs_a_policy_and_names_its_reason() {
-    let now = Instant::now();
-    let mut ledger = Ledger::new(manual());
-    let d = ledger.admit(record(0, 0, ""), now).unwrap();
-    let refused = ledger.apply(Verb::DeadLetter("bad".into()), &at(&d), now);
-    assert!(matches!(refused, Outcome::Refused(_)));
-    let mut settings = manual();
-    settings.dead_letter = Some(DeadLetters {
-        topic: Some("graveyard".into()),
-        max_attempts: 0,
-    });
-    let mut ledger = Ledger::new(settings);
-    let d = ledger.admit(record(0, 0, ""), now).unwrap();
-    let outcome = ledger.apply(Verb::DeadLetter("bad".into()), &at(&d), now);
-    assert_eq!(outcome, Outcome::Accepted);
-    let jobs = ledger.take_jobs();
-    assert_eq!(
-        (
-            jobs[0].topic.as_str(),
-            jobs[0].reason.as_str(),
-            jobs[0].class
-        ),
-        ("graveyard", "bad", DeadLetterClass::Client)
-    );
-    assert_eq!(*jobs[0].record, record(0, 0, ""));
-}
-
-#[test]
-fn a_dead_letter_is_not_dead_lettered_back_into_a_topic_it_came_out_of() {
-    let now = Instant::now();
-    let mut settings = manual();
-    settings.dead_letter = Some(DeadLetters {
-        topic: Some("loop.a".into()),
-        max_attempts: 0,
-    });
-    let mut ledger = Ledger::new(settings);
-    // Read from loop.b, where it was dead-lettered out of loop.a.
-    let mut letter = record(0, 0, "");
-    letter.topic = "loop.b".into();
-    letter
-        .headers
-        .push(("eventgateway-dlq-topic".into(), Some(b"loop.a".to_vec())));
-    let d = ledger.admit(letter, now).unwrap();
-    let refused = ledger.apply(Verb::DeadLetter("again".into()), &at(&d), now);
-    assert!(
-        matches!(&refused, Outcome::Refused(why) if why.contains("loop.a")),
-        "{refused:?}"
-    );
-    assert!(ledger.take_jobs().is_empty());
-    // It stays out: the client may still ack it.
-    assert_eq!(ledger.apply(Verb::Ack, &at(&d), now), Outcome::Accepted);
-    // A record that never came out of loop.a goes there.
-    let mut other = record(0, 1, "");
-    other.topic = "loop.b".into();
-    let d = ledger.admit(other, now).unwrap();
-    let outcome = ledger.apply(Verb::DeadLetter("bad".into()), &at(&d), now);
-    assert_eq!(outcome, Outcome::Accepted);
 }
 
 #[test]

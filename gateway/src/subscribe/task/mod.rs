@@ -29,6 +29,7 @@
 mod flow;
 mod rebalance;
 mod settle;
+mod state;
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -37,7 +38,6 @@ use std::time::Duration;
 
 use eventgateway::v1::{subscribe_response::Kind, SubscribeResponse};
 use eventgateway_runtime::shutdown::Shutdown;
-use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 use tokio::sync::mpsc;
@@ -48,7 +48,7 @@ use self::rebalance::{Leaving, TimeGate};
 use self::settle::Written;
 use super::budget::{Held, StreamBudget};
 use super::consumer::{self, Slot, SubscriptionConsumer};
-use super::context::{self, RebalanceEvent};
+use super::context::RebalanceEvent;
 use super::dead_letter::DeadLetters;
 use super::delivery::Record;
 use super::ledger::Ledger;
@@ -369,63 +369,6 @@ impl<'a> Task<'a> {
             }
         }
         ControlFlow::Continue(())
-    }
-
-    /// Publishes the turn's state to the subscription's stats.
-    fn report(&self) {
-        let stats = &self.stats;
-        stats.held.set(self.urgent.len() + self.fresh.len());
-        stats.buffered.set(self.inputs.budget.used());
-        stats
-            .revoking
-            .set(self.leaving.as_ref().map_or(0, Leaving::len));
-        if let Some(ledger) = &self.ledger {
-            stats.unacked.set(ledger.unsettled());
-            stats.timers.set(ledger.timers());
-        }
-    }
-
-    fn set_paused(&self, pause: bool) {
-        let result = self.consumer.assignment().and_then(|assignment| {
-            if pause {
-                self.consumer.pause(&assignment)
-            } else {
-                self.consumer.resume(&assignment)
-            }
-        });
-        match result {
-            Ok(()) => {
-                self.stats.paused.set(pause);
-                if pause {
-                    self.stats.pauses.add(1);
-                }
-            }
-            Err(error) => tracing::warn!(%error, pause, "cannot pause or resume the consumer"),
-        }
-    }
-
-    /// After the loop: verbs that arrived just before the end still count,
-    /// what was settled is stored, and partitions being revoked are handed
-    /// on now; from here on the consumer releases what is revoked at once.
-    fn finish(&mut self) {
-        self.inputs.verbs.close();
-        while let Ok(request) = self.inputs.verbs.try_recv() {
-            settle::answer(self.ledger.as_mut(), request, &self.inputs.metrics);
-        }
-        if let Some(ledger) = self.ledger.as_mut() {
-            settle::store_commits(&self.consumer, ledger);
-        }
-        while let Ok(event) = self.inputs.rebalances.try_recv() {
-            if let RebalanceEvent::Revoking(partitions) = event {
-                self.leaving
-                    .get_or_insert_with(|| Leaving::new(Vec::new(), Instant::now()))
-                    .extend(partitions, Instant::now());
-            }
-        }
-        if let Some(going) = self.leaving.take() {
-            context::release(&*self.consumer, going.partitions());
-        }
-        self.consumer.context().closing();
     }
 }
 
