@@ -200,7 +200,8 @@ impl<'a> Task<'a> {
         loop {
             let now = Instant::now();
             if let Some(ledger) = self.ledger.as_mut() {
-                settle::settle_up(&consumer, ledger, self.spec, &self.inputs, &self.written.0);
+                let with = (&self.inputs, &shutdown);
+                settle::settle_up(&consumer, ledger, self.spec, with, &self.written.0);
             }
             self.check_leaving(now);
             if self.draining.is_some_and(|until| {

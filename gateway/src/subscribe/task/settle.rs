@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use eventgateway::v1::{Delivery, SubscribeResponse};
+use eventgateway_runtime::shutdown::Shutdown;
 use rdkafka::consumer::Consumer;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -102,12 +103,13 @@ fn first_sent(stats: &SubscriptionStats, metrics: &Metrics, delivery: &Delivery)
     stats.delivered.add(1);
 }
 
-/// Stores the commit points that moved and starts the dead letters due.
+/// Stores the commit points that moved and starts the dead letters due,
+/// each a task under `shutdown`'s tracker (a drain waits for them).
 pub(super) fn settle_up(
     consumer: &SubscriptionConsumer,
     ledger: &mut Ledger,
     spec: &SubscriptionSpec,
-    inputs: &Inputs,
+    (inputs, shutdown): (&Inputs, &Shutdown),
     written: &mpsc::UnboundedSender<Written>,
 ) {
     store_commits(consumer, ledger);
@@ -117,7 +119,7 @@ pub(super) fn settle_up(
             written.clone(),
             spec.group.clone(),
         );
-        tokio::spawn(
+        shutdown.spawn(
             async move {
                 let stored = writer.write(&job, group.as_deref()).await.is_ok();
                 // The subscription may have ended meanwhile: the record is
