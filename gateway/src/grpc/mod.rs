@@ -38,7 +38,6 @@ use self::streaming::StreamingStream;
 use crate::auth::access::Access;
 use crate::auth::share::Capped;
 use crate::auth::{audit, Caller};
-use crate::config::Config;
 use crate::error::Error;
 use crate::limit::Limit;
 use crate::metrics::Metrics;
@@ -71,11 +70,30 @@ pub(crate) struct Gateway {
     publish_streams: Limit,
 }
 
+/// What the service takes from the flags.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// `--max-payload-bytes`.
+    pub(crate) max_payload_bytes: usize,
+    /// `--request-timeout`.
+    pub(crate) request_timeout: Duration,
+    /// `--publish-idle-timeout`.
+    pub(crate) publish_idle_timeout: Duration,
+    /// `--ack-timeout`.
+    pub(crate) ack_timeout: Duration,
+    /// `--max-unacked`.
+    pub(crate) max_unacked: usize,
+    /// `--max-concurrent-requests`.
+    pub(crate) max_concurrent_requests: usize,
+    /// `--max-publish-streams`.
+    pub(crate) max_publish_streams: usize,
+}
+
 impl Gateway {
     /// The service over `publishing` and `subscriptions`, under `access`,
-    /// with the limits and defaults of `config`.
+    /// with the limits and defaults of `settings`.
     pub(crate) fn new(
-        config: &Config,
+        settings: Settings,
         publishing: Publishing,
         subscriptions: Subscriptions,
         access: Access,
@@ -86,24 +104,21 @@ impl Gateway {
             publishes: PublishCalls::new(
                 publishing,
                 metrics,
-                config.limits.max_payload_bytes,
+                settings.max_payload_bytes,
                 access.clone(),
             ),
             access,
             subscriptions,
-            request_timeout: config.limits.request_timeout,
-            publish_idle_timeout: config.limits.publish_idle_timeout,
-            manual_defaults: ManualAcks::new(
-                config.subscriptions.ack_timeout,
-                config.subscriptions.max_unacked as usize,
-            ),
+            request_timeout: settings.request_timeout,
+            publish_idle_timeout: settings.publish_idle_timeout,
+            manual_defaults: ManualAcks::new(settings.ack_timeout, settings.max_unacked),
             shutdown,
             unary: Limit::new(
-                config.limits.max_concurrent_requests,
+                settings.max_concurrent_requests,
                 "calls are in progress, its --max-concurrent-requests",
             ),
             publish_streams: Limit::new(
-                config.limits.max_publish_streams,
+                settings.max_publish_streams,
                 "PublishEvents streams are open, its --max-publish-streams",
             ),
         }

@@ -21,7 +21,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::config::{Config, Settings};
-use crate::grpc::Gateway;
+use crate::grpc::{self, Gateway};
 use crate::health::{self, Readiness};
 use crate::kafka::embedded::EmbeddedKafka;
 use crate::kafka::publisher::Publisher;
@@ -201,8 +201,17 @@ async fn start_checked(
         shutdown.clone(),
         limits,
     );
+    let service = grpc::Settings {
+        max_payload_bytes: config.limits.max_payload_bytes,
+        request_timeout: config.limits.request_timeout,
+        publish_idle_timeout: config.limits.publish_idle_timeout,
+        ack_timeout: config.subscriptions.ack_timeout,
+        max_unacked: config.subscriptions.max_unacked as usize,
+        max_concurrent_requests: config.limits.max_concurrent_requests,
+        max_publish_streams: config.limits.max_publish_streams,
+    };
     let gateway = Gateway::new(
-        &config,
+        service,
         publishing,
         subscriptions.clone(),
         reloading.access(settings.policy),
