@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use eventgateway_runtime::reload::Reloaded;
+use eventgateway_runtime::shutdown::Shutdown;
 use futures_util::stream::{self, Stream, StreamExt as _};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -26,6 +27,7 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::Connected;
+use tracing::Instrument as _;
 
 use super::conn::{Conn, ConnInfo};
 use crate::auth::{self, AuthFailure};
@@ -140,15 +142,17 @@ pub(crate) fn plain(
 /// The connections of `incoming` once their TLS handshake (with the
 /// configuration loaded last) succeeded within `timeout`. A failed
 /// handshake is logged; one that failed on the client's certificate is a
-/// failed authentication.
+/// failed authentication. The handshakes, and the task that starts them,
+/// run under `shutdown`'s tracker.
 pub(crate) fn handshakes(
     incoming: impl Stream<Item = io::Result<Conn>> + Send + 'static,
     config: Reloaded<ServerConfig>,
-    timeout: Duration,
-    metrics: Metrics,
+    (timeout, metrics): (Duration, Metrics),
+    shutdown: &Shutdown,
 ) -> impl Stream<Item = io::Result<Transport>> {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
+    let tasks = shutdown.clone();
+    let handshaking = async move {
         let mut incoming = std::pin::pin!(incoming);
         loop {
             let conn = tokio::select! {
@@ -165,7 +169,7 @@ pub(crate) fn handshakes(
             };
             let acceptor = TlsAcceptor::from(config.current());
             let (tx, metrics) = (tx.clone(), metrics.clone());
-            tokio::spawn(async move {
+            let handshake = async move {
                 let remote = conn.remote();
                 match tokio::time::timeout(timeout, acceptor.accept(conn)).await {
                     Ok(Ok(stream)) => {
@@ -185,9 +189,11 @@ pub(crate) fn handshakes(
                     Ok(Err(error)) => handshake_failed(remote, &error, &metrics),
                     Err(_) => tracing::debug!(?remote, "TLS handshake timed out"),
                 }
-            });
+            };
+            tasks.spawn(handshake.in_current_span());
         }
-    });
+    };
+    shutdown.spawn(handshaking.in_current_span());
     stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|transport| (transport, rx))
     })

@@ -101,8 +101,8 @@ pub(super) fn serve(
             Some(tls) => Box::pin(edge::handshakes(
                 incoming,
                 tls,
-                config.edge.handshake_timeout,
-                metrics,
+                (config.edge.handshake_timeout, metrics),
+                &shutdown,
             )),
             None => Box::pin(edge::plain(incoming)),
         };
