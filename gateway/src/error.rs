@@ -54,6 +54,15 @@ pub(crate) enum Error {
         /// What the operator can do.
         remedy: &'static str,
     },
+    /// A stream asked to join a share whose first stream fixed other
+    /// settings.
+    #[error("share {share} of this group is open with another {setting}: a share's first stream fixes its settings; ask for the same, or use another share name")]
+    ShareDiffers {
+        /// The share (clipped, quoted).
+        share: String,
+        /// The first setting that differs.
+        setting: &'static str,
+    },
     /// Kafka cannot store events in a topic now; the message says why.
     #[error("Kafka cannot store the event now: {0}; it may or may not have been stored: retry with the same event id once Kafka can")]
     Unwritable(String),
@@ -303,7 +312,9 @@ impl Error {
             | Error::Stalled { .. }
             | Error::OverQuota { .. } => Code::ResourceExhausted,
             Error::PermissionDenied(_) | Error::Denied { .. } => Code::PermissionDenied,
-            Error::GroupProtocolRefused { .. } => Code::FailedPrecondition,
+            Error::GroupProtocolRefused { .. } | Error::ShareDiffers { .. } => {
+                Code::FailedPrecondition
+            }
             Error::Unauthenticated(_) | Error::CallerUnauthenticated(_) => Code::Unauthenticated,
             Error::EndedBeforeSubscribing => Code::Cancelled,
             Error::Kafka(_) | Error::Interrupted => Code::Internal,

@@ -201,3 +201,35 @@ pub fn produce_raw(
         .parse()
         .expect("an offset")
 }
+
+/// Writes `{"n": i}` with key `key-<i % keys>` for `i` in `0..events` to
+/// `topic`, in batches (a lingering idempotent producer), so that a reader
+/// whose window fills fetches again from inside a batch; the numbers of
+/// each key in the order written.
+pub async fn produce_keyed(
+    brokers: &str,
+    topic: &str,
+    events: usize,
+    keys: usize,
+) -> std::collections::HashMap<String, Vec<i64>> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("a plain producer");
+    let mut published = std::collections::HashMap::<String, Vec<i64>>::new();
+    let mut sends = Vec::with_capacity(events);
+    for i in 0..events {
+        let key = format!("key-{}", i % keys);
+        let value = format!("{{\"n\":{i}}}");
+        let record = FutureRecord::to(topic).key(&key).payload(&value);
+        sends.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        published.entry(key).or_default().push(i as i64);
+    }
+    for send in sends {
+        send.await.unwrap().expect("stored");
+    }
+    published
+}

@@ -33,6 +33,14 @@ struct LagLabels {
     partition: i32,
 }
 
+/// A share of a group (names of at most 249 bytes): a series per share
+/// open, removed when it closes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareLabels {
+    group: String,
+    share: String,
+}
+
 /// The subscriptions' families.
 pub(crate) struct DeliveryMetrics {
     deliveries: Family<TopicLabels, Counter>,
@@ -46,6 +54,8 @@ pub(crate) struct DeliveryMetrics {
     buffered_bytes: Gauge,
     stalled: Counter,
     consumer_lag: Family<LagLabels, Gauge>,
+    /// Per share: streams, deliveries out, events held back for their key.
+    share_gauges: [Family<ShareLabels, Gauge>; 3],
     /// The delivery series by topic, found without building a label set.
     delivery_series: RwLock<HashMap<String, Counter>>,
 }
@@ -111,7 +121,36 @@ impl DeliveryMetrics {
                 "gateway_consumer_lag",
                 "Records a subscription's consumer is behind the end of a partition",
             ),
+            share_gauges: [
+                family(r, "gateway_share_streams", "Streams open on a share, by group and share"),
+                family(
+                    r,
+                    "gateway_share_out",
+                    "Deliveries a share's streams hold, by group and share",
+                ),
+                family(
+                    r,
+                    "gateway_share_held_by_key",
+                    "Events of a share held back behind an earlier event of their key, by group and share",
+                ),
+            ],
             delivery_series: RwLock::default(),
+        }
+    }
+
+    /// Sets a share's gauges: streams, deliveries out, held back by key.
+    pub(crate) fn share(&self, group: &str, share: &str, values: [i64; 3]) {
+        let labels = share_labels(group, share);
+        for (family, value) in self.share_gauges.iter().zip(values) {
+            family.get_or_create(&labels).set(value);
+        }
+    }
+
+    /// Removes a share's series once it closed.
+    pub(crate) fn forget_share(&self, group: &str, share: &str) {
+        let labels = share_labels(group, share);
+        for family in &self.share_gauges {
+            family.remove(&labels);
         }
     }
 
@@ -202,5 +241,12 @@ fn lag_labels(group: &str, topic: &str, partition: i32) -> LagLabels {
         group: group.to_owned(),
         topic: topic.to_owned(),
         partition,
+    }
+}
+
+fn share_labels(group: &str, share: &str) -> ShareLabels {
+    ShareLabels {
+        group: group.to_owned(),
+        share: share.to_owned(),
     }
 }

@@ -37,10 +37,16 @@
 //!   ...) that did not load, so the previous settings stayed;
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
 //!   consumer is behind the partition's end (from librdkafka statistics);
-//!   the series of a consumer go when it closes.
+//!   the series of a consumer go when it closes;
+//! - `gateway_share_streams{group,share}`: streams open on a shared
+//!   subscription; the series of a share go when it closes, as do these:
+//! - `gateway_share_out{group,share}`: deliveries its streams hold;
+//! - `gateway_share_held_by_key{group,share}`: its events held back behind
+//!   an earlier event of their key.
 //!
 //! No label takes a value a client makes up without bound: topics are ones
-//! Kafka has, and groups are those of open subscriptions.
+//! Kafka has, and groups and shares are those of open subscriptions (each
+//! takes a place of `--max-subscriptions`), at most 249 bytes each.
 //!
 //! Each part of the gateway owns its families, with typed label sets:
 //! [`publish`], [`delivery`] (subscriptions, acks, dead letters, lag),
@@ -175,6 +181,7 @@ mod tests {
         metrics.edge().throttled("publish_rate", "*");
         metrics.edge().reload_failed("tls");
         metrics.delivery().lag("g", "t", 0, 1);
+        metrics.delivery().share("g", "s", [1, 2, 3]);
         let text = eventgateway_runtime::metrics::render(&metrics.registry());
         // Counters are exposed with `_total` on their samples.
         let registered: BTreeSet<String> = text

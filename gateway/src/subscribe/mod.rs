@@ -2,9 +2,11 @@
 //! with a validated [`SubscriptionSpec`]: it gets a Kafka consumer of its own
 //! (`consumer`, `context`) driven by a task (`task`: flow control, acks and
 //! redelivery, rebalances, shutdown), or, ephemeral from the latest event, a
-//! place on a shared live tail (`fanout`). Either way the client reads a
-//! bounded channel (`stream`), and the open subscriptions are found by id
-//! for Acknowledge and Settle (`registry`). A MANUAL subscription's task
+//! place on a shared live tail (`fanout`), or a stream of a shared
+//! subscription (`share`: one consumer, its task spreading deliveries over
+//! the streams). Either way the client reads a bounded channel (`stream`),
+//! and the open subscriptions are found by id for Acknowledge and Settle
+//! (`registry`; `open` keeps them there while they are). A MANUAL subscription's task
 //! keeps its deliveries in a `ledger` (acks, nacks, extensions, retries,
 //! dead letters, order by key) and writes dead letters (`dead_letter`).
 
@@ -15,8 +17,10 @@ mod dead_letter;
 mod delivery;
 mod fanout;
 mod ledger;
+mod open;
 mod registry;
 mod settler;
+mod share;
 mod spec;
 mod stats;
 mod stream;
@@ -34,15 +38,17 @@ use tracing::Instrument;
 
 use self::budget::Budget;
 use self::consumer::Consumers;
-use self::fanout::{FanOut, Subscriber};
+use self::fanout::FanOut;
 use self::registry::{Registry, SubscriptionHandle};
+use self::share::{Entered, Member, Outlet, Shares};
 use self::stream::DeliveryStream;
+use self::task::Outlets;
 use crate::error::Error;
 use crate::health::Readiness;
 use crate::kafka::publisher::Publisher;
 use crate::kafka::topics::Topics;
 use crate::kafka::Cluster;
-use crate::limit::{Limit, Permit};
+use crate::limit::Limit;
 use crate::metrics::Metrics;
 use crate::text::{clip, clip_list, id_prefix};
 
@@ -90,6 +96,8 @@ pub(crate) struct Subscriptions {
     dead_letters: DeadLetters,
     /// The bytes buffered for clients.
     budget: Budget,
+    /// The shares open, by group and name.
+    shares: Shares,
 }
 
 /// A subscription just opened.
@@ -171,6 +179,7 @@ impl Subscriptions {
             ),
             limits,
             budget,
+            shares: Shares::default(),
         }
     }
 
@@ -239,6 +248,33 @@ impl Subscriptions {
                 settler: None,
             });
         }
+        let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
+        let (member, verbs, outlets) = match spec.share.is_some() {
+            false => {
+                let (verbs_tx, verbs) = mpsc::channel(VERB_BATCHES);
+                let member = Member {
+                    verbs: verbs_tx,
+                    stats: Arc::new(SubscriptionStats::default()),
+                    wake: Arc::default(),
+                };
+                (member, verbs, Outlets::One(deliveries))
+            }
+            true => {
+                let window = spec.manual.as_ref().map_or(0, |m| m.max_unacked);
+                let outlet = Outlet { deliveries, window };
+                let queues = (VERB_BATCHES, self.limits.stall_timeout);
+                match self.shares.enter(&spec, owner.clone(), outlet, queues)? {
+                    Entered::Joined(member) => {
+                        return Ok(self.joined(id, ending, member, slot, owner));
+                    }
+                    Entered::First {
+                        member,
+                        verbs,
+                        dispatch,
+                    } => (member, verbs, Outlets::Shared(dispatch)),
+                }
+            }
+        };
         let consumer_slot = self.consumers.slot()?;
         let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
         let consumer = self
@@ -246,25 +282,29 @@ impl Subscriptions {
             .open(&spec, partitions, id.clone(), rebalances_tx)
             .await?;
         let consumer = Arc::new(consumer);
-        let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
-        let stats = Arc::new(SubscriptionStats::default());
-        let (verbs_tx, verbs) = mpsc::channel(VERB_BATCHES);
         let settler = spec
             .manual
             .as_ref()
-            .map(|_| Settler::new(verbs_tx, id.clone()));
-        let open = self.opened(
-            &id,
-            SubscriptionHandle {
-                stats: stats.clone(),
-                verbs: settler.as_ref().map(|s| s.verbs.clone()),
-                owner,
-            },
-            slot,
-        );
+            .map(|_| Settler::new(member.verbs.clone(), id.clone()));
+        let handle = SubscriptionHandle {
+            stats: member.stats.clone(),
+            verbs: settler.as_ref().map(|s| s.verbs.clone()),
+            owner,
+        };
+        let open = self.opened(&id, handle, slot);
         // AUTO with a group: offsets are stored as deliveries reach gRPC.
         let store_offsets =
             (spec.group.is_some() && spec.manual.is_none()).then(|| Arc::downgrade(&consumer));
+        let mut stream = DeliveryStream::new(ending, store_offsets);
+        // A share's stream is forgotten when it ends, the others with their
+        // task.
+        let open = match &outlets {
+            Outlets::One(_) => Some(open),
+            Outlets::Shared(_) => {
+                stream = stream.waking(member.wake).on_end(move || drop(open));
+                None
+            }
+        };
         let span = tracing::info_span!(
             "EventGateway.Subscribe",
             subscription = id_prefix(&id),
@@ -283,6 +323,7 @@ impl Subscriptions {
         } else {
             std::time::Duration::ZERO
         };
+        let stats = member.stats;
         self.shutdown.spawn(
             async move {
                 // Forgets the subscription however the task ends.
@@ -300,77 +341,13 @@ impl Subscriptions {
                     stall_timeout,
                 };
                 let consumer = (consumer, consumer_slot);
-                task::run(consumer, &spec, deliveries, stats, shutdown, inputs).await;
+                task::run(consumer, &spec, outlets, stats, shutdown, inputs).await;
             }
             .instrument(span),
         );
         Ok(Opened {
-            stream: Box::pin(DeliveryStream::new(ending, store_offsets)),
+            stream: Box::pin(stream),
             settler,
         })
-    }
-
-    /// An ephemeral AUTO stream from the latest event: one more subscriber
-    /// of the live tail of its topics.
-    async fn join_tail(
-        &self,
-        id: String,
-        spec: SubscriptionSpec,
-        partitions: HashMap<String, Vec<i32>>,
-        slot: Permit,
-        owner: Option<Arc<str>>,
-    ) -> Result<SubscribeStream, Error> {
-        let (deliveries, ending) = stream::channel(&id, self.limits.buffer);
-        let stats = Arc::new(SubscriptionStats::default());
-        let subscriber = Subscriber {
-            deliveries,
-            stats: stats.clone(),
-        };
-        self.fanout.join(&spec, partitions, subscriber).await?;
-        let handle = SubscriptionHandle {
-            stats,
-            verbs: None,
-            owner,
-        };
-        let open = self.opened(&id, handle, slot);
-        tracing::info!(topics = %clip_list(&spec.topics), "live tail joined");
-        Ok(Box::pin(
-            DeliveryStream::new(ending, None).on_end(move || drop(open)),
-        ))
-    }
-
-    /// Records subscription `id` as open, in `slot`, until the returned
-    /// guard goes.
-    fn opened(&self, id: &str, handle: SubscriptionHandle, slot: Permit) -> Open {
-        self.registry.insert(id, handle);
-        self.metrics.delivery().subscriptions(1);
-        tracing::info!(subscription = id_prefix(id), "subscription started");
-        Open {
-            id: id.to_owned(),
-            registry: self.registry.clone(),
-            metrics: self.metrics.clone(),
-            _slot: slot,
-        }
-    }
-}
-
-/// A subscription recorded as open: forgotten (registry, gauge, log) when
-/// this goes, whichever way its stream or task ends.
-struct Open {
-    /// The subscription's id.
-    id: String,
-    /// Where it is recorded.
-    registry: Registry,
-    /// Where open subscriptions are counted.
-    metrics: Metrics,
-    /// Its place among the open subscriptions.
-    _slot: Permit,
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.registry.remove(&self.id);
-        self.metrics.delivery().subscriptions(-1);
-        tracing::info!(subscription = id_prefix(&self.id), "subscription ended");
     }
 }

@@ -178,6 +178,9 @@ pub(crate) struct SubscriptionSpec {
     pub(crate) start: StartPosition,
     /// `Some` for ACK_MODE_MANUAL, `None` for ACK_MODE_AUTO.
     pub(crate) manual: Option<ManualAcks>,
+    /// The share this stream reads through, with the other streams of its
+    /// principal that name it (MANUAL with a group only).
+    pub(crate) share: Option<String>,
 }
 
 impl SubscriptionSpec {
@@ -185,6 +188,29 @@ impl SubscriptionSpec {
     /// ACK_MODE_AUTO, from the latest event.
     pub(crate) fn shares_a_tail(&self) -> bool {
         self.group.is_none() && self.manual.is_none() && self.start == StartPosition::Latest
+    }
+
+    /// What this stream asks for that a share opened with `first` does not
+    /// give: the first setting that differs (the window, `max_unacked`, is
+    /// each stream's own).
+    pub(crate) fn differs_from(&self, first: &Self) -> Option<&'static str> {
+        let (mine, theirs) = match (&self.manual, &first.manual) {
+            (Some(mine), Some(theirs)) => (mine, theirs),
+            _ => return Some("ack_mode"),
+        };
+        [
+            (self.topics != first.topics, "topics"),
+            (self.start != first.start, "the start position"),
+            (mine.ack_timeout != theirs.ack_timeout, "ack_timeout"),
+            (mine.retry != theirs.retry, "retry_policy"),
+            (mine.dead_letter != theirs.dead_letter, "dead_letter_policy"),
+            (
+                mine.ordered_by_key != theirs.ordered_by_key,
+                "ordered_by_key",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(differs, name)| differs.then_some(name))
     }
 
     /// The dead-letter topics this subscription may write, each once.

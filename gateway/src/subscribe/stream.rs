@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use eventgateway::v1::{subscribe_response::Kind, SubscribeResponse, Subscribed};
 use rdkafka::consumer::Consumer;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::Status;
 
@@ -141,6 +141,9 @@ pub(super) struct DeliveryStream {
     consumer: Option<Weak<SubscriptionConsumer>>,
     /// Runs when the stream goes (the client left or the stream ended).
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    /// Woken each time the client takes a message and when the stream
+    /// goes: a share's task, which watches many streams.
+    wake: Option<Arc<Notify>>,
 }
 
 impl DeliveryStream {
@@ -155,7 +158,15 @@ impl DeliveryStream {
             ended: false,
             consumer,
             on_end: None,
+            wake: None,
         }
+    }
+
+    /// Wakes `wake` at each message the client takes and when the stream
+    /// goes.
+    pub(super) fn waking(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = Some(wake);
+        self
     }
 
     /// Runs `on_end` when the stream goes.
@@ -169,6 +180,14 @@ impl Drop for DeliveryStream {
     fn drop(&mut self) {
         if let Some(on_end) = self.on_end.take() {
             on_end();
+        }
+        // The receiver goes after this: the task sees the channel closed.
+        if let Some(wake) = self.wake.take() {
+            drop(std::mem::replace(
+                &mut self.inner,
+                ReceiverStream::new(mpsc::channel(1).1),
+            ));
+            wake.notify_one();
         }
     }
 }
@@ -186,6 +205,9 @@ impl Stream for DeliveryStream {
             return Poll::Ready(Some(Err(Status::from(error))));
         };
         self.taken.fetch_add(1, Ordering::Relaxed);
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
         // gRPC asks for a message once the last one went out (HTTP/2 takes
         // no more while its window is shut): that one's bytes go back now.
         self.sending = parcel.held;

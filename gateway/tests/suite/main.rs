@@ -34,6 +34,7 @@ mod rebalance;
 mod reflection;
 mod replicas;
 mod securing;
+mod shares;
 mod shutdown;
 mod tls;
 mod tokens;

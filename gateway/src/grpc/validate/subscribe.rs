@@ -63,12 +63,32 @@ pub(crate) fn subscribe_request(
         }
         None
     };
+    let share = (!request.share.is_empty())
+        .then(|| share_name(request, manual.is_some()))
+        .transpose()?;
     Ok(SubscriptionSpec {
         start: start_position(request, &seen)?,
         topics,
         group: (!request.group.is_empty()).then(|| request.group.clone()),
         manual,
+        share,
     })
+}
+
+/// Checks a share name: it needs a group and ACK_MODE_MANUAL, whose leases
+/// are what the share spreads over its streams.
+fn share_name(request: &SubscribeRequest, manual: bool) -> Result<String, Error> {
+    if request.group.is_empty() || !manual {
+        return Err(Error::InvalidArgument(
+            "share needs a group and ACK_MODE_MANUAL: a share spreads one group member's leases over its streams".into(),
+        ));
+    }
+    if request.share.len() > MAX_TOPIC_LEN || request.share.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "share must be at most {MAX_TOPIC_LEN} bytes without control characters"
+        )));
+    }
+    Ok(request.share.clone())
 }
 
 /// The acknowledgement settings of a MANUAL subscription, within bounds.

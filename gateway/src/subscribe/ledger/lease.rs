@@ -99,6 +99,30 @@ impl Ledger {
         Outcome::Accepted
     }
 
+    /// Whether attempt `attempt` of the record at `position` is out with a
+    /// client: what a share's stream still holds.
+    pub(in crate::subscribe) fn is_out_at(&self, position: &Position, attempt: u32) -> bool {
+        self.entry(position)
+            .is_some_and(|e| e.attempt == attempt && matches!(e.state, State::Out))
+    }
+
+    /// Takes back attempt `attempt` of an out record whose stream ended
+    /// without settling it: it is ready at once, first in line, and the
+    /// attempt counts toward no retry delay or dead letter (the client did
+    /// not fail it). Nothing when that attempt is no longer out.
+    pub(in crate::subscribe) fn hand_back(&mut self, position: &Position, attempt: u32) {
+        if !self.is_out_at(position, attempt) {
+            return;
+        }
+        self.timers.cancel(position);
+        if self.leaving.contains(&position.partition) {
+            self.set_state(position, State::Returned);
+        } else {
+            self.set_state(position, State::Ready);
+            self.ready.push_front(position.clone());
+        }
+    }
+
     /// Gives back an out record: dead-lettered after its last attempt,
     /// else delivered again after `delay` (`Some(None)`: the retry policy's,
     /// or at once; `None`, a lease that expired: the retry policy's).

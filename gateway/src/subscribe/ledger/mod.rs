@@ -143,6 +143,11 @@ impl Ledger {
         self.ready.retain(|p| !leaving.contains(&p.partition));
     }
 
+    /// Records held back behind an earlier event of their key.
+    pub(super) fn held_back(&self) -> usize {
+        self.order.as_ref().map_or(0, KeyOrder::held)
+    }
+
     /// Whether the records not settled hold [`MAX_UNSETTLED_BYTES`] or
     /// more: no record is read until some are settled.
     pub(super) fn bytes_full(&self) -> bool {

@@ -41,6 +41,11 @@ impl KeyOrder {
         next
     }
 
+    /// Records held behind an earlier one of their key.
+    pub(super) fn held(&self) -> usize {
+        self.keys.values().map(|queue| queue.len() - 1).sum()
+    }
+
     /// Drops the records of `partitions` from every key; the first record
     /// of each key left, which may go now.
     pub(super) fn forget(&mut self, partitions: &[TopicPartition]) -> Vec<Position> {

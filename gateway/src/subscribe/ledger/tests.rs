@@ -350,3 +350,41 @@ fn the_longest_ack_timeout_never_overflows_the_clock() {
     ledger.admit(record(0, 0, ""), now);
     assert_eq!(ledger.next_timer(), Some(now + MAX_ACK_TIMEOUT));
 }
+
+#[test]
+fn a_lease_handed_back_goes_out_first_again_without_counting_as_a_failure() {
+    let now = Instant::now();
+    let mut settings = manual();
+    settings.ordered_by_key = true;
+    settings.dead_letter = Some(crate::subscribe::DeadLetterPolicy {
+        topic: None,
+        max_attempts: 1,
+    });
+    let mut ledger = Ledger::new(settings);
+    let first = ledger.admit(record(0, 0, "k"), now).unwrap();
+    assert!(
+        ledger.admit(record(0, 1, "k"), now).is_none(),
+        "held behind k"
+    );
+    let other = ledger.admit(record(0, 2, "j"), now).unwrap();
+    ledger.apply(Verb::Ack, &at(&other), now);
+    ledger.hand_back(&at(&first).position, at(&first).attempt);
+    assert!(ledger.take_jobs().is_empty(), "not a failed attempt");
+    let again = ledger.next_ready(now).unwrap();
+    assert_eq!((again.offset, again.attempt), (0, 2));
+    assert!(
+        ledger.next_ready(now).is_none(),
+        "offset 1 still waits for k"
+    );
+    assert!(matches!(
+        ledger.apply(Verb::Ack, &at(&first), now),
+        Outcome::Stale(_)
+    ));
+    assert!(!ledger.is_out_at(&at(&first).position, 1));
+    assert!(ledger.is_out_at(&at(&again).position, 2));
+    ledger.hand_back(&at(&first).position, 1);
+    assert!(
+        ledger.next_ready(now).is_none(),
+        "an old attempt hands nothing back"
+    );
+}

@@ -49,9 +49,10 @@ pub(super) struct Flow {
     /// Since when the client is behind (its message waits for a channel
     /// slot, or the budget has no room), `None` when it is not.
     pub(super) behind_since: Option<Instant>,
-    /// Whether the consumer is paused: draining, a full window, a client
-    /// behind for [`PAUSE_AFTER`], or a budget out of room (what librdkafka
-    /// prefetches would be held on top of it: the pause drops it).
+    /// Whether the consumer is paused: draining, a client behind or a
+    /// window full for [`PAUSE_AFTER`], or a budget out of room (what
+    /// librdkafka prefetches would be held on top of it: the pause drops
+    /// it).
     pub(super) pause: bool,
     /// Whether the client read nothing for the stall timeout while
     /// deliveries waited: the stream ends.
@@ -88,13 +89,18 @@ pub(super) fn needs(
 /// Decides one turn.
 pub(super) fn flow(facts: &Facts) -> Flow {
     let f = facts;
-    let blocked = (f.staged.is_some() && f.channel_full) || !f.room;
+    // A full window waits for acks as a client behind waits for slots: a
+    // pause drops what librdkafka prefetched, and fetching it again after a
+    // resume costs a new fetch (most of a quarter second here), so a window that
+    // fills and empties (a few deliveries out per stream, as in a share)
+    // pauses only once it stays full.
+    let blocked = (f.staged.is_some() && f.channel_full) || !f.room || f.window_full;
     let behind_since = blocked.then(|| f.behind_since.unwrap_or(f.now));
     let client_behind = behind_since.is_some_and(|since| f.now >= since + PAUSE_AFTER);
     let stall_check = f.waiting.then(|| f.progress_at + f.stall_timeout);
     Flow {
         behind_since,
-        pause: f.draining || f.window_full || client_behind || !f.room,
+        pause: f.draining || client_behind || !f.room,
         stalled: stall_check.is_some_and(|at| f.now >= at),
         read_record: f.wants_record && f.covers_record,
         budget_wait: match f.staged {
@@ -206,15 +212,21 @@ mod tests {
     }
 
     #[test]
-    fn a_full_window_or_a_drain_pauses_and_a_drain_reserves_nothing() {
+    fn a_full_window_pauses_once_it_stays_full_a_drain_at_once_and_reserves_nothing() {
         let now = Instant::now();
-        assert!(
-            flow(&Facts {
-                window_full: true,
-                ..flowing(now)
-            })
-            .pause
-        );
+        let full = Facts {
+            window_full: true,
+            ..flowing(now)
+        };
+        let first = flow(&full);
+        assert!(!first.pause, "acks may come at once");
+        assert_eq!(first.pause_check, Some(now + PAUSE_AFTER));
+        let stays = flow(&Facts {
+            now: now + PAUSE_AFTER,
+            behind_since: first.behind_since,
+            ..full
+        });
+        assert!(stays.pause);
         assert!(
             flow(&Facts {
                 draining: true,

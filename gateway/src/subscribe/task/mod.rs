@@ -8,8 +8,9 @@
 //!   by the channel without refetching). A client that reads nothing for
 //!   the stall timeout while deliveries wait for it is ended, so that its
 //!   buffer goes back to the others. Each turn's decision is [`flow::flow`].
-//! - ACK_MODE_MANUAL: at most `max_unacked` records unsettled (the consumer
-//!   is paused while the window is full); the ledger applies the clients'
+//! - ACK_MODE_MANUAL: at most `max_unacked` records unsettled (nothing is
+//!   read while the window is full, and the consumer is paused once it
+//!   stays full for [`flow::PAUSE_AFTER`]); the ledger applies the clients'
 //!   verbs and its timers, says what to send again, which offsets to store
 //!   for commit (contiguous runs of settled records only) and what to
 //!   dead-letter ([`settle`]); dead letters are written beside the loop,
@@ -27,23 +28,24 @@
 //!   until nothing is out or the drain timeout passes.
 
 mod flow;
+mod outlets;
 mod rebalance;
 mod settle;
+mod share;
 mod state;
 
 use std::collections::VecDeque;
-use std::ops::ControlFlow;
+use std::ops::ControlFlow::Continue;
 use std::sync::Arc;
 use std::time::Duration;
 
 use eventgateway::v1::{subscribe_response::Kind, SubscribeResponse};
 use eventgateway_runtime::shutdown::Shutdown;
-use rdkafka::error::KafkaResult;
-use rdkafka::message::BorrowedMessage;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use self::flow::{flow, needs, Facts};
+pub(super) use self::outlets::Outlets;
 use self::rebalance::{Leaving, TimeGate};
 use self::settle::Written;
 use super::budget::{Held, StreamBudget};
@@ -55,7 +57,7 @@ use super::ledger::Ledger;
 use super::registry::VerbRequest;
 use super::spec::SubscriptionSpec;
 use super::stats::SubscriptionStats;
-use super::stream::{self, Deliveries, Parcel};
+use super::stream::{self, Parcel};
 use crate::error::Error;
 use crate::kafka::GroupProtocol;
 use crate::metrics::Metrics;
@@ -97,14 +99,15 @@ pub(super) struct Inputs {
 pub(super) async fn run(
     (consumer, slot): (Arc<SubscriptionConsumer>, Slot),
     spec: &SubscriptionSpec,
-    deliveries: Deliveries,
+    outlets: Outlets,
     stats: Arc<SubscriptionStats>,
     shutdown: Shutdown,
     inputs: Inputs,
 ) {
-    let mut task = Task::new(consumer.clone(), spec, deliveries, stats, inputs);
+    let mut task = Task::new(consumer.clone(), spec, outlets, stats, inputs);
     task.run(shutdown).await;
     task.finish();
+    task.forget_share();
     drop(task);
     consumer::close(consumer, slot).await;
 }
@@ -113,7 +116,11 @@ pub(super) async fn run(
 struct Task<'a> {
     consumer: Arc<SubscriptionConsumer>,
     spec: &'a SubscriptionSpec,
-    deliveries: Deliveries,
+    outlets: Outlets,
+    /// A share's stream the staged message goes to this turn.
+    target: Option<usize>,
+    /// When a share's gauges were last set.
+    share_reported: Instant,
     stats: Arc<SubscriptionStats>,
     inputs: Inputs,
     /// ACK_MODE_MANUAL: the records not settled.
@@ -157,7 +164,7 @@ impl<'a> Task<'a> {
     fn new(
         consumer: Arc<SubscriptionConsumer>,
         spec: &'a SubscriptionSpec,
-        deliveries: Deliveries,
+        outlets: Outlets,
         stats: Arc<SubscriptionStats>,
         inputs: Inputs,
     ) -> Self {
@@ -176,7 +183,9 @@ impl<'a> Task<'a> {
             reserved: None,
             expect: FIRST_RESERVATION,
             behind_since: None,
-            taken: deliveries.taken(),
+            taken: outlets.taken(),
+            target: None,
+            share_reported: Instant::now() - Duration::from_secs(60),
             progress_at: Instant::now(),
             written: mpsc::unbounded_channel(),
             draining: None,
@@ -184,7 +193,7 @@ impl<'a> Task<'a> {
             commits,
             consumer,
             spec,
-            deliveries,
+            outlets,
             stats,
             inputs,
         }
@@ -207,26 +216,33 @@ impl<'a> Task<'a> {
             if self.draining.is_some_and(|until| {
                 now >= until || self.ledger.as_ref().is_none_or(|l| l.out() == 0)
             }) {
-                self.deliveries.end_with(Error::ShuttingDown);
+                self.outlets.end_with(Error::ShuttingDown);
                 return;
             }
+            let Continue(share_check) = self.share_turn(now) else {
+                return;
+            };
             let window_full = self
                 .ledger
                 .as_ref()
                 .is_some_and(|l| l.unsettled() >= self.window || l.bytes_full());
             self.stage(window_full);
-            let facts = self.facts(now, window_full);
+            self.aim();
+            // A sender of its own: a permit the select answers with must not
+            // borrow the task its arms change.
+            let tx = self.outlets.sender(self.target);
+            let facts = self.facts(now, window_full, tx.as_ref());
             let flow = flow(&facts);
             self.behind_since = flow.behind_since;
             if flow.stalled {
                 let after = self.inputs.stall_timeout;
                 tracing::warn!(
                     ?after,
-                    waiting = self.deliveries.waiting(),
+                    waiting = self.outlets.waiting(),
                     "the client read nothing while deliveries waited; ending its stream"
                 );
                 self.inputs.metrics.delivery().stalled();
-                self.deliveries.end_with(Error::Stalled { after });
+                self.outlets.end_with(Error::Stalled { after });
                 return;
             }
             if flow.pause != self.stats.paused.get() {
@@ -236,14 +252,12 @@ impl<'a> Task<'a> {
             let can_read = flow.read_record || self.stats.paused.get();
             let next_timer = self.ledger.as_mut().and_then(Ledger::next_timer);
             let leave_check = self.leave_check(now);
-            // A sender of its own: a permit the select answers with must not
-            // borrow the task its arms change.
-            let tx = self.deliveries.tx.clone();
+            let watch = self.outlets.watch();
             tokio::select! {
                 biased;
                 () = shutdown.started(), if self.draining.is_none() => self.on_shutdown(),
                 () = tokio::time::sleep_until(self.draining.unwrap_or(now)), if self.draining.is_some() => {}
-                () = tx.closed() => return,
+                closed = watch.wait() => if closed { return },
                 // Before any verb: once librdkafka revoked a partition (and
                 // committed what was settled of it), an ack of it must be
                 // answered stale, as the partition's next owner delivers it.
@@ -262,12 +276,19 @@ impl<'a> Task<'a> {
                     }
                 }
                 () = self.inputs.budget.fit(&mut self.reserved, flow.budget_wait.unwrap_or(0)), if flow.budget_wait.is_some() => {}
-                permit = tx.reserve(), if flow.send => {
-                    let Ok(permit) = permit else { return };
+                permit = outlets::reserve(tx.as_ref()), if flow.send && tx.is_some() => {
+                    let Ok(permit) = permit else { continue };
                     if let (Some((message, _)), Some(held)) = (self.staged.take(), self.reserved.take()) {
+                        self.outlets.sent(self.target, &message);
                         permit.send(Parcel::charged(message, held));
                     }
                 }
+                Some(outlet) = self.outlets.joining() => {
+                    if let Outlets::Shared(dispatch) = &mut self.outlets {
+                        dispatch.join(outlet);
+                    }
+                }
+                () = tokio::time::sleep_until(share_check.unwrap_or(now)), if share_check.is_some() => {}
                 message = consumer.recv(), if can_read => {
                     if self.on_message(message).is_break() {
                         return;
@@ -306,7 +327,12 @@ impl<'a> Task<'a> {
 
     /// What this turn sees, after fitting the bytes held to what it needs
     /// when that needs no wait.
-    fn facts(&mut self, now: Instant, window_full: bool) -> Facts {
+    fn facts(
+        &mut self,
+        now: Instant,
+        window_full: bool,
+        tx: Option<&mpsc::Sender<Parcel>>,
+    ) -> Facts {
         let staged = self.staged.as_ref().map(|(_, bytes)| *bytes);
         let wants_record = self.fresh.is_empty() && staged.is_none() && !window_full;
         let draining = self.draining.is_some();
@@ -316,8 +342,8 @@ impl<'a> Task<'a> {
             budget.try_fit(&mut self.reserved, bytes);
         }
         let reserved = self.reserved.as_ref();
-        if self.deliveries.taken() != self.taken || self.deliveries.waiting() == 0 {
-            (self.taken, self.progress_at) = (self.deliveries.taken(), now);
+        if self.outlets.taken() != self.taken || self.outlets.waiting() == 0 {
+            (self.taken, self.progress_at) = (self.outlets.taken(), now);
         }
         Facts {
             now,
@@ -326,50 +352,15 @@ impl<'a> Task<'a> {
             wants_record,
             draining,
             window_full,
-            channel_full: self.deliveries.tx.capacity() == 0,
+            channel_full: self.outlets.channel_full(tx),
             room: needs.is_none_or(|bytes| budget.has_room(reserved, bytes)),
             fitted: staged.is_some_and(|bytes| budget.fits(reserved, bytes)),
             covers_record: budget.covers(reserved, self.expect),
             behind_since: self.behind_since,
             progress_at: self.progress_at,
-            waiting: self.deliveries.waiting() > 0,
+            waiting: self.outlets.waiting() > 0,
             stall_timeout: self.inputs.stall_timeout,
         }
-    }
-
-    /// Shutdown began: nothing new is sent, acks are taken for what is out
-    /// until the drain timeout.
-    fn on_shutdown(&mut self) {
-        self.draining = Some(Instant::now() + self.inputs.drain);
-        // Never sent: the partition's next owner reads them.
-        self.fresh.clear();
-        let out = self.ledger.as_ref().map_or(0, Ledger::out);
-        tracing::info!(out, "draining: taking acks for what is out");
-    }
-
-    /// A record (or an error) from the consumer.
-    fn on_message(&mut self, message: KafkaResult<BorrowedMessage<'_>>) -> ControlFlow<()> {
-        match message {
-            Ok(message) => {
-                let revoking = self
-                    .leaving
-                    .as_ref()
-                    .is_some_and(|going| going.has(&message));
-                if self.draining.is_none() && !revoking && self.gate.admits(&message) {
-                    self.fresh.push_back(Record::read(&message));
-                }
-            }
-            Err(error) => {
-                let protocol = self.inputs.group_protocol;
-                if let Some(fatal) = consumer::ended(&self.consumer, &error, protocol) {
-                    tracing::warn!(%error, "Kafka ended the subscription");
-                    self.deliveries.end_with(fatal);
-                    return ControlFlow::Break(());
-                }
-                tracing::warn!(%error, "Kafka consumer error; the subscription continues");
-            }
-        }
-        ControlFlow::Continue(())
     }
 }
 

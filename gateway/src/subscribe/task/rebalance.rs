@@ -97,7 +97,7 @@ impl Task<'_> {
         let Some(going) = &self.leaving else { return };
         let out = match &self.ledger {
             Some(ledger) => ledger.out_on(&going.partitions),
-            None => self.deliveries.tx.max_capacity() - self.deliveries.tx.capacity(),
+            None => self.outlets.waiting(),
         };
         if out > 0 && now < going.until {
             return;

@@ -1,12 +1,19 @@
-//! What a subscription's task shows outside its loop: its counters, its
-//! consumer paused or not, and what it settles and hands on at its end.
+//! What a subscription's task shows outside its loop (its counters, its
+//! consumer paused or not, what it settles and hands on at its end), and
+//! how it takes shutdown and what its consumer reads.
+
+use std::ops::ControlFlow;
 
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
 use tokio::time::Instant;
 
 use super::rebalance::Leaving;
-use super::{settle, Task};
+use super::{consumer, settle, Task};
 use crate::subscribe::context::{self, RebalanceEvent};
+use crate::subscribe::delivery::Record;
+use crate::subscribe::ledger::Ledger;
 
 impl Task<'_> {
     /// Publishes the turn's state to the subscription's stats.
@@ -64,5 +71,45 @@ impl Task<'_> {
             context::release(&*self.consumer, going.partitions());
         }
         self.consumer.context().closing();
+    }
+}
+
+impl Task<'_> {
+    /// Shutdown began: nothing new is sent, acks are taken for what is out
+    /// until the drain timeout.
+    pub(super) fn on_shutdown(&mut self) {
+        self.draining = Some(Instant::now() + self.inputs.drain);
+        // Never sent: the partition's next owner reads them.
+        self.fresh.clear();
+        let out = self.ledger.as_ref().map_or(0, Ledger::out);
+        tracing::info!(out, "draining: taking acks for what is out");
+    }
+
+    /// A record (or an error) from the consumer.
+    pub(super) fn on_message(
+        &mut self,
+        message: KafkaResult<BorrowedMessage<'_>>,
+    ) -> ControlFlow<()> {
+        match message {
+            Ok(message) => {
+                let revoking = self
+                    .leaving
+                    .as_ref()
+                    .is_some_and(|going| going.has(&message));
+                if self.draining.is_none() && !revoking && self.gate.admits(&message) {
+                    self.fresh.push_back(Record::read(&message));
+                }
+            }
+            Err(error) => {
+                let protocol = self.inputs.group_protocol;
+                if let Some(fatal) = consumer::ended(&self.consumer, &error, protocol) {
+                    tracing::warn!(%error, "Kafka ended the subscription");
+                    self.outlets.end_with(fatal);
+                    return ControlFlow::Break(());
+                }
+                tracing::warn!(%error, "Kafka consumer error; the subscription continues");
+            }
+        }
+        ControlFlow::Continue(())
     }
 }

@@ -8,28 +8,7 @@ async fn order_within_a_key_holds_through_random_nacks_while_other_keys_flow() {
     let (broker, topic, gateway, mut client) = fixture("ordered", 2).await;
     const KEYS: usize = 20;
     const EVENTS: usize = 2000;
-    let mut published: HashMap<String, Vec<i64>> = HashMap::new();
-    // Written in batches by a lingering plain producer, so that a stream
-    // whose window fills fetches again from inside a batch.
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    let mut sends = Vec::with_capacity(EVENTS);
-    for i in 0..EVENTS {
-        let key = format!("key-{}", i % KEYS);
-        let value = json!({"n": i}).to_string();
-        let record = rdkafka::producer::FutureRecord::to(&topic)
-            .key(&key)
-            .payload(&value);
-        sends.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
-        published.entry(key).or_default().push(i as i64);
-    }
-    for send in sends {
-        send.await.unwrap().expect("stored");
-    }
+    let published = produce_keyed(&broker.brokers(), &topic, EVENTS, KEYS).await;
     let request = SubscribeRequest {
         ordered_by_key: true,
         max_unacked: 50,
