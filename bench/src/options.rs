@@ -86,9 +86,10 @@ pub(crate) struct Options {
     /// headless Chromium: publish to display; needs web/'s packages and
     /// chromium), and join (a member joining a group to its first delivery,
     /// directly and through the gateway, under the classic and consumer
-    /// group protocols; a third gateway serves the consumer protocol). The
-    /// others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer", "join"])]
+    /// group protocols; a third gateway serves the consumer protocol), and
+    /// share (one partition read by one stream and by eight sharing one
+    /// member, 1 ms and 20 ms a delivery). The others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer", "join", "share"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

@@ -166,6 +166,22 @@ impl Report {
                 );
             }
         }
+        if !self.share.is_empty() {
+            println!();
+            println!(
+                "{:<34} {:>9} {:>9} {:>6}",
+                "shared subscription, 1 partition", "1 stream", "8 streams", "ratio"
+            );
+            for share in &self.share {
+                println!(
+                    "{:<34} {:>9.0} {:>9.0} {:>6.2}",
+                    format!("{} ms a delivery (events/s)", share.handling_ms),
+                    share.one,
+                    share.shared,
+                    share.shared / share.one
+                );
+            }
+        }
         println!();
         println!("gateway peak RSS: {:.1} MiB", self.peak_rss_mib);
         for problem in self.problems() {

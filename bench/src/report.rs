@@ -4,6 +4,7 @@
 use crate::options::Options;
 use crate::scenarios::compression::Codec;
 use crate::scenarios::join::Join;
+use crate::scenarios::share::Share;
 use crate::tally::{Side, Throughput};
 
 /// What the benchmark measured.
@@ -50,6 +51,8 @@ pub(crate) struct Report {
     pub(crate) compression: Vec<Codec>,
     /// A member joining a group, to its first delivery, per protocol.
     pub(crate) join: Vec<Join>,
+    /// A shared subscription, per handling time.
+    pub(crate) share: Vec<Share>,
 }
 
 impl Report {
@@ -236,6 +239,19 @@ impl Report {
             })
             .collect();
         value["join_first_delivery_ms"] = serde_json::Value::Object(joins);
+        let shares: serde_json::Map<String, serde_json::Value> = self
+            .share
+            .iter()
+            .map(|share| {
+                let figures = serde_json::json!({
+                    "one_stream_eps": round(share.one),
+                    "eight_streams_eps": round(share.shared),
+                    "ratio": round(share.shared / share.one),
+                });
+                (format!("{}ms", share.handling_ms), figures)
+            })
+            .collect();
+        value["share_handling"] = serde_json::Value::Object(shares);
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
     }
 

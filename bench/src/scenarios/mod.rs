@@ -13,6 +13,8 @@
 //! - `viewer`: the live event viewer in a real browser, publish to display.
 //! - `join`: a member joining a group, to its first delivery, under each
 //!   group protocol.
+//! - `share`: one partition read by one stream and by eight sharing one
+//!   member, each delivery taking a fixed time to handle.
 //!
 //! With a second, secured gateway (TLS, bearer tokens, a policy), its
 //! streaming publish alternates with the plain gateway's, and its latency
@@ -25,6 +27,7 @@ mod fanout;
 pub(crate) mod join;
 mod latency;
 mod publish;
+pub(crate) mod share;
 mod viewer;
 
 use crate::clients::{direct_producer, direct_record, enqueue, warm_up, warm_up_record, Target};
@@ -344,8 +347,24 @@ pub(crate) async fn run(
         }
         _ => Vec::new(),
     };
+    let share = if runs("share") {
+        step("a shared subscription: one stream and eight on one partition");
+        let share_topic = topic("share");
+        testkit::create_topics(brokers, &[&share_topic], 1).await?;
+        let events = share::STREAMS * share::EVENTS_PER_STREAM;
+        for index in 0..events as u64 {
+            let stored = enqueue(&producer, &share_topic, &direct_record(index, o.size)).await?;
+            if !matches!(stored.await, Ok(Ok(_))) {
+                return Err("the direct producer cannot write to the broker".into());
+            }
+        }
+        share::shares(&channels[0], &share_topic, patience).await?
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         join,
+        share,
         options: options.clone(),
         direct_produce,
         direct_closed,

@@ -290,3 +290,53 @@ async fn a_shares_first_stream_fixes_its_settings_and_a_share_needs_a_group_and_
     }
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_share_on_a_replica_that_holds_no_partition_sits_idle() {
+    let (broker, topic, first, _client) = fixture("share-replicas", 1).await;
+    let second = gateway(config(Some(broker.brokers()))).await;
+    // On each replica, one StreamingSubscribe stream and one Subscribe
+    // stream (acked with unary Acknowledge) of the same share.
+    let request = shared(&topic, "g", "s");
+    let mut streamers = Vec::new();
+    let mut unary = Vec::new();
+    for replica in [&first, &second] {
+        let mut client = client(replica.addr()).await;
+        streamers.push(Streamer::open(&mut client, request.clone()).await);
+        let (id, stream) = subscribe(&mut client, request.clone()).await;
+        unary.push((client, id, stream));
+    }
+    const EVENTS: usize = 40;
+    produce_keyed(&broker.brokers(), &topic, EVENTS, EVENTS).await;
+    let mut per_replica = [0; 2];
+    let mut acked = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + PATIENCE;
+    while acked.len() < EVENTS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {EVENTS} acked",
+            acked.len()
+        );
+        let wait = Duration::from_millis(20);
+        for (replica, streamer) in streamers.iter_mut().enumerate() {
+            if let Some(delivery) = streamer.next_delivery_within(wait).await {
+                let answer = streamer.ack(&[&delivery]).await;
+                assert_eq!(outcomes(&answer), [SettleOutcome::Accepted]);
+                per_replica[replica] += usize::from(acked.insert(n(&delivery)));
+            }
+        }
+        for (replica, (client, id, stream)) in unary.iter_mut().enumerate() {
+            if let Some(delivery) = next_delivery_within(stream, wait).await {
+                ack(client, id, &[&delivery]).await;
+                per_replica[replica] += usize::from(acked.insert(n(&delivery)));
+            }
+        }
+    }
+    eprintln!("events acked per replica, one partition, a share on two replicas: {per_replica:?}");
+    assert!(
+        per_replica.contains(&0) && per_replica.contains(&EVENTS),
+        "one replica's member holds the partition: {per_replica:?}"
+    );
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+}
