@@ -138,10 +138,12 @@ async fn acked_per_second(
             Ok(None)
         }));
     }
-    let mut done = None;
+    // The first worker whose ack reached the target says when.
+    let mut done: Option<Instant> = None;
     for worker in workers {
-        let finished = worker.await.map_err(|error| error.to_string())??;
-        done = done.min(finished).or(done).or(finished);
+        if let Some(at) = worker.await.map_err(|error| error.to_string())?? {
+            done = Some(done.map_or(at, |earlier| earlier.min(at)));
+        }
     }
     let first = first.lock().unwrap().ok_or("no delivery came")?;
     let took = done.ok_or("the target was not reached")? - first;
