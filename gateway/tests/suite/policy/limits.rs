@@ -204,8 +204,22 @@ quota = {{ publish_events_per_second = 0.01 }}
         2.0,
     )
     .await;
-    assert_eq!(stored(&broker.brokers(), &b).await, 1);
+    // The letters are written beside the subscription's task, each on its
+    // own: the two refused ones can be counted before the first is
+    // stored and settled.
     let stats = gateway.subscription(&id).unwrap();
+    eventually("the first letter stored and settled", || async {
+        stored(&broker.brokers(), &b).await == 1 && stats.unacked.get() == 2
+    })
+    .await;
+    // The other two wait, unsettled, and are not written meanwhile.
+    metric_reaches(
+        gateway.metrics_addr().unwrap(),
+        "gateway_throttled_total{limit=\"publish_events_per_second\",grant=\"svc-sink\"}",
+        4.0,
+    )
+    .await;
+    assert_eq!(stored(&broker.brokers(), &b).await, 1);
     assert_eq!(stats.unacked.get(), 2, "the waiting letters stay unsettled");
     // A reload that takes its publish right on the dead-letter topic ends
     // the stream.
