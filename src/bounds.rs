@@ -12,16 +12,21 @@ pub const MAX_START_OFFSETS: usize = 10_000;
 /// Most ack ids one Acknowledge call carries.
 pub const MAX_ACK_IDS: usize = 10_000;
 /// Longest ack id the gateway hands out: a topic name, a partition, an
-/// offset and an attempt.
-pub const MAX_ACK_ID_LEN: usize = MAX_TOPIC_LEN + 48;
+/// offset and an attempt, and (replicas that take acks for each other) a
+/// signature of 16 characters.
+pub const MAX_ACK_ID_LEN: usize = MAX_TOPIC_LEN + 64;
 /// Longest dead-letter reason.
 pub const MAX_REASON_LEN: usize = 1024;
 /// Longest request id of a settle request.
 pub const MAX_REQUEST_ID_LEN: usize = 256;
 /// Most delivery attempts a dead-letter policy allows.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 1000;
-/// Longest subscription id the gateway hands out (a UUID takes 36).
-pub const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
+/// Longest subscription id the gateway hands out: a UUID (36), and
+/// (replicas that take acks for each other) the owner's signed route.
+pub const MAX_SUBSCRIPTION_ID_LEN: usize = 256;
+/// Longest internal address a replica advertises (`host:port`), so that
+/// its subscription ids stay within [`MAX_SUBSCRIPTION_ID_LEN`].
+pub const MAX_INTERNAL_ADDR_LEN: usize = 128;
 /// Most events in one batch of PublishEvents.
 pub const MAX_BATCH_EVENTS: usize = 1000;
 /// A batch's encoded events together, at most, in units of the gateway's

@@ -39,6 +39,10 @@ pub(crate) enum Error {
     /// on this gateway instance.
     #[error("subscription {0} is not open on this gateway, or takes no acknowledgements: it ended (its unacknowledged events go to the group's next member), lives on another instance, or is in ACK_MODE_AUTO; acknowledge MANUAL deliveries over the channel that carries their stream")]
     SubscriptionNotFound(String),
+    /// The replica that held a subscription is gone (why, in words): the
+    /// subscription ended with it.
+    #[error("the replica that held this subscription is gone ({0}): the subscription ended, and its unacknowledged events come again through the group's next member")]
+    OwnerGone(String),
     /// Kafka cannot be reached (or did not answer in time).
     #[error("Kafka is unavailable ({0}); retry with backoff")]
     KafkaUnavailable(String),
@@ -299,6 +303,7 @@ impl Error {
             Error::TopicNotFound(_)
             | Error::TopicGone(_)
             | Error::SubscriptionNotFound(_)
+            | Error::OwnerGone(_)
             | Error::NotOwner { .. } => Code::NotFound,
             Error::KafkaUnavailable(_)
             | Error::Unwritable(_)

@@ -21,6 +21,7 @@ use prost::Message as _;
 use crate::auth::jwt::{self, Expected, KeySet};
 use crate::auth::policy::{Operation, Policy};
 use crate::grpc::validate;
+use crate::route::AckIds;
 use crate::subscribe::ManualAcks;
 
 /// The payload bound the publish target checks against.
@@ -97,7 +98,7 @@ pub fn streaming_subscribe(bytes: &[u8]) {
             let _ = validate::subscribe_request(&request, &defaults);
         }
         Some(Inbound::Settle(request)) => {
-            let _ = validate::settle_request(request);
+            let _ = validate::settle_request(request, AckIds::Plain);
         }
         None => {}
     }
@@ -200,11 +201,11 @@ pub fn jwks(bytes: &[u8]) {
 /// Checks an AcknowledgeRequest, and the same bytes as a SettleRequest.
 pub fn acknowledge(bytes: &[u8]) {
     if let Ok(request) = AcknowledgeRequest::decode(bytes) {
-        let _ = validate::acknowledge_request(request);
+        let _ = validate::acknowledge_request(request, AckIds::Plain);
     }
     if let Ok(request) = SettleRequest::decode(bytes) {
-        let _ = validate::settle_call(request.clone());
-        let _ = validate::settle_request(request);
+        let _ = validate::settle_call(request.clone(), AckIds::Plain);
+        let _ = validate::settle_request(request, AckIds::Plain);
     }
 }
 

@@ -15,6 +15,10 @@
 //! TLS, and authenticates each call; `auth` says who a caller is and what it
 //! may do (principals, tokens, the policy, quotas, the audit log).
 //!
+//! Between replicas, `route` signs subscription and ack ids with the
+//! replica that holds them, and forwards a unary Acknowledge or Settle
+//! there over the internal listener.
+//!
 //! Beside them: `server` assembles and runs everything and shuts it down in
 //! order; `cli` is the command; `config`, `error` (the one error -> status
 //! mapping), `health`, `limit` (caps on what is held at once), `metrics`,
@@ -38,6 +42,7 @@ mod kafka;
 mod limit;
 mod metrics;
 mod publish;
+mod route;
 mod server;
 mod spans;
 mod subscribe;
@@ -46,7 +51,8 @@ mod text;
 pub use cli::main;
 pub use config::{
     Compression, Config, ConnectionOverrides, EdgeFlags, GroupProtocol, KafkaFlags, KafkaProperty,
-    LimitFlags, PolicyFlags, Settings, ShutdownFlags, SubscriptionFlags, TlsFlags, TokenFlags,
+    LimitFlags, PolicyFlags, RouteFlags, Settings, ShutdownFlags, SubscriptionFlags, TlsFlags,
+    TokenFlags,
 };
 /// The librdkafka record the gateway writes for an event, and its producer's
 /// default linger: `gateway-bench` writes the same records the same way.

@@ -7,6 +7,7 @@
 mod edge;
 mod kafka;
 mod limits;
+mod route;
 mod security;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use eventgateway_runtime::reload;
 pub use self::edge::{ConnectionOverrides, EdgeFlags};
 pub use self::kafka::{Compression, KafkaFlags, KafkaProperty};
 pub use self::limits::{LimitFlags, ShutdownFlags, SubscriptionFlags};
+pub use self::route::RouteFlags;
 pub use self::security::{PolicyFlags, TlsFlags, TokenFlags};
 use crate::auth::policy::{self, Policy};
 pub use crate::kafka::GroupProtocol;
@@ -53,6 +55,9 @@ pub struct Config {
     /// The shutdown.
     #[command(flatten)]
     pub shutdown: ShutdownFlags,
+    /// Acks at any replica.
+    #[command(flatten)]
+    pub route: RouteFlags,
 }
 
 /// What the flags name, read and checked once: the server uses it as it
@@ -64,6 +69,8 @@ pub struct Settings {
     pub(crate) kafka_properties: Vec<(String, String)>,
     /// The policy file as first loaded, when there is one.
     pub(crate) policy: Option<reload::Loaded<Policy>>,
+    /// The keys of --route-key-file, when acks at any replica are on.
+    pub(crate) route_keys: Option<Vec<Vec<u8>>>,
 }
 
 impl Config {
@@ -78,6 +85,7 @@ impl Config {
         self.limits.check()?;
         self.subscriptions.check()?;
         self.shutdown.check()?;
+        let route_keys = self.route.check(self.tls.tls_cert.is_some())?;
         let policy = match &self.policy.policy_file {
             Some(path) => Some(
                 reload::load(std::slice::from_ref(path), policy::load)
@@ -88,6 +96,7 @@ impl Config {
         Ok(Settings {
             kafka_properties,
             policy,
+            route_keys,
         })
     }
 

@@ -9,8 +9,11 @@
 //! - `publish_stream`: PublishEvents, answers correlated by request id.
 //! - `streaming`: StreamingSubscribe, verbs and answers on the stream.
 //! - `settle`: verbs answered id by id (Settle and StreamingSubscribe).
+//! - `acks`: unary Acknowledge and Settle, here or at the replica that
+//!   holds the subscription.
 //! - `deadline`: when a call must be answered.
 
+mod acks;
 mod deadline;
 mod publish;
 mod publish_stream;
@@ -42,6 +45,7 @@ use crate::error::Error;
 use crate::limit::Limit;
 use crate::metrics::Metrics;
 use crate::publish::Publishing;
+use crate::route::Routing;
 use crate::spans;
 use crate::subscribe::{ManualAcks, Settler, SubscribeStream, Subscriptions};
 use crate::text::{id_prefix, LINES};
@@ -68,6 +72,8 @@ pub(crate) struct Gateway {
     unary: Limit,
     /// One permit per PublishEvents stream open (`--max-publish-streams`).
     publish_streams: Limit,
+    /// Acks at any replica, when on.
+    routing: Option<Routing>,
 }
 
 /// What the service takes from the flags.
@@ -98,7 +104,7 @@ impl Gateway {
         subscriptions: Subscriptions,
         access: Access,
         metrics: Metrics,
-        shutdown: Shutdown,
+        (shutdown, routing): (Shutdown, Option<Routing>),
     ) -> Self {
         Self {
             publishes: PublishCalls::new(
@@ -121,6 +127,7 @@ impl Gateway {
                 settings.max_publish_streams,
                 "PublishEvents streams are open, its --max-publish-streams",
             ),
+            routing,
         }
     }
 }
@@ -184,20 +191,7 @@ impl EventGateway for Gateway {
         request: Request<AcknowledgeRequest>,
     ) -> Result<Response<AcknowledgeResponse>, Status> {
         let _permit = self.unary.take()?;
-        let from = caller_of(&request);
-        let acknowledged = match validate::acknowledge_request(request.into_inner()) {
-            Ok((id, acks)) => {
-                self.subscriptions
-                    .acknowledge(&id, acks, from.principal.as_deref())
-                    .await
-            }
-            Err(error) => Err(error),
-        };
-        acknowledged.inspect_err(|error| {
-            self.access
-                .foreign_subscription(&from, "acknowledge", error);
-            refused("acknowledge", error);
-        })?;
+        self.acknowledge_call(request).await?;
         Ok(Response::new(AcknowledgeResponse {}))
     }
 
@@ -231,7 +225,7 @@ impl EventGateway for Gateway {
             stream,
             settler,
             inbound,
-            &self.shutdown,
+            (&self.shutdown, self.routing.clone()),
         )))
     }
 
@@ -240,18 +234,7 @@ impl EventGateway for Gateway {
         request: Request<SettleRequest>,
     ) -> Result<Response<SettleResponse>, Status> {
         let _permit = self.unary.take()?;
-        let from = caller_of(&request);
-        let request = request.into_inner();
-        let answered = async {
-            let (id, verbs) = validate::settle_call(request)?;
-            let settler = self.subscriptions.settler(&id, from.principal.as_deref())?;
-            settle::settle(&settler, verbs).await
-        };
-        let answer = answered.await.inspect_err(|error| {
-            self.access.foreign_subscription(&from, "settle", error);
-            refused("settle", error);
-        })?;
-        Ok(Response::new(answer))
+        Ok(Response::new(self.settle_call(request).await?))
     }
 }
 

@@ -36,6 +36,23 @@ pub(super) fn refuse_all(settle: Settle) -> SettleResponse {
     answer(settle.request_id, settle.ack_ids, kinds, outcomes)
 }
 
+/// The answer for a subscription whose replica is gone (`why`): every
+/// ack id STALE, its event to come again through the group.
+pub(super) fn gone(settle: Settle, why: &str) -> SettleResponse {
+    let kinds = settle
+        .verbs
+        .iter()
+        .map(|(verb, _)| wire_verb(verb) as i32)
+        .collect();
+    let outcome = || {
+        Outcome::Stale(format!(
+            "the replica that held this subscription is gone ({why}); the event comes again through the group"
+        ))
+    };
+    let outcomes = settle.verbs.iter().map(|_| outcome()).collect();
+    answer(settle.request_id, settle.ack_ids, kinds, outcomes)
+}
+
 fn answer(
     request_id: String,
     ack_ids: Vec<String>,

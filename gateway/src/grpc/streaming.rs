@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use super::{settle, validate};
 use crate::error::Error;
+use crate::route::{AckIds, Routing};
 use crate::subscribe::{Settler, SubscribeStream};
 
 /// Answers queued for a client before the gateway stops reading its
@@ -33,17 +34,18 @@ pub(super) type StreamingStream =
 
 /// Serves an opened subscription: `deliveries` for the client to read, and
 /// the verbs `inbound` carries for `settler` (`None`: ACK_MODE_AUTO), read
-/// by a task of `shutdown`'s.
+/// by a task of `shutdown`'s; its ack ids are signed by this replica when
+/// `routing` is on.
 pub(super) fn serve(
     deliveries: SubscribeStream,
     settler: Option<Settler>,
     inbound: Streaming<StreamingSubscribeRequest>,
-    shutdown: &Shutdown,
+    (shutdown, routing): (&Shutdown, Option<Routing>),
 ) -> StreamingStream {
     let (answers_tx, answers) = mpsc::channel(ANSWERS);
     let answered_before_end = settler.is_some();
     // Under the shutdown's tracker and in the call's span, as every task.
-    shutdown.spawn(read(inbound, settler, answers_tx).in_current_span());
+    shutdown.spawn(read(inbound, (settler, routing), answers_tx).in_current_span());
     Box::pin(Merged::new(deliveries, answers, answered_before_end))
 }
 
@@ -51,9 +53,10 @@ pub(super) fn serve(
 /// ends, or the client stops reading the stream.
 async fn read(
     mut inbound: Streaming<StreamingSubscribeRequest>,
-    settler: Option<Settler>,
+    (settler, routing): (Option<Settler>, Option<Routing>),
     answers: mpsc::Sender<Result<StreamingSubscribeResponse, Status>>,
 ) {
+    let signed = AckIds::mine(routing.as_ref());
     let subscription_ended = async {
         match &settler {
             Some(settler) => settler.ended().await,
@@ -78,7 +81,7 @@ async fn read(
             }
         };
         let answer = match request.kind {
-            Some(Inbound::Settle(request)) => match validate::settle_request(request) {
+            Some(Inbound::Settle(request)) => match validate::settle_request(request, signed) {
                 Ok(verbs) => match &settler {
                     Some(settler) => match settle::settle(settler, verbs).await {
                         Ok(answer) => Ok(answer),

@@ -36,9 +36,7 @@ pub(super) fn serve(
     metrics: Metrics,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<JoinHandle<Result<(), tonic::transport::Error>>> {
-    let max_message = (config.limits.max_payload_bytes.saturating_mul(4))
-        .max(4 * 1024 * 1024)
-        .saturating_add(REQUEST_OVERHEAD_BYTES);
+    let max_message = max_message(config);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(eventgateway::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -80,22 +78,7 @@ pub(super) fn serve(
                 .send_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd),
         );
-    let accepting = edge::Accepting {
-        max_connections: config.edge.max_connections,
-        per_address: edge::PerAddress::new(
-            edge::AddressLimits {
-                connections: config.edge.max_connections_per_ip,
-                rate: config.edge.max_connection_rate_per_ip,
-            },
-            edge::overrides(&config.edge.connection_overrides.0),
-        ),
-        idle: edge::IdleLimits {
-            handshake: config.edge.handshake_timeout,
-            idle: config.edge.idle_timeout,
-        },
-        keepalive: config.edge.keepalive_interval,
-    };
-    let incoming = edge::incoming(listener, accepting, metrics.clone());
+    let incoming = edge::incoming(listener, accepting(config), metrics.clone());
     let incoming: Pin<Box<dyn Stream<Item = io::Result<edge::Transport>> + Send>> =
         match security.tls {
             Some(tls) => Box::pin(edge::handshakes(
@@ -109,4 +92,31 @@ pub(super) fn serve(
     Ok(tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { shutdown.started().await }),
     ))
+}
+
+/// The largest request message taken: room for a batch of the largest
+/// payloads.
+pub(super) fn max_message(config: &Config) -> usize {
+    (config.limits.max_payload_bytes.saturating_mul(4))
+        .max(4 * 1024 * 1024)
+        .saturating_add(REQUEST_OVERHEAD_BYTES)
+}
+
+/// How connections are accepted: the listener's bounds.
+pub(super) fn accepting(config: &Config) -> edge::Accepting {
+    edge::Accepting {
+        max_connections: config.edge.max_connections,
+        per_address: edge::PerAddress::new(
+            edge::AddressLimits {
+                connections: config.edge.max_connections_per_ip,
+                rate: config.edge.max_connection_rate_per_ip,
+            },
+            edge::overrides(&config.edge.connection_overrides.0),
+        ),
+        idle: edge::IdleLimits {
+            handshake: config.edge.handshake_timeout,
+            idle: config.edge.idle_timeout,
+        },
+        keepalive: config.edge.keepalive_interval,
+    }
 }

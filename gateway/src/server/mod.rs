@@ -5,6 +5,7 @@
 //! the gRPC server behind the edge's bounds, `running` is the running
 //! gateway and its shutdown.
 
+mod internal;
 mod listener;
 mod running;
 mod security;
@@ -55,6 +56,8 @@ pub struct RunningGateway {
     embedded: Option<EmbeddedKafka>,
     /// The metrics endpoint's task and address, when it is on.
     metrics: Option<(JoinHandle<()>, SocketAddr)>,
+    /// The internal listener, when acks at any replica are on.
+    internal: Option<internal::InternalListener>,
 }
 
 /// The Kafka cluster: the configured one, or the embedded cluster when
@@ -122,6 +125,7 @@ async fn start_checked(
     listener: TcpListener,
 ) -> anyhow::Result<RunningGateway> {
     let addr = listener.local_addr()?;
+    let routed = internal::bind(&config, settings.route_keys).await?;
     let (cluster, embedded) = cluster(&config, &settings.kafka_properties)?;
     let publisher = Publisher::new(
         &cluster,
@@ -200,7 +204,8 @@ async fn start_checked(
         metrics.clone(),
         shutdown.clone(),
         limits,
-    );
+    )
+    .routed(routed.as_ref().map(|(routing, _)| routing.clone()));
     let service = grpc::Settings {
         max_payload_bytes: config.limits.max_payload_bytes,
         request_timeout: config.limits.request_timeout,
@@ -216,8 +221,21 @@ async fn start_checked(
         subscriptions.clone(),
         reloading.access(settings.policy),
         metrics.clone(),
-        shutdown.clone(),
+        (
+            shutdown.clone(),
+            routed.as_ref().map(|(routing, _)| routing.clone()),
+        ),
     );
+    let internal = match routed {
+        Some((routing, internal_listener)) => Some(internal::serve(
+            &config,
+            (internal_listener, internal::tls(&reloading)?),
+            routing,
+            gateway.clone(),
+            (metrics.clone(), &shutdown),
+        )?),
+        None => None,
+    };
     let security = Security {
         tls: reloading.tls()?,
         authentication: authentication(&config, &metrics, &shutdown).await?,
@@ -245,6 +263,7 @@ async fn start_checked(
         grace: config.shutdown.shutdown_grace,
         embedded,
         metrics: metrics_endpoint,
+        internal,
     })
 }
 

@@ -21,6 +21,12 @@ impl RunningGateway {
         self.addr
     }
 
+    /// Where the internal listener listens, when acks at any replica are
+    /// on.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().map(|internal| internal.addr)
+    }
+
     /// Where metrics are served, when they are.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(_, addr)| *addr)
@@ -52,6 +58,15 @@ impl RunningGateway {
             Err(_) => {
                 tracing::warn!(grace = ?self.grace, "calls still open after the grace period; closing them");
                 self.server.abort();
+            }
+        }
+        // The streams ended (a draining one took its acks, forwarded ones
+        // too): the other replicas' calls stop here now.
+        if let Some(internal) = self.internal.take() {
+            let _ = internal.stop.send(());
+            let mut task = internal.task;
+            if tokio::time::timeout(self.grace, &mut task).await.is_err() {
+                task.abort();
             }
         }
         // Streams ended; their consumers now commit what was acknowledged and

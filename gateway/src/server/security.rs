@@ -30,7 +30,7 @@ impl Reloading<'_> {
     /// `paths` (the `what` of messages) loaded with `load`, and loaded again
     /// when they change; a change that does not load is counted under
     /// `file`.
-    fn watch<T: Send + Sync + 'static>(
+    pub(super) fn watch<T: Send + Sync + 'static>(
         &self,
         what: &'static str,
         file: &'static str,

@@ -50,6 +50,7 @@ use crate::kafka::topics::Topics;
 use crate::kafka::Cluster;
 use crate::limit::Limit;
 use crate::metrics::Metrics;
+use crate::route::Routing;
 use crate::text::{clip, clip_list, id_prefix};
 
 pub(crate) use self::dead_letter::DeadLetterCheck;
@@ -98,6 +99,8 @@ pub(crate) struct Subscriptions {
     budget: Budget,
     /// The shares open, by group and name.
     shares: Shares,
+    /// Acks at any replica, when on: ids name this replica, signed.
+    routing: Option<Routing>,
 }
 
 /// A subscription just opened.
@@ -180,6 +183,23 @@ impl Subscriptions {
             limits,
             budget,
             shares: Shares::default(),
+            routing: None,
+        }
+    }
+
+    /// Hands out ids that name this replica, signed by `routing`.
+    pub(crate) fn routed(mut self, routing: Option<Routing>) -> Self {
+        self.routing = routing;
+        self
+    }
+
+    /// A new subscription's id: 122 random bits (it cannot be guessed),
+    /// with this replica's signed route when acks at any replica are on.
+    fn new_id(&self) -> String {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        match &self.routing {
+            Some(routing) => routing.subscription_id(&uuid),
+            None => uuid,
         }
     }
 
@@ -239,8 +259,7 @@ impl Subscriptions {
                 }
             }
         }
-        // 122 random bits: an id cannot be guessed.
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = self.new_id();
         if spec.shares_a_tail() {
             let stream = self.join_tail(id, spec, partitions, slot, owner).await?;
             return Ok(Opened {
@@ -296,6 +315,9 @@ impl Subscriptions {
         let store_offsets =
             (spec.group.is_some() && spec.manual.is_none()).then(|| Arc::downgrade(&consumer));
         let mut stream = DeliveryStream::new(ending, store_offsets);
+        if spec.manual.is_some() {
+            stream = stream.signing(self.routing.clone());
+        }
         // A share's stream is forgotten when it ends, the others with their
         // task.
         let open = match &outlets {

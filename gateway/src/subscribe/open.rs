@@ -35,6 +35,7 @@ impl Subscriptions {
         let open = self.opened(&id, handle, slot);
         tracing::info!(subscription = id_prefix(&id), "joined a share");
         let stream = DeliveryStream::new(ending, None)
+            .signing(self.routing.clone())
             .waking(member.wake)
             .on_end(move || drop(open));
         Opened {

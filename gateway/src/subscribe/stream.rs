@@ -28,6 +28,7 @@ use tonic::Status;
 use super::budget::Held;
 use super::consumer::SubscriptionConsumer;
 use crate::error::Error;
+use crate::route::Routing;
 
 /// A message of a subscription's channel, shared among the streams of a
 /// live tail.
@@ -144,6 +145,8 @@ pub(super) struct DeliveryStream {
     /// Woken each time the client takes a message and when the stream
     /// goes: a share's task, which watches many streams.
     wake: Option<Arc<Notify>>,
+    /// Signs each delivery's ack id (acks at any replica, MANUAL).
+    signing: Option<Routing>,
 }
 
 impl DeliveryStream {
@@ -159,7 +162,14 @@ impl DeliveryStream {
             consumer,
             on_end: None,
             wake: None,
+            signing: None,
         }
+    }
+
+    /// Signs each delivery's ack id with `routing`, when given.
+    pub(super) fn signing(mut self, routing: Option<Routing>) -> Self {
+        self.signing = routing;
+        self
     }
 
     /// Wakes `wake` at each message the client takes and when the stream
@@ -211,7 +221,16 @@ impl Stream for DeliveryStream {
         // gRPC asks for a message once the last one went out (HTTP/2 takes
         // no more while its window is shut): that one's bytes go back now.
         self.sending = parcel.held;
-        let message = Arc::unwrap_or_clone(parcel.message);
+        let mut message = Arc::unwrap_or_clone(parcel.message);
+        if let (
+            Some(routing),
+            SubscribeResponse {
+                kind: Some(Kind::Delivery(delivery)),
+            },
+        ) = (&self.signing, &mut message)
+        {
+            routing.seal_ack(&mut delivery.ack_id);
+        }
         if let (
             SubscribeResponse {
                 kind: Some(Kind::Delivery(delivery)),

@@ -7,6 +7,7 @@
 //! at a time).
 
 mod acknowledge;
+mod any_replica;
 mod audit;
 mod cluster;
 mod compression;

@@ -91,6 +91,7 @@ mod tests {
     use tonic::Code;
 
     use super::*;
+    use crate::route::AckIds;
     use crate::subscribe::{
         AckRef, Backoff, ManualAcks, StartPosition, TopicPartition, Verb, MAX_ACK_TIMEOUT,
         MAX_UNACKED,
@@ -250,7 +251,7 @@ mod tests {
             subscription_id: id.into(),
             ack_ids: ack_ids.iter().map(|a| a.to_string()).collect(),
         };
-        let (id, acks) = acknowledge_request(request("s", &["t:1:2:3"])).unwrap();
+        let (id, acks) = acknowledge_request(request("s", &["t:1:2:3"]), AckIds::Plain).unwrap();
         let named = AckRef {
             position: TopicPartition::new("t", 1).at(2),
             attempt: 3,
@@ -261,7 +262,7 @@ mod tests {
             request("s", &["t:1:2:1", "t:x:1:1"]),
             request("s", &["t:1:2"]),
         ] {
-            let error = acknowledge_request(bad).unwrap_err();
+            let error = acknowledge_request(bad, AckIds::Plain).unwrap_err();
             assert_eq!(error.code(), Code::InvalidArgument);
         }
     }
@@ -287,7 +288,7 @@ mod tests {
             }],
             ..SettleRequest::default()
         };
-        let settle = settle_request(request.clone()).unwrap();
+        let settle = settle_request(request.clone(), AckIds::Plain).unwrap();
         assert_eq!(settle.request_id, "r");
         let verbs: Vec<&Verb> = settle.verbs.iter().map(|(v, _)| v).collect();
         assert_eq!(
@@ -311,7 +312,7 @@ mod tests {
         let over = |change: &dyn Fn(&mut SettleRequest)| {
             let mut bad = request.clone();
             change(&mut bad);
-            invalid(settle_request(bad))
+            invalid(settle_request(bad, AckIds::Plain))
         };
         assert!(over(&|r| r.nacks[0].delay = seconds(601)).contains("nack delay"));
         assert!(over(&|r| r.nacks[0].delay = seconds(-1)).contains("nack delay"));
@@ -319,12 +320,12 @@ mod tests {
         assert!(over(&|r| r.dead_letters[0].reason = "r".repeat(1025)).contains("1024"));
         assert!(over(&|r| r.request_id = "i".repeat(257)).contains("256"));
         assert!(over(&|r| r.acks = vec![String::new(); MAX_ACK_IDS]).contains("10000"));
-        assert!(invalid(settle_call(request.clone())).contains("subscription_id"));
+        assert!(invalid(settle_call(request.clone(), AckIds::Plain)).contains("subscription_id"));
         let named = SettleRequest {
             subscription_id: "s".into(),
             ..request
         };
-        let (id, settle) = settle_call(named).unwrap();
+        let (id, settle) = settle_call(named, AckIds::Plain).unwrap();
         assert_eq!((id.as_str(), settle.ack_ids.len()), ("s", 5));
     }
 
@@ -525,17 +526,21 @@ mod tests {
             subscription_id: id,
             ack_ids,
         };
-        let huge = invalid(acknowledge_request(acknowledge(
-            "x".repeat(3 << 20),
-            vec![],
-        )));
+        let huge = invalid(acknowledge_request(
+            acknowledge("x".repeat(3 << 20), vec![]),
+            AckIds::Plain,
+        ));
         assert!(huge.len() < 200, "{huge}");
         let ids = vec!["t:0:0".to_owned(); MAX_ACK_IDS + 1];
-        assert!(invalid(acknowledge_request(acknowledge("s".into(), ids))).contains("at most"));
-        let long = invalid(acknowledge_request(acknowledge(
-            "s".into(),
-            vec!["t".repeat(1 << 20)],
-        )));
+        assert!(invalid(acknowledge_request(
+            acknowledge("s".into(), ids),
+            AckIds::Plain
+        ))
+        .contains("at most"));
+        let long = invalid(acknowledge_request(
+            acknowledge("s".into(), vec!["t".repeat(1 << 20)]),
+            AckIds::Plain,
+        ));
         assert!(long.len() < 200, "{long}");
     }
 

@@ -3,26 +3,35 @@
 use eventgateway::v1::{AcknowledgeRequest, SettleRequest};
 
 use crate::error::Error;
+use crate::route::AckIds;
 use crate::subscribe::{parse_ack_id, AckRef, Verb};
 use eventgateway::bounds::*;
 
 use super::*;
 
-/// Reads an ack id, refusing one longer than any the gateway hands out
-/// before looking into it.
-fn ack_ref(id: &str) -> Result<AckRef, Error> {
+/// Refuses an ack id longer than any the gateway hands out, before
+/// looking into it.
+fn ack_len(id: &str) -> Result<(), Error> {
     if id.len() > MAX_ACK_ID_LEN {
         return Err(Error::InvalidArgument(format!(
             "an ack id of {} bytes is not one the gateway handed out (at most {MAX_ACK_ID_LEN})",
             id.len()
         )));
     }
-    parse_ack_id(id)
+    Ok(())
+}
+
+/// Reads an ack id whose signature (if `signed` asks for one) checked
+/// out.
+fn ack_ref(id: &str, signed: AckIds<'_>) -> Result<AckRef, Error> {
+    ack_len(id)?;
+    parse_ack_id(signed.open(id)?)
 }
 
 /// Checks an acknowledge request: the subscription id and every ack id.
 pub(crate) fn acknowledge_request(
     request: AcknowledgeRequest,
+    signed: AckIds<'_>,
 ) -> Result<(String, Vec<AckRef>), Error> {
     subscription_id(&request.subscription_id)?;
     if request.ack_ids.len() > MAX_ACK_IDS {
@@ -34,7 +43,7 @@ pub(crate) fn acknowledge_request(
     let acks = request
         .ack_ids
         .iter()
-        .map(|id| ack_ref(id))
+        .map(|id| ack_ref(id, signed))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((request.subscription_id, acks))
 }
@@ -53,8 +62,10 @@ pub(crate) struct Settle {
 
 /// Checks a settle request's bounds (the subscription id is the caller's
 /// to check: a stream settles its own). Ack ids that name nothing are not
-/// refused here: each is answered UNKNOWN.
-pub(crate) fn settle_request(request: SettleRequest) -> Result<Settle, Error> {
+/// refused here: each is answered UNKNOWN. One whose signature (due when
+/// `signed` says so) does not check out refuses the whole request: it was
+/// altered or forged, and reaches no subscription.
+pub(crate) fn settle_request(request: SettleRequest, signed: AckIds<'_>) -> Result<Settle, Error> {
     let count = request.acks.len()
         + request.nacks.len()
         + request.extends.len()
@@ -95,14 +106,16 @@ pub(crate) fn settle_request(request: SettleRequest) -> Result<Settle, Error> {
         verbs.push((Verb::DeadLetter(letter.reason), letter.ack_id));
     }
     let mut ack_ids = Vec::with_capacity(count);
-    let verbs = verbs
-        .into_iter()
-        .map(|(verb, id)| {
-            let named = ack_ref(&id).map_err(|error| error.to_string());
-            ack_ids.push(truncated(id, MAX_ACK_ID_LEN));
-            (verb, named)
-        })
-        .collect();
+    let mut checked = Vec::with_capacity(count);
+    for (verb, id) in verbs {
+        let named = match ack_len(&id) {
+            Ok(()) => parse_ack_id(signed.open(&id)?),
+            Err(error) => Err(error),
+        };
+        ack_ids.push(truncated(id, MAX_ACK_ID_LEN));
+        checked.push((verb, named.map_err(|error| error.to_string())));
+    }
+    let verbs = checked;
     Ok(Settle {
         request_id: request.request_id,
         verbs,
@@ -112,8 +125,11 @@ pub(crate) fn settle_request(request: SettleRequest) -> Result<Settle, Error> {
 
 /// Checks a Settle call whole, before it goes anywhere: the id of the
 /// subscription it settles for, and its verbs.
-pub(crate) fn settle_call(mut request: SettleRequest) -> Result<(String, Settle), Error> {
+pub(crate) fn settle_call(
+    mut request: SettleRequest,
+    signed: AckIds<'_>,
+) -> Result<(String, Settle), Error> {
     subscription_id(&request.subscription_id)?;
     let id = std::mem::take(&mut request.subscription_id);
-    Ok((id, settle_request(request)?))
+    Ok((id, settle_request(request, signed)?))
 }

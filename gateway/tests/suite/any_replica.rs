@@ -1,0 +1,366 @@
+//! Acks at any replica: three gateway processes on one broker serve one
+//! consumer group, one MANUAL Subscribe stream on each, and every delivery
+//! is acked by a unary Settle sent to a replica chosen at random for the
+//! call, as a round-robin balancer would. Each is answered as its owner
+//! answers it (no NOT_FOUND), and every event is handled.
+//!
+//! Then the owner of some held deliveries hangs (SIGSTOP): a Settle for
+//! them at another replica is answered STALE once `--forward-timeout`
+//! passed; it is killed (SIGKILL): STALE at once; it comes back at the same
+//! addresses: STALE from the new process. Its events come again through
+//! the group, none lost. Forged and altered ids are refused by every
+//! replica and settle nothing; the internal listener refuses a client.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventgateway::v1::event_gateway_client::EventGatewayClient;
+use eventgateway::v1::subscribe_response::Kind;
+use eventgateway::v1::{
+    AckMode, SettleOutcome, SettleRequest, SettleResult, StartFrom, SubscribeRequest,
+};
+use testkit::*;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const REPLICAS: usize = 3;
+/// Events before the owner of the held deliveries hangs, and after.
+const FIRST: i64 = 150;
+const SECOND: i64 = 150;
+/// The replicas' --forward-timeout (the default).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+/// What a call's round trip may add to it on a busy machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// What the members saw.
+#[derive(Default)]
+struct Tally {
+    /// Per event number, how many times its ack was answered ACCEPTED.
+    accepted: Mutex<HashMap<i64, usize>>,
+    /// Calls answered NOT_FOUND.
+    not_found: AtomicUsize,
+    /// Settles sent to a replica other than the stream's.
+    elsewhere: AtomicUsize,
+    /// Any other status, or an outcome a healthy group does not give.
+    odd: Mutex<Vec<String>>,
+    /// (subscription id, ack id, home replica) of acks answered ACCEPTED,
+    /// the first few of each member.
+    sample: Mutex<Vec<(String, String, usize)>>,
+    /// Deliveries replica 0's member holds back, unsettled.
+    held: Mutex<Vec<(String, String)>>,
+    /// The partitions each member holds, as its Rebalance notices say.
+    holds: Mutex<HashMap<usize, HashSet<i32>>>,
+}
+
+async fn clients(addrs: &[SocketAddr]) -> Vec<EventGatewayClient<Channel>> {
+    let mut clients = Vec::new();
+    for addr in addrs {
+        clients.push(client(*addr).await);
+    }
+    clients
+}
+
+/// One Settle of `ack` for `id` at `client`: its one result, or the status.
+async fn settle_one(
+    client: &mut EventGatewayClient<Channel>,
+    id: &str,
+    ack: &str,
+) -> Result<SettleResult, tonic::Status> {
+    let request = SettleRequest {
+        subscription_id: id.to_owned(),
+        acks: vec![ack.to_owned()],
+        ..SettleRequest::default()
+    };
+    let mut answer = client.settle(request).await?.into_inner();
+    assert_eq!(answer.results.len(), 1, "{answer:?}");
+    Ok(answer.results.remove(0))
+}
+
+/// A member on replica `home`: reads its stream and acks each delivery
+/// at a random replica, or (on replica 0, once `hold` is set) holds it.
+async fn member(
+    home: usize,
+    addrs: Vec<SocketAddr>,
+    request: SubscribeRequest,
+    (tally, hold): (Arc<Tally>, Arc<AtomicBool>),
+) {
+    let mut clients = clients(&addrs).await;
+    let (id, mut stream) = subscribe(&mut clients[home], request).await;
+    let mut sampled = 0;
+    while let Ok(Some(message)) = stream.message().await {
+        let delivery = match message.kind {
+            Some(Kind::Delivery(delivery)) => delivery,
+            Some(Kind::Rebalance(notice)) => {
+                let mut holds = tally.holds.lock().unwrap();
+                let holds = holds.entry(home).or_default();
+                for revoked in notice.revoked {
+                    holds.remove(&revoked.partition);
+                }
+                holds.extend(notice.assigned.iter().map(|tp| tp.partition));
+                continue;
+            }
+            _ => continue,
+        };
+        if home == 0 && hold.load(Ordering::SeqCst) {
+            tally
+                .held
+                .lock()
+                .unwrap()
+                .push((id.clone(), delivery.ack_id));
+            continue;
+        }
+        let via = (uuid::Uuid::new_v4().as_u128() % REPLICAS as u128) as usize;
+        if via != home {
+            tally.elsewhere.fetch_add(1, Ordering::SeqCst);
+        }
+        match settle_one(&mut clients[via], &id, &delivery.ack_id).await {
+            Ok(result) if result.outcome == SettleOutcome::Accepted as i32 => {
+                *tally
+                    .accepted
+                    .lock()
+                    .unwrap()
+                    .entry(n(&delivery))
+                    .or_default() += 1;
+                if sampled < 5 {
+                    sampled += 1;
+                    let sample = (id.clone(), delivery.ack_id, home);
+                    tally.sample.lock().unwrap().push(sample);
+                }
+            }
+            // A partition revoked meanwhile: the owner says STALE too.
+            Ok(result) if result.outcome == SettleOutcome::Stale as i32 => {}
+            Ok(result) => tally.odd.lock().unwrap().push(format!("{result:?}")),
+            Err(status) if status.code() == Code::NotFound => {
+                tally.not_found.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(status) => tally.odd.lock().unwrap().push(format!("{status:?}")),
+        }
+    }
+}
+
+fn handled(tally: &Tally, range: std::ops::Range<i64>) -> usize {
+    let accepted = tally.accepted.lock().unwrap();
+    range.filter(|n| accepted.contains_key(n)).count()
+}
+
+/// A --route-key-file of one key, in a directory of its own.
+fn route_key_file(test: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("gateway-{test}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("route.keys");
+    std::fs::write(&keys, format!("{}\n", uuid::Uuid::new_v4().simple())).unwrap();
+    keys
+}
+
+/// `id` with one character of its signature changed.
+fn altered(id: &str) -> String {
+    let mut bytes = id.as_bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settles_sent_to_any_replica_are_answered_as_their_owner_would() {
+    let broker = Broker::start().await;
+    let topic = topic("any-replica");
+    broker.create_topic(&topic, 3).await;
+    let keys = route_key_file("any-replica");
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_gateway"));
+    let mut replicas: Vec<Replica> = (0..REPLICAS).map(|_| Replica::new(binary)).collect();
+    let internal: Vec<u16> = (0..REPLICAS).map(|_| free_port()).collect();
+    let flags = |port: u16| -> Vec<String> {
+        [
+            "--internal-addr",
+            &format!("127.0.0.1:{port}"),
+            "--route-key-file",
+            keys.to_str().unwrap(),
+            "--forward-timeout",
+            "2s",
+            "--commit-interval",
+            "500ms",
+            "--group-protocol",
+            "classic",
+            // A killed replica's partitions move once its session ends.
+            "--kafka-property",
+            "session.timeout.ms=6000",
+            "--kafka-property",
+            "heartbeat.interval.ms=1000",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    for (replica, port) in replicas.iter_mut().zip(&internal) {
+        let flags = flags(*port);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        replica.start(&broker.brokers(), &flags).await;
+    }
+    let addrs: Vec<SocketAddr> = replicas.iter().map(Replica::addr).collect();
+    let request = SubscribeRequest {
+        topics: vec![topic.clone()],
+        group: format!("{topic}.g"),
+        start_from: StartFrom::Earliest as i32,
+        ack_mode: AckMode::Manual as i32,
+        max_unacked: 20,
+        ..SubscribeRequest::default()
+    };
+    let (tally, hold) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
+    let members: Vec<_> = (0..REPLICAS)
+        .map(|home| {
+            let state = (tally.clone(), hold.clone());
+            tokio::spawn(member(home, addrs.clone(), request.clone(), state))
+        })
+        .collect();
+    eventually("each member holds a partition", || async {
+        let holds = tally.holds.lock().unwrap();
+        (0..REPLICAS).all(|home| holds.get(&home).is_some_and(|held| held.len() == 1))
+    })
+    .await;
+    produce_numbered(&broker.brokers(), &topic, None, 0..FIRST, Duration::ZERO).await;
+    eventually("the first events handled", || async {
+        handled(&tally, 0..FIRST) == FIRST as usize
+    })
+    .await;
+    assert_eq!(tally.not_found.load(Ordering::SeqCst), 0);
+
+    // Per id, every replica gives the owner's answer: an ack settled
+    // already is one, and the same one wherever it is sent.
+    let mut clients = clients(&addrs).await;
+    let sample = tally.sample.lock().unwrap().clone();
+    assert!(sample.iter().any(|(_, _, home)| *home == 0), "{sample:?}");
+    for (id, ack, home) in &sample {
+        let direct = settle_one(&mut clients[*home], id, ack).await.unwrap();
+        for (via, client) in clients.iter_mut().enumerate() {
+            let answer = settle_one(client, id, ack).await.unwrap();
+            assert_eq!(answer, direct, "replica {via} for an id of replica {home}");
+        }
+        // Forged and altered ids: refused by every replica.
+        let (uuid, _) = id.split_once('.').unwrap();
+        let other_uuid = uuid.replace(&uuid[..4], "0000");
+        for (bad_id, bad_ack) in [
+            (id.clone(), altered(ack)),
+            (id.clone(), ack.replacen(':', ":1", 2)),
+            (altered(id), ack.clone()),
+            (id.replacen(uuid, &other_uuid, 1), ack.clone()),
+        ] {
+            for client in clients.iter_mut() {
+                let refused = settle_one(client, &bad_id, &bad_ack).await.unwrap_err();
+                assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+                assert!(
+                    refused.message().contains("signature does not match"),
+                    "{refused:?}"
+                );
+            }
+        }
+    }
+
+    // A client at the internal listener is refused, whatever it calls.
+    let mut inside = client(format!("127.0.0.1:{}", internal[1]).parse().unwrap()).await;
+    let (id, ack, _) = &sample[0];
+    let refused = settle_one(&mut inside, id, ack).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let mut forged = tonic::Request::new(SettleRequest {
+        subscription_id: id.clone(),
+        acks: vec![ack.clone()],
+        ..SettleRequest::default()
+    });
+    forged
+        .metadata_mut()
+        .insert("x-eventgateway-replica", "guessed".parse().unwrap());
+    let refused = inside.settle(forged).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let refused = inside
+        .publish_event(eventgateway::v1::PublishEventRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // Replica 0's member holds what comes next.
+    hold.store(true, Ordering::SeqCst);
+    produce_numbered(
+        &broker.brokers(),
+        &topic,
+        None,
+        FIRST..FIRST + SECOND,
+        Duration::ZERO,
+    )
+    .await;
+    eventually("replica 0's member holds four deliveries", || async {
+        tally.held.lock().unwrap().len() >= 4
+    })
+    .await;
+    let held = tally.held.lock().unwrap().clone();
+    // A forged variant of a held ack id settles nothing: the real one is
+    // still out, and accepted.
+    let (id, ack) = &held[3];
+    let refused = settle_one(&mut clients[1], id, &altered(ack))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let real = settle_one(&mut clients[2], id, ack).await.unwrap();
+    assert_eq!(real.outcome, SettleOutcome::Accepted as i32, "{real:?}");
+
+    // The owner hangs: no answer within --forward-timeout is STALE.
+    sigstop(replicas[0].child.as_ref().unwrap());
+    let (id, ack) = &held[0];
+    let began = Instant::now();
+    let stale = settle_one(&mut clients[1], id, ack).await.unwrap();
+    let took = began.elapsed();
+    assert_eq!(stale.outcome, SettleOutcome::Stale as i32, "{stale:?}");
+    assert!(stale.detail.contains("--forward-timeout"), "{stale:?}");
+    assert!(
+        took >= FORWARD_TIMEOUT && took < FORWARD_TIMEOUT + SLACK,
+        "a hung owner answered for after {took:?}"
+    );
+    eprintln!("any replica: a hung owner's ack answered STALE after {took:?}");
+
+    // Killed: the connection is refused, STALE at once.
+    let mut child = replicas[0].child.take().unwrap();
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let (id, ack) = &held[1];
+    let began = Instant::now();
+    let stale = settle_one(&mut clients[2], id, ack).await.unwrap();
+    let took = began.elapsed();
+    assert_eq!(stale.outcome, SettleOutcome::Stale as i32, "{stale:?}");
+    assert!(
+        took < FORWARD_TIMEOUT,
+        "a dead owner answered for after {took:?}"
+    );
+    eprintln!("any replica: a killed owner's ack answered STALE after {took:?}");
+
+    // Another process at the same addresses: STALE from it, directly or
+    // through another replica, the same answer.
+    let flags = flags(internal[0]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    replicas[0].start(&broker.brokers(), &flags).await;
+    let mut restarted = client(addrs[0]).await;
+    let (id, ack) = &held[2];
+    let direct = settle_one(&mut restarted, id, ack).await.unwrap();
+    let through = settle_one(&mut clients[1], id, ack).await.unwrap();
+    assert_eq!(direct.outcome, SettleOutcome::Stale as i32, "{direct:?}");
+    assert!(direct.detail.contains("another process"), "{direct:?}");
+    assert_eq!(through, direct);
+
+    // Its events come again through the group: none lost.
+    eventually("every event handled", || async {
+        handled(&tally, 0..FIRST + SECOND) == (FIRST + SECOND) as usize
+    })
+    .await;
+    assert_eq!(tally.not_found.load(Ordering::SeqCst), 0, "no NOT_FOUND");
+    let odd = tally.odd.lock().unwrap().clone();
+    assert!(odd.is_empty(), "answers no owner gives: {odd:?}");
+    for member in members {
+        member.abort();
+    }
+    eprintln!(
+        "any replica: {} events, {} accepted by a settle at a random replica ({} of all settles sent to another replica than the stream's), 0 NOT_FOUND",
+        FIRST + SECOND,
+        tally.accepted.lock().unwrap().values().sum::<usize>(),
+        tally.elsewhere.load(Ordering::SeqCst),
+    );
+}
