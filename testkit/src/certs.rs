@@ -187,6 +187,20 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A gateway replica's certificate for `localhost` and 127.0.0.1: a
+    /// server's that is a client's too (replicas call each other's
+    /// internal listener with it).
+    pub fn replica(&self, cn: &str) -> Pem {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(params)
+    }
+
     /// A client certificate naming `name`, valid now.
     pub fn client(&self, name: CertName<'_>) -> Pem {
         self.sign(client_params(name))

@@ -10,6 +10,8 @@
 //   publish TOPIC KEY MARKER  publish {"marker": MARKER} from the page's form
 //   serve PORT                serve a blank page at http://127.0.0.1:PORT/ (another origin)
 //   cross PAGE_URL GATEWAY    from a page at PAGE_URL, call GATEWAY's Health/Check with gRPC-Web
+//   settle GATEWAY ID ACK_ID  from GATEWAY's own page (its viewer), ack ACK_ID of
+//                             subscription ID with a gRPC-Web Settle call: its outcome
 //   latency TOPIC GATEWAY N RATE  with the page subscribed to TOPIC, publish N
 //                             events at RATE a second through GATEWAY (native
 //                             gRPC) and time each from its publish call to its
@@ -23,7 +25,13 @@ import { createInterface } from "node:readline";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { chromium, type Page } from "playwright-core";
-import { EventGateway } from "../src/gen/eventgateway/v1/gateway_pb.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  EventGateway,
+  SettleOutcome,
+  SettleRequestSchema,
+  SettleResponseSchema,
+} from "../src/gen/eventgateway/v1/gateway_pb.js";
 
 const WAIT_MS = 30_000;
 const say = (value: object) => console.log(JSON.stringify(value));
@@ -192,6 +200,34 @@ async function run(words: string[]) {
       }, args[1]);
       await other.close();
       return say({ cross: args[0], ...outcome });
+    }
+    case "settle": {
+      // The request is encoded here, sent by the browser's fetch as
+      // gRPC-Web (a frame: flag 0, length, message), and its answer's
+      // first frame decoded here.
+      const message = toBinary(SettleRequestSchema, create(SettleRequestSchema, { subscriptionId: args[1], acks: [args[2]] }));
+      const other = await browser.newPage();
+      await other.goto(args[0]);
+      const answer = await other.evaluate(async (body) => {
+        const framed = new Uint8Array(5 + body.length);
+        new DataView(framed.buffer).setUint32(1, body.length);
+        framed.set(body, 5);
+        const response = await fetch("/eventgateway.v1.EventGateway/Settle", {
+          method: "POST",
+          headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+          body: framed,
+        });
+        return { status: response.status, bytes: [...new Uint8Array(await response.arrayBuffer())] };
+      }, [...message]);
+      await other.close();
+      const bytes = new Uint8Array(answer.bytes);
+      if (bytes.length < 5 || bytes[0] !== 0) {
+        return say({ settle: { http: answer.status, trailer: new TextDecoder().decode(bytes.slice(5)) } });
+      }
+      const length = new DataView(bytes.buffer).getUint32(1);
+      const settled = fromBinary(SettleResponseSchema, bytes.slice(5, 5 + length));
+      const result = settled.results[0];
+      return say({ settle: { outcome: SettleOutcome[result.outcome], detail: result.detail } });
     }
     case "latency":
       return latency(args[0], args[1], Number(args[2]), Number(args[3]));

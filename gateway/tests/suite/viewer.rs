@@ -16,14 +16,14 @@ use serde_json::json;
 use testkit::*;
 
 /// The browser driver: commands in, one JSON line out per command.
-struct Browser {
+pub(crate) struct Browser {
     child: Child,
     stdin: ChildStdin,
     lines: Lines,
 }
 
 impl Browser {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
         // scripts/test.sh installs Chromium (Debian) and web/'s packages.
         let mut child = Command::new("npx")
@@ -44,7 +44,7 @@ impl Browser {
 
     /// Sends one command and waits for the line that answers it: the first
     /// one containing `answer`.
-    async fn run(&mut self, command: &str, answer: &str) -> serde_json::Value {
+    pub(crate) async fn run(&mut self, command: &str, answer: &str) -> serde_json::Value {
         writeln!(self.stdin, "{command}").expect("the driver takes commands");
         let line = self.lines.wait_for(answer).await;
         serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"))

@@ -11,6 +11,8 @@
 //! the group, none lost. Forged and altered ids are refused by every
 //! replica and settle nothing; the internal listener refuses a client.
 
+mod edges;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,7 +22,8 @@ use std::time::{Duration, Instant};
 use eventgateway::v1::event_gateway_client::EventGatewayClient;
 use eventgateway::v1::subscribe_response::Kind;
 use eventgateway::v1::{
-    AckMode, SettleOutcome, SettleRequest, SettleResult, StartFrom, SubscribeRequest,
+    AckMode, AcknowledgeRequest, SettleOutcome, SettleRequest, SettleResult, StartFrom,
+    SubscribeRequest,
 };
 use testkit::*;
 use tonic::transport::Channel;
@@ -226,6 +229,22 @@ async fn settles_sent_to_any_replica_are_answered_as_their_owner_would() {
     })
     .await;
     assert_eq!(tally.not_found.load(Ordering::SeqCst), 0);
+    // Committed too: what an owner answers for these ids holds still.
+    let group = request.group.clone();
+    eventually("what was handled is committed", || {
+        let (brokers, group, topic) = (broker.brokers(), group.clone(), topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                (0..REPLICAS as i32)
+                    .map(|p| committed_offset(&brokers, &group, &topic, p).unwrap_or(0))
+                    .sum::<i64>()
+                    == FIRST
+            })
+            .await
+            .unwrap()
+        }
+    })
+    .await;
 
     // Per id, every replica gives the owner's answer: an ack settled
     // already is one, and the same one wherever it is sent.
@@ -289,8 +308,8 @@ async fn settles_sent_to_any_replica_are_answered_as_their_owner_would() {
         Duration::ZERO,
     )
     .await;
-    eventually("replica 0's member holds four deliveries", || async {
-        tally.held.lock().unwrap().len() >= 4
+    eventually("replica 0's member holds five deliveries", || async {
+        tally.held.lock().unwrap().len() >= 5
     })
     .await;
     let held = tally.held.lock().unwrap().clone();
@@ -332,6 +351,18 @@ async fn settles_sent_to_any_replica_are_answered_as_their_owner_would() {
         "a dead owner answered for after {took:?}"
     );
     eprintln!("any replica: a killed owner's ack answered STALE after {took:?}");
+    // Acknowledge, which answers for all of its ids at once: NOT_FOUND, as
+    // for a subscription that ended.
+    let (id, ack) = &held[4];
+    let gone = clients[2]
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: id.clone(),
+            ack_ids: vec![ack.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    assert!(gone.message().contains("is gone"), "{gone:?}");
 
     // Another process at the same addresses: STALE from it, directly or
     // through another replica, the same answer.
