@@ -94,6 +94,23 @@ pub(crate) fn publish_request(topic: &str, index: u64, size: usize) -> PublishEv
 }
 
 /// An ephemeral ACK_MODE_AUTO subscription to `topic` from `start`.
+/// Writes `events` records of `size` bytes to `topic` with the direct
+/// producer, each stored before the next.
+pub(crate) async fn fill(
+    producer: &FutureProducer,
+    topic: &str,
+    events: u64,
+    size: usize,
+) -> Result<(), String> {
+    for index in 0..events {
+        let stored = enqueue(producer, topic, &direct_record(index, size)).await?;
+        if !matches!(stored.await, Ok(Ok(_))) {
+            return Err("the direct producer cannot write to the broker".into());
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn subscribe_request(topic: &str, start: StartFrom) -> SubscribeRequest {
     SubscribeRequest {
         topics: vec![topic.to_owned()],

@@ -71,7 +71,7 @@ impl Sub for CpuTime {
 
 /// User plus system time of process `pid` so far, in seconds; NaN when it
 /// cannot be read (no procfs, or the process is gone).
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| parse_stat(&stat))

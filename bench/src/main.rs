@@ -147,6 +147,7 @@ async fn bench(options: Options) -> Result<(), String> {
     }
     let viewer = extra_gateway(&options, &brokers, "viewer", "--viewer")?;
     let consumer_protocol = extra_gateway(&options, &brokers, "join", "--group-protocol=consumer")?;
+    let routed = routed_pair(&options, &brokers)?;
     let targets = scenarios::Targets {
         plain: (clients::Target::plain(port), processes),
         secure: secure
@@ -162,6 +163,9 @@ async fn bench(options: Options) -> Result<(), String> {
         consumer_protocol: consumer_protocol
             .as_ref()
             .map(|(port, _)| clients::Target::plain(*port)),
+        routed: routed
+            .as_ref()
+            .map(|pair| [0, 1].map(|i| (clients::Target::plain(pair[i].0), pair[i].1 .0.id()))),
     };
     let report = scenarios::run(&options, &brokers, targets).await?;
     gateway.stop(Duration::from_secs(60));
@@ -171,7 +175,8 @@ async fn bench(options: Options) -> Result<(), String> {
     for (_, _, process, _) in compressed {
         process.stop(Duration::from_secs(60));
     }
-    for (_, process) in viewer.into_iter().chain(consumer_protocol) {
+    let routed = routed.into_iter().flatten();
+    for (_, process) in viewer.into_iter().chain(consumer_protocol).chain(routed) {
         process.stop(Duration::from_secs(60));
     }
     report.print();
@@ -196,6 +201,29 @@ fn extra_gateway(
     let port = free_port();
     let process = Process(spawn_gateway(options, brokers, port, &[flag.to_owned()])?);
     Ok(Some((port, process)))
+}
+
+/// Two gateway processes that take acks for each other (an internal
+/// listener each, one key), when the forward scenario runs.
+fn routed_pair(options: &Options, brokers: &str) -> Result<Option<[(u16, Process); 2]>, String> {
+    if !(options.only.is_empty() || options.only.iter().any(|n| n == "forward")) {
+        return Ok(None);
+    }
+    let keys = std::env::temp_dir().join(format!("event-gateway-bench-{}.keys", free_port()));
+    std::fs::write(&keys, format!("{}\n", uuid::Uuid::new_v4().simple()))
+        .map_err(|error| format!("cannot write {}: {error}", keys.display()))?;
+    let start = || {
+        let (port, internal) = (free_port(), free_port());
+        let flags = [
+            format!("--internal-addr=127.0.0.1:{internal}"),
+            format!("--route-key-file={}", keys.display()),
+        ];
+        Ok::<_, String>((
+            port,
+            Process(spawn_gateway(options, brokers, port, &flags)?),
+        ))
+    };
+    Ok(Some([start()?, start()?]))
 }
 
 /// Starts the gateway process on 127.0.0.1:`port` in front of `brokers`,

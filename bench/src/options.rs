@@ -88,8 +88,10 @@ pub(crate) struct Options {
     /// directly and through the gateway, under the classic and consumer
     /// group protocols; a third gateway serves the consumer protocol), and
     /// share (one partition read by one stream and by eight sharing one
-    /// member, 1 ms and 20 ms a delivery). The others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer", "join", "share"])]
+    /// member, 1 ms and 20 ms a delivery), and forward (a unary Settle at
+    /// the stream's replica and at another that forwards it; two more
+    /// gateways with an internal listener each). The others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer", "join", "share", "forward"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

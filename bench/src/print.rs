@@ -182,6 +182,27 @@ impl Report {
                 );
             }
         }
+        if let Some(forward) = &self.forward {
+            println!();
+            println!(
+                "{:<34} {:>9} {:>9} {:>9}",
+                "unary Settle, one ack a call", "acks/s", "p50 us", "CPU us"
+            );
+            for (name, way) in [
+                ("at the stream's replica", forward.local),
+                ("at another (forwarded)", forward.forwarded),
+            ] {
+                println!(
+                    "{:<34} {:>9.0} {:>9.0} {:>9.1}",
+                    name, way.acks_per_second, way.p50_us, way.cpu_us
+                );
+            }
+            println!(
+                "forwarded over local: call {:.2}, CPU of both replicas {:.2}",
+                forward.forwarded.p50_us / forward.local.p50_us,
+                forward.forwarded.cpu_us / forward.local.cpu_us
+            );
+        }
         println!();
         println!("gateway peak RSS: {:.1} MiB", self.peak_rss_mib);
         for problem in self.problems() {

@@ -3,6 +3,7 @@
 
 use crate::options::Options;
 use crate::scenarios::compression::Codec;
+use crate::scenarios::forward::Forward;
 use crate::scenarios::join::Join;
 use crate::scenarios::share::Share;
 use crate::tally::{Side, Throughput};
@@ -53,6 +54,8 @@ pub(crate) struct Report {
     pub(crate) join: Vec<Join>,
     /// A shared subscription, per handling time.
     pub(crate) share: Vec<Share>,
+    /// A unary Settle at the stream's replica and forwarded from another.
+    pub(crate) forward: Option<Forward>,
 }
 
 impl Report {
@@ -252,6 +255,21 @@ impl Report {
             })
             .collect();
         value["share_handling"] = serde_json::Value::Object(shares);
+        if let Some(forward) = &self.forward {
+            let way = |w: &crate::scenarios::forward::Way| {
+                serde_json::json!({
+                    "acks_per_second": round(w.acks_per_second),
+                    "p50_us": round(w.p50_us),
+                    "cpu_us_per_ack": round(w.cpu_us),
+                })
+            };
+            value["forwarded_ack"] = serde_json::json!({
+                "local": way(&forward.local),
+                "forwarded": way(&forward.forwarded),
+                "p50_ratio": round(forward.forwarded.p50_us / forward.local.p50_us),
+                "cpu_ratio": round(forward.forwarded.cpu_us / forward.local.cpu_us),
+            });
+        }
         serde_json::to_string_pretty(&value).expect("JSON") + "\n"
     }
 

@@ -15,6 +15,8 @@
 //!   group protocol.
 //! - `share`: one partition read by one stream and by eight sharing one
 //!   member, each delivery taking a fixed time to handle.
+//! - `forward`: a unary Settle at the stream's replica and at another one,
+//!   which forwards it (acks at any replica).
 //!
 //! With a second, secured gateway (TLS, bearer tokens, a policy), its
 //! streaming publish alternates with the plain gateway's, and its latency
@@ -24,13 +26,14 @@ mod acks;
 pub(crate) mod compression;
 mod consume;
 mod fanout;
+pub(crate) mod forward;
 pub(crate) mod join;
 mod latency;
 mod publish;
 pub(crate) mod share;
 mod viewer;
 
-use crate::clients::{direct_producer, direct_record, enqueue, warm_up, warm_up_record, Target};
+use crate::clients::{direct_producer, enqueue, fill, warm_up, warm_up_record, Target};
 use crate::cpu::{peak_rss_mib, rss_mib, Processes};
 use crate::options::Options;
 use crate::report::Report;
@@ -54,6 +57,9 @@ pub(crate) struct Targets {
     /// A gateway whose groups use the consumer protocol, when the join
     /// scenario runs.
     pub(crate) consumer_protocol: Option<Target>,
+    /// Two replicas that take acks for each other (`--internal-addr`), when
+    /// the forward scenario runs.
+    pub(crate) routed: Option<forward::Pair>,
 }
 
 /// Runs every scenario `options` asks for against the gateways in front of
@@ -330,12 +336,7 @@ pub(crate) async fn run(
             step("a member joining a group: classic and consumer protocols");
             let join_topic = topic("join");
             testkit::create_topics(brokers, &[&join_topic], o.partitions).await?;
-            for index in 0..10 {
-                let stored = enqueue(&producer, &join_topic, &direct_record(index, o.size)).await?;
-                if !matches!(stored.await, Ok(Ok(_))) {
-                    return Err("the direct producer cannot write to the broker".into());
-                }
-            }
+            fill(&producer, &join_topic, 10, o.size).await?;
             join::join_times(
                 brokers,
                 &[("classic", &gateway), ("consumer", consumer)],
@@ -347,24 +348,20 @@ pub(crate) async fn run(
         }
         _ => Vec::new(),
     };
-    let share = if runs("share") {
-        step("a shared subscription: one stream and eight on one partition");
-        let share_topic = topic("share");
-        testkit::create_topics(brokers, &[&share_topic], 1).await?;
-        let events = share::STREAMS * share::EVENTS_PER_STREAM;
-        for index in 0..events as u64 {
-            let stored = enqueue(&producer, &share_topic, &direct_record(index, o.size)).await?;
-            if !matches!(stored.await, Ok(Ok(_))) {
-                return Err("the direct producer cannot write to the broker".into());
-            }
+    let share = match runs("share") {
+        true => share::run(brokers, (&producer, &topic("share")), &channels[0], o).await?,
+        false => Vec::new(),
+    };
+    let forward = match &targets.routed {
+        Some(pair) if runs("forward") => {
+            Some(forward::run(brokers, (&producer, &topic("forward")), pair, o).await?)
         }
-        share::shares(&channels[0], &share_topic, patience).await?
-    } else {
-        Vec::new()
+        _ => None,
     };
     Ok(Report {
         join,
         share,
+        forward,
         options: options.clone(),
         direct_produce,
         direct_closed,

@@ -17,7 +17,11 @@ use eventgateway::v1::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::clients::{subscribe_request, GatewayChannel};
+use rdkafka::producer::FutureProducer;
+
+use super::step;
+use crate::clients::{fill, subscribe_request, GatewayChannel};
+use crate::options::Options;
 
 /// The handling times measured.
 pub(crate) const HANDLING_MS: [u64; 2] = [1, 20];
@@ -38,11 +42,31 @@ pub(crate) struct Share {
     pub(crate) shared: f64,
 }
 
+/// Writes [`STREAMS`] * [`EVENTS_PER_STREAM`] events of `--size` bytes to a
+/// new one-partition `topic`, then measures [`shares`].
+pub(crate) async fn run(
+    brokers: &str,
+    (producer, topic): (&FutureProducer, &str),
+    channel: &GatewayChannel,
+    options: &Options,
+) -> Result<Vec<Share>, String> {
+    step("a shared subscription: one stream and eight on one partition");
+    testkit::create_topics(brokers, &[topic], 1).await?;
+    fill(
+        producer,
+        topic,
+        (STREAMS * EVENTS_PER_STREAM) as u64,
+        options.size,
+    )
+    .await?;
+    shares(channel, topic, options.patience).await
+}
+
 /// Each handling time of [`HANDLING_MS`], read with one stream and with
 /// [`STREAMS`] sharing one member, each run a group of its own reading
 /// `topic` (one partition, with [`STREAMS`] * [`EVENTS_PER_STREAM`]
 /// events) from its earliest event.
-pub(crate) async fn shares(
+async fn shares(
     channel: &GatewayChannel,
     topic: &str,
     patience: Duration,
