@@ -66,6 +66,7 @@ impl Gateway {
                         .forward()
                         .acknowledge(&owner, request, from.principal.as_deref())
                         .await;
+                    self.counted("acknowledge", &forwarded);
                     match forwarded {
                         Forwarded::Answered(_) => Ok(None),
                         Forwarded::Refused(status) => Ok(Some(status)),
@@ -109,6 +110,7 @@ impl Gateway {
                 .forward()
                 .settle(&owner, request, from.principal.as_deref())
                 .await;
+            self.counted("settle", &forwarded);
             Ok(match forwarded {
                 Forwarded::Answered(answer) => Ok(answer),
                 Forwarded::Refused(status) => Err(status),
@@ -123,6 +125,18 @@ impl Gateway {
                 Err(error.into())
             }
         }
+    }
+}
+
+impl Gateway {
+    /// Counts a `call` forwarded, by what became of it.
+    fn counted<T>(&self, call: &'static str, forwarded: &Forwarded<T>) {
+        let outcome = match forwarded {
+            Forwarded::Answered(_) => "answered",
+            Forwarded::Refused(_) => "refused",
+            Forwarded::Gone(_) => "gone",
+        };
+        self.metrics.delivery().forwarded(call, outcome);
     }
 }
 

@@ -74,6 +74,8 @@ pub(crate) struct Gateway {
     publish_streams: Limit,
     /// Acks at any replica, when on.
     routing: Option<Routing>,
+    /// Where forwarded calls are counted.
+    metrics: Metrics,
 }
 
 /// What the service takes from the flags.
@@ -109,7 +111,7 @@ impl Gateway {
         Self {
             publishes: PublishCalls::new(
                 publishing,
-                metrics,
+                metrics.clone(),
                 settings.max_payload_bytes,
                 access.clone(),
             ),
@@ -128,6 +130,7 @@ impl Gateway {
                 "PublishEvents streams are open, its --max-publish-streams",
             ),
             routing,
+            metrics,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Subscriptions: streams open, deliveries and redeliveries, acks, nacks
-//! and extensions, dead letters, bytes buffered, stalls, and consumer lag.
+//! and extensions, acks forwarded to another replica, dead letters, bytes
+//! buffered, stalls, and consumer lag.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -41,6 +42,14 @@ struct ShareLabels {
     share: String,
 }
 
+/// A unary call forwarded to the replica holding its subscription, and
+/// what became of it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    call: &'static str,
+    outcome: &'static str,
+}
+
 /// The subscriptions' families.
 pub(crate) struct DeliveryMetrics {
     deliveries: Family<TopicLabels, Counter>,
@@ -53,6 +62,7 @@ pub(crate) struct DeliveryMetrics {
     active_subscriptions: Gauge,
     buffered_bytes: Gauge,
     stalled: Counter,
+    forwarded: Family<ForwardLabels, Counter>,
     consumer_lag: Family<LagLabels, Gauge>,
     /// Per share: streams, deliveries out, events held back for their key.
     share_gauges: [Family<ShareLabels, Gauge>; 3],
@@ -115,6 +125,11 @@ impl DeliveryMetrics {
                 r,
                 "gateway_stalled_subscriptions",
                 "Streams ended because their client read nothing for --stall-timeout",
+            ),
+            forwarded: family(
+                r,
+                "gateway_forwarded",
+                "Unary Acknowledge and Settle calls forwarded to the replica holding their subscription, by call and outcome (answered, refused, gone)",
             ),
             consumer_lag: family(
                 r,
@@ -215,6 +230,14 @@ impl DeliveryMetrics {
     /// A stream ended because its client read nothing for too long.
     pub(crate) fn stalled(&self) {
         self.stalled.inc();
+    }
+
+    /// A `call` forwarded to its owner, with `outcome` (`answered`,
+    /// `refused`, `gone`).
+    pub(crate) fn forwarded(&self, call: &'static str, outcome: &'static str) {
+        self.forwarded
+            .get_or_create(&ForwardLabels { call, outcome })
+            .inc();
     }
 
     /// Sets the lag of a group's consumer on one partition.

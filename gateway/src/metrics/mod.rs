@@ -19,6 +19,10 @@
 //!   for clients (within `--total-buffer-bytes`);
 //!   `gateway_stalled_subscriptions_total`: streams ended because their
 //!   client read nothing for `--stall-timeout`;
+//! - `gateway_forwarded_total{call,outcome}`: unary Acknowledge and Settle
+//!   calls forwarded to the replica that holds their subscription (acks at
+//!   any replica), by outcome: `answered`, `refused` (the owner's status),
+//!   `gone` (answered STALE or NOT_FOUND here);
 //! - `gateway_open_connections`, `gateway_refused_connections_total`: client
 //!   connections open, and closed at once for `--max-connections`;
 //! - `gateway_health_probe_failures_total`: Kafka health probes that failed;
@@ -182,6 +186,7 @@ mod tests {
         metrics.edge().reload_failed("tls");
         metrics.delivery().lag("g", "t", 0, 1);
         metrics.delivery().share("g", "s", [1, 2, 3]);
+        metrics.delivery().forwarded("settle", "gone");
         let text = eventgateway_runtime::metrics::render(&metrics.registry());
         // Counters are exposed with `_total` on their samples.
         let registered: BTreeSet<String> = text

@@ -75,6 +75,10 @@ async fn with_tls_replicas_forward_over_mutual_tls_and_a_client_without_a_replic
     .await
     .unwrap();
     assert_eq!(a.subscription(&id).unwrap().unacked.get(), 0);
+    for call in ["settle", "acknowledge"] {
+        let series = format!("gateway_forwarded_total{{call=\"{call}\",outcome=\"answered\"}}");
+        metric_reaches(b.metrics_addr().unwrap(), &series, 1.0).await;
+    }
 
     // The internal listener: no client certificate, no call; a client
     // certificate of the same CA but no replica's secret: UNAUTHENTICATED.
