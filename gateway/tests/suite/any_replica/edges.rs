@@ -4,7 +4,9 @@
 //! gRPC-Web, from the page of one replica, a delivery another replica's
 //! stream carries.
 
-use eventgateway::v1::{AckMode, AcknowledgeRequest, SettleOutcome, StartFrom, SubscribeRequest};
+use eventgateway::v1::{
+    AckMode, AcknowledgeRequest, SettleOutcome, SettleRequest, StartFrom, SubscribeRequest,
+};
 use gateway::Config;
 use serde_json::json;
 use testkit::*;
@@ -150,4 +152,59 @@ async fn without_an_internal_listener_ids_are_as_they_were() {
     assert!(gateway.internal_addr().is_none());
     drop(stream);
     gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_streaming_subscription_takes_its_signed_ack_ids_on_its_stream_and_at_another_replica() {
+    let broker = Broker::start().await;
+    let topic = topic("any-replica-stream");
+    broker.create_topic(&topic, 1).await;
+    let keys = route_key_file("any-replica-stream");
+    let a = gateway(routed(config(Some(broker.brokers())), &keys)).await;
+    let b = gateway(routed(config(Some(broker.brokers())), &keys)).await;
+    let (mut on_a, mut on_b) = (client(a.addr()).await, client(b.addr()).await);
+    publish(&mut on_a, &topic, "k", json!({"n": 1})).await;
+    publish(&mut on_a, &topic, "k", json!({"n": 2})).await;
+    let mut streamer = Streamer::open(&mut on_a, manual(&topic)).await;
+    let (first, second) = (
+        streamer.next_delivery().await,
+        streamer.next_delivery().await,
+    );
+    let on_stream = streamer
+        .settle(SettleRequest {
+            acks: vec![first.ack_id.clone()],
+            ..SettleRequest::default()
+        })
+        .await;
+    assert_eq!(outcomes(&on_stream), [SettleOutcome::Accepted]);
+    let elsewhere = settle_one(&mut on_b, &streamer.id, &second.ack_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere.outcome,
+        SettleOutcome::Accepted as i32,
+        "{elsewhere:?}"
+    );
+    assert_eq!(a.subscription(&streamer.id).unwrap().unacked.get(), 0);
+    // An altered ack id on the stream is refused as any bad settle request
+    // there is: the stream ends with INVALID_ARGUMENT.
+    let mut altered = first.ack_id.clone();
+    altered.pop();
+    altered.push(if first.ack_id.ends_with('A') {
+        'B'
+    } else {
+        'A'
+    });
+    streamer
+        .send(SettleRequest {
+            acks: vec![altered],
+            ..SettleRequest::default()
+        })
+        .await;
+    let refused = streamer.status().await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("signature"), "{refused:?}");
+    drop(streamer);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }
