@@ -48,7 +48,9 @@ pub struct RouteFlags {
     /// With TLS (--tls-cert): the CA certificates (PEM) every replica's
     /// --tls-cert chains to. The internal listener asks for a client
     /// certificate of it (mTLS), and a replica presents its --tls-cert to
-    /// the others. Required with TLS and --internal-addr.
+    /// the others. Required with TLS and --internal-addr. The internal
+    /// listener re-reads the files when they change; the calls this replica
+    /// forwards use them as read at start.
     #[arg(long, env = "INTERNAL_CA", requires = "internal_addr")]
     pub internal_ca: Option<PathBuf>,
 }
