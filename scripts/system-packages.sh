@@ -4,7 +4,8 @@
 # SCRAM and OAUTHBEARER), the openssl command (the tests and the README's
 # "Securing the gateway" make keys and certificates with it), Chromium (the
 # live event viewer's tests drive it headless), and Java 17 with Maven (the
-# tests' Apache Kafka broker runs on Java; Maven resolves its jars).
+# tests' Apache Kafka broker runs on Java; Maven resolves its jars), and
+# curl (the README's plain HTTP commands, which the tests run).
 set -euo pipefail
 
 missing=()
@@ -22,6 +23,9 @@ if ! command -v java >/dev/null 2>&1; then
 fi
 if ! command -v mvn >/dev/null 2>&1; then
   missing+=(maven)
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  missing+=(curl)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"

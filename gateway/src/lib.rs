@@ -15,6 +15,9 @@
 //! TLS, and authenticates each call; `auth` says who a caller is and what it
 //! may do (principals, tokens, the policy, quotas, the audit log).
 //!
+//! Plain HTTP callers reach the same service through `http`: CloudEvents
+//! POSTed to `/v1/topics/{topic}/events` become PublishEvent calls.
+//!
 //! Between replicas, `route` signs subscription and ack ids with the
 //! replica that holds them, and forwards a unary Acknowledge or Settle
 //! there over the internal listener.
@@ -38,6 +41,7 @@ mod error;
 pub mod fuzzing;
 mod grpc;
 mod health;
+mod http;
 mod kafka;
 mod limit;
 mod metrics;

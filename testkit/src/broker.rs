@@ -243,6 +243,25 @@ pub fn group_members(brokers: &str, group: &str) -> Vec<String> {
         .collect()
 }
 
+/// The records in partition 0 of `topic` now (its high watermark less
+/// its low one).
+pub async fn records_in(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, 0, std::time::Duration::from_secs(10))
+            .unwrap();
+        high - low
+    })
+    .await
+    .unwrap()
+}
+
 /// A unique topic name for one test.
 pub fn topic(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())

@@ -1,6 +1,7 @@
 //! The layer that authenticates each call before any service sees it: a
 //! guarded call without valid credentials is answered UNAUTHENTICATED (and
-//! audited) here; every call that goes on carries its [`Caller`].
+//! audited) here (a plain HTTP call to `/v1/` as JSON with 401); every
+//! call that goes on carries its [`Caller`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use super::conn::ConnInfo;
+use super::plain_http;
 use crate::auth::{audit, Authentication, Caller};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -73,6 +75,7 @@ where
             authentication,
             metrics,
         } = self.layer.clone();
+        let plain = request.uri().path().starts_with(plain_http::ROUTES);
         Box::pin(async move {
             let authorization = request.headers().get(http::header::AUTHORIZATION);
             match authentication
@@ -88,7 +91,11 @@ where
                 }
                 Err(failure) => {
                     audit::authentication_failed(failure, peer, &metrics);
-                    Ok(Status::from(Error::CallerUnauthenticated(failure.message())).into_http())
+                    let status = Status::from(Error::CallerUnauthenticated(failure.message()));
+                    Ok(match plain {
+                        true => plain_http::status_response(&status),
+                        false => status.into_http(),
+                    })
                 }
             }
         })

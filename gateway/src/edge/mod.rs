@@ -18,6 +18,8 @@
 //! - `web`: gRPC-Web calls from browsers turned into gRPC calls, and CORS
 //!   for the origins an operator allows.
 //! - `viewer`: the live event viewer page, served at `/` when turned on.
+//! - `plain_http`: answers to plain HTTP callers: gRPC statuses as HTTP
+//!   statuses with JSON bodies.
 //!
 //! HTTP/2 keepalive pings, the per-connection stream limit and the call
 //! timeout are set on the server itself (`server`).
@@ -27,6 +29,7 @@ mod conn;
 mod layers;
 mod listener;
 mod per_address;
+pub(crate) mod plain_http;
 mod tls;
 mod viewer;
 mod web;

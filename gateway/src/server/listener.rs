@@ -17,7 +17,9 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use crate::config::Config;
 use crate::edge;
 use crate::grpc::Gateway;
+use crate::http::{Handler, ServeHttp};
 use crate::metrics::Metrics;
+use tower::Layer as _;
 
 use super::security::Security;
 
@@ -45,6 +47,18 @@ pub(super) fn serve(
         .register_encoded_file_descriptor_set(eventgateway::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let authenticate = edge::Authenticate {
+        authentication: Arc::new(security.authentication),
+        metrics: metrics.clone(),
+    };
+    // Plain HTTP callers pass the same authentication and call tracking.
+    let http_routes = authenticate
+        .clone()
+        .layer(edge::TrackCalls.layer(Handler::new(
+            gateway.clone(),
+            config.limits.max_payload_bytes,
+            config.edge.request_arrival_timeout,
+        )));
     let router = Server::builder()
         // gRPC-Web from browsers comes over HTTP/1.1 too.
         .accept_http1(true)
@@ -59,11 +73,9 @@ pub(super) fn serve(
         .layer(tower::util::option_layer(edge::cors(
             &config.edge.grpc_web_origins,
         )))
+        .layer(ServeHttp(http_routes))
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(edge::Authenticate {
-            authentication: Arc::new(security.authentication),
-            metrics: metrics.clone(),
-        })
+        .layer(authenticate)
         .layer(edge::TrackCalls)
         .layer(edge::BadInput)
         .layer(edge::Arrival(config.edge.request_arrival_timeout))

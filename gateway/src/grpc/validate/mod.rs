@@ -585,6 +585,8 @@ mod tests {
             );
         }
         assert!(publish_request(publish("cetus", 0), 10).is_ok());
+        // CloudEvents attributes without a field of their own.
+        assert!(publish_request(publish("ce_subject", 0), 10).is_ok());
         for seconds in [9_223_372_036_854_775_807, 253_402_300_800, -62_135_596_801] {
             assert!(invalid(publish_request(publish("a", seconds), 10)).contains("9999"));
         }

@@ -15,13 +15,23 @@ use super::*;
 /// which RFC 3339 (and so the `ce_time` header) can write.
 const TIMES: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 
-/// Whether `name` is a header name the event's own fields set: `ce_*` and
-/// `content-type`, in any case (many Kafka clients compare header names
-/// without case).
+/// Whether `name` is a header name the event's own fields set: the
+/// CloudEvents attributes the event has fields for (`ce_specversion`,
+/// `ce_id`, `ce_type`, `ce_source`, `ce_time`) and `content-type`, in any
+/// case (many Kafka clients compare header names without case). Other
+/// `ce_*` names are CloudEvents attributes without a field of their own
+/// (`ce_subject`, `ce_dataschema`, extensions), carried as attributes.
 fn reserved(name: &str) -> bool {
-    let prefix = name.get(..header::CE_PREFIX.len());
-    prefix.is_some_and(|p| p.eq_ignore_ascii_case(header::CE_PREFIX))
-        || name.eq_ignore_ascii_case(header::CONTENT_TYPE)
+    [
+        header::SPECVERSION,
+        header::ID,
+        header::TYPE,
+        header::SOURCE,
+        header::TIME,
+        header::CONTENT_TYPE,
+    ]
+    .iter()
+    .any(|reserved| name.eq_ignore_ascii_case(reserved))
 }
 
 /// Checks an event's attributes, text and binary: how many, how large, and
@@ -57,7 +67,7 @@ fn attributes(event: &eventgateway::v1::Event) -> Result<(), Error> {
         }
         if reserved(name) {
             return Err(Error::InvalidArgument(format!(
-                "attribute {} is reserved: names starting with \"ce_\" and \"content-type\" (in any case) are set from the event's fields",
+                "attribute {} is reserved: ce_specversion, ce_id, ce_type, ce_source, ce_time and content-type (in any case) are set from the event's fields",
                 clip(name)
             )));
         }

@@ -119,24 +119,6 @@ async fn an_invalid_policy_at_start_stops_the_gateway_with_exit_code_2_and_where
     );
 }
 
-/// The records in partition 0 of `topic`.
-async fn stored(brokers: &str, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, 0, std::time::Duration::from_secs(10))
-            .unwrap();
-        high - low
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn dead_letters_are_charged_to_their_subscriber_and_stop_when_its_right_goes() {
     let edge = SecureEdge::new("policy-dlq");
@@ -209,7 +191,7 @@ quota = {{ publish_events_per_second = 0.01 }}
     // stored and settled.
     let stats = gateway.subscription(&id).unwrap();
     eventually("the first letter stored and settled", || async {
-        stored(&broker.brokers(), &b).await == 1 && stats.unacked.get() == 2
+        records_in(&broker.brokers(), &b).await == 1 && stats.unacked.get() == 2
     })
     .await;
     // The other two wait, unsettled, and are not written meanwhile.
@@ -219,7 +201,7 @@ quota = {{ publish_events_per_second = 0.01 }}
         4.0,
     )
     .await;
-    assert_eq!(stored(&broker.brokers(), &b).await, 1);
+    assert_eq!(records_in(&broker.brokers(), &b).await, 1);
     assert_eq!(stats.unacked.get(), 2, "the waiting letters stay unsettled");
     // A reload that takes its publish right on the dead-letter topic ends
     // the stream.
@@ -233,7 +215,11 @@ quota = {{ publish_events_per_second = 0.01 }}
     };
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("dead-letter"), "{status:?}");
-    assert_eq!(stored(&broker.brokers(), &b).await, 1, "and nothing more");
+    assert_eq!(
+        records_in(&broker.brokers(), &b).await,
+        1,
+        "and nothing more"
+    );
     gateway.shutdown().await.unwrap();
 }
 

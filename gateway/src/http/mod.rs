@@ -1,0 +1,257 @@
+//! Plain HTTP on the gateway's port, beside gRPC: `POST
+//! /v1/topics/{topic}/events` takes a CloudEvent (`cloudevents`: binary or
+//! structured mode) and answers, once Kafka stored it, what PublishEvent
+//! answers, as JSON. The call goes through the EventGateway service itself,
+//! so the edge (TLS, the token in `Authorization`, already checked by the
+//! layers outside this one), the policy, quotas, limits, audit, metrics and
+//! traces (`traceparent`) are the same as for gRPC. A deadline comes in
+//! `Request-Timeout` (`500ms`, `5s`). Any other path passes on to gRPC.
+//!
+//! A body is read within `--request-arrival-timeout` (408 after it) and up
+//! to the largest publish request the gateway takes (413 past it); a body
+//! that is not a CloudEvent is refused with 415 (so that no content type a
+//! browser may send cross-site without a preflight gets through).
+
+mod cloudevents;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use eventgateway::v1::event_gateway_server::EventGateway;
+use eventgateway::v1::PublishEventResponse;
+use http::{header, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use tonic::body::Body;
+use tonic::metadata::MetadataMap;
+use tonic::Code;
+use tower::{Layer, Service};
+
+use self::cloudevents::Mode;
+use crate::edge::plain_http::{self, refusal, status_response, ROUTES};
+use crate::grpc::Gateway;
+
+/// The header a plain HTTP caller sets its deadline with.
+const REQUEST_TIMEOUT: &str = "request-timeout";
+/// Room in a request for the CloudEvents attributes around the payload.
+const ATTRIBUTE_ROOM: usize = 64 * 1024;
+
+/// The plain HTTP routes themselves: answers every request it gets.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    /// The service the routes call.
+    gateway: Gateway,
+    /// The largest body taken: the payload limit and room for attributes.
+    max_body: usize,
+    /// How long a body may take to arrive.
+    arrival: Duration,
+}
+
+impl Handler {
+    /// The routes over `gateway`, for payloads up to `max_payload_bytes`
+    /// arriving within `arrival`.
+    pub(crate) fn new(gateway: Gateway, max_payload_bytes: usize, arrival: Duration) -> Self {
+        Self {
+            gateway,
+            max_body: max_payload_bytes.saturating_add(ATTRIBUTE_ROOM),
+            arrival,
+        }
+    }
+}
+
+impl Service<http::Request<Body>> for Handler {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let handler = self.clone();
+        Box::pin(async move { Ok(handler.answer(request).await) })
+    }
+}
+
+/// Sends requests for the plain HTTP routes to `routes` (the [`Handler`]
+/// behind the edge's authentication and call tracking), everything else
+/// on to gRPC. It sits outside gRPC-Web, which refuses HTTP/1.1 requests
+/// that are not gRPC-Web.
+#[derive(Clone)]
+pub(crate) struct ServeHttp<H>(pub(crate) H);
+
+impl<S, H: Clone> Layer<S> for ServeHttp<H> {
+    type Service = Routes<S, H>;
+
+    fn layer(&self, inner: S) -> Routes<S, H> {
+        Routes {
+            inner,
+            routes: self.0.clone(),
+        }
+    }
+}
+
+/// The service [`ServeHttp`] makes.
+#[derive(Clone)]
+pub(crate) struct Routes<S, H> {
+    inner: S,
+    routes: H,
+}
+
+impl<S, H> Service<http::Request<Body>> for Routes<S, H>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    H: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    H::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if !request.uri().path().starts_with(ROUTES) {
+            return Box::pin(self.inner.call(request));
+        }
+        let mut routes = self.routes.clone();
+        Box::pin(async move {
+            let Ok(()) = std::future::poll_fn(|cx| routes.poll_ready(cx)).await;
+            let Ok(response) = routes.call(request).await;
+            Ok(response)
+        })
+    }
+}
+
+impl Handler {
+    /// The answer to a request for one of the routes.
+    async fn answer(&self, request: http::Request<Body>) -> http::Response<Body> {
+        let path = request.uri().path();
+        let Some(topic) = path
+            .strip_prefix("/v1/topics/")
+            .and_then(|rest| rest.strip_suffix("/events"))
+            .filter(|topic| !topic.contains('/'))
+            .map(str::to_owned)
+        else {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                Code::NotFound,
+                "no such route: events are POSTed to /v1/topics/{topic}/events",
+            );
+        };
+        if request.method() != Method::POST {
+            let mut response = refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::Unimplemented,
+                "events are POSTed",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        let Some(mode) = cloudevents::mode(request.headers()) else {
+            return refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::InvalidArgument,
+                "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json)",
+            );
+        };
+        let (parts, body) = request.into_parts();
+        let body = match self.read(body).await {
+            Ok(body) => body,
+            Err(response) => return *response,
+        };
+        let publish = match mode {
+            Mode::Binary => cloudevents::binary(&topic, &parts.headers, body),
+            Mode::Structured => cloudevents::structured(&topic, &body),
+        };
+        let publish = match publish {
+            Ok(publish) => publish,
+            Err(why) => return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why),
+        };
+        let mut metadata = MetadataMap::from_headers(parts.headers);
+        if let Err(why) = deadline(&mut metadata) {
+            return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why);
+        }
+        let call = tonic::Request::from_parts(metadata, parts.extensions, publish);
+        match self.gateway.publish_event(call).await {
+            Ok(stored) => plain_http::json_response(StatusCode::OK, &stored_json(stored.get_ref())),
+            Err(status) => status_response(&status),
+        }
+    }
+
+    /// The body whole, within the size and time bounds, or the answer that
+    /// says which it broke.
+    async fn read(&self, body: Body) -> Result<bytes::Bytes, Box<http::Response<Body>>> {
+        let limited = Limited::new(body, self.max_body);
+        match tokio::time::timeout(self.arrival, limited.collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(Box::new(refusal(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Code::InvalidArgument,
+                    &format!(
+                        "the body is over {} bytes: --max-payload-bytes and 64 KiB for the attributes",
+                        self.max_body
+                    ),
+                )))
+            }
+            Ok(Err(_)) => Err(Box::new(refusal(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "the body did not arrive whole",
+            ))),
+            Err(_) => Err(Box::new(refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                Code::DeadlineExceeded,
+                &format!("the body did not arrive within {:?}", self.arrival),
+            ))),
+        }
+    }
+}
+
+/// `Request-Timeout` (a duration: `500ms`, `5s`) as the call's
+/// `grpc-timeout`.
+fn deadline(metadata: &mut MetadataMap) -> Result<(), String> {
+    let Some(value) = metadata.remove(REQUEST_TIMEOUT) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default().to_owned();
+    let timeout = humantime::parse_duration(text.trim()).map_err(|_| {
+        format!(
+            "Request-Timeout {} is not a duration such as 500ms or 5s",
+            crate::text::clip(&text)
+        )
+    })?;
+    let millis = timeout.as_millis().clamp(1, 99_999_999);
+    let grpc = format!("{millis}m")
+        .parse()
+        .map_err(|_| "Request-Timeout cannot be read".to_owned())?;
+    metadata.insert("grpc-timeout", grpc);
+    Ok(())
+}
+
+/// PublishEventResponse in the proto3 JSON mapping.
+fn stored_json(stored: &PublishEventResponse) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "eventId": stored.event_id,
+        "topic": stored.topic,
+        "partition": stored.partition,
+        "offset": stored.offset.to_string(),
+    });
+    if let Some(timestamp) = &stored.timestamp {
+        value["timestamp"] = serde_json::Value::String(timestamp.to_string());
+    }
+    value
+}
