@@ -3,18 +3,49 @@
 
 use std::time::Instant as Clock;
 
+use eventgateway::trace_context;
 use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
 use tokio::time::Instant;
+use tonic::{Request, Status};
+use tracing::Instrument as _;
 
 use prost::Message as _;
 
-use super::validate;
+use super::{caller_of, deadline, refused, validate, Gateway};
 use crate::auth::access::Access;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::metrics::{Metrics, UNKNOWN_TOPIC};
 use crate::publish::{Publish, Publishing};
+use crate::spans;
 use crate::text::clip;
+
+impl Gateway {
+    /// A batch of events in one call from outside gRPC (plain HTTP), as a
+    /// PublishEvents batch takes it: refused whole when over its bounds,
+    /// else each event answered, in order; under one unary permit, with
+    /// the call's deadline, trace context and caller.
+    pub(crate) async fn publish_batch(
+        &self,
+        request: Request<Vec<PublishEventRequest>>,
+    ) -> Result<Vec<Result<PublishEventResponse, Status>>, Status> {
+        let _permit = self.unary.take()?;
+        let deadline = deadline::deadline(request.metadata(), self.request_timeout);
+        let caller = trace_context::from_metadata(request.metadata());
+        let span = spans::rpc_server("PublishEvents", &caller);
+        let from = caller_of(&request);
+        let outcomes = self
+            .publishes
+            .publish_batch(request.into_inner(), &from, deadline, &caller)
+            .instrument(span)
+            .await
+            .inspect_err(|error| refused("publish batch", error))?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.map_err(Status::from))
+            .collect())
+    }
+}
 
 /// Publishes requests; cloning shares what it publishes through.
 #[derive(Clone)]

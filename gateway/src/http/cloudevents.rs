@@ -19,6 +19,8 @@ use prost_types::Timestamp;
 const SPECVERSION: &str = "1.0";
 /// The extension whose value is the Kafka record key.
 const PARTITION_KEY: &str = "partitionkey";
+/// The most events of one batch.
+const MAX_BATCH_EVENTS: usize = eventgateway::bounds::MAX_BATCH_EVENTS;
 /// The most attributes (headers or members) one event may carry.
 const MAX_ATTRIBUTES: usize = eventgateway::bounds::MAX_ATTRIBUTES + 10;
 
@@ -32,6 +34,8 @@ pub(crate) enum Mode {
     Binary,
     /// One JSON object with the attributes and the data.
     Structured,
+    /// A JSON array of structured events.
+    Batch,
 }
 
 /// The mode of a request with `headers`, if it is a CloudEvent: the only
@@ -40,8 +44,10 @@ pub(crate) enum Mode {
 /// header, which no simple request carries).
 pub(crate) fn mode(headers: &HeaderMap) -> Option<Mode> {
     let media = media_type(headers);
-    if media == "application/cloudevents+json" {
-        return Some(Mode::Structured);
+    match media.as_str() {
+        "application/cloudevents+json" => return Some(Mode::Structured),
+        "application/cloudevents-batch+json" => return Some(Mode::Batch),
+        _ => {}
     }
     headers
         .contains_key("ce-specversion")
@@ -94,6 +100,34 @@ pub(crate) fn binary(
 pub(crate) fn structured(topic: &str, body: &[u8]) -> Result<PublishEventRequest, Refusal> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?;
+    one(topic, value)
+}
+
+/// The events of a batch-mode request to `topic`, in order: refused whole
+/// when one of them is not an event (its index says which).
+pub(crate) fn batch(topic: &str, body: &[u8]) -> Result<Vec<PublishEventRequest>, Refusal> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?;
+    let serde_json::Value::Array(events) = value else {
+        return Err("a batch is one JSON array of events".into());
+    };
+    if events.len() > MAX_BATCH_EVENTS {
+        return Err(format!(
+            "the batch has {} events; at most {MAX_BATCH_EVENTS}",
+            events.len()
+        ));
+    }
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(at, event)| {
+            one(topic, event).map_err(|why| format!("event {at} of the batch: {why}"))
+        })
+        .collect()
+}
+
+/// The event a structured-mode JSON value stands for.
+fn one(topic: &str, value: serde_json::Value) -> Result<PublishEventRequest, Refusal> {
     let serde_json::Value::Object(members) = value else {
         return Err("a structured-mode event is one JSON object".into());
     };

@@ -1,7 +1,10 @@
 //! Plain HTTP on the gateway's port, beside gRPC: `POST
 //! /v1/topics/{topic}/events` takes a CloudEvent (`cloudevents`: binary or
 //! structured mode) and answers, once Kafka stored it, what PublishEvent
-//! answers, as JSON. The call goes through the EventGateway service itself,
+//! answers, as JSON; or a batch (`application/cloudevents-batch+json`),
+//! answered event by event as a PublishEvents batch is (200 once the batch
+//! was taken, each result `stored` or `error`; refused whole, with the
+//! status of why, when it is over its bounds). The call goes through the EventGateway service itself,
 //! so the edge (TLS, the token in `Authorization`, already checked by the
 //! layers outside this one), the policy, quotas, limits, audit, metrics and
 //! traces (`traceparent`) are the same as for gRPC. A deadline comes in
@@ -20,6 +23,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use eventgateway::bounds::BATCH_PAYLOADS;
 use eventgateway::v1::event_gateway_server::EventGateway;
 use eventgateway::v1::PublishEventResponse;
 use http::{header, HeaderValue, Method, StatusCode};
@@ -164,27 +168,51 @@ impl Handler {
             return refusal(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Code::InvalidArgument,
-                "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json)",
+                "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json), or a batch (content-type: application/cloudevents-batch+json)",
             );
         };
         let (parts, body) = request.into_parts();
-        let body = match self.read(body).await {
+        let limit = match mode {
+            Mode::Batch => self.max_body.saturating_mul(BATCH_PAYLOADS),
+            Mode::Binary | Mode::Structured => self.max_body,
+        };
+        let body = match self.read(body, limit).await {
             Ok(body) => body,
             Err(response) => return *response,
         };
-        let publish = match mode {
-            Mode::Binary => cloudevents::binary(&topic, &parts.headers, body),
-            Mode::Structured => cloudevents::structured(&topic, &body),
+        let events = match mode {
+            Mode::Binary => cloudevents::binary(&topic, &parts.headers, body).map(|one| vec![one]),
+            Mode::Structured => cloudevents::structured(&topic, &body).map(|one| vec![one]),
+            Mode::Batch => cloudevents::batch(&topic, &body),
         };
-        let publish = match publish {
-            Ok(publish) => publish,
+        let mut events = match events {
+            Ok(events) => events,
             Err(why) => return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why),
         };
         let mut metadata = MetadataMap::from_headers(parts.headers);
         if let Err(why) = deadline(&mut metadata) {
             return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why);
         }
-        let call = tonic::Request::from_parts(metadata, parts.extensions, publish);
+        if mode == Mode::Batch {
+            let call = tonic::Request::from_parts(metadata, parts.extensions, events);
+            return match self.gateway.publish_batch(call).await {
+                Ok(outcomes) => {
+                    let results: Vec<serde_json::Value> = outcomes
+                        .iter()
+                        .map(|outcome| match outcome {
+                            Ok(stored) => serde_json::json!({ "stored": stored_json(stored) }),
+                            Err(status) => serde_json::json!({
+                                "error": { "code": status.code() as i32, "message": status.message() }
+                            }),
+                        })
+                        .collect();
+                    let body = serde_json::json!({ "results": results });
+                    plain_http::json_response(StatusCode::OK, &body)
+                }
+                Err(status) => status_response(&status),
+            };
+        }
+        let call = tonic::Request::from_parts(metadata, parts.extensions, events.remove(0));
         match self.gateway.publish_event(call).await {
             Ok(stored) => plain_http::json_response(StatusCode::OK, &stored_json(stored.get_ref())),
             Err(status) => status_response(&status),
@@ -193,8 +221,12 @@ impl Handler {
 
     /// The body whole, within the size and time bounds, or the answer that
     /// says which it broke.
-    async fn read(&self, body: Body) -> Result<bytes::Bytes, Box<http::Response<Body>>> {
-        let limited = Limited::new(body, self.max_body);
+    async fn read(
+        &self,
+        body: Body,
+        limit: usize,
+    ) -> Result<bytes::Bytes, Box<http::Response<Body>>> {
+        let limited = Limited::new(body, limit);
         match tokio::time::timeout(self.arrival, limited.collect()).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
@@ -202,8 +234,7 @@ impl Handler {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     Code::InvalidArgument,
                     &format!(
-                        "the body is over {} bytes: --max-payload-bytes and 64 KiB for the attributes",
-                        self.max_body
+                        "the body is over {limit} bytes: --max-payload-bytes and 64 KiB for the attributes (times {BATCH_PAYLOADS} for a batch)"
                     ),
                 )))
             }

@@ -132,6 +132,60 @@ async fn cloudevents_posted_with_curl_land_in_kafka_with_the_binding_s_headers()
 }
 
 #[tokio::test]
+async fn a_batch_is_answered_event_by_event_in_order() {
+    let (broker, topic, gateway, _client) = fixture("http-batch", 1).await;
+    let url = format!("http://{}/v1/topics/{topic}/events", gateway.addr());
+    let event = |id: &str, subject: String| json!({"specversion": "1.0", "id": id, "source": "/s", "type": "t", "subject": subject, "data": {"id": id}});
+    // The second event's subject is over the attribute limit (16 KiB).
+    let batch = json!([
+        event("b-1", "ok".into()),
+        event("b-2", "x".repeat(17 * 1024)),
+        event("b-3", "ok".into()),
+    ]);
+    let headers = ["content-type: application/cloudevents-batch+json"];
+    let (status, answer) = curl(&post(
+        &url,
+        &headers,
+        &["--data-binary", &batch.to_string()],
+    ))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{answer}");
+    assert_eq!(results[0]["stored"]["eventId"], "b-1");
+    assert_eq!(results[1]["error"]["code"], 3, "{answer}");
+    assert!(results[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ce_subject"));
+    assert_eq!(results[2]["stored"]["eventId"], "b-3");
+    let offset = |at: usize| {
+        results[at]["stored"]["offset"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    assert!(offset(0) < offset(2), "in the batch's order");
+    assert_eq!(records_in(&broker.brokers(), &topic).await, 2);
+    // Over its bounds, a batch is refused whole.
+    let too_many = serde_json::Value::Array(vec![event("x", "s".into()); 1001]);
+    let (status, answer) = curl(&post(
+        &url,
+        &headers,
+        &["--data-binary", &too_many.to_string()],
+    ))
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_i64()),
+        (400, Some(3)),
+        "{answer}"
+    );
+    assert_eq!(records_in(&broker.brokers(), &topic).await, 2);
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn what_is_not_a_cloudevent_gets_a_clear_4xx_and_stores_nothing() {
     let (broker, topic, gateway, _client) = fixture_with("http-refused", 1, |config| {
         config.limits.max_payload_bytes = 1_000;

@@ -146,3 +146,25 @@ fn what_is_not_a_cloudevent_is_refused_saying_why() {
         .unwrap_err()
         .contains("more than"));
 }
+
+#[test]
+fn a_batch_is_an_array_of_events_refused_whole_naming_the_one_that_is_not() {
+    let event =
+        |id: &str| serde_json::json!({"specversion": "1.0", "id": id, "source": "/s", "type": "t"});
+    let body = serde_json::json!([event("a"), event("b")]).to_string();
+    let events = batch("t", body.as_bytes()).unwrap();
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e.event.as_ref().unwrap().id.as_str())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    let broken = serde_json::json!([event("a"), {"id": "b"}]).to_string();
+    assert!(batch("t", broken.as_bytes())
+        .unwrap_err()
+        .starts_with("event 1 of the batch"));
+    assert!(batch("t", b"{}").unwrap_err().contains("one JSON array"));
+    let many = serde_json::Value::Array(vec![event("x"); MAX_BATCH_EVENTS + 1]).to_string();
+    assert!(batch("t", many.as_bytes())
+        .unwrap_err()
+        .contains("at most 1000"));
+}
