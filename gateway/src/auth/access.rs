@@ -123,6 +123,11 @@ impl Access {
         )))
     }
 
+    /// The webhook route the policy declares for `topic`, if it does.
+    pub(crate) fn webhook(&self, topic: &str) -> Option<super::webhook::Webhook> {
+        self.policy.as_ref()?.current().webhook(topic).cloned()
+    }
+
     /// The policy and the caller's principal, when a policy applies.
     fn applies<'a>(&self, caller: &'a Caller) -> Option<(Arc<Policy>, &'a Arc<str>)> {
         Some((self.policy.as_ref()?.current(), caller.principal.as_ref()?))

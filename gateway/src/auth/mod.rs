@@ -1,7 +1,9 @@
 //! Who a caller is: the principal of its client certificate (mTLS, `x509`)
 //! or of its bearer token (JWT, `jwt` with keys from `jwks`), checked once
 //! per call by the edge; what it may do (`policy`, with `quota`s), asked by
-//! the service (`access`); and the audit log (`audit`).
+//! the service (`access`); the policy's webhook routes (`webhook`, where
+//! plain bodies may be POSTed, and their signatures); and the audit log
+//! (`audit`).
 //!
 //! With tokens on, every guarded call needs a valid token and its principal
 //! is the token's `sub` (a client certificate, when mTLS is on too, only
@@ -14,9 +16,11 @@ pub(crate) mod access;
 pub(crate) mod audit;
 pub(crate) mod jwks;
 pub(crate) mod jwt;
+mod place;
 pub(crate) mod policy;
 mod quota;
 pub(crate) mod share;
+pub(crate) mod webhook;
 pub(crate) mod x509;
 
 use std::net::SocketAddr;

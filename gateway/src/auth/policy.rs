@@ -16,11 +16,15 @@
 //! match it; a subscription is allowed when every topic it names is granted
 //! by a grant whose `groups` (when it has them) match its group. Its quota
 //! is that of the first grant (in file order) that matches it and has one.
-
-use std::ops::Range;
+//!
+//! `[[webhook]]` routes (see `webhook`) let a topic take plain bodies over
+//! HTTP.
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use super::place::at;
+use super::webhook::{Webhook, WebhookFile};
 
 /// The longest pattern accepted.
 const MAX_PATTERN_LEN: usize = 1024;
@@ -108,6 +112,8 @@ pub(crate) enum Operation {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Policy {
     grants: Vec<Grant>,
+    /// The webhook routes, one per topic at most.
+    webhooks: Vec<Webhook>,
 }
 
 /// Why a subscription is refused.
@@ -197,16 +203,21 @@ impl Policy {
             .into_iter()
             .map(|grant| grant.check(text))
             .collect::<Result<_, _>>()?;
-        Ok(Self { grants })
+        let mut webhooks: Vec<Webhook> = Vec::new();
+        for route in file.webhook {
+            let route = route.check(text)?;
+            if webhooks.iter().any(|other| other.topic == route.topic) {
+                return Err(format!("two webhook routes for topic {}", route.topic));
+            }
+            webhooks.push(route);
+        }
+        Ok(Self { grants, webhooks })
     }
-}
 
-/// `message` prefixed with the line and column where `span` starts.
-fn at(text: &str, span: Range<usize>, message: &str) -> String {
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {message}")
+    /// The webhook route of `topic`, if the policy declares one.
+    pub(crate) fn webhook(&self, topic: &str) -> Option<&Webhook> {
+        self.webhooks.iter().find(|route| route.topic == topic)
+    }
 }
 
 #[derive(Deserialize)]
@@ -214,6 +225,8 @@ fn at(text: &str, span: Range<usize>, message: &str) -> String {
 struct File {
     #[serde(default)]
     grant: Vec<GrantFile>,
+    #[serde(default)]
+    webhook: Vec<WebhookFile>,
 }
 
 #[derive(Deserialize)]
@@ -399,5 +412,26 @@ subscribe = ["public"]
         )
         .unwrap_err();
         assert!(error.starts_with("line 3, column 9:"), "{error}");
+    }
+
+    #[test]
+    fn a_policy_declares_one_route_per_topic_with_usable_secrets() {
+        let policy = Policy::parse(
+            "[[webhook]]\ntopic = \"a\"\ntype = \"t\"\nsource = \"/s\"\nid_header = \"Webhook-Id\"\n",
+        )
+        .unwrap();
+        let route = policy.webhook("a").unwrap();
+        assert_eq!(route.id_header.as_deref(), Some("webhook-id"));
+        assert!(policy.webhook("b").is_none());
+        let twice = "[[webhook]]\ntopic = \"a\"\ntype = \"t\"\nsource = \"/s\"\n".repeat(2);
+        assert!(Policy::parse(&twice)
+            .unwrap_err()
+            .contains("two webhook routes"));
+        let bad = "[[webhook]]\ntopic = \"a\"\ntype = \"t\"\nsource = \"/s\"\nsigning_secrets = [\"whsec_!!\"]\n";
+        assert!(Policy::parse(bad).unwrap_err().contains("line 5"), "where");
+        let no_type = "[[webhook]]\ntopic = \"a\"\ntype = \"\"\nsource = \"/s\"\n";
+        assert!(Policy::parse(no_type)
+            .unwrap_err()
+            .contains("type and a source"));
     }
 }

@@ -15,6 +15,8 @@ use eventgateway::v1::{event::Data, Event, PublishEventRequest};
 use http::HeaderMap;
 use prost_types::Timestamp;
 
+use crate::auth::webhook::Webhook;
+
 /// The CloudEvents version taken.
 const SPECVERSION: &str = "1.0";
 /// The extension whose value is the Kafka record key.
@@ -52,6 +54,39 @@ pub(crate) fn mode(headers: &HeaderMap) -> Option<Mode> {
     headers
         .contains_key("ce-specversion")
         .then_some(Mode::Binary)
+}
+
+/// Whether a request with `headers` has a plain JSON body (what a webhook
+/// sender POSTs).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers) == "application/json"
+}
+
+/// The event of a plain body POSTed to `route`'s topic: its type and
+/// source the route's, its id the route's id header (or a new UUIDv7),
+/// the body byte for byte.
+pub(crate) fn plain(route: &Webhook, headers: &HeaderMap, body: Bytes) -> PublishEventRequest {
+    let id = route
+        .id_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let event = Event {
+        id,
+        r#type: route.event_type.clone(),
+        source: route.source.clone(),
+        content_type: "application/json".into(),
+        data: (!body.is_empty()).then(|| Data::Binary(body.to_vec())),
+        ..Event::default()
+    };
+    PublishEventRequest {
+        topic: route.topic.clone(),
+        key: String::new(),
+        event: Some(event),
+    }
 }
 
 /// The request's media type, lower case, without parameters.

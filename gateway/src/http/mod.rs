@@ -21,11 +21,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use eventgateway::bounds::BATCH_PAYLOADS;
 use eventgateway::v1::event_gateway_server::EventGateway;
-use eventgateway::v1::PublishEventResponse;
+use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
 use http::{header, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use tonic::body::Body;
@@ -34,6 +34,8 @@ use tonic::Code;
 use tower::{Layer, Service};
 
 use self::cloudevents::Mode;
+use crate::auth::access::Access;
+use crate::auth::webhook::Webhook;
 use crate::edge::plain_http::{self, refusal, status_response, ROUTES};
 use crate::grpc::Gateway;
 
@@ -47,6 +49,8 @@ const ATTRIBUTE_ROOM: usize = 64 * 1024;
 pub(crate) struct Handler {
     /// The service the routes call.
     gateway: Gateway,
+    /// The policy's webhook routes.
+    access: Access,
     /// The largest body taken: the payload limit and room for attributes.
     max_body: usize,
     /// How long a body may take to arrive.
@@ -54,11 +58,16 @@ pub(crate) struct Handler {
 }
 
 impl Handler {
-    /// The routes over `gateway`, for payloads up to `max_payload_bytes`
+    /// The routes over `gateway` (and `access`'s webhook routes), for payloads up to `max_payload_bytes`
     /// arriving within `arrival`.
-    pub(crate) fn new(gateway: Gateway, max_payload_bytes: usize, arrival: Duration) -> Self {
+    pub(crate) fn new(
+        (gateway, access): (Gateway, Access),
+        max_payload_bytes: usize,
+        arrival: Duration,
+    ) -> Self {
         Self {
             gateway,
+            access,
             max_body: max_payload_bytes.saturating_add(ATTRIBUTE_ROOM),
             arrival,
         }
@@ -164,13 +173,22 @@ impl Handler {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        let Some(mode) = cloudevents::mode(request.headers()) else {
+        let mode = cloudevents::mode(request.headers());
+        let route = match mode {
+            None if cloudevents::is_json(request.headers()) => self.access.webhook(&topic),
+            _ => None,
+        };
+        if mode.is_none() && route.is_none() {
             return refusal(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Code::InvalidArgument,
-                "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json), or a batch (content-type: application/cloudevents-batch+json)",
+                "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json), or a batch (content-type: application/cloudevents-batch+json); a plain JSON body only to a topic the policy declares a webhook route for",
             );
-        };
+        }
+        if let Some(route) = route {
+            return self.webhook(&route, request).await;
+        }
+        let mode = mode.unwrap_or(Mode::Binary);
         let (parts, body) = request.into_parts();
         let limit = match mode {
             Mode::Batch => self.max_body.saturating_mul(BATCH_PAYLOADS),
@@ -189,30 +207,58 @@ impl Handler {
             Ok(events) => events,
             Err(why) => return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why),
         };
+        if mode != Mode::Batch {
+            return self.publish(parts, events.remove(0)).await;
+        }
         let mut metadata = MetadataMap::from_headers(parts.headers);
         if let Err(why) = deadline(&mut metadata) {
             return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why);
         }
-        if mode == Mode::Batch {
-            let call = tonic::Request::from_parts(metadata, parts.extensions, events);
-            return match self.gateway.publish_batch(call).await {
-                Ok(outcomes) => {
-                    let results: Vec<serde_json::Value> = outcomes
-                        .iter()
-                        .map(|outcome| match outcome {
-                            Ok(stored) => serde_json::json!({ "stored": stored_json(stored) }),
-                            Err(status) => serde_json::json!({
-                                "error": { "code": status.code() as i32, "message": status.message() }
-                            }),
-                        })
-                        .collect();
-                    let body = serde_json::json!({ "results": results });
-                    plain_http::json_response(StatusCode::OK, &body)
-                }
-                Err(status) => status_response(&status),
-            };
+        let call = tonic::Request::from_parts(metadata, parts.extensions, events);
+        match self.gateway.publish_batch(call).await {
+            Ok(outcomes) => {
+                let results: Vec<serde_json::Value> = outcomes
+                    .iter()
+                    .map(|outcome| match outcome {
+                        Ok(stored) => serde_json::json!({ "stored": stored_json(stored) }),
+                        Err(status) => serde_json::json!({
+                            "error": { "code": status.code() as i32, "message": status.message() }
+                        }),
+                    })
+                    .collect();
+                let body = serde_json::json!({ "results": results });
+                plain_http::json_response(StatusCode::OK, &body)
+            }
+            Err(status) => status_response(&status),
         }
-        let call = tonic::Request::from_parts(metadata, parts.extensions, events.remove(0));
+    }
+
+    /// A plain body POSTed to a webhook route: its signature checked (when
+    /// the route signs), then published as the route's event.
+    async fn webhook(&self, route: &Webhook, request: http::Request<Body>) -> http::Response<Body> {
+        let (parts, body) = request.into_parts();
+        let body = match self.read(body, self.max_body).await {
+            Ok(body) => body,
+            Err(response) => return *response,
+        };
+        if let Err(why) = route.verify(&parts.headers, &body, SystemTime::now()) {
+            return refusal(StatusCode::UNAUTHORIZED, Code::Unauthenticated, &why);
+        }
+        let event = cloudevents::plain(route, &parts.headers, body);
+        self.publish(parts, event).await
+    }
+
+    /// Publishes one event with the call's metadata and extensions.
+    async fn publish(
+        &self,
+        parts: http::request::Parts,
+        event: PublishEventRequest,
+    ) -> http::Response<Body> {
+        let mut metadata = MetadataMap::from_headers(parts.headers);
+        if let Err(why) = deadline(&mut metadata) {
+            return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why);
+        }
+        let call = tonic::Request::from_parts(metadata, parts.extensions, event);
         match self.gateway.publish_event(call).await {
             Ok(stored) => plain_http::json_response(StatusCode::OK, &stored_json(stored.get_ref())),
             Err(status) => status_response(&status),

@@ -14,6 +14,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
+use crate::auth::access::Access;
 use crate::config::Config;
 use crate::edge;
 use crate::grpc::Gateway;
@@ -34,7 +35,7 @@ pub(super) fn serve(
     listener: TcpListener,
     security: Security,
     health_service: HealthServer<impl Health>,
-    gateway: Gateway,
+    (gateway, access): (Gateway, Access),
     metrics: Metrics,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<JoinHandle<Result<(), tonic::transport::Error>>> {
@@ -55,7 +56,7 @@ pub(super) fn serve(
     let http_routes = authenticate
         .clone()
         .layer(edge::TrackCalls.layer(Handler::new(
-            gateway.clone(),
+            (gateway.clone(), access),
             config.limits.max_payload_bytes,
             config.edge.request_arrival_timeout,
         )));

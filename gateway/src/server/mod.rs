@@ -215,11 +215,12 @@ async fn start_checked(
         max_concurrent_requests: config.limits.max_concurrent_requests,
         max_publish_streams: config.limits.max_publish_streams,
     };
+    let access = reloading.access(settings.policy);
     let gateway = Gateway::new(
         service,
         publishing,
         subscriptions.clone(),
-        reloading.access(settings.policy),
+        access.clone(),
         metrics.clone(),
         (
             shutdown.clone(),
@@ -248,7 +249,7 @@ async fn start_checked(
         listener,
         security,
         health_service,
-        gateway,
+        (gateway, access),
         metrics,
         shutdown,
     )?;

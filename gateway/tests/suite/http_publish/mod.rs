@@ -3,7 +3,10 @@
 //! CloudEvents Kafka binding's headers (binary mode in, binary mode out),
 //! a plain Kafka consumer reads them, and the answer is PublishEvent's as
 //! JSON. What is not a CloudEvent gets a clear 4xx and stores nothing;
-//! with tokens, a call without one gets 401.
+//! with tokens, a call without one gets 401. Webhook routes (`webhooks`)
+//! take plain bodies, signed or not.
+
+mod webhooks;
 
 use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value};
