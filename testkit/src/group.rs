@@ -5,7 +5,7 @@
 //! the gateway answers its ack ACCEPTED; one answered STALE was superseded
 //! and comes again. A failure tells each missing or doubled event's story.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +59,8 @@ pub struct GroupTally {
     deliveries: Mutex<HashMap<i64, Vec<Delivered>>>,
     /// Streams opened so far.
     streams: AtomicUsize,
+    /// The streams open now.
+    open: Mutex<HashSet<usize>>,
     holdings: Mutex<Vec<Holding>>,
 }
 
@@ -72,6 +74,7 @@ impl GroupTally {
             delivered: AtomicUsize::default(),
             deliveries: Mutex::default(),
             streams: AtomicUsize::default(),
+            open: Mutex::default(),
             holdings: Mutex::default(),
         }
     }
@@ -193,6 +196,20 @@ impl GroupTally {
         last.is_some_and(|last| last.elapsed() >= long) && holdings.iter().any(|h| h.to.is_none())
     }
 
+    /// Whether the group has settled: every stream open holds a partition,
+    /// the streams hold all `partitions` of the topic, and no partition
+    /// changed hands for `long`. (A stream that joined and holds nothing
+    /// yet means a rebalance under way, which quiet alone does not show.)
+    pub fn settled(&self, long: Duration, partitions: usize) -> bool {
+        if !self.quiet_for(long) {
+            return false;
+        }
+        let held = self.held();
+        let open = self.open.lock().unwrap();
+        let covered: HashSet<i32> = held.values().flatten().copied().collect();
+        open.iter().all(|stream| held.contains_key(stream)) && covered.len() == partitions
+    }
+
     /// The partitions each open stream holds.
     pub fn held(&self) -> HashMap<usize, Vec<i32>> {
         let mut held: HashMap<usize, Vec<i32>> = HashMap::new();
@@ -236,11 +253,13 @@ pub async fn member(
     while !*stop.borrow() {
         let replica = at % addrs.len();
         let stream = tally.streams.fetch_add(1, Ordering::Relaxed);
+        tally.open.lock().unwrap().insert(stream);
         let end = tokio::select! {
             () = serve(stream, addrs[replica], replica, request.clone(), &tally) => false,
             _ = stop.changed() => true,
         };
         tally.release(stream, None);
+        tally.open.lock().unwrap().remove(&stream);
         if end {
             return;
         }

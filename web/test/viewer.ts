@@ -10,6 +10,9 @@
 //   publish TOPIC KEY MARKER  publish {"marker": MARKER} from the page's form
 //   serve PORT                serve a blank page at http://127.0.0.1:PORT/ (another origin)
 //   cross PAGE_URL GATEWAY    from a page at PAGE_URL, call GATEWAY's Health/Check with gRPC-Web
+//   crosspost PAGE_URL URL CONTENT_TYPE BODY  from a page at PAGE_URL, POST BODY to URL as
+//                             a simple cross-site request would (no-cors: a form, a
+//                             beacon): whether the browser sent it
 //   settle GATEWAY ID ACK_ID  from GATEWAY's own page (its viewer), ack ACK_ID of
 //                             subscription ID with a gRPC-Web Settle call: its outcome
 //   latency TOPIC GATEWAY N RATE  with the page subscribed to TOPIC, publish N
@@ -200,6 +203,29 @@ async function run(words: string[]) {
       }, args[1]);
       await other.close();
       return say({ cross: args[0], ...outcome });
+    }
+    case "crosspost": {
+      const other = await browser.newPage();
+      await other.goto(args[0]);
+      const sent = await other.evaluate(
+        async ([url, type, body]) => {
+          try {
+            // As a hostile page may: no preflight, the answer unreadable.
+            await fetch(url, {
+              method: "POST",
+              mode: "no-cors",
+              headers: { "content-type": type, "ce-specversion": "1.0", "ce-id": "x", "ce-source": "/x", "ce-type": "x" },
+              body,
+            });
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        [args[1], args[2], args[3]],
+      );
+      await other.close();
+      return say({ crosspost: args[2], sent });
     }
     case "settle": {
       // The request is encoded here, sent by the browser's fetch as

@@ -123,3 +123,38 @@ source = "/forms"
         .contains("webhook route"));
     gateway.shutdown().await.unwrap();
 }
+
+/// A page of another site makes the visitor's browser POST to the gateway
+/// as it may without a preflight (a form, a beacon: the simple content
+/// types, no custom header gets through): the browser sends it, the
+/// gateway refuses it, nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_simple_posts_from_a_browser_store_nothing() {
+    let (broker, topic, gateway, _client) = fixture("http-csrf", 1).await;
+    let page = free_port();
+    let mut browser = crate::viewer::Browser::start();
+    browser
+        .run(&format!("serve {page}"), &format!("\"serving\":{page}"))
+        .await;
+    let url = format!("http://{}/v1/topics/{topic}/events", gateway.addr());
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        let sent = browser
+            .run(
+                &format!("crosspost http://127.0.0.1:{page}/ {url} {content_type} {{\"n\":1}}"),
+                &format!("\"crosspost\":\"{content_type}\""),
+            )
+            .await;
+        assert_eq!(sent["sent"], true, "the browser sent it: {sent}");
+    }
+    drop(browser);
+    assert_eq!(
+        records_in(&broker.brokers(), &topic).await,
+        0,
+        "nothing a cross-site page sent was stored"
+    );
+    gateway.shutdown().await.unwrap();
+}
