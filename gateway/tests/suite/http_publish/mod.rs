@@ -6,6 +6,7 @@
 //! with tokens, a call without one gets 401. Webhook routes (`webhooks`)
 //! take plain bodies, signed or not.
 
+mod hostile;
 mod webhooks;
 
 use rdkafka::message::{Headers, Message};
