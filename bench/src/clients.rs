@@ -93,7 +93,6 @@ pub(crate) fn publish_request(topic: &str, index: u64, size: usize) -> PublishEv
     }
 }
 
-/// An ephemeral ACK_MODE_AUTO subscription to `topic` from `start`.
 /// Writes `events` records of `size` bytes to `topic` with the direct
 /// producer, each stored before the next.
 pub(crate) async fn fill(
@@ -111,6 +110,7 @@ pub(crate) async fn fill(
     Ok(())
 }
 
+/// An ephemeral ACK_MODE_AUTO subscription to `topic` from `start`.
 pub(crate) fn subscribe_request(topic: &str, start: StartFrom) -> SubscribeRequest {
     SubscribeRequest {
         topics: vec![topic.to_owned()],

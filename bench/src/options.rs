@@ -90,8 +90,9 @@ pub(crate) struct Options {
     /// share (one partition read by one stream and by eight sharing one
     /// member, 1 ms and 20 ms a delivery), and forward (a unary Settle at
     /// the stream's replica and at another that forwards it; two more
-    /// gateways with an internal listener each). The others report null.
-    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer", "join", "share", "forward"])]
+    /// gateways with an internal listener each), and http (the unary
+    /// callers POSTing CloudEvents over plain HTTP). The others report null.
+    #[arg(long, value_delimiter = ',', value_parser = ["produce", "closed", "unary", "floor", "stream", "batched", "consume", "subscribe", "acks", "fanout", "latency", "secure", "compression", "viewer", "join", "share", "forward", "http"])]
     pub(crate) only: Vec<String>,
     /// Extra gateway flag (repeatable), e.g. `--gateway-arg=--subscription-buffer=256`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]

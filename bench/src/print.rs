@@ -45,6 +45,10 @@ impl Report {
             Some(Self::ratio(&self.unary, &self.direct_closed)),
         );
         row(&self.unary_floor, None);
+        row(
+            &self.http_publish,
+            Some(Self::ratio(&self.http_publish, &self.unary)),
+        );
         row(&self.direct_consume, None);
         row(
             &self.subscribe,

@@ -14,6 +14,8 @@ pub(crate) struct Report {
     pub(crate) direct_produce: Throughput,
     pub(crate) direct_closed: Throughput,
     pub(crate) unary: Throughput,
+    /// The unary callers POSTing CloudEvents over plain HTTP.
+    pub(crate) http_publish: Throughput,
     /// The same callers calling Health/Check: the floor under a unary call.
     pub(crate) unary_floor: Throughput,
     pub(crate) stream: Throughput,
@@ -89,10 +91,11 @@ impl Report {
     }
 
     /// The measured scenarios, with their names in the JSON.
-    pub(crate) fn throughputs(&self) -> [(&'static str, &Throughput); 14] {
+    pub(crate) fn throughputs(&self) -> [(&'static str, &Throughput); 15] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
+            ("http_publish", &self.http_publish),
             ("unary_floor", &self.unary_floor),
             ("direct_closed_loop", &self.direct_closed),
             ("stream_publish", &self.stream),
@@ -200,6 +203,11 @@ impl Report {
             (
                 "unary_gateway_cpu_us_above_floor",
                 self.unary.cpu_per_event_us()[1] - self.unary_floor.cpu_per_event_us()[1],
+            ),
+            ("http_publish_eps", self.http_publish.eps()),
+            (
+                "http_vs_unary_gateway_cpu",
+                self.http_publish.cpu_per_event_us()[1] / self.unary.cpu_per_event_us()[1],
             ),
             ("grpc_web_subscribe_eps", self.grpc_web_subscribe.eps()),
             (

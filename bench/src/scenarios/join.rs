@@ -11,7 +11,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use tokio::time::Instant;
 
-use crate::clients::{subscribe_request, Target};
+use rdkafka::producer::FutureProducer;
+
+use super::step;
+use crate::clients::{fill, subscribe_request, Target};
+use crate::options::Options;
 
 /// What joining a group took under one protocol, in milliseconds.
 #[derive(Debug, Clone)]
@@ -27,7 +31,21 @@ pub(crate) struct Join {
 /// Joins a new group on `topic` (which holds events) `rounds` times with
 /// each protocol, directly and through the gateway serving it (`gateways`:
 /// protocol and gateway); the medians.
-pub(crate) async fn join_times(
+/// Writes 10 events to a new topic `topic`, then measures
+/// [`join_times`] through each of `gateways`, `--repeat` rounds.
+pub(crate) async fn run(
+    brokers: &str,
+    (producer, topic): (&FutureProducer, &str),
+    gateways: &[(&'static str, &Target)],
+    o: &Options,
+) -> Result<Vec<Join>, String> {
+    step("a member joining a group: classic and consumer protocols");
+    testkit::create_topics(brokers, &[topic], o.partitions).await?;
+    fill(producer, topic, 10, o.size).await?;
+    join_times(brokers, gateways, topic, o.repeat, o.patience).await
+}
+
+async fn join_times(
     brokers: &str,
     gateways: &[(&'static str, &Target)],
     topic: &str,

@@ -15,6 +15,7 @@
 //!   group protocol.
 //! - `share`: one partition read by one stream and by eight sharing one
 //!   member, each delivery taking a fixed time to handle.
+//! - `http`: the unary callers POSTing CloudEvents over plain HTTP.
 //! - `forward`: a unary Settle at the stream's replica and at another one,
 //!   which forwards it (acks at any replica).
 //!
@@ -27,13 +28,14 @@ pub(crate) mod compression;
 mod consume;
 mod fanout;
 pub(crate) mod forward;
+pub(crate) mod http;
 pub(crate) mod join;
 mod latency;
 mod publish;
 pub(crate) mod share;
 mod viewer;
 
-use crate::clients::{direct_producer, enqueue, fill, warm_up, warm_up_record, Target};
+use crate::clients::{direct_producer, enqueue, warm_up, warm_up_record, Target};
 use crate::cpu::{peak_rss_mib, rss_mib, Processes};
 use crate::options::Options;
 use crate::report::Report;
@@ -212,6 +214,10 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("unary PublishEvent")
     };
+    let http_publish = match runs("http") {
+        true => http::publish(&gateway, (brokers, &topic("http")), &processes, o).await?,
+        false => Throughput::skipped(http::HTTP_PUBLISH),
+    };
     let unary_floor = if runs("floor") {
         step(publish::FLOOR);
         let calls = publish::unary_floor(&channels, o.events, o.concurrency);
@@ -333,18 +339,8 @@ pub(crate) async fn run(
     };
     let join = match &targets.consumer_protocol {
         Some(consumer) if runs("join") => {
-            step("a member joining a group: classic and consumer protocols");
-            let join_topic = topic("join");
-            testkit::create_topics(brokers, &[&join_topic], o.partitions).await?;
-            fill(&producer, &join_topic, 10, o.size).await?;
-            join::join_times(
-                brokers,
-                &[("classic", &gateway), ("consumer", consumer)],
-                &join_topic,
-                o.repeat,
-                patience,
-            )
-            .await?
+            let gateways = [("classic", &gateway), ("consumer", consumer)];
+            join::run(brokers, (&producer, &topic("join")), &gateways, o).await?
         }
         _ => Vec::new(),
     };
@@ -359,6 +355,7 @@ pub(crate) async fn run(
         _ => None,
     };
     Ok(Report {
+        http_publish,
         join,
         share,
         forward,

@@ -75,7 +75,7 @@ pub(crate) async fn direct_produce(
 /// `concurrency` tasks, each sending event after event and awaiting each
 /// answer before the next, until `events` are sent; `sender(task)` makes a
 /// task's send.
-async fn closed_loop<S, F>(
+pub(super) async fn closed_loop<S, F>(
     name: &'static str,
     events: u64,
     concurrency: usize,
