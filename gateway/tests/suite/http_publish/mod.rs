@@ -262,20 +262,26 @@ async fn what_is_not_a_cloudevent_gets_a_clear_4xx_and_stores_nothing() {
 }
 
 #[tokio::test]
-async fn with_tokens_a_post_without_one_gets_401_and_one_with_a_token_goes() {
+async fn over_tls_with_tokens_a_post_without_one_gets_401_and_one_with_a_token_goes() {
     let edge = SecureEdge::new("http-tokens");
     let broker = Broker::start().await;
     let topic = topic("http-tokens");
     broker.create_topic(&topic, 1).await;
     let mut config = config(Some(broker.brokers()));
     edge.tokens(&mut config);
-    let gateway = gateway(config).await;
-    let url = format!("http://{}/v1/topics/{topic}/events", gateway.addr());
-    let event = post(&url, &BINARY, &["-d", "x"]);
+    edge.tls(&mut config, false);
+    let gateway = gateway_tls(config, &edge.client(None)).await;
+    let port = gateway.addr().port();
+    let url = format!("https://localhost:{port}/v1/topics/{topic}/events");
+    let ca = edge.ca_path.display().to_string();
+    let event = post(&url, &BINARY, &["-d", "x", "--cacert", &ca]);
     let (status, body) = curl(&event).await;
     assert_eq!((status, body["code"].as_i64()), (401, Some(16)), "{body}");
     let bearer = format!("authorization: Bearer {}", edge.token("svc-http"));
     let (status, body) = curl(&[&event[..], &["-H", &bearer]].concat()).await;
+    assert_eq!(status, 200, "{body}");
+    // Over HTTP/1.1 as over HTTP/2.
+    let (status, body) = curl(&[&event[..], &["-H", &bearer, "--http1.1"]].concat()).await;
     assert_eq!(status, 200, "{body}");
     gateway.shutdown().await.unwrap();
 }
