@@ -3,7 +3,8 @@
 //! OTLP/gRPC receiver run by this test. A registration published with a known
 //! `traceparent` shows up as one trace: the gateway's RPC, its Kafka send and
 //! its delivery, then the notifier's handling and its SMTP send, each the
-//! child of the one before. The gateway's log line names the trace too.
+//! child of the one before. The gateway's log line names the trace too. A
+//! CloudEvent POSTed over plain HTTP continues its `traceparent` as well.
 
 use std::sync::{Arc, Mutex};
 
@@ -75,6 +76,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The trace of the caller of the plain HTTP publish.
+const HTTP_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,6 +185,58 @@ async fn a_registration_is_one_trace_from_publish_to_email() {
     );
     assert_eq!(smtp_send.name, "smtp send");
     assert_eq!(smtp_send.parent_span_id, handle.span_id);
+
+    // A CloudEvent POSTed over plain HTTP continues its caller's trace
+    // the same way.
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            &format!("http://{addr}/v1/topics/{topic}/events"),
+            "-H",
+            "ce-specversion: 1.0",
+            "-H",
+            "ce-id: http-8",
+            "-H",
+            "ce-source: /tests",
+            "-H",
+            "ce-type: user.registered",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            &format!("traceparent: 00-{HTTP_TRACE_ID}-{CALLER_SPAN}-01"),
+            "-d",
+            &user(8).to_string(),
+        ])
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("\"eventId\":\"http-8\""),
+        "{output:?}"
+    );
+    let traced = |kind: SpanKind| -> Option<Received> {
+        receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s.trace_id == HTTP_TRACE_ID && s.service == "gateway" && s.kind == kind as i32
+            })
+            .cloned()
+    };
+    eventually("the HTTP publish's spans are exported", || async {
+        traced(SpanKind::Server).is_some() && traced(SpanKind::Producer).is_some()
+    })
+    .await;
+    let (http_rpc, http_send) = (
+        traced(SpanKind::Server).unwrap(),
+        traced(SpanKind::Producer).unwrap(),
+    );
+    assert_eq!(http_rpc.parent_span_id, CALLER_SPAN, "{http_rpc:?}");
+    assert_eq!(http_send.parent_span_id, http_rpc.span_id, "{http_send:?}");
 
     // The gateway's log line of the publish names the trace.
     let logged = log.so_far();
