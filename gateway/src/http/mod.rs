@@ -38,6 +38,7 @@ use crate::auth::access::Access;
 use crate::auth::webhook::Webhook;
 use crate::edge::plain_http::{self, refusal, status_response, ROUTES};
 use crate::grpc::Gateway;
+use crate::metrics::Metrics;
 
 /// The header a plain HTTP caller sets its deadline with.
 const REQUEST_TIMEOUT: &str = "request-timeout";
@@ -51,6 +52,8 @@ pub(crate) struct Handler {
     gateway: Gateway,
     /// The policy's webhook routes.
     access: Access,
+    /// Where answers are counted.
+    metrics: Metrics,
     /// The largest body taken: the payload limit and room for attributes.
     max_body: usize,
     /// How long a body may take to arrive.
@@ -61,13 +64,14 @@ impl Handler {
     /// The routes over `gateway` (and `access`'s webhook routes), for payloads up to `max_payload_bytes`
     /// arriving within `arrival`.
     pub(crate) fn new(
-        (gateway, access): (Gateway, Access),
+        (gateway, access, metrics): (Gateway, Access, Metrics),
         max_payload_bytes: usize,
         arrival: Duration,
     ) -> Self {
         Self {
             gateway,
             access,
+            metrics,
             max_body: max_payload_bytes.saturating_add(ATTRIBUTE_ROOM),
             arrival,
         }
@@ -85,7 +89,14 @@ impl Service<http::Request<Body>> for Handler {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let handler = self.clone();
-        Box::pin(async move { Ok(handler.answer(request).await) })
+        Box::pin(async move {
+            let response = handler.answer(request).await;
+            handler
+                .metrics
+                .edge()
+                .http_answered(response.status().as_u16());
+            Ok(response)
+        })
     }
 }
 

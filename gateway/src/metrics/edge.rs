@@ -1,5 +1,6 @@
 //! Before any call: client connections, authentication, the policy's
-//! denials and quotas, and settings files that did not reload.
+//! denials and quotas, settings files that did not reload, and the plain
+//! HTTP routes' answers.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,12 @@ struct QuotaLabels {
     grant: String,
 }
 
+/// The HTTP status a plain HTTP route answered with.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    status: u16,
+}
+
 /// Which settings file did not load.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FileLabels {
@@ -42,6 +49,7 @@ pub(crate) struct EdgeMetrics {
     denials: Family<OperationLabels, Counter>,
     throttled: Family<QuotaLabels, Counter>,
     reload_failures: Family<FileLabels, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
 }
 
 impl EdgeMetrics {
@@ -83,6 +91,12 @@ impl EdgeMetrics {
                 "Changed settings files that did not load (the previous settings stay)",
                 Family::default(),
             ),
+            http_requests: registered(
+                registry,
+                "gateway_http_requests",
+                "Requests to the plain HTTP routes, by the HTTP status answered",
+                Family::default(),
+            ),
         }
     }
 
@@ -117,6 +131,14 @@ impl EdgeMetrics {
             grant: grant.to_owned(),
         };
         self.throttled.get_or_create(&labels).inc();
+    }
+
+    /// Counts a request to the plain HTTP routes answered with `status`
+    /// (one of the few the routes answer with).
+    pub(crate) fn http_answered(&self, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels { status })
+            .inc();
     }
 
     /// Counts a changed settings file that did not load.

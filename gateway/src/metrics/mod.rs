@@ -39,6 +39,8 @@
 //!   (principals appear in labels only as the policy names them);
 //! - `gateway_reload_failures_total{file}`: changed settings files (`tls`,
 //!   ...) that did not load, so the previous settings stayed;
+//! - `gateway_http_requests_total{status}`: requests to the plain HTTP
+//!   routes (`/v1/`), by the HTTP status answered (200, 400, 401, 415...);
 //! - `gateway_consumer_lag{group,topic,partition}`: records a subscription's
 //!   consumer is behind the partition's end (from librdkafka statistics);
 //!   the series of a consumer go when it closes;
@@ -184,6 +186,7 @@ mod tests {
         metrics.edge().denied("publish");
         metrics.edge().throttled("publish_rate", "*");
         metrics.edge().reload_failed("tls");
+        metrics.edge().http_answered(415);
         metrics.delivery().lag("g", "t", 0, 1);
         metrics.delivery().share("g", "s", [1, 2, 3]);
         metrics.delivery().forwarded("settle", "gone");

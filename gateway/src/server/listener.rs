@@ -56,7 +56,7 @@ pub(super) fn serve(
     let http_routes = authenticate
         .clone()
         .layer(edge::TrackCalls.layer(Handler::new(
-            (gateway.clone(), access),
+            (gateway.clone(), access, metrics.clone()),
             config.limits.max_payload_bytes,
             config.edge.request_arrival_timeout,
         )));

@@ -258,6 +258,15 @@ async fn what_is_not_a_cloudevent_gets_a_clear_4xx_and_stores_nothing() {
     // A payload within the limit goes.
     let (status, body) = curl(&post(&url, &BINARY, &["-d", "ok"])).await;
     assert_eq!(status, 200, "{body}");
+    let metrics = gateway.metrics_addr().unwrap();
+    for (status, count) in [(415, 3.0), (413, 1.0), (200, 1.0)] {
+        let series = format!("gateway_http_requests_total{{status=\"{status}\"}}");
+        assert_eq!(
+            metric_value(metrics, &series).await,
+            Some(count),
+            "{series}"
+        );
+    }
     gateway.shutdown().await.unwrap();
 }
 
