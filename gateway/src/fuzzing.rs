@@ -6,7 +6,9 @@
 //! becoming an event; JSON text becoming a Struct and back; an
 //! `authorization` value read as a bearer token and verified (never
 //! passing without a signature); the policy and JWKS documents; a gRPC-Web
-//! call's body, framed or base64 text, through the edge's layers.
+//! call's body, framed or base64 text, through the edge's layers; a
+//! CloudEvent POSTed over plain HTTP, in each mode; signed subscription and
+//! ack ids (acks at any replica).
 //! Not an API: hidden, and only for those callers.
 
 use eventgateway::json::{json_to_struct, struct_problem, struct_to_json};
@@ -21,7 +23,8 @@ use prost::Message as _;
 use crate::auth::jwt::{self, Expected, KeySet};
 use crate::auth::policy::{Operation, Policy};
 use crate::grpc::validate;
-use crate::route::AckIds;
+use crate::http::cloudevents;
+use crate::route::{AckIds, RouteSettings, Routing};
 use crate::subscribe::ManualAcks;
 
 /// The payload bound the publish target checks against.
@@ -198,8 +201,10 @@ pub fn jwks(bytes: &[u8]) {
     let _ = KeySet::parse(bytes);
 }
 
-/// Checks an AcknowledgeRequest, and the same bytes as a SettleRequest.
+/// Checks an AcknowledgeRequest, and the same bytes as a SettleRequest;
+/// and the bytes as signed ids, which none passes.
 pub fn acknowledge(bytes: &[u8]) {
+    signed_ids(bytes);
     if let Ok(request) = AcknowledgeRequest::decode(bytes) {
         let _ = validate::acknowledge_request(request, AckIds::Plain);
     }
@@ -207,6 +212,65 @@ pub fn acknowledge(bytes: &[u8]) {
         let _ = validate::settle_call(request.clone(), AckIds::Plain);
         let _ = validate::settle_request(request, AckIds::Plain);
     }
+}
+
+/// Reads `bytes` as a CloudEvent POSTed over HTTP in each mode (binary
+/// mode: the first line's `name: value` pairs, `;`-separated, as headers,
+/// the rest as the body); an event that comes out is checked as any
+/// publish is.
+pub fn cloudevent(bytes: &[u8]) {
+    let (head, body) = match bytes.iter().position(|&b| b == b'\n') {
+        Some(at) => (&bytes[..at], &bytes[at + 1..]),
+        None => (bytes, &[][..]),
+    };
+    let mut headers = http::HeaderMap::new();
+    for pair in head.split(|&b| b == b';') {
+        let Some(colon) = pair.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&pair[..colon], &pair[colon + 1..]);
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let body = bytes::Bytes::copy_from_slice(body);
+    let mut events = Vec::new();
+    events.extend(cloudevents::binary("t", &headers, body.clone()));
+    events.extend(cloudevents::structured("t", &body));
+    events.extend(cloudevents::batch("t", &body).into_iter().flatten());
+    for event in events {
+        let _ = validate::publish_request(event, MAX_PAYLOAD_BYTES);
+    }
+}
+
+/// A replica's routing with a key no input knows.
+fn routing() -> Routing {
+    Routing::new(RouteSettings {
+        keys: vec![b"a key for the fuzz targets, 32 bytes or more".to_vec()],
+        advertised: "10.0.0.1:50052".into(),
+        forward_timeout: std::time::Duration::from_secs(1),
+        mtls: None,
+    })
+    .expect("a routing without TLS")
+}
+
+/// Reads `bytes` as a signed subscription id and as a signed ack id: none
+/// passes without the key's signature.
+fn signed_ids(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let routing = routing();
+    assert!(
+        routing.owner(&text).is_err(),
+        "a subscription id without a signature"
+    );
+    let me = routing.me().clone();
+    assert!(
+        AckIds::Signed(&routing, &me).open(&text).is_err(),
+        "an ack id without a signature"
+    );
 }
 
 /// A record header: its name and value.
@@ -345,6 +409,7 @@ mod tests {
             policy(&bytes);
             jwks(&bytes);
             grpc_web(&bytes);
+            cloudevent(&bytes);
         }
     }
 
@@ -362,7 +427,7 @@ mod tests {
     fn the_kept_fuzz_inputs_pass() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 10] = [
+        let targets: [(&str, Target); 11] = [
             ("publish_request", publish),
             ("subscribe_request", subscribe),
             ("acknowledge_request", acknowledge),
@@ -373,6 +438,7 @@ mod tests {
             ("policy", policy),
             ("jwks", jwks),
             ("grpc_web", grpc_web),
+            ("cloudevent", cloudevent),
         ];
         let mut seen = 0;
         for (target, run) in targets {

@@ -15,7 +15,7 @@
 //! that is not a CloudEvent is refused with 415 (so that no content type a
 //! browser may send cross-site without a preflight gets through).
 
-mod cloudevents;
+pub(crate) mod cloudevents;
 
 use std::convert::Infallible;
 use std::future::Future;
