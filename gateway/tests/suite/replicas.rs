@@ -74,12 +74,6 @@ fn replica_flags(protocol: GroupProtocol) -> Vec<&'static str> {
     args
 }
 
-/// Writes events `range` to `topic` with a plain Kafka producer, `pause`
-/// apart.
-async fn produce(brokers: &str, topic: &str, range: std::ops::Range<i64>, pause: Duration) {
-    produce_numbered(brokers, topic, None, range, pause).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_serve_one_classic_group_through_a_kill_and_a_rolling_restart() {
     let broker = Broker::start().await;
@@ -133,7 +127,9 @@ async fn three_replicas_through_faults(
     // kill.
     let first = tokio::spawn({
         let (brokers, topic) = (brokers.to_owned(), topic.clone());
-        async move { produce(&brokers, &topic, 0..FIRST, Duration::from_millis(10)).await }
+        async move {
+            produce_numbered(&brokers, &topic, None, 0..FIRST, Duration::from_millis(10)).await
+        }
     });
 
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_gateway"));
@@ -206,15 +202,8 @@ async fn three_replicas_through_faults(
     let producer = tokio::spawn({
         let brokers = brokers.to_owned();
         let topic = topic.clone();
-        async move {
-            produce(
-                &brokers,
-                &topic,
-                FIRST..FIRST + SECOND,
-                Duration::from_millis(15),
-            )
-            .await;
-        }
+        let pause = Duration::from_millis(15);
+        async move { produce_numbered(&brokers, &topic, None, FIRST..FIRST + SECOND, pause).await }
     });
     let mut restarts = Vec::new();
     for (i, replica) in replicas.iter_mut().enumerate() {
@@ -257,7 +246,9 @@ async fn three_replicas_through_faults(
         let range = FIRST + SECOND..FIRST + SECOND + THIRD;
         let producer = tokio::spawn({
             let (brokers, topic, range) = (brokers.to_owned(), topic.clone(), range.clone());
-            async move { produce(&brokers, &topic, range, Duration::from_millis(15)).await }
+            async move {
+                produce_numbered(&brokers, &topic, None, range, Duration::from_millis(15)).await
+            }
         });
         let began = tally.ms(Instant::now());
         cluster
