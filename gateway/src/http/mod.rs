@@ -184,22 +184,19 @@ impl Handler {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        let mode = cloudevents::mode(request.headers());
-        let route = match mode {
-            None if cloudevents::is_json(request.headers()) => self.access.webhook(&topic),
-            _ => None,
+        let Some(mode) = cloudevents::mode(request.headers()) else {
+            let route = cloudevents::is_json(request.headers())
+                .then(|| self.access.webhook(&topic))
+                .flatten();
+            return match route {
+                Some(route) => self.webhook(&route, request).await,
+                None => refusal(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    Code::InvalidArgument,
+                    "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json), or a batch (content-type: application/cloudevents-batch+json); a plain JSON body only to a topic the policy declares a webhook route for",
+                ),
+            };
         };
-        if mode.is_none() && route.is_none() {
-            return refusal(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::InvalidArgument,
-                "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json), or a batch (content-type: application/cloudevents-batch+json); a plain JSON body only to a topic the policy declares a webhook route for",
-            );
-        }
-        if let Some(route) = route {
-            return self.webhook(&route, request).await;
-        }
-        let mode = mode.unwrap_or(Mode::Binary);
         let (parts, body) = request.into_parts();
         let limit = match mode {
             Mode::Batch => self.max_body.saturating_mul(BATCH_PAYLOADS),
@@ -221,11 +218,10 @@ impl Handler {
         if mode != Mode::Batch {
             return self.publish(parts, events.remove(0)).await;
         }
-        let mut metadata = MetadataMap::from_headers(parts.headers);
-        if let Err(why) = deadline(&mut metadata) {
-            return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why);
-        }
-        let call = tonic::Request::from_parts(metadata, parts.extensions, events);
+        let call = match call(parts, events) {
+            Ok(call) => call,
+            Err(response) => return *response,
+        };
         match self.gateway.publish_batch(call).await {
             Ok(outcomes) => {
                 let results: Vec<serde_json::Value> = outcomes
@@ -265,11 +261,10 @@ impl Handler {
         parts: http::request::Parts,
         event: PublishEventRequest,
     ) -> http::Response<Body> {
-        let mut metadata = MetadataMap::from_headers(parts.headers);
-        if let Err(why) = deadline(&mut metadata) {
-            return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why);
-        }
-        let call = tonic::Request::from_parts(metadata, parts.extensions, event);
+        let call = match call(parts, event) {
+            Ok(call) => call,
+            Err(response) => return *response,
+        };
         match self.gateway.publish_event(call).await {
             Ok(stored) => plain_http::json_response(StatusCode::OK, &stored_json(stored.get_ref())),
             Err(status) => status_response(&status),
@@ -307,6 +302,27 @@ impl Handler {
             ))),
         }
     }
+}
+
+/// The call of `message` with the request's headers as its metadata (its
+/// deadline from `Request-Timeout`) and its extensions (the caller).
+fn call<T>(
+    parts: http::request::Parts,
+    message: T,
+) -> Result<tonic::Request<T>, Box<http::Response<Body>>> {
+    let mut metadata = MetadataMap::from_headers(parts.headers);
+    deadline(&mut metadata).map_err(|why| {
+        Box::new(refusal(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            &why,
+        ))
+    })?;
+    Ok(tonic::Request::from_parts(
+        metadata,
+        parts.extensions,
+        message,
+    ))
 }
 
 /// `Request-Timeout` (a duration: `500ms`, `5s`) as the call's
