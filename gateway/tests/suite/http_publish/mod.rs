@@ -283,7 +283,14 @@ async fn over_tls_with_tokens_a_post_without_one_gets_401_and_one_with_a_token_g
     let port = gateway.addr().port();
     let url = format!("https://localhost:{port}/v1/topics/{topic}/events");
     let ca = edge.ca_path.display().to_string();
-    let event = post(&url, &BINARY, &["-d", "x", "--cacert", &ca]);
+    // localhost (the certificate's name) is 127.0.0.1 here, not ::1,
+    // where another server may hold the same port.
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let event = post(
+        &url,
+        &BINARY,
+        &["-d", "x", "--cacert", &ca, "--resolve", &resolve],
+    );
     let (status, body) = curl(&event).await;
     assert_eq!((status, body["code"].as_i64()), (401, Some(16)), "{body}");
     let bearer = format!("authorization: Bearer {}", edge.token("svc-http"));
