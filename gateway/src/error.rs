@@ -181,6 +181,13 @@ impl Error {
                     "the event is larger than Kafka accepts{of_topic} ({text}); send a smaller payload"
                 ))
             }
+            // The record's timestamp is the event's time: a broker refuses
+            // one farther from its clock than its
+            // log.message.timestamp.{before,after}.max.ms (Kafka 4's
+            // default: one hour ahead).
+            C::InvalidTimestamp => Error::InvalidArgument(format!(
+                "Kafka refused the event's time as the record's timestamp{of_topic} ({text}): the broker takes times within its log.message.timestamp.before.max.ms and after.max.ms of its clock; send a time nearer now, or none"
+            )),
             C::InvalidTopic => {
                 Error::InvalidArgument(format!("Kafka refused the topic name{of_topic} ({text})"))
             }
@@ -356,6 +363,7 @@ mod tests {
         let cases = [
             (RDKafkaErrorCode::UnknownTopicOrPartition, Code::NotFound),
             (RDKafkaErrorCode::MessageSizeTooLarge, Code::InvalidArgument),
+            (RDKafkaErrorCode::InvalidTimestamp, Code::InvalidArgument),
             (RDKafkaErrorCode::MessageTimedOut, Code::Unavailable),
             (RDKafkaErrorCode::AllBrokersDown, Code::Unavailable),
             (RDKafkaErrorCode::QueueFull, Code::ResourceExhausted),

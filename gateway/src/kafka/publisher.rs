@@ -34,7 +34,10 @@ pub const LINGER_MS: &str = "2";
 const PARTITIONER: &str = "murmur2_random";
 
 /// The librdkafka record for `record` on `topic`: key, value, headers and
-/// timestamp.
+/// timestamp (the event's time; the time it is sent when the event's time
+/// is later than that, since brokers refuse timestamps far ahead of their
+/// clock: Kafka 4 by default more than an hour. The event keeps its own
+/// time in `ce_time`).
 #[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub fn future_record<'a>(
     topic: &'a str,
@@ -53,7 +56,12 @@ pub fn future_record<'a>(
     if let Some(key) = &record.key {
         future_record = future_record.key(&key[..]);
     }
-    if let Some(timestamp) = record.timestamp_ms {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
+    if let Some(timestamp) = record.timestamp_ms.filter(|at| *at <= now) {
         future_record = future_record.timestamp(timestamp);
     }
     future_record
