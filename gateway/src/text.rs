@@ -110,6 +110,25 @@ impl Lines {
     }
 }
 
+/// `bytes` with `%XX` escapes decoded, as UTF-8 (a URL's path and query,
+/// the CloudEvents HTTP binding's header encoding); `None` for a broken
+/// escape or bytes that are not UTF-8.
+pub(crate) fn percent_decoded(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

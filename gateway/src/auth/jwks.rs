@@ -254,7 +254,7 @@ impl HttpsClient {
             .header(http::header::ACCEPT, "application/json");
         if let Some(userinfo) = userinfo {
             let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            let credentials = format!("{}:{}", percent_decoded(user), percent_decoded(password));
+            let credentials = format!("{}:{}", decoded(user), decoded(password));
             let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
             request = request.header(http::header::AUTHORIZATION, format!("Basic {encoded}"));
         }
@@ -289,28 +289,9 @@ impl HttpsClient {
 }
 
 /// `text` with its `%XX` escapes (as a URL's user and password carry them)
-/// decoded; anything else kept as it is.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = bytes
-            .get(at + 1..at + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[at], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                at += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// decoded, or as it is when they do not decode.
+fn decoded(text: &str) -> String {
+    crate::text::percent_decoded(text.as_bytes()).unwrap_or_else(|| text.to_owned())
 }
 
 #[cfg(test)]

@@ -26,6 +26,21 @@ const MAX_BATCH_EVENTS: usize = eventgateway::bounds::MAX_BATCH_EVENTS;
 /// The most attributes (headers or members) one event may carry.
 const MAX_ATTRIBUTES: usize = eventgateway::bounds::MAX_ATTRIBUTES + 10;
 
+/// The attributes whose values are JSON strings in structured mode (the
+/// context attributes of type String, URI-reference or Timestamp, and
+/// the partitioning extension); other extensions may also be numbers or
+/// booleans.
+const STRINGS: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "dataschema",
+    PARTITION_KEY,
+];
+
 /// Why a request is not an event: the message for its 400.
 pub(crate) type Refusal = String;
 
@@ -116,7 +131,7 @@ pub(crate) fn binary(
         if seen > MAX_ATTRIBUTES {
             return Err(format!("more than {MAX_ATTRIBUTES} ce-* headers"));
         }
-        let value = percent_decoded(value.as_bytes())
+        let value = crate::text::percent_decoded(value.as_bytes())
             .ok_or_else(|| format!("header ce-{attribute} is not percent-encoded UTF-8"))?;
         set(&mut event, &mut key, attribute, value)?;
     }
@@ -169,6 +184,9 @@ fn one(topic: &str, value: serde_json::Value) -> Result<PublishEventRequest, Ref
     if members.len() > MAX_ATTRIBUTES {
         return Err(format!("more than {MAX_ATTRIBUTES} members"));
     }
+    if !members.contains_key("specversion") {
+        return Err(format!("a CloudEvent needs specversion ({SPECVERSION})"));
+    }
     let mut event = Event::default();
     let mut key = String::new();
     let (mut data, mut data_base64) = (None, None);
@@ -176,9 +194,13 @@ fn one(topic: &str, value: serde_json::Value) -> Result<PublishEventRequest, Ref
         match name.as_str() {
             "data" => data = Some(value),
             "data_base64" => data_base64 = Some(value),
-            "datacontenttype" => event.content_type = text(&name, value)?,
+            "datacontenttype" => event.content_type = string(&name, value)?,
             _ => {
-                let value = text(&name, value)?;
+                let value = if STRINGS.contains(&name.as_str()) {
+                    string(&name, value)?
+                } else {
+                    text(&name, value)?
+                };
                 set(&mut event, &mut key, &name, value)?;
             }
         }
@@ -215,6 +237,17 @@ fn json_data(content_type: &str, value: serde_json::Value) -> Result<Data, Refus
         }
         other => Data::Binary(other.to_string().into_bytes()),
     })
+}
+
+/// A structured member that must be a JSON string.
+fn string(name: &str, value: serde_json::Value) -> Result<String, Refusal> {
+    match value {
+        serde_json::Value::String(text) => Ok(text),
+        _ => Err(format!(
+            "attribute {} is not a string",
+            crate::text::clip(name)
+        )),
+    }
 }
 
 /// A structured member's value as text: strings as they are, numbers and
@@ -286,24 +319,6 @@ fn finish(topic: &str, event: Event, key: String) -> Result<PublishEventRequest,
         key,
         event: Some(event),
     })
-}
-
-/// `bytes` with `%XX` escapes decoded, as UTF-8 (the CloudEvents HTTP
-/// binding's header encoding).
-fn percent_decoded(bytes: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            at += 3;
-        } else {
-            out.push(bytes[at]);
-            at += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

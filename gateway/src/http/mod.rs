@@ -1,44 +1,55 @@
-//! Plain HTTP on the gateway's port, beside gRPC: `POST
-//! /v1/topics/{topic}/events` takes a CloudEvent (`cloudevents`: binary or
-//! structured mode) and answers, once Kafka stored it, what PublishEvent
-//! answers, as JSON; or a batch (`application/cloudevents-batch+json`),
-//! answered event by event as a PublishEvents batch is (200 once the batch
-//! was taken, each result `stored` or `error`; refused whole, with the
-//! status of why, when it is over its bounds). The call goes through the EventGateway service itself,
-//! so the edge (TLS, the token in `Authorization`, already checked by the
-//! layers outside this one), the policy, quotas, limits, audit, metrics and
-//! traces (`traceparent`) are the same as for gRPC. A deadline comes in
-//! `Request-Timeout` (`500ms`, `5s`). Any other path passes on to gRPC.
+//! Plain HTTP on the gateway's port, beside gRPC (any path under `/v1/`;
+//! everything else passes on to gRPC):
+//! - `events`: `POST /v1/topics/{topic}/events` takes a CloudEvent
+//!   (`cloudevents`: binary or structured mode, or a batch), or a plain JSON
+//!   body on a webhook route of the policy, and answers what PublishEvent
+//!   answers once Kafka stored it;
+//! - `api`: the API as JSON, a route for each `google.api.http` annotation
+//!   of `proto/` (`json`: the proto3 JSON mapping), Subscribe streamed as
+//!   newline-delimited JSON or Server-Sent Events (`stream`);
+//! - `/v1/openapi.json`: the OpenAPI document of all of them.
 //!
-//! A body is read within `--request-arrival-timeout` (408 after it) and up
-//! to the largest publish request the gateway takes (413 past it); a body
-//! that is not a CloudEvent is refused with 415 (so that no content type a
-//! browser may send cross-site without a preflight gets through).
+//! Every call goes through the EventGateway service itself, so the edge
+//! (TLS, the token in `Authorization`, already checked by the layers
+//! outside this one), the policy, quotas, limits, audit, metrics and traces
+//! (`traceparent`) are the same as for gRPC. A deadline comes in
+//! `Request-Timeout` (`500ms`, `5s`). A body is read within
+//! `--request-arrival-timeout` (408 after it) and up to a bound (413 past
+//! it); a body must say it is JSON or a CloudEvent (415 otherwise), so that
+//! no content type a browser may send cross-site without a preflight gets
+//! through.
 
+mod api;
 pub(crate) mod cloudevents;
+mod events;
+mod json;
+mod stream;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use eventgateway::bounds::BATCH_PAYLOADS;
-use eventgateway::v1::event_gateway_server::EventGateway;
-use eventgateway::v1::{PublishEventRequest, PublishEventResponse};
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use tonic::body::Body;
 use tonic::metadata::MetadataMap;
 use tonic::Code;
 use tower::{Layer, Service};
 
-use self::cloudevents::Mode;
+use self::api::Found;
+use self::json::Json;
 use crate::auth::access::Access;
-use crate::auth::webhook::Webhook;
-use crate::edge::plain_http::{self, refusal, status_response, ROUTES};
+use crate::edge::plain_http::{refusal, ROUTES};
 use crate::grpc::Gateway;
 use crate::metrics::Metrics;
+
+/// Where the OpenAPI document is served.
+const OPENAPI: &str = "/v1/openapi.json";
+/// The OpenAPI document of every route (scripts/openapi.sh makes it).
+const OPENAPI_DOCUMENT: &[u8] = include_bytes!("../../../docs/openapi.json");
 
 /// The header a plain HTTP caller sets its deadline with.
 const REQUEST_TIMEOUT: &str = "request-timeout";
@@ -54,27 +65,35 @@ pub(crate) struct Handler {
     access: Access,
     /// Where answers are counted.
     metrics: Metrics,
-    /// The largest body taken: the payload limit and room for attributes.
+    /// The API's JSON mapping.
+    json: Json,
+    /// The largest CloudEvent taken: the payload limit and room for
+    /// attributes.
     max_body: usize,
+    /// The largest JSON request taken: the largest gRPC message.
+    max_json: usize,
     /// How long a body may take to arrive.
     arrival: Duration,
 }
 
 impl Handler {
-    /// The routes over `gateway` (and `access`'s webhook routes), for payloads up to `max_payload_bytes`
-    /// arriving within `arrival`.
+    /// The routes over `gateway` (and `access`'s webhook routes), for
+    /// payloads up to `max_payload_bytes` and requests up to `max_message`
+    /// bytes, arriving within `arrival`.
     pub(crate) fn new(
         (gateway, access, metrics): (Gateway, Access, Metrics),
-        max_payload_bytes: usize,
+        (max_payload_bytes, max_message): (usize, usize),
         arrival: Duration,
-    ) -> Self {
-        Self {
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
             gateway,
             access,
             metrics,
+            json: Json::new()?,
             max_body: max_payload_bytes.saturating_add(ATTRIBUTE_ROOM),
+            max_json: max_message,
             arrival,
-        }
+        })
     }
 }
 
@@ -161,114 +180,51 @@ impl Handler {
     /// The answer to a request for one of the routes.
     async fn answer(&self, request: http::Request<Body>) -> http::Response<Body> {
         let path = request.uri().path();
-        let Some(topic) = path
+        if let Some(topic) = path
             .strip_prefix("/v1/topics/")
             .and_then(|rest| rest.strip_suffix("/events"))
             .filter(|topic| !topic.contains('/'))
-            .map(str::to_owned)
-        else {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                Code::NotFound,
-                "no such route: events are POSTed to /v1/topics/{topic}/events",
-            );
-        };
-        if request.method() != Method::POST {
-            let mut response = refusal(
-                StatusCode::METHOD_NOT_ALLOWED,
-                Code::Unimplemented,
-                "events are POSTed",
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return response;
+        {
+            let topic = topic.to_owned();
+            return self.cloudevents(topic, request).await;
         }
-        let Some(mode) = cloudevents::mode(request.headers()) else {
-            let route = cloudevents::is_json(request.headers())
-                .then(|| self.access.webhook(&topic))
-                .flatten();
-            return match route {
-                Some(route) => self.webhook(&route, request).await,
-                None => refusal(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    Code::InvalidArgument,
-                    "not a CloudEvent: send one in binary mode (ce-specversion, ce-id, ce-source and ce-type headers; the body is the data) or in structured mode (content-type: application/cloudevents+json), or a batch (content-type: application/cloudevents-batch+json); a plain JSON body only to a topic the policy declares a webhook route for",
-                ),
-            };
-        };
-        let (parts, body) = request.into_parts();
-        let limit = match mode {
-            Mode::Batch => self.max_body.saturating_mul(BATCH_PAYLOADS),
-            Mode::Binary | Mode::Structured => self.max_body,
-        };
-        let body = match self.read(body, limit).await {
-            Ok(body) => body,
-            Err(response) => return *response,
-        };
-        let events = match mode {
-            Mode::Binary => cloudevents::binary(&topic, &parts.headers, body).map(|one| vec![one]),
-            Mode::Structured => cloudevents::structured(&topic, &body).map(|one| vec![one]),
-            Mode::Batch => cloudevents::batch(&topic, &body),
-        };
-        let mut events = match events {
-            Ok(events) => events,
-            Err(why) => return refusal(StatusCode::BAD_REQUEST, Code::InvalidArgument, &why),
-        };
-        if mode != Mode::Batch {
-            return self.publish(parts, events.remove(0)).await;
+        if path == OPENAPI {
+            return openapi(request.method());
         }
-        let call = match call(parts, events) {
-            Ok(call) => call,
-            Err(response) => return *response,
-        };
-        match self.gateway.publish_batch(call).await {
-            Ok(outcomes) => {
-                let results: Vec<serde_json::Value> = outcomes
-                    .iter()
-                    .map(|outcome| match outcome {
-                        Ok(stored) => serde_json::json!({ "stored": stored_json(stored) }),
-                        Err(status) => serde_json::json!({
-                            "error": { "code": status.code() as i32, "message": status.message() }
-                        }),
-                    })
-                    .collect();
-                let body = serde_json::json!({ "results": results });
-                plain_http::json_response(StatusCode::OK, &body)
+        let (route, bound) = match api::find(request.method(), path) {
+            Found::Route(route, bound) => (route, bound),
+            Found::OtherMethod(allowed) => {
+                let mut response = refusal(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Code::Unimplemented,
+                    &format!("this route takes {allowed}"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allowed));
+                return response;
             }
-            Err(status) => status_response(&status),
+            Found::Nothing => {
+                return refusal(
+                    StatusCode::NOT_FOUND,
+                    Code::NotFound,
+                    "no such route: events are POSTed to /v1/topics/{topic}/events, and the API's routes are in /v1/openapi.json",
+                )
+            }
+        };
+        if route.body && !cloudevents::is_json(request.headers()) {
+            return refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::InvalidArgument,
+                "the body is the request in JSON: content-type: application/json",
+            );
         }
-    }
-
-    /// A plain body POSTed to a webhook route: its signature checked (when
-    /// the route signs), then published as the route's event.
-    async fn webhook(&self, route: &Webhook, request: http::Request<Body>) -> http::Response<Body> {
         let (parts, body) = request.into_parts();
-        let body = match self.read(body, self.max_body).await {
+        let body = match self.read(body, self.max_json).await {
             Ok(body) => body,
             Err(response) => return *response,
         };
-        if let Err(why) = route.verify(&parts.headers, &body, SystemTime::now()) {
-            return refusal(StatusCode::UNAUTHORIZED, Code::Unauthenticated, &why);
-        }
-        let event = cloudevents::plain(route, &parts.headers, body);
-        self.publish(parts, event).await
-    }
-
-    /// Publishes one event with the call's metadata and extensions.
-    async fn publish(
-        &self,
-        parts: http::request::Parts,
-        event: PublishEventRequest,
-    ) -> http::Response<Body> {
-        let call = match call(parts, event) {
-            Ok(call) => call,
-            Err(response) => return *response,
-        };
-        match self.gateway.publish_event(call).await {
-            Ok(stored) => plain_http::json_response(StatusCode::OK, &stored_json(stored.get_ref())),
-            Err(status) => status_response(&status),
-        }
+        self.unary(route.rpc, &bound, parts, &body).await
     }
 
     /// The body whole, within the size and time bounds, or the answer that
@@ -346,16 +302,25 @@ fn deadline(metadata: &mut MetadataMap) -> Result<(), String> {
     Ok(())
 }
 
-/// PublishEventResponse in the proto3 JSON mapping.
-fn stored_json(stored: &PublishEventResponse) -> serde_json::Value {
-    let mut value = serde_json::json!({
-        "eventId": stored.event_id,
-        "topic": stored.topic,
-        "partition": stored.partition,
-        "offset": stored.offset.to_string(),
-    });
-    if let Some(timestamp) = &stored.timestamp {
-        value["timestamp"] = serde_json::Value::String(timestamp.to_string());
+/// The answer to a request for the OpenAPI document.
+fn openapi(method: &http::Method) -> http::Response<Body> {
+    if method != http::Method::GET {
+        let mut response = refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unimplemented,
+            "the document is read with GET",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
     }
-    value
+    let mut response = http::Response::new(Body::new(http_body_util::Full::new(
+        bytes::Bytes::from_static(OPENAPI_DOCUMENT),
+    )));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }

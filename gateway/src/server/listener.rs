@@ -57,9 +57,9 @@ pub(super) fn serve(
         .clone()
         .layer(edge::TrackCalls.layer(Handler::new(
             (gateway.clone(), access, metrics.clone()),
-            config.limits.max_payload_bytes,
+            (config.limits.max_payload_bytes, max_message),
             config.edge.request_arrival_timeout,
-        )));
+        )?));
     let router = Server::builder()
         // gRPC-Web from browsers comes over HTTP/1.1 too.
         .accept_http1(true)

@@ -23,6 +23,7 @@ mod grpc_web;
 mod grpcurl;
 mod health;
 mod hostile;
+mod http_api;
 mod http_publish;
 mod java_peer;
 mod kafka_tls;

@@ -20,7 +20,7 @@ pub(crate) use self::settle::{acknowledge_request, settle_call, settle_request, 
 pub(crate) use self::subscribe::subscribe_request;
 
 /// Checks that `topic` is a legal Kafka topic name.
-pub(super) fn topic_name(topic: &str) -> Result<(), Error> {
+pub(crate) fn topic_name(topic: &str) -> Result<(), Error> {
     // Every publish checks its topic: the common case takes one pass over
     // the bytes, the rest below says what is wrong.
     if is_topic_name(topic) {

@@ -106,6 +106,11 @@ fn what_is_not_a_cloudevent_is_refused_saying_why() {
     assert!(refused("not json").contains("not JSON"));
     assert!(refused("[1]").contains("one JSON object"));
     assert!(refused(r#"{"specversion":"1.0","source":"/s","type":"t"}"#).contains("needs id"));
+    assert!(refused(r#"{"id":"1","source":"/s","type":"t"}"#).contains("needs specversion"));
+    assert!(
+        refused(r#"{"specversion":"1.0","id":"1","source":"/s","type":false}"#)
+            .contains("\"type\" is not a string")
+    );
     assert!(refused(r#"{"specversion":"0.3","id":"1","source":"/s","type":"t"}"#).contains("0.3"));
     assert!(refused(
         r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"yesterday"}"#

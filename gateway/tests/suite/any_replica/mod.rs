@@ -150,7 +150,7 @@ fn handled(tally: &Tally, range: std::ops::Range<i64>) -> usize {
 }
 
 /// A --route-key-file of one key, in a directory of its own.
-fn route_key_file(test: &str) -> std::path::PathBuf {
+pub(crate) fn route_key_file(test: &str) -> std::path::PathBuf {
     let dir =
         std::env::temp_dir().join(format!("gateway-{test}-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -310,7 +310,7 @@ async fn the_readme_s_curl_commands_work_as_written() {
     let commands: Vec<String> = readme
         .lines()
         .map(str::trim)
-        .filter(|line| line.starts_with("curl "))
+        .filter(|line| line.starts_with("curl ") && line.contains("/events"))
         .map(|line| {
             line.replace("localhost:50051", &gateway.addr().to_string())
                 .replace("/topics/user-registered/", &format!("/topics/{topic}/"))
