@@ -5,7 +5,9 @@
 # "Securing the gateway" make keys and certificates with it), Chromium (the
 # live event viewer's tests drive it headless), and Java 17 with Maven (the
 # tests' Apache Kafka broker runs on Java; Maven resolves its jars), and
-# curl (the README's plain HTTP commands, which the tests run).
+# curl (the README's plain HTTP commands, which the tests run), and Go
+# (scripts/openapi.sh builds the OpenAPI generator with it) when no Go is
+# installed.
 set -euo pipefail
 
 missing=()
@@ -26,6 +28,9 @@ if ! command -v mvn >/dev/null 2>&1; then
 fi
 if ! command -v curl >/dev/null 2>&1; then
   missing+=(curl)
+fi
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+  missing+=(golang-go)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"

