@@ -1,7 +1,8 @@
 //! The API as JSON over HTTP, with curl as a newcomer would use it: the
 //! README's commands as written (publish, read a stream, settle), streams
 //! as newline-delimited JSON and Server-Sent Events that end with
-//! Subscribe's status as their last line, refusals as JSON statuses, a
+//! Subscribe's status as their last line (over HTTP/1.1 and HTTP/2),
+//! refusals as JSON statuses, a
 //! MANUAL delivery of one replica's stream settled as JSON at another, and
 //! the OpenAPI document (`openapi`): fresh, served, and fuzzed by
 //! schemathesis.
@@ -191,7 +192,10 @@ async fn streams_read_with_curl_end_with_subscribe_s_status_as_their_last_line()
     let mut ndjson = Stream::curl(&[&query]);
     let mut sse = Stream::curl(&["-H", "accept: text/event-stream", &query]);
     let body = json!({"topics": [topic], "start_from": "START_FROM_EARLIEST"}).to_string();
+    // Over HTTP/2 (cleartext, prior knowledge), as a gRPC client's
+    // connection would be.
     let mut posted = Stream::curl(&[
+        "--http2-prior-knowledge",
         "-H",
         "content-type: application/json",
         "-d",

@@ -113,6 +113,17 @@ async fn json_calls_are_refused_as_their_rpc_refuses_with_a_json_status() {
     let head = String::from_utf8_lossy(&output.stdout).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 405"), "{head}");
     assert!(head.contains("allow: get, post"), "{head}");
+    // An HTTP/1.1 request head over hyper's bounds: 431, and the
+    // connection's next caller is served.
+    let many: Vec<String> = (0..120).map(|n| format!("x-h{n}: v")).collect();
+    let mut args = vec!["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--http1.1"];
+    for header in &many {
+        args.extend(["-H", header.as_str()]);
+    }
+    let url = format!("{base}/topics/{topic}:publish");
+    args.push(&url);
+    let output = Command::new("curl").args(&args).output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "431");
     // A browser's GET from another site's page does not open a stream.
     let (status, answer) = curl(&[
         "-H",
