@@ -15,6 +15,9 @@
 //                             beacon): whether the browser sent it
 //   settle GATEWAY ID ACK_ID  from GATEWAY's own page (its viewer), ack ACK_ID of
 //                             subscription ID with a gRPC-Web Settle call: its outcome
+//   reader PAGE_URL TOKEN CODE WANT  on a page at PAGE_URL, run CODE (base64 of
+//                             JavaScript, with `token` set to TOKEN) and wait until
+//                             it logs a line containing WANT: that line
 //   latency TOPIC GATEWAY N RATE  with the page subscribed to TOPIC, publish N
 //                             events at RATE a second through GATEWAY (native
 //                             gRPC) and time each from its publish call to its
@@ -254,6 +257,24 @@ async function run(words: string[]) {
       const settled = fromBinary(SettleResponseSchema, bytes.slice(5, 5 + length));
       const result = settled.results[0];
       return say({ settle: { outcome: SettleOutcome[result.outcome], detail: result.detail } });
+    }
+    case "reader": {
+      // The README's fetch-based stream reader, as a page would run it.
+      const other = await browser.newPage();
+      await other.goto(args[0]);
+      const logged = new Promise<string>((resolve) =>
+        other.on("console", (message) => {
+          if (message.text().includes(args[3])) resolve(message.text());
+        }),
+      );
+      const code = Buffer.from(args[2], "base64").toString("utf8");
+      other.evaluate(`(async (token) => { ${code} })(${JSON.stringify(args[1])})`).catch(() => {});
+      const line = await Promise.race([
+        logged,
+        new Promise<string>((resolve) => setTimeout(() => resolve(""), WAIT_MS)),
+      ]);
+      await other.close();
+      return say({ reader: line });
     }
     case "latency":
       return latency(args[0], args[1], Number(args[2]), Number(args[3]));

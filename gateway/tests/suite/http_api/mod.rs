@@ -3,7 +3,8 @@
 //! as newline-delimited JSON and Server-Sent Events that end with
 //! Subscribe's status as their last line (over HTTP/1.1 and HTTP/2),
 //! refusals as JSON statuses, a
-//! MANUAL delivery of one replica's stream settled as JSON at another, and
+//! MANUAL delivery of one replica's stream settled as JSON at another, the
+//! README's fetch-based reader in a real browser with a token, and
 //! the OpenAPI document (`openapi`): fresh, served, and fuzzed by
 //! schemathesis.
 
@@ -294,4 +295,63 @@ async fn a_delivery_streamed_by_one_replica_is_settled_as_json_at_another() {
     drop(stream);
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+}
+
+/// The README's fetch-based reader (its `js` block), `user-registered`
+/// replaced by `topic`.
+fn readme_reader(topic: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let (_, after) = readme.split_once("```js\n").expect("the README's js block");
+    let (code, _) = after.split_once("```").unwrap();
+    code.replace("user-registered", topic)
+}
+
+#[tokio::test]
+async fn the_readme_s_fetch_reader_reads_a_stream_in_a_browser_with_a_token() {
+    use base64::Engine as _;
+    let edge = SecureEdge::new("http-api-reader");
+    let broker = Broker::start().await;
+    let topic = topic("http-api-reader");
+    broker.create_topic(&topic, 1).await;
+    let mut config = config(Some(broker.brokers()));
+    edge.tokens(&mut config);
+    config.edge.viewer = true;
+    let gateway = gateway(config).await;
+    let token = edge.token("svc-reader");
+    let code = base64::engine::general_purpose::STANDARD.encode(readme_reader(&topic));
+    let page = format!("http://{}/", gateway.addr());
+    let mut browser = crate::viewer::Browser::start();
+    // The reader starts from the latest event: publish until it logs one.
+    let url = format!("http://{}/v1/topics/{topic}:publish", gateway.addr());
+    let bearer = format!("authorization: Bearer {token}");
+    let publishing = tokio::spawn(async move {
+        for n in 0.. {
+            let event = json!({"event": {"id": format!("reader-{n}"), "type": "t", "source": "/s", "text": "x"}});
+            let (status, answer) = curl(&[
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "-H",
+                &bearer,
+                "-d",
+                &event.to_string(),
+                &url,
+            ])
+            .await;
+            assert_eq!(status, 200, "{answer}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let read = browser
+        .run(
+            &format!("reader {page} {token} {code} reader-"),
+            "\"reader\"",
+        )
+        .await;
+    publishing.abort();
+    let line = read["reader"].as_str().unwrap();
+    assert!(line.starts_with("delivery reader-"), "{read}");
+    gateway.shutdown().await.unwrap();
 }
