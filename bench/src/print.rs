@@ -49,6 +49,10 @@ impl Report {
             &self.http_publish,
             Some(Self::ratio(&self.http_publish, &self.unary)),
         );
+        row(
+            &self.http_json_publish,
+            Some(Self::ratio(&self.http_json_publish, &self.unary)),
+        );
         row(&self.direct_consume, None);
         row(
             &self.subscribe,

@@ -16,6 +16,8 @@ pub(crate) struct Report {
     pub(crate) unary: Throughput,
     /// The unary callers POSTing CloudEvents over plain HTTP.
     pub(crate) http_publish: Throughput,
+    /// The unary callers POSTing to the JSON API.
+    pub(crate) http_json_publish: Throughput,
     /// The same callers calling Health/Check: the floor under a unary call.
     pub(crate) unary_floor: Throughput,
     pub(crate) stream: Throughput,
@@ -91,11 +93,12 @@ impl Report {
     }
 
     /// The measured scenarios, with their names in the JSON.
-    pub(crate) fn throughputs(&self) -> [(&'static str, &Throughput); 15] {
+    pub(crate) fn throughputs(&self) -> [(&'static str, &Throughput); 16] {
         [
             ("direct_produce", &self.direct_produce),
             ("unary_publish", &self.unary),
             ("http_publish", &self.http_publish),
+            ("http_json_publish", &self.http_json_publish),
             ("unary_floor", &self.unary_floor),
             ("direct_closed_loop", &self.direct_closed),
             ("stream_publish", &self.stream),
@@ -208,6 +211,11 @@ impl Report {
             (
                 "http_vs_unary_gateway_cpu",
                 self.http_publish.cpu_per_event_us()[1] / self.unary.cpu_per_event_us()[1],
+            ),
+            ("http_json_publish_eps", self.http_json_publish.eps()),
+            (
+                "http_json_vs_unary_gateway_cpu",
+                self.http_json_publish.cpu_per_event_us()[1] / self.unary.cpu_per_event_us()[1],
             ),
             ("grpc_web_subscribe_eps", self.grpc_web_subscribe.eps()),
             (

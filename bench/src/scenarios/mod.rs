@@ -15,7 +15,8 @@
 //!   group protocol.
 //! - `share`: one partition read by one stream and by eight sharing one
 //!   member, each delivery taking a fixed time to handle.
-//! - `http`: the unary callers POSTing CloudEvents over plain HTTP.
+//! - `http`: the unary callers POSTing CloudEvents, then PublishEvent's
+//!   JSON, over plain HTTP.
 //! - `forward`: a unary Settle at the stream's replica and at another one,
 //!   which forwards it (acks at any replica).
 //!
@@ -214,9 +215,19 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("unary PublishEvent")
     };
-    let http_publish = match runs("http") {
-        true => http::publish(&gateway, (brokers, &topic("http")), &processes, o).await?,
-        false => Throughput::skipped(http::HTTP_PUBLISH),
+    let (http_publish, http_json_publish) = if runs("http") {
+        let topics = (topic("http"), topic("http-json"));
+        let ce = (brokers, topics.0.as_str(), http::Form::CloudEvent);
+        let json = (brokers, topics.1.as_str(), http::Form::Json);
+        (
+            http::publish(&gateway, ce, &processes, o).await?,
+            http::publish(&gateway, json, &processes, o).await?,
+        )
+    } else {
+        (
+            Throughput::skipped(http::HTTP_PUBLISH),
+            Throughput::skipped(http::HTTP_JSON_PUBLISH),
+        )
     };
     let unary_floor = if runs("floor") {
         step(publish::FLOOR);
@@ -356,6 +367,7 @@ pub(crate) async fn run(
     };
     Ok(Report {
         http_publish,
+        http_json_publish,
         join,
         share,
         forward,
