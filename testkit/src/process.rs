@@ -104,9 +104,38 @@ pub fn sigterm(child: &Child) {
 }
 
 /// Sends SIGSTOP to `child`: it freezes as a hung process (or a dead host)
-/// does, its sockets still open.
+/// does, its sockets still open. Returns once every thread of it is
+/// stopped (state `T` in /proc): the signal takes effect after `kill`
+/// returns, and a call made in between would still be answered.
 pub fn sigstop(child: &Child) {
     signal(child, Signal::STOP);
+    let tasks = format!("/proc/{}/task", child.id());
+    let began = std::time::Instant::now();
+    while !all_stopped(Path::new(&tasks)) {
+        assert!(
+            began.elapsed() < PATIENCE,
+            "process {} did not stop within {PATIENCE:?}",
+            child.id()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Whether every thread under `tasks` (a /proc/<pid>/task directory) is
+/// stopped.
+fn all_stopped(tasks: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(tasks) else {
+        return false;
+    };
+    entries.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // "<pid> (<name>) <state> ...": the name may hold spaces and
+            // parentheses, the state follows the last ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|state| matches!(state, 'T' | 't'))
+        })
+    })
 }
 
 fn signal(child: &Child, signal: Signal) {
