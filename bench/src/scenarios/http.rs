@@ -108,3 +108,26 @@ pub(crate) async fn publish(
     });
     Ok(on_cpu(processes, calls).await)
 }
+
+/// Both forms, one after the other, each on a new topic named after
+/// `topic`: CloudEvents, then the JSON API.
+pub(crate) async fn both(
+    target: &Target,
+    (brokers, topic): (&str, &str),
+    processes: &Processes,
+    o: &Options,
+) -> Result<(Throughput, Throughput), String> {
+    let json = format!("{topic}-json");
+    Ok((
+        publish(target, (brokers, topic, Form::CloudEvent), processes, o).await?,
+        publish(target, (brokers, &json, Form::Json), processes, o).await?,
+    ))
+}
+
+/// Both forms, not run.
+pub(crate) fn skipped() -> (Throughput, Throughput) {
+    (
+        Throughput::skipped(HTTP_PUBLISH),
+        Throughput::skipped(HTTP_JSON_PUBLISH),
+    )
+}

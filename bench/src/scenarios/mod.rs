@@ -215,19 +215,9 @@ pub(crate) async fn run(
     } else {
         Throughput::skipped("unary PublishEvent")
     };
-    let (http_publish, http_json_publish) = if runs("http") {
-        let topics = (topic("http"), topic("http-json"));
-        let ce = (brokers, topics.0.as_str(), http::Form::CloudEvent);
-        let json = (brokers, topics.1.as_str(), http::Form::Json);
-        (
-            http::publish(&gateway, ce, &processes, o).await?,
-            http::publish(&gateway, json, &processes, o).await?,
-        )
-    } else {
-        (
-            Throughput::skipped(http::HTTP_PUBLISH),
-            Throughput::skipped(http::HTTP_JSON_PUBLISH),
-        )
+    let (http_publish, http_json_publish) = match runs("http") {
+        true => http::both(&gateway, (brokers, &topic("http")), &processes, o).await?,
+        false => http::skipped(),
     };
     let unary_floor = if runs("floor") {
         step(publish::FLOOR);
