@@ -19,21 +19,7 @@ use testkit::*;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-/// Runs curl with `args`: the HTTP status and the JSON body.
-pub(super) async fn curl(args: &[&str]) -> (u16, Value) {
-    let output = Command::new("curl")
-        .args(["-sS", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("a status line");
-    let status: u16 = status.trim().parse().expect("an HTTP status");
-    let body = serde_json::from_str(body.trim())
-        .unwrap_or_else(|_| panic!("not JSON ({status}): {body:?} {:?}", output.stderr));
-    (status, body)
-}
+pub(super) use crate::http_publish::{curl, stored as read_plain_async};
 
 /// A stream curl reads (`-N`), line by line.
 struct Stream {
@@ -169,20 +155,6 @@ async fn the_readme_s_json_commands_publish_read_a_stream_and_settle_as_written(
     assert_eq!(gateway.subscription(&id).unwrap().unacked.get(), 0);
     drop(stream);
     gateway.shutdown().await.unwrap();
-}
-
-/// The record `answer` (PublishEvent's, as JSON) names.
-pub(super) async fn read_plain_async(
-    brokers: &str,
-    topic: &str,
-    answer: &Value,
-) -> rdkafka::message::OwnedMessage {
-    let partition = answer["partition"].as_i64().unwrap() as i32;
-    let offset: i64 = answer["offset"].as_str().unwrap().parse().unwrap();
-    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || read_plain(&brokers, &topic, partition, offset))
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use testkit::*;
 
 /// Runs curl with `args` against the gateway: the HTTP status and the
 /// JSON body.
-async fn curl(args: &[&str]) -> (u16, Value) {
+pub(crate) async fn curl(args: &[&str]) -> (u16, Value) {
     let output = tokio::process::Command::new("curl")
         .args(["-sS", "-w", "\n%{http_code}"])
         .args(args)
@@ -49,7 +49,11 @@ fn post<'a>(url: &'a str, headers: &[&'a str], rest: &[&'a str]) -> Vec<&'a str>
 }
 
 /// The record an answer names, read by a plain Kafka consumer.
-async fn stored(brokers: &str, topic: &str, answer: &Value) -> rdkafka::message::OwnedMessage {
+pub(crate) async fn stored(
+    brokers: &str,
+    topic: &str,
+    answer: &Value,
+) -> rdkafka::message::OwnedMessage {
     let partition = answer["partition"].as_i64().unwrap() as i32;
     let offset: i64 = answer["offset"].as_str().unwrap().parse().unwrap();
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
