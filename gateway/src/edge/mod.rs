@@ -20,6 +20,9 @@
 //! - `viewer`: the live event viewer page, served at `/` when turned on.
 //! - `plain_http`: answers to plain HTTP callers: gRPC statuses as HTTP
 //!   statuses with JSON bodies.
+//! - `linger`: what is left of an HTTP/2 request's body after a plain HTTP
+//!   route answered it early is read (within bounds), so that the client
+//!   gets the answer instead of a stream reset.
 //!
 //! HTTP/2 keepalive pings, the per-connection stream limit and the call
 //! timeout are set on the server itself (`server`).
@@ -27,6 +30,7 @@
 mod authenticate;
 mod conn;
 mod layers;
+mod linger;
 mod listener;
 mod per_address;
 pub(crate) mod plain_http;
@@ -37,6 +41,7 @@ mod web;
 pub(crate) use authenticate::Authenticate;
 pub(crate) use conn::IdleLimits;
 pub(crate) use layers::{Arrival, BadInput, TrackCalls};
+pub(crate) use linger::linger;
 pub(crate) use listener::{incoming, raise_open_files_limit, Accepting};
 pub(crate) use per_address::{overrides, AddressLimits, PerAddress};
 pub(crate) use tls::{

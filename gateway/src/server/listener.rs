@@ -53,13 +53,13 @@ pub(super) fn serve(
         metrics: metrics.clone(),
     };
     // Plain HTTP callers pass the same authentication and call tracking.
-    let http_routes = authenticate
-        .clone()
-        .layer(edge::TrackCalls.layer(Handler::new(
+    let http_routes = edge::linger(max_message).layer(authenticate.clone().layer(
+        edge::TrackCalls.layer(Handler::new(
             (gateway.clone(), access, metrics.clone()),
             (config.limits.max_payload_bytes, max_message),
             config.edge.request_arrival_timeout,
-        )?));
+        )?),
+    ));
     let router = Server::builder()
         // gRPC-Web from browsers comes over HTTP/1.1 too.
         .accept_http1(true)

@@ -2,9 +2,11 @@
 //! both Content-Length and Transfer-Encoding (the start of request
 //! smuggling), pipelined requests, and thousands of idle keep-alive
 //! connections. Nothing is stored twice or half, nothing smuggled is read,
-//! and other callers go on.
+//! and other callers go on. And a client still sending its body when the
+//! answer came gets the answer whole.
 
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::Duration;
 
 use gateway::ConnectionOverrides;
@@ -138,4 +140,46 @@ async fn five_thousand_idle_keep_alive_connections_leave_other_callers_unaffecte
         .await
         .expect("the gateway shuts down with its idle connections gone")
         .unwrap();
+}
+
+/// A refusal given before the body arrived (here 415: not a CloudEvent):
+/// the client, still sending, ends cleanly with it, over HTTP/2 as over
+/// HTTP/1.1. (Had the gateway reset the HTTP/2 stream as soon as it had
+/// answered, curl would fail with "(92) Stream error in the HTTP/2 framing
+/// layer" instead of showing the answer.)
+#[tokio::test]
+async fn an_answer_given_before_the_body_arrived_reaches_a_client_still_sending_it() {
+    let (broker, topic, gateway, _client) = fixture("http-early", 1).await;
+    let url = format!("http://{}/v1/topics/{topic}/events", gateway.addr());
+    let metrics = gateway.metrics_addr().unwrap();
+    let refused = "gateway_http_requests_total{status=\"415\"}";
+    for (answered, version) in [(1.0, "--http2-prior-knowledge"), (2.0, "--http1.1")] {
+        // The body comes from a pipe, written once the gateway answered.
+        let mut curl = tokio::process::Command::new("curl")
+            .args(["-sS", "-X", "POST", &url, version, "-T", "-"])
+            .args(["-H", "content-type: text/plain", "-w", "\n%{http_code}"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl runs");
+        eventually("the gateway answered", || async {
+            metric_value(metrics, refused).await == Some(answered)
+        })
+        .await;
+        let mut stdin = curl.stdin.take().unwrap();
+        // Refused by curl too if it had already failed.
+        let _ = stdin.write_all(b"the rest of the body").await;
+        drop(stdin);
+        let output = curl.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{version}: {stderr}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (body, status) = text.rsplit_once('\n').expect("a status line");
+        assert_eq!(status, "415", "{version}: {text} {stderr}");
+        let refusal: Value = serde_json::from_str(body).expect(body);
+        assert_eq!(refusal["code"], 3, "{refusal}");
+    }
+    assert_eq!(records_in(&broker.brokers(), &topic).await, 0);
+    gateway.shutdown().await.unwrap();
 }

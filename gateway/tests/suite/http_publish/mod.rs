@@ -25,8 +25,10 @@ pub(crate) async fn curl(args: &[&str]) -> (u16, Value) {
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').expect("a status line");
     let status: u16 = status.trim().parse().expect("an HTTP status");
-    let body = serde_json::from_str(body.trim())
-        .unwrap_or_else(|_| panic!("not JSON ({status}): {body:?} {:?}", output.stderr));
+    let body = serde_json::from_str(body.trim()).unwrap_or_else(|_| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        panic!("curl {args:?}: not JSON ({status}): {body:?} {stderr}")
+    });
     (status, body)
 }
 
