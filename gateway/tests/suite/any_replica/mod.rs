@@ -12,22 +12,20 @@
 //! replica and settle nothing; the internal listener refuses a client.
 
 mod edges;
+mod members;
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventgateway::v1::event_gateway_client::EventGatewayClient;
-use eventgateway::v1::subscribe_response::Kind;
 use eventgateway::v1::{
-    AckMode, AcknowledgeRequest, SettleOutcome, SettleRequest, SettleResult, StartFrom,
-    SubscribeRequest,
+    AckMode, AcknowledgeRequest, SettleOutcome, SettleRequest, StartFrom, SubscribeRequest,
 };
 use testkit::*;
-use tonic::transport::Channel;
 use tonic::Code;
+
+use members::{clients, handled, member, settle_one, Tally};
 
 const REPLICAS: usize = 3;
 /// Events before the owner of the held deliveries hangs, and after.
@@ -37,117 +35,6 @@ const SECOND: i64 = 150;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a call's round trip may add to it on a busy machine.
 const SLACK: Duration = Duration::from_millis(1500);
-
-/// What the members saw.
-#[derive(Default)]
-struct Tally {
-    /// Per event number, how many times its ack was answered ACCEPTED.
-    accepted: Mutex<HashMap<i64, usize>>,
-    /// Calls answered NOT_FOUND.
-    not_found: AtomicUsize,
-    /// Settles sent to a replica other than the stream's.
-    elsewhere: AtomicUsize,
-    /// Any other status, or an outcome a healthy group does not give.
-    odd: Mutex<Vec<String>>,
-    /// (subscription id, ack id, home replica) of acks answered ACCEPTED,
-    /// the first few of each member.
-    sample: Mutex<Vec<(String, String, usize)>>,
-    /// Deliveries replica 0's member holds back, unsettled.
-    held: Mutex<Vec<(String, String)>>,
-    /// The partitions each member holds, as its Rebalance notices say.
-    holds: Mutex<HashMap<usize, HashSet<i32>>>,
-}
-
-async fn clients(addrs: &[SocketAddr]) -> Vec<EventGatewayClient<Channel>> {
-    let mut clients = Vec::new();
-    for addr in addrs {
-        clients.push(client(*addr).await);
-    }
-    clients
-}
-
-/// One Settle of `ack` for `id` at `client`: its one result, or the status.
-async fn settle_one(
-    client: &mut EventGatewayClient<Channel>,
-    id: &str,
-    ack: &str,
-) -> Result<SettleResult, tonic::Status> {
-    let request = SettleRequest {
-        subscription_id: id.to_owned(),
-        acks: vec![ack.to_owned()],
-        ..SettleRequest::default()
-    };
-    let mut answer = client.settle(request).await?.into_inner();
-    assert_eq!(answer.results.len(), 1, "{answer:?}");
-    Ok(answer.results.remove(0))
-}
-
-/// A member on replica `home`: reads its stream and acks each delivery
-/// at a random replica, or (on replica 0, once `hold` is set) holds it.
-async fn member(
-    home: usize,
-    addrs: Vec<SocketAddr>,
-    request: SubscribeRequest,
-    (tally, hold): (Arc<Tally>, Arc<AtomicBool>),
-) {
-    let mut clients = clients(&addrs).await;
-    let (id, mut stream) = subscribe(&mut clients[home], request).await;
-    let mut sampled = 0;
-    while let Ok(Some(message)) = stream.message().await {
-        let delivery = match message.kind {
-            Some(Kind::Delivery(delivery)) => delivery,
-            Some(Kind::Rebalance(notice)) => {
-                let mut holds = tally.holds.lock().unwrap();
-                let holds = holds.entry(home).or_default();
-                for revoked in notice.revoked {
-                    holds.remove(&revoked.partition);
-                }
-                holds.extend(notice.assigned.iter().map(|tp| tp.partition));
-                continue;
-            }
-            _ => continue,
-        };
-        if home == 0 && hold.load(Ordering::SeqCst) {
-            tally
-                .held
-                .lock()
-                .unwrap()
-                .push((id.clone(), delivery.ack_id));
-            continue;
-        }
-        let via = (uuid::Uuid::new_v4().as_u128() % REPLICAS as u128) as usize;
-        if via != home {
-            tally.elsewhere.fetch_add(1, Ordering::SeqCst);
-        }
-        match settle_one(&mut clients[via], &id, &delivery.ack_id).await {
-            Ok(result) if result.outcome == SettleOutcome::Accepted as i32 => {
-                *tally
-                    .accepted
-                    .lock()
-                    .unwrap()
-                    .entry(n(&delivery))
-                    .or_default() += 1;
-                if sampled < 5 {
-                    sampled += 1;
-                    let sample = (id.clone(), delivery.ack_id, home);
-                    tally.sample.lock().unwrap().push(sample);
-                }
-            }
-            // A partition revoked meanwhile: the owner says STALE too.
-            Ok(result) if result.outcome == SettleOutcome::Stale as i32 => {}
-            Ok(result) => tally.odd.lock().unwrap().push(format!("{result:?}")),
-            Err(status) if status.code() == Code::NotFound => {
-                tally.not_found.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(status) => tally.odd.lock().unwrap().push(format!("{status:?}")),
-        }
-    }
-}
-
-fn handled(tally: &Tally, range: std::ops::Range<i64>) -> usize {
-    let accepted = tally.accepted.lock().unwrap();
-    range.filter(|n| accepted.contains_key(n)).count()
-}
 
 /// A --route-key-file of one key, in a directory of its own.
 pub(crate) fn route_key_file(test: &str) -> std::path::PathBuf {
@@ -323,7 +210,13 @@ async fn settles_sent_to_any_replica_are_answered_as_their_owner_would() {
     let real = settle_one(&mut clients[2], id, ack).await.unwrap();
     assert_eq!(real.outcome, SettleOutcome::Accepted as i32, "{real:?}");
 
-    // The owner hangs: no answer within --forward-timeout is STALE.
+    // The owner hangs: no answer within --forward-timeout is STALE. The
+    // members send no Settle to it meanwhile, and none is left in flight.
+    tally.spare_zero.store(true, Ordering::SeqCst);
+    eventually("no member's Settle in flight at replica 0", || async {
+        tally.at_zero.load(Ordering::SeqCst) == 0
+    })
+    .await;
     sigstop(replicas[0].child.as_ref().unwrap());
     let (id, ack) = &held[0];
     let began = Instant::now();
@@ -376,12 +269,21 @@ async fn settles_sent_to_any_replica_are_answered_as_their_owner_would() {
     assert_eq!(direct.outcome, SettleOutcome::Stale as i32, "{direct:?}");
     assert!(direct.detail.contains("another process"), "{direct:?}");
     assert_eq!(through, direct);
+    tally.spare_zero.store(false, Ordering::SeqCst);
 
     // Its events come again through the group: none lost.
-    eventually("every event handled", || async {
-        handled(&tally, 0..FIRST + SECOND) == (FIRST + SECOND) as usize
+    let all = 0..FIRST + SECOND;
+    let every = within(PATIENCE, || async {
+        handled(&tally, all.clone()) == all.clone().count()
     })
     .await;
+    let accepted = tally.accepted.lock().unwrap().clone();
+    let missing: Vec<i64> = all.filter(|n| !accepted.contains_key(n)).collect();
+    let odd = tally.odd.lock().unwrap().clone();
+    assert!(
+        every,
+        "events never settled: {missing:?}; other answers: {odd:?}"
+    );
     assert_eq!(tally.not_found.load(Ordering::SeqCst), 0, "no NOT_FOUND");
     let odd = tally.odd.lock().unwrap().clone();
     assert!(odd.is_empty(), "answers no owner gives: {odd:?}");
