@@ -79,6 +79,13 @@ impl Stream {
 }
 
 /// The subscription id of a stream's first line.
+/// curl POSTing `body` as JSON to `url`, with `more` of curl's arguments
+/// before it: the answer's status and JSON body.
+pub(super) async fn post_json(url: &str, body: &str, more: &[&str]) -> (u16, Value) {
+    let args = ["-X", "POST", "-H", "content-type: application/json"];
+    curl(&[&args[..], more, &["-d", body, url]].concat()).await
+}
+
 async fn subscribed(stream: &mut Stream) -> String {
     let first = stream.json().await;
     first["result"]["subscribed"]["subscriptionId"]
@@ -185,16 +192,8 @@ async fn streams_read_with_curl_end_with_subscribe_s_status_as_their_last_line()
         .starts_with("data: {\"subscribed\""));
 
     let event = json!({"key": "k", "event": {"type": "t", "source": "/s", "text": "hello"}});
-    let (status, _) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "content-type: application/json",
-        "-d",
-        &event.to_string(),
-        &format!("{base}/topics/{topic}:publish"),
-    ])
-    .await;
+    let publish = format!("{base}/topics/{topic}:publish");
+    let (status, _) = post_json(&publish, &event.to_string(), &[]).await;
     assert_eq!(status, 200);
     for stream in [&mut ndjson, &mut posted] {
         let delivery = stream.delivery().await;
@@ -248,16 +247,8 @@ async fn a_delivery_streamed_by_one_replica_is_settled_as_json_at_another() {
     let delivery = stream.delivery().await;
     let ack_id = delivery["ackId"].as_str().unwrap();
     let body = json!({ "acks": [ack_id] }).to_string();
-    let (status, settled) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "content-type: application/json",
-        "-d",
-        &body,
-        &format!("http://{}/v1/subscriptions/{id}:settle", b.addr()),
-    ])
-    .await;
+    let settle = format!("http://{}/v1/subscriptions/{id}:settle", b.addr());
+    let (status, settled) = post_json(&settle, &body, &[]).await;
     assert_eq!(status, 200, "{settled}");
     assert_eq!(
         settled["results"][0]["outcome"], "SETTLE_OUTCOME_ACCEPTED",
@@ -300,18 +291,7 @@ async fn the_readme_s_fetch_reader_reads_a_stream_in_a_browser_with_a_token() {
     let publishing = tokio::spawn(async move {
         for n in 0.. {
             let event = json!({"event": {"id": format!("reader-{n}"), "type": "t", "source": "/s", "text": "x"}});
-            let (status, answer) = curl(&[
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/json",
-                "-H",
-                &bearer,
-                "-d",
-                &event.to_string(),
-                &url,
-            ])
-            .await;
+            let (status, answer) = post_json(&url, &event.to_string(), &["-H", &bearer]).await;
             assert_eq!(status, 200, "{answer}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

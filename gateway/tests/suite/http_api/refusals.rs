@@ -7,27 +7,12 @@ use serde_json::json;
 use testkit::*;
 use tokio::process::Command;
 
-use super::{curl, read_plain_async};
+use super::{curl, post_json, read_plain_async};
 
 #[tokio::test]
 async fn json_calls_are_refused_as_their_rpc_refuses_with_a_json_status() {
     let (broker, topic, gateway, _client) = fixture("http-api-refusals", 1).await;
     let base = format!("http://{}/v1", gateway.addr());
-    let json_post = |url: String, body: &'static str| {
-        let url = url.clone();
-        async move {
-            curl(&[
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/json",
-                "-d",
-                body,
-                &url,
-            ])
-            .await
-        }
-    };
     for (url, body, status, code, says) in [
         (
             format!("{base}/topics/{topic}:publish"),
@@ -79,7 +64,7 @@ async fn json_calls_are_refused_as_their_rpc_refuses_with_a_json_status() {
             "topics is empty",
         ),
     ] {
-        let (got, answer) = json_post(url.clone(), body).await;
+        let (got, answer) = post_json(&url, body, &[]).await;
         assert_eq!(got, status, "{url} {body}: {answer}");
         assert_eq!(answer["code"], code, "{answer}");
         assert!(
@@ -145,16 +130,7 @@ async fn an_event_time_ahead_of_the_broker_s_clock_is_stored_with_the_send_time_
     let mut answers = Vec::new();
     for time in ["2999-01-01T00:00:00Z", "2001-02-03T04:05:06Z"] {
         let event = json!({"event": {"type": "t", "source": "/s", "text": "x", "time": time}});
-        let (status, answer) = curl(&[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            &event.to_string(),
-            &url,
-        ])
-        .await;
+        let (status, answer) = post_json(&url, &event.to_string(), &[]).await;
         assert_eq!(status, 200, "{time}: {answer}");
         answers.push(answer);
     }
